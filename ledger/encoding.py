@@ -1,0 +1,97 @@
+"""Canonical MessagePack: the only byte format the ledger signs, hashes or stores.
+
+Allowed values: ``int`` (-2**63 .. 2**64-1), ``bytes`` (packed as bin), ``str`` (packed as str), ``list`` and
+``tuple`` (packed as arrays) and ``None``. Forbidden: floats (no floats in the ledger), ``bool`` (so that 1 and
+True never get confused), and dicts (maps): every ledger structure is a list with a fixed field order, so there is
+no key order to agree on. msgpack always picks the shortest encoding of a value, so the bytes of a value are unique;
+``unpack`` checks that by re-packing, which rejects any other spelling of the same value (a malleability guard: the
+same transaction cannot have two ids).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from ledger.errors import DecodeError, EncodeError
+
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+
+
+def _check(obj: object) -> None:
+    """Walk ``obj`` without recursion (a hostile nesting depth must not hit Python's recursion limit)."""
+    stack: list[tuple[object, str]] = [(obj, "$")]
+    while stack:
+        value, path = stack.pop()
+        t = type(value)
+        if t is int:
+            if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
+                raise EncodeError(path, "integer out of the 64-bit range")
+        elif t is bytes or t is str or value is None:
+            continue
+        elif t is list or t is tuple:
+            for i, item in enumerate(value):  # type: ignore[arg-type]
+                stack.append((item, f"{path}[{i}]"))
+        else:
+            raise EncodeError(path, f"type {t.__name__} is not allowed")
+
+
+def pack(obj: Any) -> bytes:
+    """Encode ``obj`` canonically; raises ``EncodeError`` on a float, bool, dict or other disallowed value."""
+    _check(obj)
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def _no_ext(code: int, data: bytes) -> object:
+    raise DecodeError("message", f"extension type {code} is not allowed")
+
+
+def unpack(
+    data: bytes,
+    *,
+    max_size: int,
+    max_container_len: int | None = None,
+    field: str = "message",
+    canonical: bool = True,
+) -> Any:
+    """Decode untrusted bytes with strict limits; raises ``DecodeError(field, reason)``.
+
+    ``max_size`` bounds the input; ``max_container_len`` (default: ``max_size``) bounds every array, str and bin.
+    Maps, ext types, floats and bools are rejected; with ``canonical`` the bytes must be exactly what ``pack``
+    would produce for the decoded value.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(field, f"expected bytes, got {type(data).__name__}")
+    if len(data) > max_size:
+        raise DecodeError(field, f"{len(data)} bytes exceeds the limit of {max_size}")
+    limit = max_size if max_container_len is None else max_container_len
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=limit,
+            max_bin_len=limit,
+            max_array_len=limit,
+            max_map_len=0,
+            max_ext_len=0,
+            ext_hook=_no_ext,
+        )
+    except DecodeError:
+        raise
+    except msgpack.ExtraData:
+        raise DecodeError(field, "trailing bytes after the value") from None
+    except UnicodeDecodeError:
+        raise DecodeError(field, "str is not valid UTF-8") from None
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError, OverflowError) as exc:
+        raise DecodeError(field, f"malformed MessagePack ({type(exc).__name__}: {exc})") from None
+    try:
+        canonical_bytes = pack(obj)
+    except EncodeError as exc:
+        raise DecodeError(f"{field}{exc.path[1:]}", exc.reason) from None
+    if canonical and canonical_bytes != bytes(data):
+        raise DecodeError(field, "not in canonical encoding")
+    return obj

@@ -1,0 +1,126 @@
+"""Chain parameters, fixed at genesis: integers only, each with a default and a range check."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from ledger.errors import InvalidGenesis
+from ledger.types import REPUTATION_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """Every number the ledger rules depend on; the genesis file may override any of them."""
+
+    min_fee: int = 1
+    """Smallest fee a tx may carry; fees go to the block proposer."""
+    min_stake: int = 1_000
+    """Stake a worker needs to register and to be eligible for jobs."""
+    unbonding_period: int = 20
+    """Blocks between an ``unbond`` and the tokens returning to the balance."""
+    slash_permille: int = 100
+    """Share of stake taken from the odd one out of a disputed job (per mille)."""
+    stall_slash_permille: int = 20
+    """Share of stake taken from a worker that missed a commit/reveal deadline (per mille)."""
+    equivocation_slash_permille: int = 500
+    """Share of worker stake taken from a validator caught signing two blocks at one height (per mille)."""
+    initial_reputation: int = 500
+    reputation_reward: int = 10
+    """Reputation gained by each worker whose result was accepted."""
+    reputation_penalty: int = 100
+    """Reputation lost by the odd one out of a dispute."""
+    reputation_stall_penalty: int = 50
+    """Reputation lost by a worker that stalled (missed a deadline)."""
+    min_reputation: int = 0
+    """Reputation a worker needs to be assigned, drawn as verifier or referee, or to bid."""
+    max_bids_per_job: int = 32
+    default_bid_window: int = 3
+    default_commit_window: int = 10
+    default_reveal_window: int = 5
+    max_window: int = 1_000
+    """Longest bid/commit/reveal window a job may ask for, in blocks."""
+    max_reassignments: int = 2
+    """How many times a job's stalled worker/verifier/referee may be replaced before it is refunded."""
+    max_summary_len: int = 256
+    """Longest result summary a reveal may carry (at most ``ledger.tx.MAX_SUMMARY_LEN``)."""
+    faucet: bytes | None = None
+    """Optional devnet faucet account (a 32-byte account id); the ledger gives it no special rights."""
+
+    def validate(self) -> None:
+        """Raise ``InvalidGenesis`` for any value out of range."""
+        from ledger.tx import MAX_SUMMARY_LEN
+
+        for f in fields(self):
+            if f.name == "faucet":
+                continue
+            v = getattr(self, f.name)
+            if type(v) is not int or v < 0 or v > 2**63 - 1:
+                raise InvalidGenesis(f"params.{f.name}", f"expected a non-negative integer, got {v!r}")
+        for name in ("slash_permille", "stall_slash_permille", "equivocation_slash_permille"):
+            if getattr(self, name) > 1000:
+                raise InvalidGenesis(f"params.{name}", "must be at most 1000 (per mille)")
+        for name in ("initial_reputation", "reputation_reward", "reputation_penalty", "reputation_stall_penalty",
+                     "min_reputation"):
+            if getattr(self, name) > REPUTATION_MAX:
+                raise InvalidGenesis(f"params.{name}", f"must be at most {REPUTATION_MAX}")
+        for name in ("default_bid_window", "default_commit_window", "default_reveal_window", "max_window",
+                     "max_bids_per_job", "max_summary_len"):
+            if getattr(self, name) < 1:
+                raise InvalidGenesis(f"params.{name}", "must be at least 1")
+        for name in ("default_bid_window", "default_commit_window", "default_reveal_window"):
+            if getattr(self, name) > self.max_window:
+                raise InvalidGenesis(f"params.{name}", f"exceeds max_window={self.max_window}")
+        if self.max_summary_len > MAX_SUMMARY_LEN:
+            raise InvalidGenesis("params.max_summary_len", f"must be at most {MAX_SUMMARY_LEN}")
+        if self.faucet is not None and (type(self.faucet) is not bytes or len(self.faucet) != 32):
+            raise InvalidGenesis("params.faucet", "expected a 32-byte account id")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Params:
+        """Defaults overridden by ``d``; ``faucet`` as 64 hex chars. Unknown keys are an error, not ignored."""
+        if not isinstance(d, dict):
+            raise InvalidGenesis("params", "expected a table/object")
+        known = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in d.items():
+            if key not in known:
+                raise InvalidGenesis(f"params.{key}", "unknown parameter")
+            if key == "faucet":
+                value = None if value in (None, "") else _account_from_hex(value, "params.faucet")
+            kwargs[key] = value
+        params = cls(**kwargs)
+        params.validate()
+        return params
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["faucet"] = self.faucet.hex() if self.faucet is not None else None
+        if d["faucet"] is None:
+            del d["faucet"]
+        return d
+
+    def to_list(self) -> list[Any]:
+        """Canonical field-ordered list (for the state encoding and root)."""
+        return [getattr(self, f.name) for f in fields(self)]
+
+    @classmethod
+    def from_list(cls, values: list[Any]) -> Params:
+        names = [f.name for f in fields(cls)]
+        if not isinstance(values, list) or len(values) != len(names):
+            raise InvalidGenesis("params", f"expected {len(names)} values")
+        params = cls(**dict(zip(names, values, strict=True)))
+        params.validate()
+        return params
+
+
+def _account_from_hex(value: Any, field: str) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidGenesis(field, "expected an account id as 64 hex characters")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise InvalidGenesis(field, "not valid hex") from None
+    if len(raw) != 32:
+        raise InvalidGenesis(field, f"expected 32 bytes (64 hex characters), got {len(raw)}")
+    return raw

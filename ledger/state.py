@@ -1,0 +1,510 @@
+"""The ledger state: accounts, allowances, workers, jobs, the slashed pool and the chain parameters.
+
+Mutation model (why it is fast and still atomic): records are small mutable objects kept in plain dicts. Every
+write goes through ``State.w_account`` / ``w_worker`` / ``w_job`` / ``set_allowance`` / ``set_slashed`` /
+``set_active``, which (inside a savepoint) first push the record's previous value onto an undo journal and mark
+the key dirty for the state root. ``apply_tx`` opens a savepoint, runs the handler and either releases it or
+rolls back, so a rejected tx costs only the few records it touched, never a copy of the whole state. Savepoints
+nest: the chain can open one around a whole block (``sp = state.savepoint()`` … ``state.rollback_to(sp)``) to
+try a proposal and throw it away.
+
+The state root is BLAKE2b over a canonical encoding: a leaf hash per record (cached, recomputed only for dirty
+keys), sorted by key within each section, then the section hashes and a header. ``state_root_uncached`` recomputes
+everything from scratch; tests check the two always agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.crypto import blake2b256
+from ledger.encoding import pack, unpack
+from ledger.errors import DecodeError, InvalidGenesis
+from ledger.params import Params
+from ledger.types import AccountId, Height, JobId, Tokens
+
+STATE_VERSION = 1
+MISSING: Any = object()
+
+# Job statuses (see ledger.jobs for the transitions).
+OPEN = "open"
+ASSIGNED = "assigned"
+REVEALING = "revealing"
+DISPUTED = "disputed"
+VERIFIED = "verified"
+FAILED = "failed"
+REFUNDED = "refunded"
+TERMINAL_STATUSES = frozenset({VERIFIED, FAILED, REFUNDED})
+JOB_STATUSES = (OPEN, ASSIGNED, REVEALING, DISPUTED, VERIFIED, FAILED, REFUNDED)
+
+
+class Account:
+    """A token account: spendable balance and the next nonce it must use."""
+
+    __slots__ = ("balance", "nonce")
+
+    def __init__(self, balance: Tokens = 0, nonce: int = 0) -> None:
+        self.balance = balance
+        self.nonce = nonce
+
+    def clone(self) -> Account:
+        return Account(self.balance, self.nonce)
+
+    def to_list(self) -> list[Any]:
+        return [self.balance, self.nonce]
+
+    def __repr__(self) -> str:
+        return f"Account(balance={self.balance}, nonce={self.nonce})"
+
+
+class Worker:
+    """A registered worker: bonded stake, stake on its way out, reputation, counters and its declared device."""
+
+    __slots__ = (
+        "active_jobs",
+        "capacity",
+        "device_kind",
+        "device_name",
+        "jobs_done",
+        "jobs_failed",
+        "memory_mb",
+        "registered_at",
+        "reputation",
+        "stake",
+        "unbonding",
+    )
+
+    def __init__(
+        self,
+        stake: Tokens,
+        reputation: int,
+        device_kind: str,
+        device_name: str,
+        memory_mb: int,
+        capacity: int,
+        registered_at: Height = 0,
+        unbonding: list[list[int]] | None = None,
+        jobs_done: int = 0,
+        jobs_failed: int = 0,
+        active_jobs: int = 0,
+    ) -> None:
+        self.stake = stake
+        self.reputation = reputation
+        self.device_kind = device_kind
+        self.device_name = device_name
+        self.memory_mb = memory_mb
+        self.capacity = capacity
+        self.registered_at = registered_at
+        self.unbonding: list[list[int]] = unbonding if unbonding is not None else []  # [release_height, amount]
+        self.jobs_done = jobs_done
+        self.jobs_failed = jobs_failed
+        self.active_jobs = active_jobs
+
+    @property
+    def unbonding_total(self) -> Tokens:
+        return sum(amount for _, amount in self.unbonding)
+
+    def clone(self) -> Worker:
+        return Worker(
+            self.stake, self.reputation, self.device_kind, self.device_name, self.memory_mb, self.capacity,
+            self.registered_at, [list(u) for u in self.unbonding], self.jobs_done, self.jobs_failed,
+            self.active_jobs,
+        )
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.stake, self.reputation, self.device_kind, self.device_name, self.memory_mb, self.capacity,
+            self.registered_at, [list(u) for u in self.unbonding], self.jobs_done, self.jobs_failed,
+            self.active_jobs,
+        ]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> Worker:
+        return cls(*v[:7], [list(u) for u in v[7]], *v[8:])
+
+    def __repr__(self) -> str:
+        return f"Worker(stake={self.stake}, rep={self.reputation}, {self.device_kind}, active={self.active_jobs})"
+
+
+class Job:
+    """A job and everything the lifecycle needs: spec, escrow, bids, roles, commits, reveals, verdict, timeline."""
+
+    __slots__ = (
+        "bid_deadline",
+        "bid_window",
+        "bids",
+        "client",
+        "commit_window",
+        "commits",
+        "dataset_digest",
+        "deadline",
+        "device",
+        "escrow",
+        "excluded",
+        "history",
+        "job_id",
+        "min_memory_mb",
+        "model",
+        "params_digest",
+        "price",
+        "reassignments",
+        "referee",
+        "result_artifact",
+        "result_summary",
+        "reveal_window",
+        "reveals",
+        "reward",
+        "status",
+        "submitted_at",
+        "tolerance_abs",
+        "tolerance_ppm",
+        "verdict",
+        "verification_fee",
+        "verifier",
+        "worker",
+    )
+
+    _SIMPLE = (
+        "job_id", "client", "model", "params_digest", "dataset_digest", "reward", "verification_fee",
+        "tolerance_abs", "tolerance_ppm", "device", "min_memory_mb", "bid_window", "commit_window",
+        "reveal_window", "status", "escrow", "submitted_at", "bid_deadline", "deadline", "worker", "price",
+        "verifier", "referee", "verdict", "result_summary", "result_artifact", "reassignments",
+    )
+
+    def __init__(self, **kw: Any) -> None:
+        for name in self._SIMPLE:
+            setattr(self, name, kw.get(name))
+        self.bids: dict[AccountId, Tokens] = kw.get("bids") or {}
+        self.commits: dict[AccountId, bytes] = kw.get("commits") or {}
+        self.reveals: dict[AccountId, tuple[list[int], bytes]] = kw.get("reveals") or {}
+        self.excluded: list[AccountId] = kw.get("excluded") or []
+        self.history: list[tuple[str, Height]] = kw.get("history") or []
+        if self.reassignments is None:
+            self.reassignments = 0
+        if self.price is None:
+            self.price = 0
+        if self.verdict is None:
+            self.verdict = ""
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def participants(self) -> list[AccountId]:
+        """The workers currently holding a role (worker, verifier, referee), in that order."""
+        return [a for a in (self.worker, self.verifier, self.referee) if a is not None]
+
+    def clone(self) -> Job:
+        j = Job.__new__(Job)
+        for name in self._SIMPLE:
+            setattr(j, name, getattr(self, name))
+        j.bids = dict(self.bids)
+        j.commits = dict(self.commits)
+        j.reveals = dict(self.reveals)  # values are never mutated in place, only replaced
+        j.excluded = list(self.excluded)
+        j.history = list(self.history)
+        return j
+
+    def to_list(self) -> list[Any]:
+        simple = [getattr(self, name) for name in self._SIMPLE]
+        return [
+            *simple,
+            sorted([k, v] for k, v in self.bids.items()),
+            sorted([k, v] for k, v in self.commits.items()),
+            sorted([k, list(s), d] for k, (s, d) in self.reveals.items()),
+            sorted(self.excluded),
+            [list(h) for h in self.history],
+        ]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> Job:
+        n = len(cls._SIMPLE)
+        kw = dict(zip(cls._SIMPLE, v[:n], strict=True))
+        bids, commits, reveals, excluded, history = v[n:]
+        return cls(
+            **kw,
+            bids={k: p for k, p in bids},
+            commits={k: c for k, c in commits},
+            reveals={k: (s, d) for k, s, d in reveals},
+            excluded=list(excluded),
+            history=[(s, h) for s, h in history],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view (hex for bytes) for the API and dashboard."""
+
+        def h(b: bytes | None) -> str | None:
+            return None if b is None else b.hex()
+
+        d: dict[str, Any] = {}
+        for name in self._SIMPLE:
+            v = getattr(self, name)
+            d[name] = h(v) if isinstance(v, bytes) else v
+        d["bids"] = {h(k): p for k, p in sorted(self.bids.items())}
+        d["commits"] = {h(k): h(c) for k, c in sorted(self.commits.items())}
+        d["reveals"] = {
+            h(k): {"summary": list(s), "artifact_digest": h(a)} for k, (s, a) in sorted(self.reveals.items())
+        }
+        d["excluded"] = [h(a) for a in sorted(self.excluded)]
+        d["history"] = [{"status": s, "height": hh} for s, hh in self.history]
+        return d
+
+    def __repr__(self) -> str:
+        return f"Job({self.job_id.hex()[:12]}, {self.status}, escrow={self.escrow})"
+
+
+_SECTIONS = ("account", "allowance", "worker", "job")
+
+
+class State:
+    """The whole ledger state. ``apply_tx`` and the block hooks mutate it in place (see the module docstring)."""
+
+    def __init__(self, chain_id: str, params: Params, validators: list[AccountId] | None = None,
+                 genesis_time: int = 0) -> None:
+        self.chain_id = chain_id
+        self.params = params
+        self.validators: list[AccountId] = list(validators or [])
+        self.genesis_time = genesis_time
+        self.height: Height = 0
+        self.slashed_pool: Tokens = 0
+        self.accounts: dict[AccountId, Account] = {}
+        self.allowances: dict[tuple[AccountId, AccountId], Tokens] = {}
+        self.workers: dict[AccountId, Worker] = {}
+        self.jobs: dict[JobId, Job] = {}
+        # Derived index: ids of jobs not yet terminal (so block hooks do not scan every job ever posted).
+        self.active_jobs: dict[JobId, None] = {}
+        self._journal: list[tuple[Any, Any, Any, str | None]] = []
+        self._depth = 0
+        self._dirty: set[tuple[str, Any]] = set()
+        self._leaves: dict[str, dict[Any, bytes]] = {s: {} for s in _SECTIONS}
+        self._section_hash: dict[str, bytes] = {}
+
+    # ---- savepoints -------------------------------------------------------------------------------------------
+    def savepoint(self) -> int:
+        """Open a savepoint; every write after it can be undone with ``rollback_to``."""
+        self._depth += 1
+        return len(self._journal)
+
+    def release(self, sp: int) -> None:
+        """Keep the writes since ``sp`` (they stay undoable by an enclosing savepoint, if any)."""
+        self._depth -= 1
+        if self._depth == 0:
+            self._journal.clear()
+
+    def rollback_to(self, sp: int) -> None:
+        """Undo every write since ``sp`` and close that savepoint."""
+        journal = self._journal
+        while len(journal) > sp:
+            container, key, old, section = journal.pop()
+            if old is MISSING:
+                container.pop(key, None)
+            else:
+                container[key] = old
+            if section is not None:
+                self._dirty.add((section, key))
+        self._depth -= 1
+        if self._depth == 0:
+            journal.clear()
+
+    def _record(self, container: Any, key: Any, old: Any, section: str | None) -> None:
+        if self._depth:
+            self._journal.append((container, key, old, section))
+        if section is not None:
+            self._dirty.add((section, key))
+
+    # ---- reads ------------------------------------------------------------------------------------------------
+    def balance(self, account: AccountId) -> Tokens:
+        acc = self.accounts.get(account)
+        return acc.balance if acc is not None else 0
+
+    def nonce(self, account: AccountId) -> int:
+        acc = self.accounts.get(account)
+        return acc.nonce if acc is not None else 0
+
+    def allowance(self, owner: AccountId, spender: AccountId) -> Tokens:
+        return self.allowances.get((owner, spender), 0)
+
+    # ---- writes (journaled) -----------------------------------------------------------------------------------
+    def w_account(self, account: AccountId) -> Account:
+        """The account record, ready to modify (created empty if missing)."""
+        acc = self.accounts.get(account)
+        if acc is None:
+            acc = Account()
+            self._record(self.accounts, account, MISSING, "account")
+            self.accounts[account] = acc
+        else:
+            self._record(self.accounts, account, acc.clone(), "account")
+        return acc
+
+    def w_worker(self, account: AccountId) -> Worker:
+        """The worker record, ready to modify (``KeyError`` if not registered)."""
+        w = self.workers[account]
+        self._record(self.workers, account, w.clone(), "worker")
+        return w
+
+    def put_worker(self, account: AccountId, worker: Worker) -> None:
+        self._record(self.workers, account, self.workers.get(account, MISSING), "worker")
+        self.workers[account] = worker
+
+    def w_job(self, job_id: JobId) -> Job:
+        """The job record, ready to modify (``KeyError`` if unknown)."""
+        j = self.jobs[job_id]
+        self._record(self.jobs, job_id, j.clone(), "job")
+        return j
+
+    def put_job(self, job: Job) -> None:
+        self._record(self.jobs, job.job_id, self.jobs.get(job.job_id, MISSING), "job")
+        self.jobs[job.job_id] = job
+
+    def set_allowance(self, owner: AccountId, spender: AccountId, amount: Tokens) -> None:
+        key = (owner, spender)
+        self._record(self.allowances, key, self.allowances.get(key, MISSING), "allowance")
+        if amount:
+            self.allowances[key] = amount
+        else:
+            self.allowances.pop(key, None)
+
+    def set_slashed(self, amount: Tokens) -> None:
+        self._record(self.__dict__, "slashed_pool", self.slashed_pool, None)
+        self.slashed_pool = amount
+
+    def set_height(self, height: Height) -> None:
+        self._record(self.__dict__, "height", self.height, None)
+        self.height = height
+
+    def set_active(self, job_id: JobId, active: bool) -> None:
+        present = job_id in self.active_jobs
+        if present == active:
+            return
+        self._record(self.active_jobs, job_id, None if present else MISSING, None)
+        if active:
+            self.active_jobs[job_id] = None
+        else:
+            del self.active_jobs[job_id]
+
+    # ---- whole-state helpers ----------------------------------------------------------------------------------
+    def copy(self) -> State:
+        """An independent deep copy (O(size)); prefer savepoints when a rollback is all you need."""
+        s = State(self.chain_id, self.params, self.validators, self.genesis_time)
+        s.height = self.height
+        s.slashed_pool = self.slashed_pool
+        s.accounts = {k: v.clone() for k, v in self.accounts.items()}
+        s.allowances = dict(self.allowances)
+        s.workers = {k: v.clone() for k, v in self.workers.items()}
+        s.jobs = {k: v.clone() for k, v in self.jobs.items()}
+        s.active_jobs = dict(self.active_jobs)
+        s._dirty = set(self._dirty)
+        s._leaves = {k: dict(v) for k, v in self._leaves.items()}
+        s._section_hash = dict(self._section_hash)
+        return s
+
+
+def total_supply(state: State) -> Tokens:
+    """Every token in existence: balances + stakes + unbonding + job escrow + the slashed pool."""
+    total = sum(a.balance for a in state.accounts.values())
+    for w in state.workers.values():
+        total += w.stake + w.unbonding_total
+    total += sum(j.escrow for j in state.jobs.values())
+    return total + state.slashed_pool
+
+
+# ---- canonical encoding and root ------------------------------------------------------------------------------
+def _leaf_value(section: str, key: Any, record: Any) -> list[Any]:
+    if section == "allowance":
+        return [key[0], key[1], record]
+    return [key, record.to_list()]
+
+
+def _section_dict(state: State, section: str) -> dict[Any, Any]:
+    return {"account": state.accounts, "allowance": state.allowances, "worker": state.workers,
+            "job": state.jobs}[section]
+
+
+def _header(state: State) -> bytes:
+    return pack([STATE_VERSION, state.chain_id, state.genesis_time, state.height, state.slashed_pool,
+                 state.params.to_list(), list(state.validators)])
+
+
+def _sort_key(section: str, key: Any) -> bytes:
+    return key[0] + key[1] if section == "allowance" else key
+
+
+def state_root(state: State) -> bytes:
+    """The 32-byte commitment to the whole state; only records written since the last call are re-hashed."""
+    dirty_sections: set[str] = set()
+    for section, key in state._dirty:
+        dirty_sections.add(section)
+        record = _section_dict(state, section).get(key, MISSING)
+        leaves = state._leaves[section]
+        if record is MISSING:
+            leaves.pop(key, None)
+        else:
+            leaves[key] = blake2b256(pack(_leaf_value(section, key, record)))
+    state._dirty.clear()
+    for section in _SECTIONS:
+        if section in dirty_sections or section not in state._section_hash:
+            leaves = state._leaves[section]
+            ordered = sorted(leaves.items(), key=lambda kv, s=section: _sort_key(s, kv[0]))
+            state._section_hash[section] = blake2b256(b"".join(_sort_key(section, k) + h for k, h in ordered))
+    return blake2b256(_header(state) + b"".join(state._section_hash[s] for s in _SECTIONS))
+
+
+def state_root_uncached(state: State) -> bytes:
+    """The same root computed from scratch, ignoring every cache (for tests and audits)."""
+    parts = []
+    for section in _SECTIONS:
+        d = _section_dict(state, section)
+        ordered = sorted(d.items(), key=lambda kv, s=section: _sort_key(s, kv[0]))
+        parts.append(blake2b256(b"".join(
+            _sort_key(section, k) + blake2b256(pack(_leaf_value(section, k, v))) for k, v in ordered
+        )))
+    return blake2b256(_header(state) + b"".join(parts))
+
+
+MAX_STATE_BYTES = 1 << 30
+
+
+def encode_state(state: State) -> bytes:
+    """A canonical snapshot of the state (what the store writes and ``decode_state`` reads back)."""
+    return pack([
+        STATE_VERSION,
+        state.chain_id,
+        state.genesis_time,
+        state.height,
+        state.slashed_pool,
+        state.params.to_list(),
+        list(state.validators),
+        sorted([k, *v.to_list()] for k, v in state.accounts.items()),
+        sorted([o, s, a] for (o, s), a in state.allowances.items()),
+        sorted([k, v.to_list()] for k, v in state.workers.items()),
+        sorted([k, v.to_list()] for k, v in state.jobs.items()),
+    ])
+
+
+def decode_state(data: bytes) -> State:
+    """Rebuild a ``State`` from ``encode_state`` bytes; raises ``DecodeError`` on anything malformed."""
+    obj = unpack(data, max_size=MAX_STATE_BYTES, field="state")
+    try:
+        (version, chain_id, genesis_time, height, slashed, params_list, validators, accounts, allowances,
+         workers, jobs) = obj
+    except (TypeError, ValueError):
+        raise DecodeError("state", "expected an 11-element list") from None
+    if version != STATE_VERSION:
+        raise DecodeError("state.version", f"unsupported version {version!r}")
+    try:
+        params = Params.from_list(params_list)
+    except (InvalidGenesis, TypeError) as exc:
+        raise DecodeError("state.params", str(exc)) from None
+    try:
+        s = State(chain_id, params, validators, genesis_time)
+        s.height = height
+        s.slashed_pool = slashed
+        s.accounts = {k: Account(b, n) for k, b, n in accounts}
+        s.allowances = {(o, sp): a for o, sp, a in allowances}
+        s.workers = {k: Worker.from_list(v) for k, v in workers}
+        s.jobs = {k: Job.from_list(v) for k, v in jobs}
+    except (TypeError, ValueError) as exc:
+        raise DecodeError("state", f"malformed record: {exc}") from None
+    s.active_jobs = {k: None for k, j in sorted(s.jobs.items()) if not j.is_terminal}
+    s._dirty = {(sec, k) for sec in _SECTIONS for k in _section_dict(s, sec)}
+    return s
