@@ -1,0 +1,309 @@
+"""A simulation harness for consensus: N validators in one trio process over a faulty in-memory network.
+
+``SimNetwork`` delivers Python objects between node ids with per-link delay (uniform jitter, which also reorders),
+loss, duplication and partitions, driven by a seeded ``random.Random`` so a failing schedule replays exactly.
+``SimNode`` is the driver the node layer should copy: one input channel (network messages, fired timeouts,
+rebroadcast ticks), one ``ConsensusMachine``, and an application (``SimApp``) that builds, validates and commits
+values and serves block sync. Run it under ``trio.testing.MockClock(autojump_threshold=0)``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from ledger import consensus as c
+from ledger.block import Commit, Proposal, Vote
+from ledger.types import AccountId
+
+
+@dataclass
+class LinkFaults:
+    """Faults on one directed link. Delays are uniform in [min, max] ms, so messages overtake each other."""
+
+    delay_min_ms: int = 1
+    delay_max_ms: int = 20
+    loss: float = 0.0
+    duplicate: float = 0.0
+
+
+@dataclass(frozen=True)
+class Envelope:
+    src: int
+    payload: Any
+
+
+@dataclass(frozen=True)
+class ProposalMsg:
+    proposal: Proposal
+    value: Any
+
+
+@dataclass(frozen=True)
+class VoteMsg:
+    vote: Vote
+
+
+@dataclass(frozen=True)
+class GetBlocksMsg:
+    from_height: int
+    to_height: int
+
+
+@dataclass(frozen=True)
+class BlocksMsg:
+    blocks: list[tuple[Any, Commit]]
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time to rebroadcast our own messages for the current round."""
+
+
+@dataclass
+class NetStats:
+    sent: int = 0
+    delivered: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    partitioned: int = 0
+
+
+class SimNetwork:
+    """An in-memory network between integer node ids; ``send`` never blocks and never raises."""
+
+    def __init__(self, rng: random.Random, default: LinkFaults | None = None) -> None:
+        self.rng = rng
+        self.default = default or LinkFaults()
+        self.links: dict[tuple[int, int], LinkFaults] = {}
+        self.groups: list[set[int]] | None = None
+        self.inboxes: dict[int, trio.MemorySendChannel[Any]] = {}
+        self.stats = NetStats()
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the delivery tasks; start with ``await nursery.start(net.run)``."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def register(self, node: int) -> tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]]:
+        send, recv = trio.open_memory_channel[Any](math.inf)
+        self.inboxes[node] = send
+        return send, recv
+
+    def partition(self, groups: list[set[int]]) -> None:
+        self.groups = groups
+
+    def heal(self) -> None:
+        self.groups = None
+        self.links.clear()
+
+    def _connected(self, a: int, b: int) -> bool:
+        if self.groups is None:
+            return True
+        return any(a in g and b in g for g in self.groups)
+
+    def send(self, src: int, dst: int, payload: Any) -> None:
+        self.stats.sent += 1
+        if not self._connected(src, dst):
+            self.stats.partitioned += 1
+            return
+        faults = self.links.get((src, dst), self.default)
+        if faults.loss and self.rng.random() < faults.loss:
+            self.stats.lost += 1
+            return
+        copies = 2 if faults.duplicate and self.rng.random() < faults.duplicate else 1
+        self.stats.duplicated += copies - 1
+        assert self._nursery is not None, "start the network first"
+        for _ in range(copies):
+            delay = self.rng.randint(faults.delay_min_ms, faults.delay_max_ms) / 1000
+            self._nursery.start_soon(self._deliver, src, dst, payload, delay)
+
+    def broadcast(self, src: int, payload: Any) -> None:
+        for dst in sorted(self.inboxes):
+            if dst != src:
+                self.send(src, dst, payload)
+
+    async def _deliver(self, src: int, dst: int, payload: Any, delay: float) -> None:
+        await trio.sleep(delay)
+        # A partition that starts while a message is in flight cuts it too.
+        if not self._connected(src, dst):
+            self.stats.partitioned += 1
+            return
+        self.stats.delivered += 1
+        self.inboxes[dst].send_nowait(Envelope(src, payload))
+
+
+class SimApp(Protocol):
+    """What the driver needs from the application: build, validate, commit, and serve/apply synced blocks."""
+
+    next_height: int
+
+    def value_id(self, value: Any) -> bytes: ...
+    def validate(self, height: int, value: Any) -> bool: ...
+    def build(self, height: int, round_: int, proposer: AccountId, now_ms: int, evidence: list[Any]) -> Any: ...
+    def commit(self, value: Any, commit: Commit) -> None: ...
+    def get_blocks(self, from_height: int, to_height: int) -> list[tuple[Any, Commit]]: ...
+    def apply_synced(self, value: Any, commit: Commit) -> bool: ...
+
+
+@dataclass
+class Byzantine:
+    """How a faulty validator misbehaves: ``equivocate`` signs conflicting votes/proposals to different halves of
+    the network; ``invalid`` proposes values built by ``make_invalid``."""
+
+    mode: str
+    make_invalid: Callable[[int, int, Any], Any] | None = None
+    make_conflicting: Callable[[int, int, Any], Any] | None = None
+
+
+@dataclass
+class SimNode:
+    """One validator: a single input channel feeding one consensus machine, as the node's driver will."""
+
+    node_id: int
+    machine: c.ConsensusMachine[Any]
+    app: SimApp
+    net: SimNetwork
+    account_to_node: dict[AccountId, int]
+    rebroadcast_ms: int = 1000
+    byzantine: Byzantine | None = None
+    key: Any = None
+    decided: list[tuple[int, bytes]] = field(default_factory=list)
+    evidence: list[Any] = field(default_factory=list)
+    _inbox: trio.MemorySendChannel[Any] | None = None
+    _nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        send, recv = self.net.register(self.node_id)
+        self._inbox = send
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._ticker)
+            self._process(c.Start())
+            task_status.started()
+            async for item in recv:
+                self._on_input(item)
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(self.rebroadcast_ms / 1000)
+            assert self._inbox is not None
+            self._inbox.send_nowait(Tick())
+
+    async def _timer(self, delay_ms: int, event: c.TimeoutFired) -> None:
+        await trio.sleep(delay_ms / 1000)
+        assert self._inbox is not None
+        self._inbox.send_nowait(event)
+
+    def _on_input(self, item: Any) -> None:
+        if isinstance(item, c.TimeoutFired):
+            self._process(item)
+        elif isinstance(item, Tick):
+            self._process(c.Rebroadcast())
+        elif isinstance(item, Envelope):
+            msg = item.payload
+            if isinstance(msg, ProposalMsg):
+                self._process(c.ProposalReceived(msg.proposal, msg.value))
+            elif isinstance(msg, VoteMsg):
+                self._process(c.VoteReceived(msg.vote))
+            elif isinstance(msg, GetBlocksMsg):
+                blocks = self.app.get_blocks(msg.from_height, msg.to_height)
+                if blocks:
+                    self.net.send(self.node_id, item.src, BlocksMsg(blocks))
+            elif isinstance(msg, BlocksMsg):
+                applied = False
+                for value, commit in msg.blocks:
+                    if commit.height == self.app.next_height:
+                        if not self.app.apply_synced(value, commit):
+                            break
+                        self.decided.append((commit.height, self.app.value_id(value)))
+                        applied = True
+                if applied:
+                    self._process(c.SyncedTo(self.app.next_height))
+
+    def _now_ms(self) -> int:
+        return int(trio.current_time() * 1000)
+
+    def _process(self, first: c.Event) -> None:
+        # Events produced by our own actions (a built value) are handled before the next input is read.
+        queue: list[c.Event] = [first]
+        while queue:
+            for action in self.machine.handle(queue.pop(0)):
+                follow = self._act(action)
+                if follow is not None:
+                    queue.append(follow)
+
+    def _act(self, action: c.Action) -> c.Event | None:
+        assert self._nursery is not None
+        if isinstance(action, c.BroadcastVote):
+            self._broadcast_vote(action.vote)
+        elif isinstance(action, c.BroadcastProposal):
+            self._broadcast_proposal(action.proposal, action.value)
+        elif isinstance(action, c.ScheduleTimeout):
+            self._nursery.start_soon(
+                self._timer, action.delay_ms, c.TimeoutFired(action.height, action.round, action.step)
+            )
+        elif isinstance(action, c.BuildProposal):
+            me = self.machine.me
+            assert me is not None
+            value = self.app.build(action.height, action.round, me, self._now_ms(), list(self.machine.evidence))
+            if self.byzantine is not None and self.byzantine.mode == "invalid":
+                assert self.byzantine.make_invalid is not None
+                value = self.byzantine.make_invalid(action.height, action.round, value)
+            return c.ValueReady(action.height, action.round, value)
+        elif isinstance(action, c.Decide):
+            self.app.commit(action.value, action.commit)
+            self.decided.append((action.commit.height, action.commit.block_hash))
+        elif isinstance(action, c.EvidenceFound):
+            self.evidence.append(action.evidence)
+        elif isinstance(action, c.Behind):
+            node = self.account_to_node.get(action.validator)
+            if node is not None and node != self.node_id:
+                self.net.send(self.node_id, node, GetBlocksMsg(self.app.next_height, action.seen_height - 1))
+        return None
+
+    def _halves(self) -> tuple[list[int], list[int]]:
+        others = [n for n in sorted(self.net.inboxes) if n != self.node_id]
+        return others[: len(others) // 2], others[len(others) // 2 :]
+
+    def _broadcast_vote(self, vote: Vote) -> None:
+        if self.byzantine is None or self.byzantine.mode != "equivocate" or vote.block_hash is None:
+            self.net.broadcast(self.node_id, VoteMsg(vote))
+            return
+        # Sign a conflicting vote (nil) for the same step: the first half sees one version, the second half both
+        # (in either order), as gossip relaying would show them.
+        other = Vote.sign(self.key, self.machine.chain_id, vote.vote_type, vote.height, vote.round, None)
+        first, second = self._halves()
+        for n in first:
+            self.net.send(self.node_id, n, VoteMsg(vote))
+        for n in second:
+            self.net.send(self.node_id, n, VoteMsg(other))
+            self.net.send(self.node_id, n, VoteMsg(vote))
+
+    def _broadcast_proposal(self, proposal: Proposal, value: Any) -> None:
+        byz = self.byzantine
+        if byz is None or byz.mode != "equivocate" or byz.make_conflicting is None:
+            self.net.broadcast(self.node_id, ProposalMsg(proposal, value))
+            return
+        alt = byz.make_conflicting(proposal.height, proposal.round, value)
+        alt_p = Proposal.sign(
+            self.key,
+            self.machine.chain_id,
+            proposal.height,
+            proposal.round,
+            proposal.pol_round,
+            self.app.value_id(alt),
+        )
+        first, second = self._halves()
+        for n in first:
+            self.net.send(self.node_id, n, ProposalMsg(proposal, value))
+        for n in second:
+            self.net.send(self.node_id, n, ProposalMsg(alt_p, alt))

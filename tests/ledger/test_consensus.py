@@ -1,0 +1,233 @@
+"""The Tendermint machine in isolation, over opaque byte values: rules fire on the right inputs, and only then."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from nacl.signing import SigningKey
+
+from ledger import consensus as c
+from ledger.block import Proposal, Vote, VoteType, verify_commit
+
+CHAIN = "test-chain"
+
+
+def vid(value: bytes) -> bytes:
+    return hashlib.blake2b(value, digest_size=32).digest()
+
+
+def make_keys(n: int) -> list[SigningKey]:
+    return [SigningKey(bytes([i + 1]) * 32) for i in range(n)]
+
+
+def machine(keys: list[SigningKey], me: int | None, height: int = 1, valid=lambda h, v: True):
+    return c.ConsensusMachine(
+        chain_id=CHAIN,
+        validators=[bytes(k.verify_key) for k in keys],
+        height=height,
+        value_id=vid,
+        validate=valid,
+        signing_key=None if me is None else keys[me],
+        config=c.test_config(),
+    )
+
+
+def of(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def votes(keys, idxs, vtype, height, round_, block_hash):
+    return [c.VoteReceived(Vote.sign(keys[i], CHAIN, vtype, height, round_, block_hash)) for i in idxs]
+
+
+def test_single_validator_decides_alone():
+    keys = make_keys(1)
+    m = machine(keys, 0)
+    acts = m.handle(c.Start())
+    (t,) = of(acts, c.ScheduleTimeout)
+    assert t.step is c.Step.NEW_HEIGHT
+    acts = m.handle(c.TimeoutFired(1, 0, c.Step.NEW_HEIGHT))
+    (build,) = of(acts, c.BuildProposal)
+    assert (build.height, build.round) == (1, 0)
+    acts = m.handle(c.ValueReady(1, 0, b"block-1"))
+    (decide,) = of(acts, c.Decide)
+    assert decide.value == b"block-1"
+    verify_commit(decide.commit, m.validators, CHAIN, height=1, block_hash=vid(b"block-1"))
+    assert m.height == 2 and m.step is c.Step.NEW_HEIGHT
+
+
+def test_proposer_rotates_with_height_and_round():
+    keys = make_keys(4)
+    vals = [bytes(k.verify_key) for k in keys]
+    assert [c.proposer_for(vals, 1, r) for r in range(4)] == [vals[1], vals[2], vals[3], vals[0]]
+    assert c.proposer_for(vals, 6, 1) == vals[3]
+
+
+def test_timeouts_grow_per_round_and_config_is_checked():
+    cfg = c.test_config()
+    assert cfg.timeout_ms(c.Step.PROPOSE, 3) > cfg.timeout_ms(c.Step.PROPOSE, 0)
+    assert cfg.timeout_ms(c.Step.PRECOMMIT, 2) == cfg.timeout_precommit_ms + 2 * cfg.timeout_precommit_delta_ms
+    with pytest.raises(c.InvalidConfig) as exc:
+        c.ConsensusConfig(timeout_prevote_ms=-1).validate()
+    assert exc.value.field_name == "timeout_prevote_ms"
+    with pytest.raises(c.NotAValidator):
+        c.ConsensusMachine(
+            chain_id=CHAIN,
+            validators=[bytes(k.verify_key) for k in make_keys(2)],
+            height=1,
+            value_id=vid,
+            validate=lambda h, v: True,
+            signing_key=SigningKey(b"\x09" * 32),
+        )
+
+
+def _at_propose(keys, me, valid=lambda h, v: True):
+    m = machine(keys, me, valid=valid)
+    m.handle(c.Start())
+    m.handle(c.TimeoutFired(1, 0, c.Step.NEW_HEIGHT))
+    return m
+
+
+def test_valid_proposal_gets_prevote_invalid_gets_nil():
+    keys = make_keys(4)  # proposer for (1, 0) is validator 1
+    for valid, expected in ((True, vid(b"v")), (False, None)):
+        m = _at_propose(keys, 0, valid=lambda h, v, ok=valid: ok)
+        p = Proposal.sign(keys[1], CHAIN, 1, 0, -1, vid(b"v"))
+        acts = m.handle(c.ProposalReceived(p, b"v"))
+        (bv,) = of(acts, c.BroadcastVote)
+        assert bv.vote.vote_type is VoteType.PREVOTE and bv.vote.block_hash == expected
+        assert m.step is c.Step.PREVOTE
+
+
+def test_proposal_from_wrong_proposer_or_bad_signature_is_refused():
+    keys = make_keys(4)
+    m = _at_propose(keys, 0)
+    wrong = Proposal.sign(keys[2], CHAIN, 1, 0, -1, vid(b"v"))
+    assert of(m.handle(c.ProposalReceived(wrong, b"v")), c.BroadcastVote) == []
+    assert m.stats.wrong_proposer == 1
+    good = Proposal.sign(keys[1], CHAIN, 1, 0, -1, vid(b"v"))
+    forged = Proposal(good.height, good.round, good.pol_round, vid(b"other"), good.proposer, good.signature)
+    assert of(m.handle(c.ProposalReceived(forged, b"other")), c.BroadcastVote) == []
+    assert m.stats.bad_signature == 1
+    assert m.step is c.Step.PROPOSE
+
+
+def test_lock_then_commit_and_commit_certificate_verifies():
+    keys = make_keys(4)
+    m = _at_propose(keys, 0)
+    h = vid(b"v")
+    m.handle(c.ProposalReceived(Proposal.sign(keys[1], CHAIN, 1, 0, -1, h), b"v"))
+    acts = []
+    for ev in votes(keys, [1, 2], VoteType.PREVOTE, 1, 0, h):
+        acts += m.handle(ev)
+    (pc,) = of(acts, c.BroadcastVote)
+    assert pc.vote.vote_type is VoteType.PRECOMMIT and pc.vote.block_hash == h
+    assert m.locked_round == 0 and m.locked_value == b"v"
+    acts = []
+    for ev in votes(keys, [1, 2], VoteType.PRECOMMIT, 1, 0, h):
+        acts += m.handle(ev)
+    (d,) = of(acts, c.Decide)
+    assert d.value == b"v" and len(d.commit.signatures) == 3
+    verify_commit(d.commit, m.validators, CHAIN, height=1, block_hash=h)
+
+
+def test_locked_validator_prevotes_nil_for_a_different_value_without_newer_polka():
+    keys = make_keys(4)
+    m = _at_propose(keys, 0)
+    h = vid(b"v")
+    m.handle(c.ProposalReceived(Proposal.sign(keys[1], CHAIN, 1, 0, -1, h), b"v"))
+    for ev in votes(keys, [1, 2], VoteType.PREVOTE, 1, 0, h):
+        m.handle(ev)
+    assert m.locked_value == b"v"
+    # Round 0 fails to commit; round 1's proposer (validator 2) proposes something else with no proof of lock.
+    for ev in votes(keys, [1, 2, 3], VoteType.PRECOMMIT, 1, 0, None):
+        m.handle(ev)
+    m.handle(c.TimeoutFired(1, 0, c.Step.PRECOMMIT))
+    assert m.round == 1 and m.step is c.Step.PROPOSE
+    acts = m.handle(c.ProposalReceived(Proposal.sign(keys[2], CHAIN, 1, 1, -1, vid(b"w")), b"w"))
+    (pv,) = of(acts, c.BroadcastVote)
+    assert pv.vote.block_hash is None
+    # A proposer re-proposing the locked value with its polka round is prevoted.
+    m2 = _at_propose(keys, 0)
+    m2.handle(c.ProposalReceived(Proposal.sign(keys[1], CHAIN, 1, 0, -1, h), b"v"))
+    for ev in votes(keys, [1, 2], VoteType.PREVOTE, 1, 0, h):
+        m2.handle(ev)
+    for ev in votes(keys, [1, 2, 3], VoteType.PRECOMMIT, 1, 0, None):
+        m2.handle(ev)
+    m2.handle(c.TimeoutFired(1, 0, c.Step.PRECOMMIT))
+    acts = m2.handle(c.ProposalReceived(Proposal.sign(keys[2], CHAIN, 1, 1, 0, h), b"v"))
+    (pv,) = of(acts, c.BroadcastVote)
+    assert pv.vote.block_hash == h
+
+
+def test_timeouts_move_steps_and_rounds():
+    keys = make_keys(4)
+    m = _at_propose(keys, 0)
+    acts = m.handle(c.TimeoutFired(1, 0, c.Step.PROPOSE))
+    assert of(acts, c.BroadcastVote)[0].vote.block_hash is None and m.step is c.Step.PREVOTE
+    # A stale timeout is ignored.
+    assert m.handle(c.TimeoutFired(1, 0, c.Step.PROPOSE)) == []
+    acts = []
+    for ev in votes(keys, [1, 2], VoteType.PREVOTE, 1, 0, vid(b"x")):
+        acts += m.handle(ev)
+    (t,) = of(acts, c.ScheduleTimeout)
+    assert t.step is c.Step.PREVOTE
+    m.handle(c.TimeoutFired(1, 0, c.Step.PREVOTE))
+    assert m.step is c.Step.PRECOMMIT
+    acts = []
+    for ev in votes(keys, [1, 2], VoteType.PRECOMMIT, 1, 0, None):
+        acts += m.handle(ev)
+    (t,) = of(acts, c.ScheduleTimeout)
+    assert t.step is c.Step.PRECOMMIT
+    acts = m.handle(c.TimeoutFired(1, 0, c.Step.PRECOMMIT))
+    assert m.round == 1
+    (t,) = of(acts, c.ScheduleTimeout)
+    assert t.delay_ms == m.config.timeout_ms(c.Step.PROPOSE, 1) > m.config.timeout_ms(c.Step.PROPOSE, 0)
+
+
+def test_f_plus_one_votes_in_a_later_round_skip_ahead():
+    keys = make_keys(4)
+    m = _at_propose(keys, 0)
+    m.handle(votes(keys, [2], VoteType.PREVOTE, 1, 5, None)[0])
+    assert m.round == 0
+    m.handle(votes(keys, [3], VoteType.PREVOTE, 1, 5, None)[0])
+    assert m.round == 5 and m.step is c.Step.PROPOSE
+
+
+def test_equivocation_is_kept_as_evidence_once():
+    keys = make_keys(4)
+    m = _at_propose(keys, 0)
+    a = Vote.sign(keys[3], CHAIN, VoteType.PREVOTE, 1, 0, vid(b"a"))
+    b = Vote.sign(keys[3], CHAIN, VoteType.PREVOTE, 1, 0, vid(b"b"))
+    m.handle(c.VoteReceived(a))
+    (found,) = of(m.handle(c.VoteReceived(b)), c.EvidenceFound)
+    found.evidence.validate(CHAIN, m.validators)
+    assert found.evidence.offender == bytes(keys[3].verify_key)
+    assert of(m.handle(c.VoteReceived(b)), c.EvidenceFound) == []
+    assert m.evidence == [found.evidence]
+    # The second vote was not counted.
+    assert m._count(0, VoteType.PREVOTE) == 1
+
+
+def test_next_height_messages_are_buffered_and_reported():
+    keys = make_keys(4)
+    m = _at_propose(keys, 0)
+    acts = m.handle(votes(keys, [1], VoteType.PREVOTE, 2, 0, None)[0])
+    (b,) = of(acts, c.Behind)
+    assert b.seen_height == 2
+    assert m._count(0, VoteType.PREVOTE) == 0
+    acts = m.handle(c.SyncedTo(2))
+    assert m.height == 2 and m._count(0, VoteType.PREVOTE) == 1
+
+
+def test_observer_never_votes():
+    keys = make_keys(4)
+    m = _at_propose(keys, None)
+    h = vid(b"v")
+    acts = m.handle(c.ProposalReceived(Proposal.sign(keys[1], CHAIN, 1, 0, -1, h), b"v"))
+    assert of(acts, c.BroadcastVote) == []
+    acts = []
+    for ev in votes(keys, [0, 1, 2], VoteType.PRECOMMIT, 1, 0, h):
+        acts += m.handle(ev)
+    assert of(acts, c.Decide)[0].value == b"v"
