@@ -1,0 +1,461 @@
+"""The job lifecycle as ledger rules: escrow, bids, assignment, commit/reveal, verdict, disputes and deadlines.
+
+Statuses and transitions (every arrow is a tx handler below or a deadline handled in ``process_deadlines``,
+which ``end_block`` calls; each transition appends ``(status, height)`` to ``job.history``)::
+
+    open ──(bid window ends, a bidder and a verifier found)──────────────▶ assigned
+    open ──(bid window ends, no eligible bidder or verifier; or cancel)──▶ refunded
+    assigned ──(worker and verifier both committed)──────────────────────▶ revealing
+    assigned ──(commit deadline; stallers slashed, replaced)─────────────▶ assigned   (at most max_reassignments)
+    assigned ──(commit deadline, no replacement or too many)─────────────▶ refunded
+    revealing ──(both revealed, summaries agree)─────────────────────────▶ verified
+    revealing ──(both revealed, disagree, referee drawn)─────────────────▶ disputed
+    revealing ──(both revealed, disagree, no referee available)──────────▶ failed     (escrow refunded)
+    revealing ──(reveal deadline; stallers slashed)──────────────────────▶ refunded
+    disputed ──(referee revealed, a majority of two)─────────────────────▶ verified   (odd one out slashed)
+    disputed ──(referee revealed, all three differ)──────────────────────▶ failed     (escrow refunded)
+    disputed ──(referee missed its deadline; slashed, replaced)──────────▶ disputed   (at most max_reassignments)
+    disputed ──(referee missed its deadline, no replacement)─────────────▶ failed     (escrow refunded)
+
+Every non-terminal status has a deadline and every deadline moves the job on, and the number of reassignments
+is capped, so no job lives longer than ``bid + (r+1)·commit + reveal + (r+1)·(commit + reveal)`` blocks where
+``r = max_reassignments``. Every token leaving the escrow goes to a balance (payee or client), so none vanish.
+
+Payments on ``verified``: the accepted worker gets its bid ``price``, the accepted verifier the
+``verification_fee``, the client gets the rest back. When the referee sides with the verifier the referee took
+the worker's place and gets the price; when it sides with the worker it took the verifier's place and gets the
+fee; when it agrees with both (each within tolerance of it) verifier and referee split the fee.
+
+Assignment: among eligible bidders the lowest effective price ``price·1001/(1001+reputation)`` wins (a perfect
+reputation halves a bid), ties by worker id. Verifier and referee are drawn uniformly from the other eligible
+workers with ``blake2b(role ‖ seed ‖ job id ‖ reassignments)`` so every validator draws the same one.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from ledger.context import BlockContext, Event
+from ledger.crypto import blake2b256
+from ledger.errors import (
+    BadCommitment,
+    DeadlinePassed,
+    DuplicateAction,
+    InvalidField,
+    NotClient,
+    NotCommitted,
+    NotEligible,
+    NotParticipant,
+    TooManyBids,
+    UnknownJob,
+    UnknownWorker,
+    WrongJobState,
+)
+from ledger.staking import adjust_reputation, slash
+from ledger.state import (
+    ASSIGNED,
+    DISPUTED,
+    FAILED,
+    OPEN,
+    REFUNDED,
+    REVEALING,
+    VERIFIED,
+    Job,
+    State,
+)
+from ledger.tx import Bid, CancelJob, CommitResult, RevealResult, SignedTx, SubmitJob, compute_commitment
+from ledger.types import REPUTATION_MAX, AccountId, Tokens
+from ledger.verdict import PPM, summaries_agree
+
+__all__ = ["compute_commitment", "max_job_lifetime", "process_deadlines"]
+
+JOB_DEVICES = ("any", "gpu")
+
+
+def max_job_lifetime(state: State, job: Job) -> int:
+    """Blocks after submission by which the job is certainly terminal (see the module docstring)."""
+    r = state.params.max_reassignments
+    return (job.bid_window + (r + 1) * job.commit_window + job.reveal_window
+            + (r + 1) * (job.commit_window + job.reveal_window))
+
+
+def _get_job(state: State, job_id: bytes) -> Job:
+    job = state.jobs.get(job_id)
+    if job is None:
+        raise UnknownJob(job_id)
+    return job
+
+
+def eligibility_problem(state: State, account: AccountId, job: Job) -> str | None:
+    """Why ``account`` cannot work on ``job`` (bid, verify or referee), or ``None`` if it can."""
+    w = state.workers.get(account)
+    if w is None:
+        return "not a registered worker"
+    if account == job.client:
+        return "is the job's client"
+    if w.stake < state.params.min_stake:
+        return "stake below min_stake"
+    if w.reputation < state.params.min_reputation:
+        return "reputation below min_reputation"
+    if job.device == "gpu" and w.device_kind != "gpu":
+        return "job needs a gpu"
+    if w.memory_mb < job.min_memory_mb:
+        return "not enough memory"
+    if account in job.excluded:
+        return "excluded after stalling on this job"
+    return None
+
+
+def _window(value: int, default: int, max_window: int, name: str) -> int:
+    w = value or default
+    if w > max_window:
+        raise InvalidField(f"submit_job.{name}", f"{w} blocks exceeds max_window={max_window}")
+    return w
+
+
+def _transition(job: Job, status: str, height: int) -> None:
+    job.status = status
+    job.history.append((status, height))
+
+
+# ---- tx handlers ----------------------------------------------------------------------------------------------
+def process_submit_job(state: State, stx: SignedTx, p: SubmitJob, ctx: BlockContext) -> list[Event]:
+    params = state.params
+    if not p.model:
+        raise InvalidField("submit_job.model", "must not be empty")
+    if p.device not in JOB_DEVICES:
+        raise InvalidField("submit_job.device", f"expected one of {JOB_DEVICES}")
+    if p.reward == 0:
+        raise InvalidField("submit_job.reward", "must be positive")
+    if p.tolerance_ppm > PPM:
+        raise InvalidField("submit_job.tolerance_ppm", f"must be at most {PPM}")
+    bid_window = _window(p.bid_window, params.default_bid_window, params.max_window, "bid_window")
+    commit_window = _window(p.commit_window, params.default_commit_window, params.max_window, "commit_window")
+    reveal_window = _window(p.reveal_window, params.default_reveal_window, params.max_window, "reveal_window")
+    escrow = p.reward + p.verification_fee
+    client = stx.tx.sender
+    state.w_account(client).balance -= escrow  # covered: apply_tx checked fee + spend()
+    job = Job(
+        job_id=stx.tx_id, client=client, model=p.model, params_digest=p.params_digest,
+        dataset_digest=p.dataset_digest, reward=p.reward, verification_fee=p.verification_fee,
+        tolerance_abs=p.tolerance_abs, tolerance_ppm=p.tolerance_ppm, device=p.device,
+        min_memory_mb=p.min_memory_mb, bid_window=bid_window, commit_window=commit_window,
+        reveal_window=reveal_window, status=OPEN, escrow=escrow, submitted_at=ctx.height,
+        bid_deadline=ctx.height + bid_window, deadline=ctx.height + bid_window, history=[(OPEN, ctx.height)],
+    )
+    state.put_job(job)
+    state.set_active(job.job_id, True)
+    return [Event("job_submitted", {"job_id": job.job_id, "client": client, "escrow": escrow,
+                                    "bid_deadline": job.bid_deadline})]
+
+
+def process_bid(state: State, stx: SignedTx, p: Bid, ctx: BlockContext) -> list[Event]:
+    sender = stx.tx.sender
+    job = _get_job(state, p.job_id)
+    if job.status != OPEN:
+        raise WrongJobState(job.job_id, job.status, OPEN)
+    if ctx.height > job.bid_deadline:
+        raise DeadlinePassed(job.job_id, job.bid_deadline, ctx.height)
+    if sender not in state.workers:
+        raise UnknownWorker(sender)
+    problem = eligibility_problem(state, sender, job)
+    if problem is not None:
+        raise NotEligible(sender, job.job_id, problem)
+    if p.price > job.reward:
+        raise InvalidField("bid.price", f"{p.price} exceeds the job's reward {job.reward}")
+    if sender in job.bids:
+        raise DuplicateAction(job.job_id, sender, "bid")
+    if len(job.bids) >= state.params.max_bids_per_job:
+        raise TooManyBids(job.job_id, state.params.max_bids_per_job)
+    state.w_job(job.job_id).bids[sender] = p.price
+    return [Event("bid", {"job_id": job.job_id, "worker": sender, "price": p.price})]
+
+
+def _committers(job: Job) -> tuple[AccountId, ...]:
+    """Who may commit/reveal now: worker and verifier while assigned/revealing, the referee while disputed."""
+    if job.status in (ASSIGNED, REVEALING):
+        return (job.worker, job.verifier)
+    if job.status == DISPUTED:
+        return (job.referee,)
+    return ()
+
+
+def process_commit_result(state: State, stx: SignedTx, p: CommitResult, ctx: BlockContext) -> list[Event]:
+    sender = stx.tx.sender
+    job = _get_job(state, p.job_id)
+    if job.status not in (ASSIGNED, DISPUTED):
+        raise WrongJobState(job.job_id, job.status, (ASSIGNED, DISPUTED))
+    if sender not in _committers(job):
+        raise NotParticipant(job.job_id, sender, "worker or verifier" if job.status == ASSIGNED else "referee")
+    if sender in job.commits:
+        raise DuplicateAction(job.job_id, sender, "commit")
+    if ctx.height > job.deadline:
+        raise DeadlinePassed(job.job_id, job.deadline, ctx.height)
+    job = state.w_job(job.job_id)
+    job.commits[sender] = p.commitment
+    events = [Event("committed", {"job_id": job.job_id, "worker": sender})]
+    if job.status == ASSIGNED and job.worker in job.commits and job.verifier in job.commits:
+        _transition(job, REVEALING, ctx.height)
+        job.deadline = ctx.height + job.reveal_window
+        events.append(Event("job_revealing", {"job_id": job.job_id, "deadline": job.deadline}))
+    elif job.status == DISPUTED:
+        job.deadline = ctx.height + job.reveal_window  # the referee now has a reveal window
+    return events
+
+
+def process_reveal_result(state: State, stx: SignedTx, p: RevealResult, ctx: BlockContext) -> list[Event]:
+    sender = stx.tx.sender
+    job = _get_job(state, p.job_id)
+    if job.status not in (REVEALING, DISPUTED):
+        raise WrongJobState(job.job_id, job.status, (REVEALING, DISPUTED))
+    if sender not in _committers(job):
+        raise NotParticipant(job.job_id, sender, "worker or verifier" if job.status == REVEALING else "referee")
+    if sender not in job.commits:
+        raise NotCommitted(job.job_id, sender)
+    if sender in job.reveals:
+        raise DuplicateAction(job.job_id, sender, "reveal")
+    if ctx.height > job.deadline:
+        raise DeadlinePassed(job.job_id, job.deadline, ctx.height)
+    if len(p.summary) > state.params.max_summary_len:
+        raise InvalidField("reveal_result.summary", f"longer than max_summary_len={state.params.max_summary_len}")
+    if compute_commitment(p.summary, p.artifact_digest, p.salt) != job.commits[sender]:
+        raise BadCommitment(job.job_id, sender)
+    job = state.w_job(job.job_id)
+    job.reveals[sender] = (list(p.summary), p.artifact_digest)
+    events = [Event("revealed", {"job_id": job.job_id, "worker": sender})]
+    if job.status == REVEALING and job.worker in job.reveals and job.verifier in job.reveals:
+        events += _compare(state, job, ctx)
+    elif job.status == DISPUTED:
+        events += _arbitrate(state, job, ctx)
+    return events
+
+
+def process_cancel_job(state: State, stx: SignedTx, p: CancelJob, ctx: BlockContext) -> list[Event]:
+    job = _get_job(state, p.job_id)
+    if stx.tx.sender != job.client:
+        raise NotClient(job.job_id, stx.tx.sender)
+    if job.status != OPEN:
+        raise WrongJobState(job.job_id, job.status, OPEN)
+    return _close(state, state.w_job(job.job_id), ctx, REFUNDED, "cancelled", {})
+
+
+# ---- verdicts -------------------------------------------------------------------------------------------------
+def _agree(job: Job, a: list[int], b: list[int]) -> bool:
+    return summaries_agree(a, b, job.tolerance_abs, job.tolerance_ppm)
+
+
+def _compare(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """Both reveals are in: settle on agreement, otherwise draw a referee (or fail if there is none)."""
+    worker_result = job.reveals[job.worker]
+    if _agree(job, worker_result[0], job.reveals[job.verifier][0]):
+        payees = {job.worker: job.price, job.verifier: job.verification_fee}
+        return _settle(state, job, ctx, "agreed", payees, worker_result, winners=(job.worker, job.verifier))
+    referee = _draw(state, job, ctx, "referee", exclude={job.worker, job.verifier})
+    if referee is None:
+        return _close(state, job, ctx, FAILED, "disputed_no_referee", {})
+    job.referee = referee
+    state.w_worker(referee).active_jobs += 1
+    _transition(job, DISPUTED, ctx.height)
+    job.deadline = ctx.height + job.commit_window
+    return [Event("job_disputed", {"job_id": job.job_id, "referee": referee, "deadline": job.deadline})]
+
+
+def _arbitrate(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """The referee revealed: the two that agree win, the odd one out is slashed."""
+    w, v, r = job.worker, job.verifier, job.referee
+    referee_result = job.reveals[r]
+    wr = _agree(job, job.reveals[w][0], referee_result[0])
+    vr = _agree(job, job.reveals[v][0], referee_result[0])
+    fee = job.verification_fee
+    if wr and vr:
+        # The referee sits within tolerance of both: nobody is provably wrong; the verifiers share the fee.
+        payees = {w: job.price, v: fee - fee // 2, r: fee // 2}
+        return _settle(state, job, ctx, "agreed_by_referee", payees, job.reveals[w], winners=(w, v, r))
+    if wr:
+        events = _punish(state, job, v)
+        payees = {w: job.price, r: fee}
+        return events + _settle(state, job, ctx, "verifier_faulty", payees, job.reveals[w], winners=(w, r))
+    if vr:
+        events = _punish(state, job, w)
+        payees = {r: job.price, v: fee}
+        return events + _settle(state, job, ctx, "worker_faulty", payees, referee_result, winners=(v, r))
+    return _close(state, job, ctx, FAILED, "no_majority", {})
+
+
+def _punish(state: State, job: Job, account: AccountId) -> list[Event]:
+    """The odd one out of a dispute: slashed, reputation cut, a failed job on its record."""
+    event = slash(state, account, state.params.slash_permille, f"wrong result on job {job.job_id.hex()[:16]}")
+    adjust_reputation(state, account, -state.params.reputation_penalty)
+    state.w_worker(account).jobs_failed += 1
+    return [event]
+
+
+def _penalise_stall(state: State, job: Job, account: AccountId, phase: str) -> list[Event]:
+    """A worker that let a deadline pass: small slash, reputation cut, excluded from this job."""
+    event = slash(state, account, state.params.stall_slash_permille, f"missed {phase} on job {job.job_id.hex()[:16]}")
+    adjust_reputation(state, account, -state.params.reputation_stall_penalty)
+    w = state.w_worker(account)
+    w.jobs_failed += 1
+    w.active_jobs -= 1
+    job.excluded.append(account)
+    return [event, Event("stalled", {"job_id": job.job_id, "worker": account, "phase": phase})]
+
+
+def _settle(
+    state: State,
+    job: Job,
+    ctx: BlockContext,
+    verdict: str,
+    payees: dict[AccountId, Tokens],
+    result: tuple[list[int], bytes],
+    winners: tuple[AccountId, ...],
+) -> list[Event]:
+    for account in winners:
+        adjust_reputation(state, account, state.params.reputation_reward)
+        state.w_worker(account).jobs_done += 1
+    job.result_summary, job.result_artifact = list(result[0]), result[1]
+    return _close(state, job, ctx, VERIFIED, verdict, payees)
+
+
+def _close(
+    state: State, job: Job, ctx: BlockContext, status: str, verdict: str, payees: dict[AccountId, Tokens]
+) -> list[Event]:
+    """End the job: pay ``payees`` from the escrow, refund the rest to the client, release every role."""
+    events: list[Event] = []
+    for account, amount in sorted(payees.items()):
+        if amount:
+            state.w_account(account).balance += amount
+            job.escrow -= amount
+            events.append(Event("paid", {"job_id": job.job_id, "to": account, "amount": amount}))
+    if job.escrow < 0:  # payees are bounded by price <= reward and the fee; this would be a rule bug
+        raise AssertionError(f"job {job.job_id.hex()} paid out more than its escrow")
+    refund = job.escrow
+    if refund:
+        state.w_account(job.client).balance += refund
+        job.escrow = 0
+    for account in job.participants():
+        state.w_worker(account).active_jobs -= 1
+    job.verdict = verdict
+    _transition(job, status, ctx.height)
+    job.deadline = ctx.height
+    state.set_active(job.job_id, False)
+    events.append(Event(f"job_{status}", {"job_id": job.job_id, "verdict": verdict, "refund": refund}))
+    return events
+
+
+# ---- assignment and draws -------------------------------------------------------------------------------------
+def _pick_worker(state: State, job: Job, exclude: set[AccountId]) -> tuple[AccountId, Tokens] | None:
+    best: tuple[Fraction, AccountId, Tokens] | None = None
+    for account, price in job.bids.items():
+        if account in exclude or eligibility_problem(state, account, job) is not None:
+            continue
+        rep = state.workers[account].reputation
+        key = (Fraction(price * (REPUTATION_MAX + 1), REPUTATION_MAX + 1 + rep), account, price)
+        if best is None or key[:2] < best[:2]:
+            best = key
+    return None if best is None else (best[1], best[2])
+
+
+def _draw(state: State, job: Job, ctx: BlockContext, role: str, exclude: set[AccountId]) -> AccountId | None:
+    candidates = sorted(
+        a for a in state.workers if a not in exclude and eligibility_problem(state, a, job) is None
+    )
+    if not candidates:
+        return None
+    digest = blake2b256(
+        b"dacn/draw/" + role.encode() + b"\x00" + ctx.seed + job.job_id + job.reassignments.to_bytes(8, "big")
+    )
+    return candidates[int.from_bytes(digest, "big") % len(candidates)]
+
+
+def _assign(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """The bid window closed: pick the worker and draw the verifier, or refund if either is missing."""
+    pick = _pick_worker(state, job, exclude=set())
+    if pick is None:
+        return _close(state, job, ctx, REFUNDED, "no_eligible_bid", {})
+    worker, price = pick
+    verifier = _draw(state, job, ctx, "verifier", exclude={worker})
+    if verifier is None:
+        return _close(state, job, ctx, REFUNDED, "no_verifier", {})
+    job.worker, job.price, job.verifier = worker, price, verifier
+    state.w_worker(worker).active_jobs += 1
+    state.w_worker(verifier).active_jobs += 1
+    _transition(job, ASSIGNED, ctx.height)
+    job.deadline = ctx.height + job.commit_window
+    return [Event("job_assigned", {"job_id": job.job_id, "worker": worker, "verifier": verifier, "price": price,
+                                   "deadline": job.deadline})]
+
+
+def _commit_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """Commit deadline passed in ``assigned``: penalise and replace whoever did not commit."""
+    events: list[Event] = []
+    worker_stalled = job.worker not in job.commits
+    verifier_stalled = job.verifier not in job.commits
+    if worker_stalled:
+        events += _penalise_stall(state, job, job.worker, "commit")
+        job.worker, job.price = None, 0
+    if verifier_stalled:
+        events += _penalise_stall(state, job, job.verifier, "commit")
+        job.verifier = None
+    if job.reassignments >= state.params.max_reassignments:
+        return events + _close(state, job, ctx, REFUNDED, "commit_timeout", {})
+    job.reassignments += 1
+    if worker_stalled:
+        pick = _pick_worker(state, job, exclude={job.verifier} if job.verifier else set())
+        if pick is None:
+            return events + _close(state, job, ctx, REFUNDED, "commit_timeout_no_worker", {})
+        job.worker, job.price = pick
+        state.w_worker(job.worker).active_jobs += 1
+    if verifier_stalled:
+        verifier = _draw(state, job, ctx, "verifier", exclude={job.worker})
+        if verifier is None:
+            return events + _close(state, job, ctx, REFUNDED, "commit_timeout_no_verifier", {})
+        job.verifier = verifier
+        state.w_worker(verifier).active_jobs += 1
+    _transition(job, ASSIGNED, ctx.height)
+    job.deadline = ctx.height + job.commit_window
+    events.append(Event("job_reassigned", {"job_id": job.job_id, "worker": job.worker,
+                                           "verifier": job.verifier, "deadline": job.deadline}))
+    return events
+
+
+def _reveal_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """Reveal deadline passed: a result was committed but withheld, so the job cannot be checked; refund."""
+    events: list[Event] = []
+    for role in ("worker", "verifier"):
+        account = getattr(job, role)
+        if account not in job.reveals:
+            events += _penalise_stall(state, job, account, "reveal")
+            setattr(job, role, None)
+    return events + _close(state, job, ctx, REFUNDED, "reveal_timeout", {})
+
+
+def _referee_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """The referee did not commit or reveal in time: replace it, or fail the job (refund) when out of tries."""
+    events = _penalise_stall(state, job, job.referee, "referee")
+    job.referee = None
+    if job.reassignments >= state.params.max_reassignments:
+        return events + _close(state, job, ctx, FAILED, "referee_timeout", {})
+    job.reassignments += 1
+    referee = _draw(state, job, ctx, "referee", exclude={job.worker, job.verifier})
+    if referee is None:
+        return events + _close(state, job, ctx, FAILED, "referee_timeout", {})
+    job.referee = referee
+    state.w_worker(referee).active_jobs += 1
+    _transition(job, DISPUTED, ctx.height)
+    job.deadline = ctx.height + job.commit_window
+    events.append(Event("job_disputed", {"job_id": job.job_id, "referee": referee, "deadline": job.deadline}))
+    return events
+
+
+_ON_DEADLINE = {OPEN: _assign, ASSIGNED: _commit_timeout, REVEALING: _reveal_timeout, DISPUTED: _referee_timeout}
+
+
+def process_deadlines(state: State, ctx: BlockContext) -> list[Event]:
+    """Move on every active job whose current phase ends at or before ``ctx.height`` (in job-id order)."""
+    events: list[Event] = []
+    due = sorted(j for j in state.active_jobs if state.jobs[j].deadline <= ctx.height)
+    for job_id in due:
+        job = state.w_job(job_id)
+        events += _ON_DEADLINE[job.status](state, job, ctx)
+    return events

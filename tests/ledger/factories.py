@@ -1,0 +1,194 @@
+"""Builders for ledger tests (also used by the chain, mempool and node tests): keys, genesis, signed txs, blocks.
+
+    alice = Wallet("alice")                       # deterministic key from the name
+    state = make_state(balances={"alice": 10_000}, workers=["w1", "w2", "w3"])
+    state, receipt = apply_tx(state, alice.transfer(bob.account, 5), ctx(1))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from ledger.context import BlockContext
+from ledger.crypto import account_of, blake2b256, signing_key_from_seed
+from ledger.genesis import Genesis, genesis_state
+from ledger.rules import apply_tx, begin_block, end_block
+from ledger.state import State
+from ledger.tx import (
+    AddStake,
+    Approve,
+    Bid,
+    CancelJob,
+    CommitResult,
+    Payload,
+    RegisterWorker,
+    RevealResult,
+    SignedTx,
+    SubmitJob,
+    Transfer,
+    TransferFrom,
+    Unbond,
+    compute_commitment,
+    make_tx,
+)
+from ledger.types import AccountId
+
+CHAIN_ID = "dacn-test"
+PROPOSER_NAME = "validator-0"
+
+
+def key(name: str) -> SigningKey:
+    """A deterministic signing key for a name."""
+    return signing_key_from_seed(b"dacn-test-key/" + name.encode())
+
+
+def account(name: str) -> AccountId:
+    """The account (public key) of ``key(name)``."""
+    return account_of(key(name))
+
+
+PROPOSER = account(PROPOSER_NAME)
+
+
+def ctx(height: int, *, proposer: AccountId = PROPOSER, seed: bytes | None = None) -> BlockContext:
+    """A block context at ``height`` (seed derived from the height unless given)."""
+    return BlockContext(height, 1_700_000_000_000 + height * 1000, seed or blake2b256(b"seed%d" % height), proposer)
+
+
+def make_genesis(
+    *,
+    balances: dict[str, int] | None = None,
+    validators: list[str] | None = None,
+    workers: list[str] | dict[str, dict[str, Any]] | None = None,
+    params: dict[str, Any] | None = None,
+    chain_id: str = CHAIN_ID,
+) -> Genesis:
+    """A genesis from names: ``balances`` by name, ``workers`` as names (cpu, stake 5000) or name → overrides.
+
+    Workers without an entry in ``balances`` get 100,000 tokens for fees.
+    """
+    balances = {"alice": 1_000_000, "bob": 1_000_000} if balances is None else balances
+    if isinstance(workers, list):
+        workers = {w: {} for w in workers}
+    balances = dict(balances)
+    for name in workers or {}:
+        balances.setdefault(name, 100_000)  # workers pay fees too
+    worker_docs = []
+    for name, overrides in (workers or {}).items():
+        doc = {"account": account(name).hex(), "stake": 5_000, "device_kind": "cpu", "device_name": "test-cpu",
+               "memory_mb": 16_384, "capacity": 100}
+        doc.update(overrides)
+        worker_docs.append(doc)
+    return Genesis.from_dict({
+        "chain_id": chain_id,
+        "genesis_time": 1_700_000_000_000,
+        "allocations": [{"account": account(n).hex(), "balance": b} for n, b in balances.items()],
+        "validators": [account(v).hex() for v in (validators or [PROPOSER_NAME])],
+        "workers": worker_docs,
+        "params": params or {},
+    })
+
+
+def make_state(**kwargs: Any) -> State:
+    """``genesis_state(make_genesis(**kwargs))``."""
+    return genesis_state(make_genesis(**kwargs))
+
+
+class Wallet:
+    """A named key that signs txs with consecutive nonces (``nonce=`` overrides and does not advance)."""
+
+    def __init__(self, name: str, chain_id: str = CHAIN_ID, nonce: int = 0) -> None:
+        self.name = name
+        self.key = key(name)
+        self.account = account_of(self.key)
+        self.chain_id = chain_id
+        self.next_nonce = nonce
+
+    def sign(self, payload: Payload, *, fee: int = 1, nonce: int | None = None) -> SignedTx:
+        if nonce is None:
+            nonce = self.next_nonce
+            self.next_nonce += 1
+        return make_tx(payload, self.key, self.chain_id, nonce=nonce, fee=fee)
+
+    def transfer(self, to: AccountId, amount: int, **kw: Any) -> SignedTx:
+        return self.sign(Transfer(to, amount), **kw)
+
+    def approve(self, spender: AccountId, amount: int, **kw: Any) -> SignedTx:
+        return self.sign(Approve(spender, amount), **kw)
+
+    def transfer_from(self, owner: AccountId, to: AccountId, amount: int, **kw: Any) -> SignedTx:
+        return self.sign(TransferFrom(owner, to, amount), **kw)
+
+    def register_worker(self, stake: int = 5_000, device_kind: str = "cpu", memory_mb: int = 16_384,
+                        **kw: Any) -> SignedTx:
+        return self.sign(RegisterWorker(stake, device_kind, f"{device_kind}-{self.name}", memory_mb, 100), **kw)
+
+    def add_stake(self, amount: int, **kw: Any) -> SignedTx:
+        return self.sign(AddStake(amount), **kw)
+
+    def unbond(self, amount: int, **kw: Any) -> SignedTx:
+        return self.sign(Unbond(amount), **kw)
+
+    def submit_job(self, reward: int = 1_000, verification_fee: int = 200, *, tolerance_abs: int = 0,
+                   tolerance_ppm: int = 0, device: str = "any", min_memory_mb: int = 0, bid_window: int = 0,
+                   commit_window: int = 0, reveal_window: int = 0, model: str = "linreg", **kw: Any) -> SignedTx:
+        return self.sign(SubmitJob(
+            model, blake2b256(b"params"), blake2b256(b"dataset"), reward, verification_fee, tolerance_abs,
+            tolerance_ppm, device, min_memory_mb, bid_window, commit_window, reveal_window,
+        ), **kw)
+
+    def bid(self, job_id: bytes, price: int, **kw: Any) -> SignedTx:
+        return self.sign(Bid(job_id, price), **kw)
+
+    def commit(self, job_id: bytes, summary: list[int], **kw: Any) -> SignedTx:
+        """Commit to ``summary`` with a salt and artifact digest derived from the wallet and job."""
+        return self.sign(CommitResult(job_id, compute_commitment(summary, *self._opening(job_id))), **kw)
+
+    def reveal(self, job_id: bytes, summary: list[int], **kw: Any) -> SignedTx:
+        return self.sign(RevealResult(job_id, list(summary), *self._opening(job_id)), **kw)
+
+    def cancel(self, job_id: bytes, **kw: Any) -> SignedTx:
+        return self.sign(CancelJob(job_id), **kw)
+
+    def _opening(self, job_id: bytes) -> tuple[bytes, bytes]:
+        return blake2b256(b"artifact" + job_id + self.account), blake2b256(b"salt" + job_id + self.account)
+
+
+class Chain:
+    """A minimal block driver over a ``State`` for tests: ``chain.block(tx1, tx2)`` applies one block."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.height = state.height
+        self.receipts: list[Any] = []
+        self.events: list[Any] = []
+
+    def block(self, *txs: SignedTx) -> list[Any]:
+        """Run begin_block, apply ``txs`` (all must be valid), end_block; returns this block's events."""
+        self.height += 1
+        c = ctx(self.height)
+        _, events = begin_block(self.state, c)
+        for stx in txs:
+            _, receipt = apply_tx(self.state, stx, c)
+            self.receipts.append(receipt)
+            events += list(receipt.events)
+        _, end_events = end_block(self.state, c)
+        events += end_events
+        self.events += events
+        return events
+
+    def blocks(self, n: int) -> None:
+        for _ in range(n):
+            self.block()
+
+    def ctx(self) -> BlockContext:
+        """The context of the block currently being built (height + 1)."""
+        return ctx(self.height + 1)
+
+
+def wallets(*names: str) -> list[Wallet]:
+    return [Wallet(n) for n in names]
+
+
