@@ -1,0 +1,344 @@
+"""Block execution and a node's chain: validate, propose, commit, serve and apply synced blocks.
+
+``execute_block`` is the pure-ish transition (the state is mutated in place, atomically: it either applies the
+whole block or leaves the state as it was). :class:`Chain` is the shell around it: it keeps the committed state,
+the last header and commit, the mempool, and (optionally) the store; it is the application the consensus machine
+and the block syncer call into.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
+
+from ledger.block import (
+    MAX_BLOCK_TX_BYTES,
+    MAX_BLOCK_TXS,
+    BadBlockTx,
+    BadEvidence,
+    Block,
+    BlockError,
+    BlockHeader,
+    Commit,
+    Evidence,
+    WrongHeight,
+    make_block,
+    validate_block_header,
+    verify_commit,
+)
+from ledger.context import BlockContext, Event, Receipt
+from ledger.crypto import blake2b256
+from ledger.errors import DecodeError, InvalidTx
+from ledger.genesis import Genesis, genesis_state
+from ledger.mempool import Mempool
+from ledger.rules import apply_tx, begin_block, end_block, process_evidence
+from ledger.state import State, state_root
+from ledger.tx import SignedTx, decode_signed_tx, verify_tx_signature
+from ledger.types import AccountId, Height
+
+INITIAL_HEIGHT: Height = 1
+# Evidence older than this many blocks is refused, so the set of punished offences a node must remember is
+# bounded by the recent blocks it keeps anyway.
+EVIDENCE_MAX_AGE = 100
+
+
+def block_context(block: Block) -> BlockContext:
+    """The context txs run in: the seed for random draws is the previous block's hash."""
+    h = block.header
+    return BlockContext(height=h.height, time_ms=h.time_ms, seed=h.prev_hash, proposer=h.proposer)
+
+
+def execute_block(
+    state: State,
+    block: Block,
+    *,
+    verified: Container[bytes] = frozenset(),
+    check_signatures: bool = True,
+) -> tuple[State, list[Receipt], list[Event]]:
+    """Apply a block: begin_block → every tx → evidence → end_block. All or nothing.
+
+    A block is invalid if any tx fails (:class:`BadBlockTx`). Signatures whose tx id is in ``verified`` were
+    checked at mempool admission and are not checked again.
+    """
+    ctx = block_context(block)
+    sp = state.savepoint()
+    try:
+        receipts: list[Receipt] = []
+        state, events = begin_block(state, ctx)
+        events = list(events)
+        for i, raw in enumerate(block.txs):
+            try:
+                stx = decode_signed_tx(raw)
+                if check_signatures and stx.tx_id not in verified:
+                    verify_tx_signature(stx, block.header.chain_id)
+                state, receipt = apply_tx(state, stx, ctx, verified=True)
+            except (DecodeError, InvalidTx) as exc:
+                raise BadBlockTx(i, str(exc)) from exc
+            receipts.append(receipt)
+        for ev in block.evidence:
+            state, evs = process_evidence(state, ev.offender, ctx)
+            events.extend(evs)
+        state, evs = end_block(state, ctx)
+        events.extend(evs)
+    except BaseException:
+        state.rollback_to(sp)
+        raise
+    state.release(sp)
+    return state, receipts, events
+
+
+@dataclass(frozen=True)
+class CommittedBlock:
+    """What a commit produced: the block, its commit, the state root after it, receipts and events."""
+
+    block: Block
+    commit: Commit
+    state_root: bytes
+    receipts: list[Receipt]
+    events: list[Event]
+
+
+class Chain:
+    """A node's view of the chain: committed state, last block and commit, mempool, optional store.
+
+    Speculative execution: validating or proposing a block runs it under a state savepoint that stays open
+    (``_spec``) until the next state-changing call; committing that same block then just keeps the writes,
+    so a block is executed once, not twice.
+    """
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        *,
+        state: State | None = None,
+        last_header: BlockHeader | None = None,
+        last_commit: Commit | None = None,
+        recent_blocks: Sequence[Block] = (),
+        store: object | None = None,
+        mempool: Mempool | None = None,
+    ) -> None:
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.validators: list[AccountId] = list(genesis.validators)
+        self.state = state if state is not None else genesis_state(genesis)
+        self.last_header = last_header
+        self.last_commit = last_commit
+        self.store = store  # a ledger.store.BlockStore; typed loosely to keep the import one-way
+        self.mempool = mempool if mempool is not None else Mempool(self.chain_id, self.state)
+        self.mempool.state = self.state
+        self._root = state_root(self.state)
+        self._spec: tuple[bytes, int] | None = None
+        # Without a store, committed blocks and commits stay in memory (simulations, tests).
+        self._recent: list[Block] = []
+        self._commits: dict[Height, Commit] = {}
+        self._punished: dict[tuple[bytes, int, int, int], Height] = {}
+        for b in recent_blocks:
+            self._note_evidence(b)
+
+    # ------------------------------------------------------------------------------------------ queries
+
+    @property
+    def height(self) -> Height:
+        """The last committed height (``INITIAL_HEIGHT - 1`` before any block)."""
+        return INITIAL_HEIGHT - 1 if self.last_header is None else self.last_header.height
+
+    @property
+    def next_height(self) -> Height:
+        return self.height + 1
+
+    @property
+    def root(self) -> bytes:
+        """The state root after the last committed block."""
+        return self._root
+
+    def value_id(self, block: Block) -> bytes:
+        return block.hash()
+
+    # ------------------------------------------------------------------------------------- speculation
+
+    def _drop_spec(self) -> None:
+        if self._spec is not None:
+            self.state.rollback_to(self._spec[1])
+            self._spec = None
+
+    def validate_block(self, block: Block) -> None:
+        """Check a block as the next one; raises :class:`BlockError`. Keeps its execution for a later commit."""
+        bh = block.hash()
+        if self._spec is not None and self._spec[0] == bh:
+            return
+        self._drop_spec()
+        validate_block_header(
+            block,
+            chain_id=self.chain_id,
+            prev=self.last_header,
+            initial_height=INITIAL_HEIGHT,
+            genesis_time_ms=self.genesis.genesis_time,
+            state_root=self._root,
+            validators=self.validators,
+        )
+        self._check_evidence(block)
+        sp = self.state.savepoint()
+        try:
+            execute_block(self.state, block, verified=self.mempool.verified)
+        except BaseException:
+            self.state.rollback_to(sp)
+            raise
+        self._spec = (bh, sp)
+
+    def validate(self, height: Height, block: Block) -> bool:
+        """The consensus machine's validity predicate."""
+        if height != self.next_height:
+            return False
+        try:
+            self.validate_block(block)
+        except BlockError:
+            return False
+        return True
+
+    def _check_evidence(self, block: Block) -> None:
+        for ev in block.evidence:
+            if block.height - ev.vote_a.height > EVIDENCE_MAX_AGE:
+                raise BadEvidence(f"evidence from height {ev.vote_a.height} is older than {EVIDENCE_MAX_AGE} blocks")
+            if ev.key in self._punished:
+                raise BadEvidence(f"offence already punished at height {self._punished[ev.key]}")
+
+    def _note_evidence(self, block: Block) -> None:
+        for ev in block.evidence:
+            self._punished[ev.key] = block.height
+        cutoff = block.height - EVIDENCE_MAX_AGE
+        if len(self._punished) > 4 * EVIDENCE_MAX_AGE:
+            self._punished = {k: h for k, h in self._punished.items() if k[1] >= cutoff}
+
+    def pending_evidence(self, evidence: Sequence[Evidence]) -> list[Evidence]:
+        """The evidence worth putting into the next block: fresh, unpunished, one per offence."""
+        out: dict[tuple[bytes, int, int, int], Evidence] = {}
+        for ev in evidence:
+            if ev.key in self._punished or self.next_height - ev.vote_a.height > EVIDENCE_MAX_AGE:
+                continue
+            if ev.vote_a.height >= self.next_height:
+                continue
+            out.setdefault(ev.key, ev)
+        return list(out.values())[:64]
+
+    # --------------------------------------------------------------------------------------- proposing
+
+    def build(
+        self,
+        height: Height,
+        round_: int,
+        proposer: AccountId,
+        now_ms: int,
+        evidence: Sequence[Evidence] = (),
+        *,
+        max_txs: int = MAX_BLOCK_TXS,
+        max_bytes: int = MAX_BLOCK_TX_BYTES,
+    ) -> Block:
+        """Build the next block from the mempool, dropping any tx that fails when run in order."""
+        if height != self.next_height:
+            raise BlockError(f"asked to build height {height}, next is {self.next_height}")
+        self._drop_spec()
+        prev = self.last_header
+        prev_time = self.genesis.genesis_time if prev is None else prev.time_ms
+        time_ms = max(now_ms, prev_time + 1)
+        prev_hash = bytes(32) if prev is None else prev.hash()
+        ctx = BlockContext(height=height, time_ms=time_ms, seed=prev_hash, proposer=proposer)
+        chosen: list[SignedTx] = []
+        sp = self.state.savepoint()
+        try:
+            begin_block(self.state, ctx)
+            for stx in self.mempool.reap(max_txs, max_bytes):
+                try:
+                    apply_tx(self.state, stx, ctx, verified=True)
+                except InvalidTx:
+                    continue
+                chosen.append(stx)
+        finally:
+            self.state.rollback_to(sp)
+        block = make_block(
+            chain_id=self.chain_id,
+            height=height,
+            round_=round_,
+            prev_hash=prev_hash,
+            time_ms=time_ms,
+            proposer=proposer,
+            state_root=self._root,
+            validators=self.validators,
+            txs=[s.encode() for s in chosen],
+            last_commit=self.last_commit,
+            evidence=self.pending_evidence(evidence),
+        )
+        return block
+
+    # ---------------------------------------------------------------------------------------- committing
+
+    def commit_block(self, block: Block, commit: Commit) -> CommittedBlock:
+        """Make a decided block final: execute (or keep its speculative run), persist, update the mempool."""
+        bh = block.hash()
+        if commit.block_hash != bh or commit.height != block.height:
+            raise BlockError("the commit is not for this block")
+        receipts: list[Receipt] = []
+        events: list[Event] = []
+        if self._spec is not None and self._spec[0] == bh:
+            # Validated (or built) earlier and still open: keep its writes instead of executing again.
+            self.state.release(self._spec[1])
+            self._spec = None
+        else:
+            self._drop_spec()
+            validate_block_header(
+                block,
+                chain_id=self.chain_id,
+                prev=self.last_header,
+                initial_height=INITIAL_HEIGHT,
+                genesis_time_ms=self.genesis.genesis_time,
+                state_root=self._root,
+                validators=self.validators,
+            )
+            self._check_evidence(block)
+            _, receipts, events = execute_block(self.state, block, verified=self.mempool.verified)
+        root = state_root(self.state)
+        if self.store is not None:
+            self.store.save_block(block, commit, self.state, root)  # type: ignore[attr-defined]
+        else:
+            self._recent.append(block)
+            self._commits[block.height] = commit
+        self._root = root
+        self.last_header = block.header
+        self.last_commit = commit
+        self._note_evidence(block)
+        committed_ids = [blake2b256(raw) for raw in block.txs]
+        self.mempool.update(self.state, committed_ids)
+        return CommittedBlock(block, commit, root, receipts, events)
+
+    def commit(self, block: Block, commit: Commit) -> None:
+        """The consensus machine's Decide action."""
+        self.commit_block(block, commit)
+
+    # -------------------------------------------------------------------------------------- block sync
+
+    def get_blocks(self, from_height: Height, to_height: Height, limit: int = 64) -> list[tuple[Block, Commit]]:
+        """Committed blocks in [from, to] with the commit that finalised each, at most ``limit``."""
+        to_height = min(to_height, self.height, from_height + limit - 1)
+        if from_height < INITIAL_HEIGHT or to_height < from_height:
+            return []
+        if self.store is not None:
+            return self.store.get_blocks(from_height, to_height)  # type: ignore[attr-defined, no-any-return]
+        out = []
+        for h in range(from_height, to_height + 1):
+            out.append((self._recent[h - INITIAL_HEIGHT], self._commits[h]))
+        return out
+
+    def apply_synced(self, block: Block, commit: Commit) -> bool:
+        """Apply a block fetched from a peer after checking its commit's signatures; False if it does not hold."""
+        try:
+            self.apply_synced_block(block, commit)
+        except BlockError:
+            return False
+        return True
+
+    def apply_synced_block(self, block: Block, commit: Commit) -> CommittedBlock:
+        """Like :meth:`apply_synced` but raising the :class:`BlockError` that explains a refusal."""
+        if block.height != self.next_height:
+            raise WrongHeight(self.next_height, block.height)
+        verify_commit(commit, self.validators, self.chain_id, height=block.height, block_hash=block.hash())
+        self.validate_block(block)
+        return self.commit_block(block, commit)

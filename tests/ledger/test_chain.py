@@ -1,0 +1,198 @@
+"""Building, validating, executing and committing blocks over the real ledger state."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ledger import block as b
+from ledger.chain import Chain, execute_block
+from ledger.state import state_root, state_root_uncached
+from tests.ledger.chainkit import genesis4, next_block, sign_commit, users, validator_keys
+from tests.ledger.factories import account
+
+
+def test_block_with_transfers_commits_and_moves_the_state():
+    chain = Chain(genesis4())
+    alice, bob = users(2)
+    root0 = chain.root
+    block, commit = next_block(chain, [alice.transfer(bob.account, 500), alice.transfer(bob.account, 7)])
+    assert len(block.txs) == 2 and block.header.state_root == root0
+    out = chain.commit_block(block, commit)
+    assert chain.height == 1 and chain.state.balance(bob.account) == 10_000_507
+    assert out.state_root == state_root_uncached(chain.state) != root0
+    assert len(chain.mempool) == 0
+    block2, commit2 = next_block(chain)
+    assert block2.header.prev_hash == block.hash() and block2.header.state_root == out.state_root
+    assert block2.last_commit == commit
+    chain.commit_block(block2, commit2)
+
+
+def test_proposer_drops_failing_txs():
+    chain = Chain(genesis4())
+    alice, bob = users(2)
+    chain.mempool.add(alice.transfer(bob.account, 9_000_000).encode())
+    chain.mempool.add(alice.transfer(bob.account, 2_000_000).encode())  # admitted alone, fails after the first
+    block, _ = next_block(chain)
+    assert len(block.txs) == 1
+
+
+def _fresh_pair():
+    chain = Chain(genesis4())
+    alice, bob = users(2)
+    block, commit = next_block(chain, [alice.transfer(bob.account, 5)])
+    other = Chain(genesis4())
+    return chain, other, block, commit
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda h: dataclasses.replace(h, height=2), b.WrongHeight),
+        (lambda h: dataclasses.replace(h, prev_hash=b"\x01" * 32), b.BadPrevHash),
+        (lambda h: dataclasses.replace(h, state_root=b"\x02" * 32), b.BadStateRoot),
+        (lambda h: dataclasses.replace(h, tx_root=b"\x03" * 32), b.BadTxRoot),
+        (lambda h: dataclasses.replace(h, proposer=account("validator-3")), b.WrongProposer),
+        (lambda h: dataclasses.replace(h, chain_id="other"), b.WrongChain),
+        (lambda h: dataclasses.replace(h, time_ms=1), b.BadTime),
+        (lambda h: dataclasses.replace(h, validators_hash=b"\x04" * 32), b.BadValidatorsHash),
+    ],
+)
+def test_header_mismatches_raise_typed_errors(change, error):
+    _, other, block, _ = _fresh_pair()
+    bad = dataclasses.replace(block, header=change(block.header))
+    with pytest.raises(error):
+        other.validate_block(bad)
+    assert other.validate(1, bad) is False
+    other.validate_block(block)  # the original is fine
+
+
+def test_block_with_a_failing_tx_is_invalid_and_changes_nothing():
+    chain = Chain(genesis4())
+    alice, bob = users(2)
+    bad_tx = alice.transfer(bob.account, 10**12)
+    good, _ = next_block(chain)
+    bad = b.make_block(
+        chain_id=good.header.chain_id,
+        height=1,
+        round_=0,
+        prev_hash=good.header.prev_hash,
+        time_ms=good.header.time_ms,
+        proposer=good.header.proposer,
+        state_root=good.header.state_root,
+        validators=chain.validators,
+        txs=[bad_tx.encode()],
+        last_commit=None,
+    )
+    root = state_root(chain.state)
+    with pytest.raises(b.BadBlockTx) as exc:
+        chain.validate_block(bad)
+    assert exc.value.index == 0
+    assert state_root(chain.state) == root and chain.state.balance(alice.account) == 10_000_000
+
+
+def test_second_block_needs_a_valid_commit_for_the_first():
+    chain, other, block, commit = _fresh_pair()
+    chain.commit_block(block, commit)
+    other.commit_block(block, commit)
+    nxt, _ = next_block(chain)
+    for last in (
+        sign_commit(block, validator_keys(), signers=2),  # 2 of 4 is not more than 2/3
+        dataclasses.replace(commit, block_hash=b"\x05" * 32),
+    ):
+        forged = b.make_block(
+            chain_id=nxt.header.chain_id,
+            height=2,
+            round_=0,
+            prev_hash=nxt.header.prev_hash,
+            time_ms=nxt.header.time_ms,
+            proposer=nxt.header.proposer,
+            state_root=nxt.header.state_root,
+            validators=other.validators,
+            txs=[],
+            last_commit=last,
+        )
+        with pytest.raises(b.BadCommit):
+            other.validate_block(forged)
+
+
+def test_speculative_validation_is_undone_for_a_different_block():
+    chain = Chain(genesis4())
+    alice, bob = users(2)
+    b1, _ = next_block(chain, [alice.transfer(bob.account, 100)])
+    chain.validate_block(b1)
+    empty = b.make_block(
+        chain_id=b1.header.chain_id,
+        height=1,
+        round_=1,
+        prev_hash=b1.header.prev_hash,
+        time_ms=b1.header.time_ms,
+        proposer=account("validator-2"),
+        state_root=b1.header.state_root,
+        validators=chain.validators,
+        txs=[],
+        last_commit=None,
+    )
+    commit = sign_commit(empty, validator_keys(), round_=1)
+    chain.commit_block(empty, commit)
+    assert chain.state.balance(bob.account) == 10_000_000  # the validated-but-not-decided transfer is gone
+    assert chain.root == state_root_uncached(chain.state)
+
+
+def test_evidence_slashes_a_validator_with_worker_stake_once():
+    g = genesis4(workers=["validator-1"])
+    chain = Chain(g)
+    k1 = validator_keys()[1]
+    va = b.Vote.sign(k1, g.chain_id, b.VoteType.PREVOTE, 1, 0, b"\x01" * 32)
+    vb = b.Vote.sign(k1, g.chain_id, b.VoteType.PREVOTE, 1, 0, None)
+    ev = b.Evidence.from_votes(va, vb)
+    blk, com = next_block(chain)
+    chain.commit_block(blk, com)
+    stake_before = chain.state.workers[account("validator-1")].stake
+    blk, com = next_block(chain, evidence=[ev])
+    assert blk.evidence == (ev,)
+    chain.commit_block(blk, com)
+    assert chain.state.workers[account("validator-1")].stake < stake_before
+    # The same offence is not put into, nor accepted in, a later block.
+    assert chain.pending_evidence([ev]) == []
+    blk3, _ = next_block(chain)
+    forged = dataclasses.replace(
+        blk3, evidence=(ev,), header=dataclasses.replace(blk3.header, evidence_hash=b.evidence_hash([ev]))
+    )
+    with pytest.raises(b.BadEvidence):
+        chain.validate_block(forged)
+
+
+def test_block_encoding_round_trips_and_rejects_garbage():
+    _chain, _, block, commit = _fresh_pair()
+    assert b.Block.decode(block.encode()) == block
+    assert b.Commit.decode(commit.encode()) == commit
+    with pytest.raises(b.DecodeError):
+        b.Block.decode(b"\x93\x01\x02\x03")
+    with pytest.raises(b.DecodeError):
+        b.Block.decode(block.encode() + b"\x00")
+
+
+def test_execute_block_is_all_or_nothing():
+    chain = Chain(genesis4())
+    alice, bob = users(2)
+    ok = alice.transfer(bob.account, 1)
+    bad = bob.transfer(alice.account, 10**12)
+    blk, _ = next_block(chain)
+    mixed = b.make_block(
+        chain_id=blk.header.chain_id,
+        height=1,
+        round_=0,
+        prev_hash=blk.header.prev_hash,
+        time_ms=blk.header.time_ms,
+        proposer=blk.header.proposer,
+        state_root=blk.header.state_root,
+        validators=chain.validators,
+        txs=[ok.encode(), bad.encode()],
+        last_commit=None,
+    )
+    before = state_root(chain.state)
+    with pytest.raises(b.BadBlockTx) as exc:
+        execute_block(chain.state, mixed)
+    assert exc.value.index == 1 and state_root(chain.state) == before
