@@ -169,3 +169,12 @@ class ConfigError(LocalProtocolError):
         self.field = field
         self.value = value
         self.reason = reason
+
+
+class MessageTooLarge(LocalProtocolError):
+    """A message we were asked to send encodes to more than the frame cap; carries both sizes."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(f"message of {length} bytes exceeds the frame limit of {limit}")
+        self.length = length
+        self.limit = limit

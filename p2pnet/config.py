@@ -1,0 +1,170 @@
+"""Host and gossip settings with defaults, a fast ``test()`` preset, and ``validate()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from p2pnet.errors import ConfigError
+
+
+@dataclass
+class GossipConfig:
+    """Gossipsub-like mesh parameters and peer-score weights and thresholds."""
+
+    D: int = 6
+    D_lo: int = 4
+    D_hi: int = 12
+    D_lazy: int = 6
+    heartbeat_interval: float = 1.0
+    history_length: int = 5  # heartbeats a message stays answerable to IWANT
+    history_gossip: int = 3  # heartbeats a message is advertised in IHAVE
+    seen_ttl: float = 120.0
+    fanout_ttl: float = 60.0
+    prune_backoff: float = 60.0
+    flood_publish: bool = True  # own messages go to every subscribed peer, not only the mesh
+    forward_timeout: float = 1.0  # how long forwarding waits on a full peer queue before counting a drop
+    max_ihave_ids: int = 5000
+    max_iwant_replies: int = 5000  # per peer per heartbeat
+    subscription_queue: int = 10_000
+    # scoring
+    first_delivery_weight: float = 1.0
+    first_delivery_cap: float = 100.0
+    invalid_weight: float = -10.0  # times invalid count squared
+    behaviour_weight: float = -5.0  # times penalty squared
+    mesh_failure_weight: float = -2.0
+    mesh_activation: int = 5  # heartbeats in the mesh before deficits count
+    mesh_min_deliveries_of: int = (
+        20  # a topic must see this many messages per heartbeat for deficits to count
+    )
+    decay: float = 0.95  # per heartbeat
+    gossip_threshold: float = -10.0
+    publish_threshold: float = -50.0
+    graylist_threshold: float = -80.0
+    disconnect_threshold: float = -100.0
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad field."""
+        if not 0 < self.D_lo <= self.D <= self.D_hi:
+            raise ConfigError("D", (self.D_lo, self.D, self.D_hi), "need 0 < D_lo ≤ D ≤ D_hi")
+        if self.heartbeat_interval <= 0:
+            raise ConfigError("heartbeat_interval", self.heartbeat_interval, "must be > 0")
+        if not 0 < self.history_gossip <= self.history_length:
+            raise ConfigError(
+                "history_gossip", self.history_gossip, "need 0 < history_gossip ≤ history_length"
+            )
+        if not 0 < self.decay < 1:
+            raise ConfigError("decay", self.decay, "must be in (0, 1)")
+        if not (
+            0
+            >= self.gossip_threshold
+            >= self.publish_threshold
+            >= self.graylist_threshold
+            >= self.disconnect_threshold
+        ):
+            raise ConfigError(
+                "thresholds", self.gossip_threshold, "need 0 ≥ gossip ≥ publish ≥ graylist ≥ disconnect"
+            )
+        if self.subscription_queue < 1:
+            raise ConfigError("subscription_queue", self.subscription_queue, "must be ≥ 1")
+
+
+@dataclass
+class HostConfig:
+    """Everything a Host needs besides its identity. ``HostConfig()`` is for production, ``test()`` for tests."""
+
+    listen_addrs: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/0"])
+    bootstrap: list[str] = field(default_factory=list)
+    peer_table_path: str | None = None
+    agent: str = "dacn/0.1"
+    max_frame: int = 4 * 1024 * 1024
+    send_queue: int = 8192  # frames per connection
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    keepalive_interval: float = 15.0
+    write_timeout: float = 20.0
+    request_timeout: float = 10.0
+    max_inbound: int = 64
+    max_outbound: int = 32
+    target_peers: int = 8
+    max_peers: int = 24  # above this, discovery prunes peers outside the gossip mesh
+    rate_limit: float = 50_000.0  # frames per second per peer; above it we stop reading (back-pressure)
+    rate_burst: float = 100_000.0
+    max_concurrent_requests: int = 64
+    ban_duration: float = 600.0
+    dial_backoff_base: float = 1.0
+    dial_backoff_max: float = 300.0
+    discovery_interval: float = 2.0
+    px_interval: float = 10.0
+    save_interval: float = 60.0
+    blob_chunk: int = 1024 * 1024
+    max_blob: int = 1024 * 1024 * 1024
+    gossip: GossipConfig = field(default_factory=GossipConfig)
+
+    @classmethod
+    def test(cls, **overrides: object) -> HostConfig:
+        """A preset for loopback tests and simulations: short timers, small limits."""
+        gossip = GossipConfig(heartbeat_interval=0.1, prune_backoff=1.0, seen_ttl=30.0, fanout_ttl=5.0)
+        cfg = cls(
+            listen_addrs=["/ip4/127.0.0.1/tcp/0"],
+            handshake_timeout=2.0,
+            idle_timeout=5.0,
+            keepalive_interval=0.5,
+            write_timeout=2.0,
+            request_timeout=2.0,
+            target_peers=6,
+            max_peers=16,
+            ban_duration=30.0,
+            dial_backoff_base=0.1,
+            dial_backoff_max=2.0,
+            discovery_interval=0.2,
+            px_interval=0.5,
+            save_interval=1.0,
+            blob_chunk=64 * 1024,
+            gossip=gossip,
+        )
+        return replace(cfg, **overrides)  # type: ignore[arg-type]
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad field."""
+        positive = [
+            "max_frame",
+            "send_queue",
+            "handshake_timeout",
+            "idle_timeout",
+            "keepalive_interval",
+            "write_timeout",
+            "request_timeout",
+            "rate_limit",
+            "rate_burst",
+            "max_concurrent_requests",
+            "ban_duration",
+            "dial_backoff_base",
+            "discovery_interval",
+            "px_interval",
+            "save_interval",
+            "blob_chunk",
+            "max_blob",
+        ]
+        for name in positive:
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(name, value, "must be > 0")
+        if self.max_frame < 1024:
+            raise ConfigError("max_frame", self.max_frame, "must be ≥ 1024")
+        if self.blob_chunk > self.max_frame - 1024:
+            raise ConfigError("blob_chunk", self.blob_chunk, "must leave room under max_frame")
+        if self.keepalive_interval >= self.idle_timeout:
+            raise ConfigError("keepalive_interval", self.keepalive_interval, "must be below idle_timeout")
+        if self.max_inbound < 0 or self.max_outbound < 0:
+            raise ConfigError(
+                "max_inbound/max_outbound", (self.max_inbound, self.max_outbound), "must be ≥ 0"
+            )
+        if not 0 <= self.target_peers <= self.max_peers:
+            raise ConfigError("target_peers", self.target_peers, "need 0 ≤ target_peers ≤ max_peers")
+        if self.dial_backoff_max < self.dial_backoff_base:
+            raise ConfigError("dial_backoff_max", self.dial_backoff_max, "must be ≥ dial_backoff_base")
+        from p2pnet.multiaddr import Multiaddr  # local: config stays importable without the parser's deps
+
+        for text in [*self.listen_addrs, *self.bootstrap]:
+            Multiaddr.parse(text)
+        self.gossip.validate()
