@@ -1,0 +1,230 @@
+"""The block and state store: sqlite in WAL mode, the one module of the ledger that touches disk.
+
+Each committed block is written in one sqlite transaction together with its commit, the state root after it, the
+new height, and (every ``snapshot_every`` blocks) a full state snapshot. So a process killed at any moment leaves
+either the whole block or none of it, and :func:`open_chain` restarts at the last committed height by loading the
+newest snapshot and replaying the blocks after it (checking each replayed root against the stored one).
+:func:`replay` recomputes every root from genesis and reports the first mismatch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger.block import Block, BlockError, Commit
+from ledger.chain import INITIAL_HEIGHT, Chain, execute_block
+from ledger.crypto import blake2b256
+from ledger.encoding import pack
+from ledger.errors import LedgerError
+from ledger.genesis import Genesis, genesis_state
+from ledger.mempool import Mempool
+from ledger.state import State, decode_state, encode_state, state_root
+from ledger.types import Height
+
+SCHEMA_VERSION = 1
+
+
+class StoreError(LedgerError):
+    """Root of store errors."""
+
+
+class WrongGenesis(StoreError):
+    def __init__(self, expected: bytes, got: bytes) -> None:
+        super().__init__(f"store belongs to genesis {got.hex()[:16]}, not {expected.hex()[:16]}")
+        self.expected, self.got = expected, got
+
+
+class StoreCorrupt(StoreError):
+    def __init__(self, height: int, reason: str) -> None:
+        super().__init__(f"store corrupt at height {height}: {reason}")
+        self.height, self.reason = height, reason
+
+
+class NotSequential(StoreError):
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"store expects height {expected}, got {got}")
+        self.expected, self.got = expected, got
+
+
+def genesis_hash(genesis: Genesis) -> bytes:
+    """Identifies the chain a store belongs to: BLAKE2b of the genesis state's canonical encoding."""
+    return blake2b256(pack([genesis.chain_id, encode_state(genesis_state(genesis))]))
+
+
+class BlockStore:
+    """Blocks, commits, roots and periodic snapshots in one sqlite file."""
+
+    def __init__(self, path: str | Path, *, snapshot_every: int = 100, synchronous: str = "FULL") -> None:
+        if snapshot_every < 1:
+            raise StoreError("snapshot_every must be at least 1")
+        if synchronous not in ("FULL", "NORMAL", "OFF"):
+            raise StoreError(f"unknown synchronous mode {synchronous!r}")
+        self.path = Path(path)
+        self.snapshot_every = snapshot_every
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS blocks (
+                height INTEGER PRIMARY KEY, hash BLOB NOT NULL, block BLOB NOT NULL,
+                commit_ BLOB NOT NULL, state_root BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS snapshots (height INTEGER PRIMARY KEY, state BLOB NOT NULL);
+            """
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------------------------------- meta
+
+    def _meta(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def init_genesis(self, genesis: Genesis) -> None:
+        """Bind an empty store to a genesis, or check that a used one belongs to it."""
+        gh = genesis_hash(genesis)
+        existing = self._meta("genesis_hash")
+        if existing is None:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT INTO meta VALUES ('genesis_hash', ?)", (gh,))
+            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (pack(SCHEMA_VERSION),))
+            self.db.execute("COMMIT")
+        elif existing != gh:
+            raise WrongGenesis(gh, existing)
+
+    @property
+    def height(self) -> Height:
+        """The last committed height (``INITIAL_HEIGHT - 1`` when empty)."""
+        row = self.db.execute("SELECT MAX(height) FROM blocks").fetchone()
+        return INITIAL_HEIGHT - 1 if row[0] is None else int(row[0])
+
+    # ---------------------------------------------------------------------------------------- writing
+
+    def save_block(self, block: Block, commit: Commit, state: State, root: bytes) -> None:
+        """Write a block, its commit, the root after it (and maybe a snapshot) in one transaction."""
+        expected = self.height + 1
+        if block.height != expected:
+            raise NotSequential(expected, block.height)
+        snapshot = encode_state(state) if block.height % self.snapshot_every == 0 else None
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(
+                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
+                (block.height, block.hash(), block.encode(), commit.encode(), root),
+            )
+            if snapshot is not None:
+                self.db.execute("INSERT INTO snapshots VALUES (?, ?)", (block.height, snapshot))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    # ---------------------------------------------------------------------------------------- reading
+
+    def get_block(self, height: Height) -> tuple[Block, Commit, bytes] | None:
+        row = self.db.execute("SELECT block, commit_, state_root FROM blocks WHERE height = ?", (height,)).fetchone()
+        if row is None:
+            return None
+        return Block.decode(bytes(row[0])), Commit.decode(bytes(row[1])), bytes(row[2])
+
+    def get_blocks(self, from_height: Height, to_height: Height) -> list[tuple[Block, Commit]]:
+        rows = self.db.execute(
+            "SELECT block, commit_ FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height",
+            (from_height, to_height),
+        ).fetchall()
+        return [(Block.decode(bytes(b)), Commit.decode(bytes(c))) for b, c in rows]
+
+    def latest_snapshot(self, at_most: Height) -> tuple[Height, State] | None:
+        row = self.db.execute(
+            "SELECT height, state FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1", (at_most,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), decode_state(bytes(row[1])))
+
+
+def open_chain(
+    path: str | Path, genesis: Genesis, *, snapshot_every: int = 100, mempool: Mempool | None = None
+) -> Chain:
+    """Open (or create) a store and rebuild the chain at its last committed height: snapshot, then replay."""
+    store = BlockStore(path, snapshot_every=snapshot_every)
+    store.init_genesis(genesis)
+    top = store.height
+    snap = store.latest_snapshot(top)
+    if snap is None:
+        base, state = INITIAL_HEIGHT - 1, genesis_state(genesis)
+    else:
+        base, state = snap
+        stored = store.get_block(base)
+        if stored is None or state_root(state) != stored[2]:
+            raise StoreCorrupt(base, "snapshot does not match the stored state root")
+    last = store.get_block(base) if base >= INITIAL_HEIGHT else None
+    for h in range(base + 1, top + 1):
+        got = store.get_block(h)
+        if got is None:
+            raise StoreCorrupt(h, "block missing")
+        block, _commit, root = got
+        # These blocks were fully checked before they were stored; signatures need no second check.
+        try:
+            execute_block(state, block, check_signatures=False)
+        except BlockError as exc:
+            raise StoreCorrupt(h, f"stored block does not execute: {exc}") from exc
+        if state_root(state) != root:
+            raise StoreCorrupt(h, "replayed state root differs from the stored one")
+        last = got
+    recent = [b for b, _c in store.get_blocks(max(INITIAL_HEIGHT, top - 100), top)]
+    return Chain(
+        genesis,
+        state=state,
+        last_header=None if last is None else last[0].header,
+        last_commit=None if last is None else last[1],
+        recent_blocks=recent,
+        store=store,
+        mempool=mempool,
+    )
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """The outcome of :func:`replay`: how far it got, and the first height whose root disagreed (if any)."""
+
+    checked_to: Height
+    final_root: bytes
+    mismatch_height: Height | None = None
+    expected_root: bytes | None = None
+    got_root: bytes | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatch_height is None
+
+
+def replay(path: str | Path, genesis: Genesis) -> ReplayReport:
+    """Recompute every state root from genesis and compare with the stored roots and the next headers."""
+    store = BlockStore(path)
+    try:
+        store.init_genesis(genesis)
+        state = genesis_state(genesis)
+        root = state_root(state)
+        top = store.height
+        for h in range(INITIAL_HEIGHT, top + 1):
+            got = store.get_block(h)
+            if got is None:
+                return ReplayReport(h - 1, root, h, None, None, "block missing")
+            block, _commit, stored_root = got
+            if block.header.state_root != root:
+                return ReplayReport(h - 1, root, h - 1, block.header.state_root, root, "next header's state root")
+            try:
+                execute_block(state, block, check_signatures=True)
+            except BlockError as exc:
+                return ReplayReport(h - 1, root, h, stored_root, None, f"block does not execute: {exc}")
+            root = state_root(state)
+            if root != stored_root:
+                return ReplayReport(h - 1, root, h, stored_root, root, "stored state root")
+        return ReplayReport(top, root)
+    finally:
+        store.close()

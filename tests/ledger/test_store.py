@@ -1,0 +1,135 @@
+"""The sqlite store: reopen at the last height, snapshots plus replay, replay reports, and SIGKILL crashes."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ledger.state import state_root_uncached
+from ledger.store import BlockStore, NotSequential, StoreCorrupt, WrongGenesis, open_chain, replay
+from tests.ledger.chainkit import genesis4, next_block, users
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def grow(chain, n: int) -> None:
+    a, b = users(2)
+    a.next_nonce = chain.state.nonce(a.account)
+    for _ in range(n):
+        block, commit = next_block(chain, [a.transfer(b.account, 3)])
+        chain.commit_block(block, commit)
+
+
+def test_reopen_resumes_at_last_height_with_the_same_root(tmp_path):
+    db = tmp_path / "chain.db"
+    chain = open_chain(db, genesis4(), snapshot_every=4)
+    grow(chain, 10)
+    root, height, last_hash = chain.root, chain.height, chain.last_header.hash()
+    chain.store.close()
+    again = open_chain(db, genesis4(), snapshot_every=4)
+    assert (again.height, again.root, again.last_header.hash()) == (height, root, last_hash)
+    assert again.root == state_root_uncached(again.state)
+    assert again.last_commit is not None and again.last_commit.height == height
+    grow(again, 2)  # and it keeps going
+    assert again.height == 12
+    assert [b.height for b, _ in again.get_blocks(3, 5)] == [3, 4, 5]
+
+
+def test_wrong_genesis_and_out_of_order_writes_are_refused(tmp_path):
+    db = tmp_path / "chain.db"
+    chain = open_chain(db, genesis4())
+    grow(chain, 1)
+    chain.store.close()
+    with pytest.raises(WrongGenesis):
+        open_chain(db, genesis4(chain_id="another-chain"))
+    chain = open_chain(db, genesis4())
+    block, commit = next_block(chain)
+    chain.store.save_block(block, commit, chain.state, chain.root)
+    with pytest.raises(NotSequential):
+        chain.store.save_block(block, commit, chain.state, chain.root)
+
+
+def test_replay_reports_the_first_mismatch(tmp_path):
+    db = tmp_path / "chain.db"
+    chain = open_chain(db, genesis4(), snapshot_every=1000)
+    grow(chain, 6)
+    chain.store.close()
+    report = replay(db, genesis4())
+    assert report.ok and report.checked_to == 6 and report.final_root == chain.root
+    con = sqlite3.connect(db)
+    con.execute("UPDATE blocks SET state_root = ? WHERE height = 4", (b"\x07" * 32,))
+    con.commit()
+    con.close()
+    report = replay(db, genesis4())
+    assert not report.ok and report.mismatch_height == 4 and report.expected_root == b"\x07" * 32
+    with pytest.raises(StoreCorrupt) as exc:
+        open_chain(db, genesis4())
+    assert exc.value.height == 4
+
+
+def test_corrupt_snapshot_is_detected(tmp_path):
+    db = tmp_path / "chain.db"
+    chain = open_chain(db, genesis4(), snapshot_every=2)
+    grow(chain, 4)
+    chain.store.close()
+    other = open_chain(tmp_path / "other.db", genesis4(), snapshot_every=2)
+    grow(other, 1)
+    from ledger.state import encode_state
+
+    con = sqlite3.connect(db)
+    con.execute("UPDATE snapshots SET state = ? WHERE height = 4", (encode_state(other.state),))
+    con.commit()
+    con.close()
+    with pytest.raises(StoreCorrupt):
+        open_chain(db, genesis4(), snapshot_every=2)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_leaves_a_store_that_replays(tmp_path):
+    db = tmp_path / "chain.db"
+    rng = random.Random(1234)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    last_seen = 0
+    for _ in range(4):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.ledger.crash_writer", str(db)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        # Wait until it has committed a random number of new blocks, then kill it mid-stream.
+        target = rng.randint(1, 8)
+        seen = 0
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen = int(line)
+            if seen >= last_seen + target:
+                break
+        # A random extra pause (not a readiness wait) so the kill lands anywhere inside the next commits.
+        time.sleep(rng.random() * 0.03)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert seen > last_seen
+        chain = open_chain(db, genesis4(), snapshot_every=3)
+        # It opens at the last committed height (at least what it printed; a block may have landed after).
+        assert chain.height >= seen
+        report = replay(db, genesis4())
+        assert report.ok and report.checked_to == chain.height and report.final_root == chain.root
+        last_seen = chain.height
+        chain.store.close()
+
+
+def test_store_refuses_bad_settings(tmp_path):
+    from ledger.store import StoreError
+
+    with pytest.raises(StoreError):
+        BlockStore(tmp_path / "x.db", snapshot_every=0)
