@@ -96,6 +96,10 @@ def make_state(**kwargs: Any) -> State:
     return genesis_state(make_genesis(**kwargs))
 
 
+_issued: dict[bytes, Wallet] = {}
+"""Which wallet auto-numbered a tx, so ``assert_rejected`` can give the nonce back."""
+
+
 class Wallet:
     """A named key that signs txs with consecutive nonces (``nonce=`` overrides and does not advance)."""
 
@@ -107,10 +111,14 @@ class Wallet:
         self.next_nonce = nonce
 
     def sign(self, payload: Payload, *, fee: int = 1, nonce: int | None = None) -> SignedTx:
+        auto = nonce is None
         if nonce is None:
             nonce = self.next_nonce
             self.next_nonce += 1
-        return make_tx(payload, self.key, self.chain_id, nonce=nonce, fee=fee)
+        stx = make_tx(payload, self.key, self.chain_id, nonce=nonce, fee=fee)
+        if auto:
+            _issued[stx.tx_id] = self
+        return stx
 
     def transfer(self, to: AccountId, amount: int, **kw: Any) -> SignedTx:
         return self.sign(Transfer(to, amount), **kw)
@@ -192,3 +200,22 @@ def wallets(*names: str) -> list[Wallet]:
     return [Wallet(n) for n in names]
 
 
+
+
+def assert_rejected(state: State, stx: SignedTx, c: BlockContext, error: type[Exception], **fields: Any) -> Any:
+    """Apply ``stx`` expecting ``error`` (with these field values); check the state did not change at all."""
+    import pytest
+
+    from ledger.state import encode_state, state_root
+
+    root, snapshot = state_root(state), encode_state(state)
+    with pytest.raises(error) as exc:
+        apply_tx(state, stx, c)
+    for name, value in fields.items():
+        assert getattr(exc.value, name) == value, (name, getattr(exc.value, name), value)
+    assert state_root(state) == root
+    assert encode_state(state) == snapshot
+    wallet = _issued.get(stx.tx_id)
+    if wallet is not None and wallet.next_nonce == stx.nonce + 1:
+        wallet.next_nonce -= 1  # the rejected tx did not use its nonce
+    return exc.value
