@@ -239,6 +239,9 @@ class Gossip:
             self.graylisted_rpcs += 1
             if self.graylisted_rpcs in (1, 10, 100) or self.graylisted_rpcs % 1000 == 0:
                 log.warning("ignoring RPC from graylisted %s (%d so far)", peer.short(), self.graylisted_rpcs)
+            # a graylisted peer that keeps talking sinks further, to the disconnect threshold
+            self._score(peer).behaviour += 0.5
+            self._check_disconnect(peer)
             return
         for topic, subscribed in rpc.subscriptions:
             self._on_subscription(peer, topic, subscribed)

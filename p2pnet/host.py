@@ -338,9 +338,11 @@ class Host:
     def ban(self, peer: PeerId, reason: str, duration: float | None = None) -> None:
         """Disconnect ``peer`` and refuse it until the ban expires."""
         until = trio.current_time() + (self.config.ban_duration if duration is None else duration)
+        already = self.is_banned(peer)
         self._bans[peer] = until
-        self.counters["bans"] += 1
-        log.warning("%s: banning %s: %s", self.peer_id.short(), peer, reason)
+        if not already:
+            self.counters["bans"] += 1
+            log.warning("%s: banning %s: %s", self.peer_id.short(), peer, reason)
         conn = self._connections.get(peer)
         if conn is not None:
             conn.close(f"banned: {reason}")

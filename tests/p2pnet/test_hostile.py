@@ -1,0 +1,156 @@
+"""Hostile peers on loopback: each is cut off with a logged reason, honest traffic goes on, no task is left."""
+
+import logging
+import os
+
+import pytest
+import trio
+
+from p2pnet import HostConfig, Identity, ValidationResult
+from p2pnet.framing import GossipMessage, GossipRPC, Request, encode_message, join_frames
+from p2pnet.identity import encode_public_key_protobuf
+from p2pnet.noise import NoiseHandshake, NoiseSession
+
+from .conftest import running_hosts
+
+
+def _task_count() -> int:
+    def walk(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(walk(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    return walk(trio.lowlevel.current_root_task())
+
+
+async def _wait_for(predicate, timeout: float = 5.0) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.02)
+
+
+async def _secure(addr, handshake: NoiseHandshake) -> tuple[trio.SocketStream, NoiseSession]:
+    stream = await trio.open_tcp_stream(addr.host, addr.port)
+    while True:
+        out = handshake.bytes_to_send()
+        if out:
+            await stream.send_all(out)
+        if handshake.complete:
+            return stream, handshake.session()
+        data = await stream.receive_some(65536)
+        assert data, "victim closed during handshake"
+        handshake.receive_data(data)
+
+
+async def _honest_round_trip(a, b) -> None:
+    assert await a.request(b.peer_id, "/dacn/px/1", None, timeout=2.0) is not None
+
+
+def _victim_and_honest(i: int, cfg: HostConfig) -> None:
+    cfg.write_timeout = 0.5
+
+
+async def test_random_bytes_are_cut_off(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with running_hosts(2) as (victim, honest):
+        await honest.dial(victim.listen_addrs[0])
+        baseline = _task_count()
+        addr = victim.listen_addrs[0]
+        stream = await trio.open_tcp_stream(addr.host, addr.port)
+        await stream.send_all(b"\x00\x20" + os.urandom(32) + os.urandom(200))
+        with trio.fail_after(5):
+            while await stream.receive_some(65536):
+                pass  # the victim's first handshake message, then EOF
+        await stream.aclose()
+        assert "inbound handshake" in caplog.text and "failed" in caplog.text
+        await _honest_round_trip(honest, victim)
+        await _wait_for(lambda: _task_count() <= baseline)
+
+
+async def test_forged_identity_signature_is_refused(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    mallory, claimed = Identity.generate(), Identity.generate()
+
+    class Forger(NoiseHandshake):
+        def _prove(self) -> bytes:
+            key = encode_public_key_protobuf(claimed.public_key)  # claims someone else's key
+            sig = mallory.sign(b"noise-libp2p-static-key:" + self._static_public)
+            return bytes([0x0A, len(key)]) + key + bytes([0x12, len(sig)]) + sig
+
+    async with running_hosts(2) as (victim, honest):
+        await honest.dial(victim.listen_addrs[0])
+        stream, _ = await _secure(victim.listen_addrs[0], Forger(mallory, initiator=True))
+        with trio.fail_after(5):
+            assert await stream.receive_some(100) == b""
+        assert "did not sign the Noise static key" in caplog.text
+        assert claimed.peer_id not in victim.peers()
+        await _honest_round_trip(honest, victim)
+
+
+@pytest.mark.parametrize("attack", ["oversized", "truncated", "garbage frame"])
+async def test_bad_frames_close_and_ban(caplog, attack: str) -> None:
+    caplog.set_level(logging.INFO)
+    mallory = Identity.generate()
+    async with running_hosts(2) as (victim, honest):
+        await honest.dial(victim.listen_addrs[0])
+        baseline = _task_count()
+        stream, session = await _secure(victim.listen_addrs[0], NoiseHandshake(mallory, initiator=True))
+        await _wait_for(lambda: mallory.peer_id in victim.peers())
+        if attack == "oversized":
+            await stream.send_all(session.encrypt((victim.config.max_frame + 1).to_bytes(4, "big") + b"x" * 100))
+            expected = "FrameTooLarge"
+        elif attack == "truncated":
+            frame = join_frames([encode_message(Request(1, "/dacn/px/1", None))])
+            await stream.send_all(session.encrypt(frame[:-2]))
+            await stream.send_eof() if hasattr(stream, "send_eof") else None
+            expected = "TruncatedFrame"
+        else:
+            await stream.send_all(session.encrypt(join_frames([b"\xc1garbage"])))
+            expected = "ProtocolError"
+        await _wait_for(lambda: mallory.peer_id not in victim.peers())
+        assert expected in caplog.text
+        assert victim.is_banned(mallory.peer_id)
+        await stream.aclose()
+        await _honest_round_trip(honest, victim)
+        await _wait_for(lambda: _task_count() <= baseline)
+
+
+async def test_flood_of_invalid_gossip_gets_sender_disconnected(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with running_hosts(3) as (victim, honest, mallory):
+        inbox = victim.gossip.subscribe(
+            "t", lambda peer, data: ValidationResult.REJECT if data.startswith(b"bad") else ValidationResult.ACCEPT
+        )
+        honest.gossip.subscribe("t")
+        await honest.dial(victim.listen_addrs[0])
+        await mallory.dial(victim.listen_addrs[0])
+        conn = mallory.connection(victim.peer_id)
+        for i in range(200):
+            rpc = GossipRPC(messages=[GossipMessage("t", b"bad %d" % i)])
+            if not conn.try_send_encoded(encode_message(rpc)):
+                break
+        await _wait_for(lambda: mallory.peer_id not in victim.peers())
+        assert victim.is_banned(mallory.peer_id)
+        assert "banning" in caplog.text and "gossip score" in caplog.text
+        invalid = victim.gossip.counters["t"].invalid
+        assert 0 < invalid < 200
+        await _wait_for(lambda: honest.peer_id in victim.gossip.mesh.get("t", ()))
+        assert await honest.gossip.publish("t", b"good") >= 1
+        with trio.fail_after(5):
+            assert (await inbox.receive()).data == b"good"
+
+
+async def test_slow_reader_is_cut_off_and_others_continue(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    mallory = Identity.generate()
+    async with running_hosts(2, _victim_and_honest) as (victim, honest):
+        await honest.dial(victim.listen_addrs[0])
+        digest = victim.provide_blob(os.urandom(64 * 1024))
+        stream, session = await _secure(victim.listen_addrs[0], NoiseHandshake(mallory, initiator=True))
+        # ask for ~32 MB of replies and never read them
+        frames = [encode_message(Request(i, "/dacn/blob/1", {"d": digest, "o": 0})) for i in range(1, 500)]
+        await stream.send_all(session.encrypt(join_frames(frames)))
+        with trio.fail_after(10):
+            while mallory.peer_id in victim.peers() or not victim.peers():
+                await _honest_round_trip(honest, victim)  # honest traffic keeps flowing meanwhile
+                await trio.sleep(0.05)
+        assert "slow reader" in caplog.text
+        await stream.aclose()
