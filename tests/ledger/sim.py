@@ -72,6 +72,7 @@ class NetStats:
     lost: int = 0
     duplicated: int = 0
     partitioned: int = 0
+    after_shutdown: int = 0
 
 
 class SimNetwork:
@@ -85,13 +86,18 @@ class SimNetwork:
         self.inboxes: dict[int, trio.MemorySendChannel[Any]] = {}
         self.stats = NetStats()
         self._nursery: trio.Nursery | None = None
+        self._closed = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the delivery tasks; start with ``await nursery.start(net.run)``."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            await trio.sleep_forever()
+            try:
+                await trio.sleep_forever()
+            finally:
+                # Nodes torn down after the network may still send during cancellation: count, don't crash.
+                self._closed = True
 
     def register(self, node: int) -> tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]]:
         send, recv = trio.open_memory_channel[Any](math.inf)
@@ -112,6 +118,9 @@ class SimNetwork:
 
     def send(self, src: int, dst: int, payload: Any) -> None:
         self.stats.sent += 1
+        if self._closed:
+            self.stats.after_shutdown += 1
+            return
         if not self._connected(src, dst):
             self.stats.partitioned += 1
             return
