@@ -140,6 +140,8 @@ def decode_dataset(
         raise DatasetError(f"digest mismatch: expected {expected_digest.hex()}, got {actual.hex()}")
     try:
         wire = msgpack.unpackb(data, raw=False)
+    except MemoryError:
+        raise
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise DatasetError(f"not a valid dataset encoding: {exc}") from exc
     if not (isinstance(wire, list) and len(wire) == 4 and wire[0] == DATASET_TAG):
@@ -173,6 +175,8 @@ def dataset_from_npy(
             return np.load(io.BytesIO(blob), allow_pickle=False)
         except ValueError as exc:
             raise DatasetError(f"{name} is not a plain .npy array: {exc}") from exc
+        except MemoryError:
+            raise
         except Exception as exc:  # truncated or garbled headers raise assorted errors
             raise DatasetError(f"{name} is not valid .npy data: {exc}") from exc
 

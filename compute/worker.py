@@ -1,0 +1,164 @@
+"""A pool worker process: ``python -m compute.worker``; reads run frames on stdin, writes results on stdout.
+
+It keeps datasets it was sent in a bounded cache (by digest), caps its address space per job with
+``RLIMIT_AS`` (its idle footprint plus the job's ``memory_mb``), and turns every job-level error into a failure
+reply; only a crash or the parent's kill ends it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+from compute.canonical import JobResult
+from compute.dataset import Dataset, decode_dataset
+from compute.errors import BackendUnavailable, DatasetError, ExecutionError, ResultError, SpecError
+from compute.executor import execute
+from compute.pool import DATASET_MISSING, HEADER, encode_frame
+from compute.spec import JobSpec
+
+try:
+    import resource
+except ImportError:  # not on POSIX: no per-job memory cap
+    resource = None  # type: ignore[assignment]
+
+_MIB = 1 << 20
+
+
+def _address_space_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def memory_cap(memory_mb: int) -> Iterator[None]:
+    """Lower the soft RLIMIT_AS to the current footprint plus ``memory_mb`` for the block, then restore it."""
+    if resource is None or not os.path.exists("/proc/self/statm"):
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = _address_space_now() + memory_mb * _MIB
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+class DatasetCache:
+    """Datasets by digest, least recently used evicted beyond ``max_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[bytes, Dataset] = OrderedDict()
+
+    def get(self, digest: bytes) -> Dataset | None:
+        ds = self._items.get(digest)
+        if ds is not None:
+            self._items.move_to_end(digest)
+        return ds
+
+    def put(self, ds: Dataset) -> None:
+        self._items[ds.digest] = ds
+        self._items.move_to_end(ds.digest)
+        while len(self._items) > 1 and sum(d.nbytes for d in self._items.values()) > self.max_bytes:
+            self._items.popitem(last=False)
+
+
+def _failure(job_id: Any, kind: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"op": "result", "id": job_id, "ok": False, "kind": kind, "message": message, "field": field}
+
+
+def handle_run(message: dict[str, Any], cache: DatasetCache) -> dict[str, Any]:
+    """Run one job request and build the reply; never raises for job-level problems."""
+    job_id = message.get("id")
+    try:
+        spec = JobSpec.decode(message["spec"])
+        with memory_cap(int(message["memory_mb"])):
+            ds = cache.get(message["digest"])
+            if ds is None:
+                if message.get("data") is None:
+                    return _failure(job_id, DATASET_MISSING, "dataset not cached; resend with data")
+                ds = decode_dataset(message["data"], expected_digest=message["digest"])
+                cache.put(ds)
+            result: JobResult = execute(spec, ds, message.get("backend"), int(message.get("threads", 1)))
+            encoded = result.encode()
+        return {"op": "result", "id": job_id, "ok": True, "result": encoded}
+    except MemoryError as exc:
+        return _failure(job_id, "memory", f"memory limit of {message.get('memory_mb')} MB exceeded: {exc!r}")
+    except SpecError as exc:
+        return _failure(job_id, "spec", exc.reason, exc.field)
+    except DatasetError as exc:
+        return _failure(job_id, "dataset", exc.reason)
+    except BackendUnavailable as exc:
+        return _failure(job_id, "backend", str(exc))
+    except (ExecutionError, ResultError) as exc:
+        return _failure(job_id, "execution", str(exc))
+    except RuntimeError as exc:
+        # PyTorch reports allocation failure as a RuntimeError.
+        text = str(exc)
+        kind = "memory" if "allocate" in text or "out of memory" in text else "execution"
+        return _failure(job_id, kind, text)
+    except Exception as exc:
+        return _failure(job_id, "execution", f"{type(exc).__name__}: {exc}")
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
+    chunks = []
+    while n:
+        chunk = stream.read(n)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def serve(inp: BinaryIO, out: BinaryIO, cache: DatasetCache) -> None:
+    """Answer frames until the parent closes our stdin."""
+    import msgpack
+
+    out.write(encode_frame({"op": "ready", "pid": os.getpid()}))
+    out.flush()
+    while (header := _read_exact(inp, HEADER.size)) is not None:
+        body = _read_exact(inp, HEADER.unpack(header)[0])
+        if body is None:
+            return
+        message = msgpack.unpackb(body, raw=False)
+        if message.get("op") == "run":
+            reply = handle_run(message, cache)
+        else:
+            reply = _failure(message.get("id"), "protocol", f"unknown op {message.get('op')!r}")
+        out.write(encode_frame(reply))
+        out.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preload", default="")
+    parser.add_argument("--cache-mb", type=int, default=1024)
+    args = parser.parse_args(argv)
+    # The protocol owns fd 1; anything a library prints goes to stderr instead.
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    for name in filter(None, args.preload.split(",")):
+        if name == "sklearn":
+            import sklearn.cluster
+            import sklearn.decomposition
+            import sklearn.linear_model  # noqa: F401
+        elif name == "torch":
+            with contextlib.suppress(ImportError):
+                import torch  # noqa: F401
+    serve(sys.stdin.buffer, protocol_out, DatasetCache(args.cache_mb * _MIB))
+
+
+if __name__ == "__main__":
+    main()
