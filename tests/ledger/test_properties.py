@@ -1,0 +1,278 @@
+"""Stateful property tests: random sequences of every tx kind and block boundaries keep the ledger's invariants.
+
+Checked after every step: total supply conserved; no negative balance, stake, unbonding or escrow; reputation in
+0..1000; nonces only grow, by one per accepted tx; a rejected tx leaves the state root unchanged; the cached root
+equals a full recomputation; worker ``active_jobs`` counts match the jobs. After every ``end_block`` no active job
+is past its deadline. At teardown: running empty blocks past every job's lifetime bound makes all jobs terminal,
+and replaying the recorded blocks from genesis gives the same state root.
+"""
+
+from __future__ import annotations
+
+from hypothesis import event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from ledger.context import BlockContext
+from ledger.crypto import blake2b256
+from ledger.errors import InvalidTx
+from ledger.genesis import genesis_state
+from ledger.jobs import max_job_lifetime
+from ledger.rules import apply_tx, begin_block, end_block, process_evidence
+from ledger.state import state_root, state_root_uncached, total_supply
+from ledger.tx import (
+    AddStake,
+    Approve,
+    Bid,
+    CancelJob,
+    CommitResult,
+    Payload,
+    RegisterWorker,
+    RevealResult,
+    SubmitJob,
+    Transfer,
+    TransferFrom,
+    Unbond,
+    compute_commitment,
+    make_tx,
+)
+from tests.ledger.factories import account, ctx, key, make_genesis
+
+CLIENTS = ["alice", "bob"]
+WORKERS = ["w1", "w2", "w3", "w4"]
+NEWCOMERS = ["carol", "dave"]
+EVERYONE = CLIENTS + WORKERS + NEWCOMERS
+SUMMARIES = [[1, 2], [1, 3], [5, 5]]
+PARAMS = {"unbonding_period": 3, "max_reassignments": 1, "default_bid_window": 1, "default_commit_window": 2,
+          "default_reveal_window": 2, "max_window": 4, "min_stake": 1_000}
+
+names = st.sampled_from(EVERYONE)
+amounts = st.integers(0, 3_000)
+windows = st.integers(0, 4)
+
+
+def _genesis():
+    return make_genesis(
+        balances={"alice": 50_000, "bob": 50_000, "carol": 20_000, "dave": 5_000},
+        workers={"w1": {}, "w2": {}, "w3": {"device_kind": "gpu"}, "w4": {"memory_mb": 1_000}},
+        params=PARAMS,
+    )
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.genesis = _genesis()
+        self.state = genesis_state(self.genesis)
+        self.supply = total_supply(self.state)
+        self.height = 1
+        self.blocks: list[list] = [[]]  # txs accepted per block, for the replay check
+        begin_block(self.state, ctx(1))
+        self.openings: dict[tuple[bytes, bytes], list[int]] = {}
+        self.nonces = {account(n): 0 for n in EVERYONE}
+        self.slashed = 0
+
+    # ---- helpers ----------------------------------------------------------------------------------------------
+    def _apply(self, name: str, payload: Payload, *, nonce_shift: int = 0, fee: int = 1) -> bool:
+        acct = account(name)
+        stx = make_tx(payload, key(name), self.state.chain_id, nonce=self.state.nonce(acct) + nonce_shift, fee=fee)
+        root = state_root(self.state)
+        try:
+            apply_tx(self.state, stx, ctx(self.height))
+        except InvalidTx:
+            assert state_root(self.state) == root
+            return False
+        assert nonce_shift == 0 and fee >= 1
+        self.blocks[-1].append(stx)
+        return True
+
+    def _job_ids(self) -> list[bytes]:
+        """Active jobs when there are any (so the random rules mostly hit live jobs), else all jobs."""
+        return sorted(self.state.active_jobs) or sorted(self.state.jobs)
+
+    def _name(self, acct: bytes) -> str:
+        return next(n for n in EVERYONE if account(n) == acct)
+
+    # ---- rules ------------------------------------------------------------------------------------------------
+    @rule(sender=names, to=names, amount=amounts)
+    def transfer(self, sender: str, to: str, amount: int) -> None:
+        self._apply(sender, Transfer(account(to), amount))
+
+    @rule(owner=names, spender=names, amount=amounts)
+    def approve(self, owner: str, spender: str, amount: int) -> None:
+        self._apply(owner, Approve(account(spender), amount))
+
+    @rule(spender=names, owner=names, to=names, amount=amounts)
+    def transfer_from(self, spender: str, owner: str, to: str, amount: int) -> None:
+        self._apply(spender, TransferFrom(account(owner), account(to), amount))
+
+    @rule(name=names, stake=st.integers(500, 6_000), gpu=st.booleans())
+    def register_worker(self, name: str, stake: int, gpu: bool) -> None:
+        kind = "gpu" if gpu else "cpu"
+        self._apply(name, RegisterWorker(stake, kind, kind, 16_000, 10))
+
+    @rule(name=names, amount=amounts)
+    def add_stake(self, name: str, amount: int) -> None:
+        self._apply(name, AddStake(amount))
+
+    @rule(name=names, amount=st.integers(0, 6_000))
+    def unbond(self, name: str, amount: int) -> None:
+        self._apply(name, Unbond(amount))
+
+    @rule(client=names, reward=st.integers(0, 4_000), fee=st.integers(0, 500), tol=st.integers(0, 1),
+          device=st.sampled_from(["any", "any", "gpu", "tpu"]), memory=st.sampled_from([0, 0, 8_000]),
+          bw=windows, cw=windows, rw=windows)
+    def submit_job(self, client: str, reward: int, fee: int, tol: int, device: str, memory: int, bw: int,
+                   cw: int, rw: int) -> None:
+        self._apply(client, SubmitJob("model", blake2b256(b"p"), blake2b256(b"d"), reward, fee, tol, 0, device,
+                                      memory, bw, cw, rw))
+
+    @precondition(lambda self: self.state.jobs)
+    @rule(data=st.data(), name=names, price=st.integers(0, 4_500))
+    def bid(self, data: st.DataObject, name: str, price: int) -> None:
+        job_id = data.draw(st.sampled_from(self._job_ids()))
+        self._apply(name, Bid(job_id, price))
+
+    @precondition(lambda self: self.state.jobs)
+    @rule(data=st.data(), summary=st.sampled_from(SUMMARIES), role=st.sampled_from(["worker", "verifier",
+                                                                                    "referee", "other"]))
+    def commit(self, data: st.DataObject, summary: list[int], role: str) -> None:
+        job_id = data.draw(st.sampled_from(self._job_ids()))
+        job = self.state.jobs[job_id]
+        acct = getattr(job, role, None) if role != "other" else account(data.draw(names))
+        name = next((n for n in EVERYONE if account(n) == acct), None)
+        if name is None:
+            return
+        salt = blake2b256(job_id + acct)[:16]
+        if self._apply(name, CommitResult(job_id, compute_commitment(summary, blake2b256(b"a"), salt))):
+            self.openings[(job_id, acct)] = summary
+
+    @precondition(lambda self: self.openings)
+    @rule(data=st.data(), honest=st.booleans())
+    def reveal(self, data: st.DataObject, honest: bool) -> None:
+        job_id, acct = data.draw(st.sampled_from(sorted(self.openings)))
+        summary = self.openings[(job_id, acct)] if honest else [7]
+        name = next(n for n in EVERYONE if account(n) == acct)
+        self._apply(name, RevealResult(job_id, summary, blake2b256(b"a"), blake2b256(job_id + acct)[:16]))
+
+    @precondition(lambda self: self.state.jobs)
+    @rule(data=st.data(), name=names)
+    def cancel(self, data: st.DataObject, name: str) -> None:
+        self._apply(name, CancelJob(data.draw(st.sampled_from(self._job_ids()))))
+
+    @rule(name=names, shift=st.sampled_from([-1, 1, 5]), fee=st.sampled_from([0, 1]))
+    def bad_nonce_or_fee(self, name: str, shift: int, fee: int) -> None:
+        self._apply(name, Transfer(account("bob"), 1), nonce_shift=shift, fee=fee)
+
+    @rule(name=names)
+    def evidence(self, name: str) -> None:
+        process_evidence(self.state, account(name), ctx(self.height))
+        self.blocks[-1].append(("evidence", name))
+
+    @precondition(lambda self: self.state.active_jobs)
+    @rule(data=st.data())
+    def push_jobs_forward(self, data: st.DataObject) -> None:
+        """Everyone with something due on a live job does it (summaries drawn, so some disagree)."""
+        for job_id in sorted(self.state.active_jobs) * 2:  # twice: commit, then reveal once both are in
+            job = self.state.jobs[job_id]
+            if job.is_terminal:
+                continue
+            if job.status == "open":
+                for name in WORKERS:
+                    self._apply(name, Bid(job_id, data.draw(st.integers(0, job.reward), label="price")))
+                continue
+            for acct in job.participants():
+                if acct not in job.commits:
+                    summary = data.draw(st.sampled_from(SUMMARIES), label="summary")
+                    salt = blake2b256(job_id + acct)[:16]
+                    if self._apply(self._name(acct), CommitResult(job_id, compute_commitment(
+                            summary, blake2b256(b"a"), salt))):
+                        self.openings[(job_id, acct)] = summary
+                elif acct not in job.reveals and job.status in ("revealing", "disputed"):
+                    self._apply(self._name(acct), RevealResult(
+                        job_id, self.openings[(job_id, acct)], blake2b256(b"a"), blake2b256(job_id + acct)[:16]))
+
+    @rule(n=st.integers(1, 3))
+    def next_blocks(self, n: int) -> None:
+        for _ in range(n):
+            self._next_block()
+
+    def _next_block(self) -> None:
+        end_block(self.state, ctx(self.height))
+        for job in self.state.jobs.values():
+            if not job.is_terminal:
+                assert job.deadline > self.height, "an active job is past its deadline after end_block"
+        self.height += 1
+        begin_block(self.state, ctx(self.height))
+        self.blocks.append([])
+
+    # ---- invariants -------------------------------------------------------------------------------------------
+    @invariant()
+    def supply_is_conserved(self) -> None:
+        assert total_supply(self.state) == self.supply
+
+    @invariant()
+    def nothing_negative_and_reputation_bounded(self) -> None:
+        s = self.state
+        assert all(a.balance >= 0 for a in s.accounts.values())
+        assert all(v >= 0 for v in s.allowances.values())
+        for w in s.workers.values():
+            assert w.stake >= 0 and all(amount > 0 for _, amount in w.unbonding)
+            assert 0 <= w.reputation <= 1000
+            assert w.active_jobs >= 0
+        assert all(j.escrow >= 0 for j in s.jobs.values())
+        assert all(j.escrow == 0 for j in s.jobs.values() if j.is_terminal)
+        # Slashing only ever moves stake to the pool, so the pool never shrinks.
+        assert s.slashed_pool >= self.slashed
+        self.slashed = s.slashed_pool
+
+    @invariant()
+    def nonces_only_grow(self) -> None:
+        for acct, seen in self.nonces.items():
+            now = self.state.nonce(acct)
+            assert now >= seen
+            self.nonces[acct] = now
+
+    @invariant()
+    def roles_match_active_jobs(self) -> None:
+        busy: dict[bytes, int] = {}
+        for j in self.state.jobs.values():
+            if not j.is_terminal:
+                for a in j.participants():
+                    busy[a] = busy.get(a, 0) + 1
+        for a, w in self.state.workers.items():
+            assert w.active_jobs == busy.get(a, 0)
+        assert set(self.state.active_jobs) == {k for k, j in self.state.jobs.items() if not j.is_terminal}
+
+    @invariant()
+    def cached_root_is_exact(self) -> None:
+        assert state_root(self.state) == state_root_uncached(self.state)
+
+    def teardown(self) -> None:
+        # Every job terminates once its deadlines pass...
+        jobs = list(self.state.jobs.values())
+        bound = max((j.submitted_at + max_job_lifetime(self.state, j) for j in jobs), default=0)
+        while self.height <= bound:
+            self._next_block()
+        assert all(j.is_terminal for j in self.state.jobs.values())
+        for j in self.state.jobs.values():
+            event(f"job verdict: {j.verdict}")
+        assert total_supply(self.state) == self.supply
+        # ...and replaying the same blocks from genesis reaches the same root.
+        replay = genesis_state(self.genesis)
+        for height, txs in enumerate(self.blocks, start=1):
+            c = BlockContext(height, ctx(height).time_ms, ctx(height).seed, ctx(height).proposer)
+            begin_block(replay, c)
+            for item in txs:
+                if isinstance(item, tuple):
+                    process_evidence(replay, account(item[1]), c)
+                else:
+                    apply_tx(replay, item, c)
+            if height < len(self.blocks):
+                end_block(replay, c)
+        assert state_root(replay) == state_root(self.state)
+
+
+LedgerMachine.TestCase.settings = settings(LedgerMachine.TestCase.settings, stateful_step_count=40,
+    max_examples=max(150, settings.default.max_examples))
+TestLedgerMachine = LedgerMachine.TestCase
