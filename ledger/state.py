@@ -118,6 +118,15 @@ class Worker:
             self.active_jobs,
         ]
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view for the API and dashboard."""
+        return {
+            "stake": self.stake, "unbonding": [{"release_height": h, "amount": a} for h, a in self.unbonding],
+            "reputation": self.reputation, "jobs_done": self.jobs_done, "jobs_failed": self.jobs_failed,
+            "active_jobs": self.active_jobs, "device_kind": self.device_kind, "device_name": self.device_name,
+            "memory_mb": self.memory_mb, "capacity": self.capacity, "registered_at": self.registered_at,
+        }
+
     @classmethod
     def from_list(cls, v: list[Any]) -> Worker:
         return cls(*v[:7], [list(u) for u in v[7]], *v[8:])
