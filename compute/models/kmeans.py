@@ -27,8 +27,14 @@ def initial_centres(X: np.ndarray, k: int, seed: int, init: str) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if init == "random":
         return X[np.sort(rng.choice(n, size=k, replace=False))].copy()
+    xx = np.einsum("ij,ij->i", X, X)
+
+    def dist2(i: int) -> np.ndarray:
+        # Expanded form: one matrix-vector pass, no n × d temporary.
+        return np.maximum(xx - 2.0 * (X @ X[i]) + xx[i], 0.0)
+
     chosen = [int(rng.integers(n))]
-    d2 = ((X - X[chosen[0]]) ** 2).sum(axis=1)
+    d2 = dist2(chosen[0])
     for _ in range(1, k):
         total = float(d2.sum())
         if total <= 0.0:  # fewer distinct points than k: fall back to the first unused index
@@ -37,7 +43,7 @@ def initial_centres(X: np.ndarray, k: int, seed: int, init: str) -> np.ndarray:
             idx = int(np.searchsorted(np.cumsum(d2), rng.random() * total, side="right"))
             idx = min(idx, n - 1)
         chosen.append(idx)
-        d2 = np.minimum(d2, ((X - X[idx]) ** 2).sum(axis=1))
+        d2 = np.minimum(d2, dist2(idx))
     return X[chosen].copy()
 
 
@@ -130,7 +136,10 @@ def summarise(f: Fields) -> tuple[np.ndarray, dict[str, Any]]:
 
 def certify(X: np.ndarray, y: np.ndarray | None, params: Mapping[str, Any], f: Fields) -> list[Check]:
     """A Lloyd fixed point: each point's label is its nearest claimed centre, each centre is the mean of its
-    points, centres are in canonical order, and the inertia matches. One assignment pass, O(n k d)."""
+    points, centres are in canonical order, and the inertia matches. One assignment pass, O(n k d).
+
+    A run stopped by the ``iterations`` cap before converging is not a fixed point and fails here: such a
+    result can only be checked by re-execution (the dispute path falls back to a referee)."""
     k = int(params["k"])
     C = np.asarray(f["centres"], dtype=np.float64)
     labels = np.asarray(f["labels"])
