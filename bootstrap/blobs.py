@@ -1,0 +1,88 @@
+"""A content-addressed blob store on disk: job specs, datasets and result artifacts named by BLAKE2b-256.
+
+Files live at ``<root>/<hex[:2]>/<hex>`` and are written atomically (temp file, fsync, rename), so a crash never
+leaves a half blob under a valid name. ``get`` re-checks nothing on the hot path (the name was the digest when
+it was written); ``verify`` rechecks a blob when asked. The node serves this store to peers through
+``Host.set_blob_provider(store.get)``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bootstrap.errors import BlobTooLarge, NodeError
+from p2pnet import blob_digest
+
+DIGEST_LEN = 32
+
+
+class BlobStore:
+    """Blobs by digest under ``root``; ``max_bytes`` bounds any single blob."""
+
+    def __init__(self, root: Path, *, max_bytes: int = 256 * 1024 * 1024) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+
+    def _path(self, digest: bytes) -> Path:
+        if not isinstance(digest, bytes) or len(digest) != DIGEST_LEN:
+            raise NodeError(f"a blob digest is {DIGEST_LEN} bytes, got {digest!r:.40}")
+        h = digest.hex()
+        return self.root / h[:2] / h
+
+    def put(self, data: bytes) -> bytes:
+        """Store ``data`` (idempotent) and return its digest."""
+        if len(data) > self.max_bytes:
+            raise BlobTooLarge(len(data), self.max_bytes)
+        digest = blob_digest(data)
+        path = self._path(digest)
+        if path.exists():
+            return digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return digest
+
+    def put_expected(self, data: bytes, digest: bytes) -> None:
+        """Store bytes fetched from a peer under the digest they were asked by; a mismatch is refused."""
+        actual = blob_digest(data)
+        if actual != digest:
+            raise NodeError(f"blob digest mismatch: asked {digest.hex()[:16]}, got {actual.hex()[:16]}")
+        self.put(data)
+
+    def get(self, digest: bytes) -> bytes | None:
+        """The blob, or None if this store does not have it (also None for a malformed digest: peers ask this)."""
+        try:
+            return self._path(digest).read_bytes()
+        except (FileNotFoundError, NodeError):
+            return None
+
+    def has(self, digest: bytes) -> bool:
+        try:
+            return self._path(digest).exists()
+        except NodeError:
+            return False
+
+    def size(self, digest: bytes) -> int | None:
+        try:
+            return self._path(digest).stat().st_size
+        except (FileNotFoundError, NodeError):
+            return None
+
+    def verify(self, digest: bytes) -> bool:
+        """Whether the stored bytes still hash to their name (False if missing)."""
+        data = self.get(digest)
+        return data is not None and blob_digest(data) == digest
+
+    def digests(self) -> list[bytes]:
+        """Every stored digest (sorted); for tests and diagnostics."""
+        out = []
+        for sub in self.root.iterdir():
+            if sub.is_dir():
+                out += [bytes.fromhex(p.name) for p in sub.iterdir() if len(p.name) == 2 * DIGEST_LEN]
+        return sorted(out)

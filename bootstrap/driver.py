@@ -1,0 +1,281 @@
+"""The consensus driver: one input channel feeding one ``ConsensusMachine``, a real clock, and the chain.
+
+Everything that can change the chain goes through the input channel and is handled by one task, one item at a
+time: network proposals and votes, fired timeouts, rebroadcast ticks, and blocks fetched by block sync. So the
+machine's ``validate`` and ``BuildProposal`` always see the state after the last committed block, and block sync
+can never race a decision. The shape follows ``tests/ledger/sim.py``'s ``SimNode``; the differences are that
+messages go out through an async ``publish`` (gossip), time is trio's clock, and block time is wall-clock time.
+
+A validator's own votes are remembered in a small file (``sign_state``) before they are broadcast, so a node
+that restarts at the same height does not sign a conflicting vote for a step it already voted in (which would
+be evidence of equivocation and get it slashed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+from nacl.signing import SigningKey
+
+from bootstrap.wire import ProposalMsg, VoteMsg, encode_consensus
+from ledger import consensus as c
+from ledger.block import Block, BlockError, Vote
+from ledger.chain import Chain, CommittedBlock
+from ledger.sync import Blocks
+
+log = logging.getLogger("bootstrap.driver")
+
+
+@dataclass(frozen=True)
+class _Tick:
+    """Time to rebroadcast our own messages for the current round."""
+
+
+@dataclass
+class _Synced:
+    """Blocks fetched by block sync, to be applied by the driver task; ``done`` is set with the outcome."""
+
+    blocks: Blocks
+    done: trio.Event = field(default_factory=trio.Event)
+    applied: list[int] = field(default_factory=list)
+    error: BlockError | None = None
+
+
+@dataclass
+class DriverStats:
+    proposals_in: int = 0
+    votes_in: int = 0
+    proposals_out: int = 0
+    votes_out: int = 0
+    decided: int = 0
+    synced: int = 0
+    sync_errors: int = 0
+    behind_reports: int = 0
+    withheld_votes: int = 0
+    publish_failures: int = 0
+    last_commit_time: float = 0.0
+
+
+class SignState:
+    """A validator's last own votes (height, round, type → block hash), persisted before each broadcast."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.height = 0
+        self.votes: dict[tuple[int, int], str] = {}
+        if path is not None and path.exists():
+            try:
+                doc = json.loads(path.read_text())
+                self.height = int(doc["height"])
+                self.votes = {(int(r), int(t)): h for r, t, h in doc["votes"]}
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable sign state %s: %s", path, exc)
+
+    def allows(self, vote: Vote) -> bool:
+        """False if we already signed a different vote for this height/round/step (before a restart)."""
+        if vote.height != self.height:
+            return vote.height > self.height
+        prev = self.votes.get((vote.round, int(vote.vote_type)))
+        return prev is None or prev == (vote.block_hash or b"").hex()
+
+    def record(self, vote: Vote) -> None:
+        if vote.height != self.height:
+            self.height, self.votes = vote.height, {}
+        self.votes[(vote.round, int(vote.vote_type))] = (vote.block_hash or b"").hex()
+        if self.path is None:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        doc = {"height": self.height, "votes": [[r, t, h] for (r, t), h in self.votes.items()]}
+        with open(tmp, "w") as f:
+            f.write(json.dumps(doc))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+
+class ConsensusDriver:
+    """Runs one node's consensus: validator (with ``signing_key``) or observer (without)."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        *,
+        config: c.ConsensusConfig,
+        publish: Callable[[bytes], Awaitable[Any]],
+        on_commit: Callable[[CommittedBlock], None],
+        on_behind: Callable[[int], None] = lambda _h: None,
+        signing_key: SigningKey | None = None,
+        rebroadcast_ms: int = 1000,
+        sign_state_path: Path | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.chain = chain
+        me = bytes(signing_key.verify_key) if signing_key is not None else None
+        self.is_validator = me is not None and me in chain.validators
+        self.machine: c.ConsensusMachine[Block] = c.ConsensusMachine(
+            chain_id=chain.chain_id,
+            validators=chain.validators,
+            height=chain.next_height,
+            value_id=chain.value_id,
+            validate=chain.validate,
+            signing_key=signing_key if self.is_validator else None,
+            config=config,
+        )
+        self._publish = publish
+        self._on_commit = on_commit
+        self._on_behind = on_behind
+        self._clock_ms = clock_ms
+        self.rebroadcast_ms = rebroadcast_ms
+        self.sign_state = SignState(sign_state_path)
+        self.stats = DriverStats()
+        self._seq = 0
+        # Unbounded on purpose: timers and ticks must never be lost; network input reaches it through bounded
+        # gossip subscriptions, and handling an item is synchronous and quick.
+        self._in_send, self._in_recv = trio.open_memory_channel[Any](math.inf)
+        self._out_send, self._out_recv = trio.open_memory_channel[bytes](math.inf)
+        self._nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------------------------------------------ inputs
+
+    def feed(self, msg: ProposalMsg | VoteMsg) -> None:
+        """A consensus message from the network (already decoded)."""
+        self._in_send.send_nowait(msg)
+
+    async def apply_synced(self, blocks: Blocks) -> _Synced:
+        """Hand fetched blocks to the driver task and wait until it has applied (or refused) them."""
+        item = _Synced(blocks)
+        self._in_send.send_nowait(item)
+        await item.done.wait()
+        return item
+
+    @property
+    def height(self) -> int:
+        return self.machine.height
+
+    def status(self) -> dict[str, Any]:
+        m = self.machine
+        return {
+            "height": m.height,
+            "round": m.round,
+            "step": m.step.name.lower(),
+            "validator": self.is_validator,
+            "inbox": self._in_recv.statistics().current_buffer_used,
+            **vars(self.stats),
+        }
+
+    # ------------------------------------------------------------------------------------------ the loop
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._ticker)
+            nursery.start_soon(self._publisher)
+            self._process(c.Start())
+            task_status.started()
+            async for item in self._in_recv:
+                self._on_input(item)
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(self.rebroadcast_ms / 1000)
+            self._in_send.send_nowait(_Tick())
+
+    async def _timer(self, delay_ms: int, event: c.TimeoutFired) -> None:
+        await trio.sleep(delay_ms / 1000)
+        self._in_send.send_nowait(event)
+
+    async def _publisher(self) -> None:
+        async for data in self._out_recv:
+            try:
+                await self._publish(data)
+            except Exception as exc:  # a publish failure must not stop consensus; rebroadcast recovers
+                self.stats.publish_failures += 1
+                log.warning("publishing a consensus message failed: %r", exc)
+
+    def _on_input(self, item: Any) -> None:
+        if isinstance(item, c.TimeoutFired):
+            self._process(item)
+        elif isinstance(item, _Tick):
+            self._seq += 1
+            self._process(c.Rebroadcast())
+        elif isinstance(item, ProposalMsg):
+            self.stats.proposals_in += 1
+            self._process(c.ProposalReceived(item.proposal, item.block))
+        elif isinstance(item, VoteMsg):
+            self.stats.votes_in += 1
+            self._process(c.VoteReceived(item.vote))
+        elif isinstance(item, _Synced):
+            self._apply_synced(item)
+
+    def _apply_synced(self, item: _Synced) -> None:
+        try:
+            for block, commit in item.blocks.blocks:
+                if block.height < self.chain.next_height:
+                    continue  # decided it ourselves meanwhile
+                try:
+                    committed = self.chain.apply_synced_block(block, commit)
+                except BlockError as exc:
+                    item.error = exc
+                    self.stats.sync_errors += 1
+                    log.warning("synced block %d refused: %s", block.height, exc)
+                    break
+                item.applied.append(block.height)
+                self.stats.synced += 1
+                self.stats.last_commit_time = trio.current_time()
+                self._on_commit(committed)
+            if item.applied:
+                self._process(c.SyncedTo(self.chain.next_height))
+        finally:
+            item.done.set()
+
+    def _process(self, first: c.Event) -> None:
+        queue: list[c.Event] = [first]
+        while queue:
+            for action in self.machine.handle(queue.pop(0)):
+                follow = self._act(action)
+                if follow is not None:
+                    queue.append(follow)
+
+    def _act(self, action: c.Action) -> c.Event | None:
+        assert self._nursery is not None
+        if isinstance(action, c.BroadcastVote):
+            vote = action.vote
+            if not self.sign_state.allows(vote):
+                # Signed differently before a restart: broadcasting this one would be equivocation.
+                self.stats.withheld_votes += 1
+                return None
+            self.sign_state.record(vote)
+            self.stats.votes_out += 1
+            self._out_send.send_nowait(encode_consensus(VoteMsg(vote, self._seq)))
+        elif isinstance(action, c.BroadcastProposal):
+            self.stats.proposals_out += 1
+            self._out_send.send_nowait(encode_consensus(ProposalMsg(action.proposal, action.value, self._seq)))
+        elif isinstance(action, c.ScheduleTimeout):
+            self._nursery.start_soon(
+                self._timer, action.delay_ms, c.TimeoutFired(action.height, action.round, action.step)
+            )
+        elif isinstance(action, c.BuildProposal):
+            me = self.machine.me
+            assert me is not None
+            block = self.chain.build(action.height, action.round, me, self._clock_ms(), list(self.machine.evidence))
+            return c.ValueReady(action.height, action.round, block)
+        elif isinstance(action, c.Decide):
+            committed = self.chain.commit_block(action.value, action.commit)
+            self.stats.decided += 1
+            self.stats.last_commit_time = trio.current_time()
+            self._on_commit(committed)
+        elif isinstance(action, c.EvidenceFound):
+            log.warning("equivocation by %s at height %d", action.evidence.offender.hex()[:12], action.evidence.key[1])
+        elif isinstance(action, c.Behind):
+            self.stats.behind_reports += 1
+            self._on_behind(action.seen_height)
+        return None

@@ -1,0 +1,257 @@
+"""The Node in one trio run: a single validator, then several nodes over real loopback sockets.
+
+Each test starts real Nodes (sqlite on disk, TCP + Noise between them) with the fast test config and no worker
+agent or compute pool, so they exercise the node core: store, driver, mempool, gossip, sync and events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import trio
+
+from bootstrap.config import NodeConfig
+from bootstrap.errors import BlobNotFound, HomeError, UnknownAccount
+from bootstrap.home import HomeInfo, init_home, make_testnet
+from bootstrap.node import CsvSource, Node, SyntheticSource
+from compute import JobSpec
+from compute.errors import DatasetError, SpecError
+from ledger.errors import BadSignature, InsufficientFunds
+from ledger.state import total_supply
+from ledger.tx import Transfer, make_tx
+
+BOB = bytes(range(32))
+
+
+def fast(**kw: object) -> NodeConfig:
+    return NodeConfig.test(run_agent=False, **kw)
+
+
+@asynccontextmanager
+async def running(nodes: list[Node]) -> AsyncIterator[list[Node]]:
+    """Start ``nodes`` in order (each after the previous listens); stop them all on exit."""
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            await nursery.start(node.run)
+        try:
+            yield nodes
+        finally:
+            for node in nodes:
+                node.stop()
+
+
+async def start_network(infos: list[HomeInfo], nursery: trio.Nursery, **overrides: object) -> list[Node]:
+    """Node 0 first, then the rest bootstrapping from node 0 only (its port is known once it listens)."""
+    first = Node(infos[0].home, replace(infos[0].config, **overrides))
+    await nursery.start(first.run)
+    assert first.host is not None
+    boot = str(first.host.listen_addrs[0])
+    nodes = [first]
+    for info in infos[1:]:
+        node = Node(info.home, replace(info.config, bootstrap=[boot], **overrides))
+        await nursery.start(node.run)
+        nodes.append(node)
+    return nodes
+
+
+async def wait_until(predicate: object, timeout: float, what: str) -> None:
+    with trio.move_on_after(timeout) as scope:
+        while not predicate():  # type: ignore[operator]
+            await trio.sleep(0.05)
+    if scope.cancelled_caught:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# ------------------------------------------------------------------------------------------ one validator
+
+
+async def test_single_validator_commits_transfers_and_survives_restart(tmp_path: Path) -> None:
+    info = init_home(tmp_path / "n0", config=fast())
+    node = Node(info.home, NodeConfig.load(info.home))
+    events = node.events.subscribe()
+    async with running([node]):
+        # pre
+        assert node.driver is not None and node.driver.is_validator
+        faucet = node.account_of("faucet")
+        supply = total_supply(node.state)
+        before = node.state.balance(faucet)
+        # operation
+        tx = await node.sign_and_submit("faucet", Transfer(BOB, 25))
+        result = await node.wait_for_tx(tx, 10)
+        # post
+        assert result["status"] == "committed" and result["height"] >= 1
+        assert node.state.balance(BOB) == 25
+        assert node.state.balance(faucet) < before - 25 + 1  # paid the fee too (unless it proposed the block)
+        assert total_supply(node.state) == supply
+        block = node.get_block(result["height"])
+        assert block is not None and tx in [t["tx_id"] for t in block["txs"]]
+        head = node.head()
+        assert head["height"] >= result["height"] and len(head["state_root"]) == 64
+        seen = []
+        while True:
+            ev = events.receive_nowait()
+            seen.append(ev)
+            if ev["type"] == "tx" and ev["tx_id"] == tx and ev["status"] == "committed":
+                break
+        assert any(e["type"] == "block" for e in seen)
+        height = node.height
+    # reopened from the store: same height and root, the transfer is still there
+    again = Node(info.home, NodeConfig.load(info.home))
+    async with running([again]):
+        assert again.height >= height
+        assert again.state.balance(BOB) == 25
+        assert again.get_block(height)["state_root_before"] is not None  # type: ignore[index]
+        await wait_until(lambda: again.height > height, 10, "a block after the restart")
+
+
+async def test_bad_transactions_raise_typed_and_change_nothing(tmp_path: Path) -> None:
+    info = init_home(tmp_path / "n0", config=fast())
+    node = Node(info.home, info.config)
+    async with running([node]):
+        root = node.chain.root  # type: ignore[union-attr]
+        poor = node.keystore.get_or_create("poor")  # type: ignore[union-attr]
+        with pytest.raises(InsufficientFunds):
+            await node.sign_and_submit("poor", Transfer(BOB, 10))
+        # signed for another chain: the signature does not verify here
+        stx = make_tx(Transfer(BOB, 1), node.keystore.load("faucet"), "other-chain", nonce=0, fee=1)  # type: ignore[union-attr]
+        with pytest.raises(BadSignature):
+            await node.submit_tx(stx)
+        assert len(node.mempool) == 0  # type: ignore[arg-type]
+        assert node.state.balance(bytes(poor.verify_key)) == 0
+        assert node.chain.root == root or node.height > 0  # type: ignore[union-attr]
+        with pytest.raises(UnknownAccount):
+            node.account_of("nobody-here")
+        with pytest.raises(UnknownAccount):
+            node.account_of("12D3KooWnotapeerid")
+        assert node.account_of("ab" * 32) == bytes([0xAB]) * 32
+        assert node.account_of(node.display_id(BOB)) == BOB
+        pending = await node.wait_for_tx("00" * 32, 0.05)
+        assert pending["status"] == "pending"
+
+
+async def test_submit_job_keeps_spec_and_dataset_and_rejects_bad_input(tmp_path: Path) -> None:
+    info = init_home(tmp_path / "n0", config=fast())
+    node = Node(info.home, info.config)
+    async with running([node]):
+        node.keystore.get_or_create("alice")  # type: ignore[union-attr]
+        fund = await node.sign_and_submit("faucet", Transfer(node.account_of("alice"), 1000))
+        assert (await node.wait_for_tx(fund, 10))["status"] == "committed"
+        balance = node.state.balance(node.account_of("alice"))
+        out = await node.submit_job("alice", "kmeans", {"k": 3}, SyntheticSource("blobs", 60, 3, seed=7), reward=50)
+        assert (await node.wait_for_tx(out["tx_id"], 10))["status"] == "committed"
+        job_id = bytes.fromhex(out["job_id"])
+        view = node.job_view(job_id)
+        assert view is not None and view["status"] == "open"
+        assert view["spec"]["model"] == "kmeans" and view["spec"]["params"]["k"] == 3
+        assert view["dataset_local"] is True and view["client_id"] == node.display_id(node.account_of("alice"))
+        # escrow: reward + default verification fee (10%) + the tx fee left alice's balance
+        assert node.state.balance(node.account_of("alice")) == balance - 50 - 5 - 1
+        spec = JobSpec.decode(await node.fetch_blob(bytes.fromhex(out["spec_digest"]), max_size=1 << 20))
+        assert spec.dataset_digest.hex() == out["dataset_digest"]
+        # bad model / params / data: typed compute errors, no tx, no balance change
+        before = node.state.balance(node.account_of("alice"))
+        with pytest.raises(SpecError):
+            await node.submit_job("alice", "no_such_model", None, None, reward=5)
+        with pytest.raises(SpecError):
+            await node.submit_job("alice", "kmeans", {"k": -1}, None, reward=5)
+        with pytest.raises(DatasetError):
+            await node.submit_job("alice", "linear_regression", None, CsvSource(b"a,b\n1,x\n"), reward=5)
+        with pytest.raises(BlobNotFound):
+            await node.fetch_blob(bytes(32), max_size=100)
+        assert node.next_nonce(node.account_of("alice")) == node.state.nonce(node.account_of("alice"))
+        assert node.state.balance(node.account_of("alice")) == before
+
+
+async def test_a_home_without_genesis_is_refused(tmp_path: Path) -> None:
+    node = Node(tmp_path / "empty", fast())
+    with pytest.raises(HomeError):
+        await node.run()
+
+
+# ------------------------------------------------------------------------------------------ several nodes
+
+
+async def test_four_validators_and_an_observer_agree_over_loopback(tmp_path: Path) -> None:
+    infos = make_testnet(5, tmp_path, validators=4, config=fast())
+    async with trio.open_nursery() as nursery:
+        nodes = await start_network(infos, nursery)
+        try:
+            assert [n.driver.is_validator for n in nodes] == [True, True, True, True, False]  # type: ignore[union-attr]
+            supply = total_supply(nodes[0].state)
+            # a tx submitted at the observer is gossiped to the validators and committed everywhere
+            tx = await nodes[4].sign_and_submit("faucet", Transfer(BOB, 7))
+            assert (await nodes[2].wait_for_tx(tx, 15))["status"] == "committed"
+            target = max(n.height for n in nodes) + 3
+            await wait_until(lambda: min(n.height for n in nodes) >= target, 20, f"all nodes at height {target}")
+            h = min(n.height for n in nodes)
+            assert len({n.get_block(h)["hash"] for n in nodes}) == 1  # type: ignore[index]
+            assert all(n.state.balance(BOB) == 7 for n in nodes)
+            assert all(total_supply(n.state) == supply for n in nodes)
+            assert all(len(n.peers()) >= 1 for n in nodes)
+            # the observer decided from gossip, it did not vote
+            assert nodes[4].driver.stats.votes_out == 0 and nodes[4].driver.stats.decided > 0  # type: ignore[union-attr]
+        finally:
+            for n in nodes:
+                n.stop()
+
+
+async def test_a_stopped_validator_catches_up_by_block_sync(tmp_path: Path) -> None:
+    infos = make_testnet(4, tmp_path, config=fast())
+    async with trio.open_nursery() as nursery:
+        nodes = await start_network(infos, nursery)
+        try:
+            await wait_until(lambda: min(n.height for n in nodes) >= 2, 20, "first blocks")
+            late = nodes[3]
+            late.stop()
+            await wait_until(lambda: late.host is not None and late._nursery is None, 10, "node 3 stopped")
+            stopped_at = late.height
+            # three of four validators are a quorum: blocks keep committing without it
+            await wait_until(lambda: nodes[0].height >= stopped_at + 8, 30, "blocks without node 3")
+            tx = await nodes[1].sign_and_submit("faucet", Transfer(BOB, 3))
+            assert (await nodes[0].wait_for_tx(tx, 15))["status"] == "committed"
+            boot = str(nodes[0].host.listen_addrs[0])  # type: ignore[union-attr]
+            again = Node(infos[3].home, replace(infos[3].config, bootstrap=[boot]))
+            await nursery.start(again.run)
+            nodes[3] = again
+            assert again.height == stopped_at
+            target = nodes[0].height
+            await wait_until(lambda: again.height >= target, 30, "node 3 to sync")
+            assert again.get_block(target)["hash"] == nodes[0].get_block(target)["hash"]  # type: ignore[index]
+            assert again.state.balance(BOB) == 3
+            # past heights cannot be decided by consensus again: it caught up by block sync
+            assert again.driver.stats.synced > 0  # type: ignore[union-attr]
+        finally:
+            for n in nodes:
+                n.stop()
+
+
+async def test_blobs_move_between_nodes_by_digest(tmp_path: Path) -> None:
+    infos = make_testnet(2, tmp_path, config=fast())
+    async with trio.open_nursery() as nursery:
+        nodes = await start_network(infos, nursery)
+        try:
+            await wait_until(lambda: all(n.peers() for n in nodes), 10, "a connection")
+            digest = nodes[0].blobs.put(b"some dataset bytes" * 1000)  # type: ignore[union-attr]
+            assert not nodes[1].blobs.has(digest)  # type: ignore[union-attr]
+            data = await nodes[1].fetch_blob(digest, max_size=1 << 20)
+            assert data == b"some dataset bytes" * 1000
+            assert nodes[1].blobs.has(digest)  # type: ignore[union-attr]
+            with pytest.raises(BlobNotFound):
+                await nodes[1].fetch_blob(bytes(31) + b"\x01", max_size=1 << 20)
+            # a job submitted at node 0 is announced: node 1 learns the provider and keeps the spec
+            nodes[0].keystore.get_or_create("carol")  # type: ignore[union-attr]
+            fund = await nodes[0].sign_and_submit("faucet", Transfer(nodes[0].account_of("carol"), 500))
+            assert (await nodes[0].wait_for_tx(fund, 10))["status"] == "committed"
+            out = await nodes[0].submit_job("carol", "pca", None, None, reward=20)
+            ds = bytes.fromhex(out["dataset_digest"])
+            await wait_until(lambda: nodes[1].providers(ds) == [nodes[0].peer_id], 10, "the announcement")
+            assert nodes[1].spec_of(bytes.fromhex(out["spec_digest"])) is not None
+            await nodes[1].fetch_blob(ds, max_size=1 << 24)
+            assert nodes[1].blobs.verify(ds)  # type: ignore[union-attr]
+        finally:
+            for n in nodes:
+                n.stop()
