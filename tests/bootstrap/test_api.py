@@ -1,0 +1,233 @@
+"""The REST API against a real single-validator Node (sqlite on disk, hypercorn on a loopback port, HTTP through
+the project's own urllib client in a thread): the seed's bodies, amounts, the error shape, chain endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from bootstrap.client import ApiRequestError, NodeClient
+from bootstrap.config import NodeConfig
+from bootstrap.home import init_home
+from bootstrap.node import Node
+from ledger.tx import Transfer, make_tx
+
+# The seed README's curl bodies, byte for byte in meaning.
+SEED_WORKER = {"worker_id": "test_worker", "gpu_type": "RTX 4090", "compute_capacity": 82.6, "stake_amount": 150}
+SEED_CLIENT = {"client_address": "test_client", "initial_balance": 1000}
+SEED_JOB = {"client_address": "test_client", "model_type": "linear_regression", "reward": 50}
+
+
+@asynccontextmanager
+async def running_node(home: Path, **overrides: Any) -> AsyncIterator[tuple[Node, NodeClient]]:
+    cfg = NodeConfig.test(api_listen="127.0.0.1:0", **overrides)
+    node = Node(home, cfg)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        assert node.api_address is not None
+        host, port = node.api_address
+        try:
+            yield node, NodeClient(f"http://{host}:{port}", timeout=30.0)
+        finally:
+            node.stop()
+
+
+async def call(client: NodeClient, method: str, path: str, body: Any = None, **query: Any) -> tuple[int, Any]:
+    """(status, JSON body) of one request, made in a thread so the node's loop keeps serving."""
+
+    def go() -> tuple[int, Any]:
+        try:
+            return 200, client.request(method, path, body, query=query or None)
+        except ApiRequestError as exc:
+            return exc.status, {"error": exc.error, "detail": exc.detail}
+
+    return await trio.to_thread.run_sync(go)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    init_home(tmp_path / "home", config=NodeConfig.test(), chain_id="api-test")
+    return tmp_path / "home"
+
+
+def assert_error(status: int, doc: Any, expected: int, *words: str) -> None:
+    assert status == expected, doc
+    assert set(doc) == {"error", "detail"}, doc
+    for w in words:
+        assert w in doc["error"], (w, doc)
+
+
+async def test_seed_basic_flow(home: Path) -> None:
+    async with running_node(home) as (node, client):
+        # pre: the chain runs, no test_worker yet
+        status, health = await call(client, "GET", "/health")
+        assert status == 200 and health["status"] == "healthy" and health["validator"] is True
+        assert (await call(client, "GET", "/worker/test_worker/status"))[0] == 404
+        supply_before = (await call(client, "GET", "/network/stats"))[1]["total_supply"]
+
+        status, w = await call(client, "POST", "/worker/register", SEED_WORKER)
+        assert status == 200, w
+        assert w["status"] == "committed" and w["height"] >= 1 and len(w["tx_id"]) == 64
+        assert w["declared"] == {"gpu_type": "RTX 4090", "compute_capacity": 82.6}
+        assert w["measured"]["device_kind"] in ("cpu", "gpu") and w["measured"]["capacity"] >= 0
+        acct = node.account_of("test_worker")
+        assert node.state.workers[acct].stake == 150
+        assert node.state.workers[acct].device_name == "RTX 4090"
+
+        status, ws = await call(client, "GET", "/worker/test_worker/status")
+        assert status == 200 and ws["stake"] == 150 and ws["declared"]["compute_capacity"] == 82.6
+        assert ws["worker_id"] == str(node.display_id(acct)) and ws["name"] == "test_worker"
+        # the same worker by peer id and by hex account
+        assert (await call(client, "GET", f"/worker/{ws['worker_id']}/status"))[1]["stake"] == 150
+        assert (await call(client, "GET", f"/worker/{acct.hex()}/status"))[1]["stake"] == 150
+        status, all_workers = await call(client, "GET", "/workers")
+        assert status == 200 and all_workers["count"] == 2  # the node's own key (genesis) and test_worker
+
+        status, c = await call(client, "POST", "/client/register", SEED_CLIENT)
+        assert status == 200 and c["balance"] == 1000, c
+        status, bal = await call(client, "GET", "/client/test_client/balance")
+        assert bal["balance"] == 1000 and bal["escrowed"] == 0
+        # registering again tops up to the same balance: idempotent, no second faucet transfer
+        status, again = await call(client, "POST", "/client/register", SEED_CLIENT)
+        assert status == 200 and again["balance"] == 1000 and again["funding"] is None
+
+        status, j = await call(client, "POST", "/job/submit", SEED_JOB)
+        assert status == 200, j
+        assert j["tx_status"] == "committed" and len(j["job_id"]) == 64
+        job = node.state.jobs[bytes.fromhex(j["job_id"])]
+        fee = job.verification_fee
+        assert job.reward == 50 and job.model == "linear_regression"
+        status, bal = await call(client, "GET", "/client/test_client/balance")
+        assert bal["balance"] == 1000 - 50 - fee - node.state.params.min_fee  # escrow plus the tx fee
+        assert bal["escrowed"] == 50 + fee
+
+        status, js = await call(client, "GET", f"/job/{j['job_id']}/status")
+        assert status == 200 and js["job_id"] == j["job_id"] and js["status"] in ("open", "assigned", "revealing")
+        status, pending = await call(client, "GET", "/jobs/pending")
+        assert j["job_id"] in [x["job_id"] for x in pending["jobs"]]
+        status, jobs = await call(client, "GET", "/jobs")
+        assert jobs["count"] == 1
+
+        status, trig = await call(client, "POST", "/network/coordination/trigger")
+        assert status == 200 and "summary" in trig
+        status, stats = await call(client, "GET", "/network/stats")
+        assert status == 200
+        assert stats["total_workers"] == 2 and stats["total_jobs"] == 1
+        assert stats["total_supply"] == supply_before  # registrations and escrow move tokens, never mint them
+        status, clients = await call(client, "GET", "/clients")
+        assert "test_client" in [x["name"] for x in clients["clients"]]
+
+
+async def test_amounts_are_whole_tokens(home: Path) -> None:
+    async with running_node(home) as (node, client):
+        status, doc = await call(client, "POST", "/client/register",
+                                 {"client_address": "whole", "initial_balance": 150.0})
+        assert status == 200 and doc["balance"] == 150
+        for bad in (150.5, True, "150", -1, 2**64):
+            status, doc = await call(client, "POST", "/client/register",
+                                     {"client_address": "frac", "initial_balance": bad})
+            assert_error(status, doc, 400, "initial_balance")
+        # nothing changed: the key was not even created
+        assert not node.keystore.exists("frac")
+        status, doc = await call(client, "POST", "/worker/register", {**SEED_WORKER, "stake_amount": 150.5})
+        assert_error(status, doc, 400, "stake_amount")
+        assert doc["detail"][0]["field"] == "stake_amount"
+        assert not node.keystore.exists("test_worker")
+
+
+async def test_bad_input_gets_one_error_shape(home: Path) -> None:
+    async with running_node(home) as (node, client):
+        assert (await call(client, "POST", "/client/register", SEED_CLIENT))[0] == 200
+        height_before = node.height
+        cases: list[tuple[str, str, Any, int, str]] = [
+            ("GET", "/job/" + "ab" * 32 + "/status", None, 404, "unknown job"),
+            ("GET", "/job/nothex/status", None, 400, "job_id"),
+            ("GET", "/job/abcd/status", None, 400, "job_id"),
+            ("GET", "/worker/nobody/status", None, 404, "nobody"),
+            ("GET", "/client/nobody/balance", None, 404, "nobody"),
+            ("GET", "/no/such/route", None, 404, "Not Found"),
+            ("GET", "/blocks/999999", None, 404, "no block"),
+            ("POST", "/worker/register", {**SEED_WORKER, "extra": 1}, 400, "extra"),
+            ("POST", "/worker/register", {"gpu_type": "x", "stake_amount": 150}, 400, "worker_id"),
+            ("POST", "/worker/register", {**SEED_WORKER, "worker_id": "../etc"}, 400, "worker_id"),
+            ("POST", "/worker/register", {**SEED_WORKER, "stake_amount": 1}, 400, "minimum stake"),
+            ("POST", "/job/submit", {**SEED_JOB, "model_type": "astrology"}, 400, "model"),
+            ("POST", "/job/submit", {**SEED_JOB, "params": {"alpha": -1}}, 400, "params.alpha"),
+            ("POST", "/job/submit", {**SEED_JOB, "client_address": "ghost"}, 404, "client_address"),
+            ("POST", "/job/submit", {**SEED_JOB, "dataset": {"csv": "a,b\n1,2\n", "X": [[1.0]]}}, 400, "exactly one"),
+            ("POST", "/tx", {"tx": "zz"}, 400, "tx"),
+            ("POST", "/tx", {"tx": "00ff"}, 400, "tx"),
+        ]
+        for method, path, body, expected, word in cases:
+            status, doc = await call(client, method, path, body)
+            assert_error(status, doc, expected, word)
+        # a client that cannot pay: the ledger's typed error, with the shortfall
+        await call(client, "POST", "/client/register", {"client_address": "poor", "initial_balance": 10})
+        status, doc = await call(client, "POST", "/job/submit", {**SEED_JOB, "client_address": "poor"})
+        assert_error(status, doc, 400)
+        assert doc["detail"]["kind"] == "insufficient_funds" and doc["detail"]["shortfall"] > 0
+        assert node.state.jobs == {}
+        # registering the same worker twice
+        assert (await call(client, "POST", "/worker/register", SEED_WORKER))[0] == 200
+        status, doc = await call(client, "POST", "/worker/register", SEED_WORKER)
+        assert_error(status, doc, 409, "already")
+        assert node.height >= height_before
+
+
+async def test_chain_endpoints_and_external_tx(home: Path) -> None:
+    async with running_node(home) as (node, client):
+        status, idx = await call(client, "GET", "/")
+        assert status == 200
+        for endpoint in ("POST /worker/register", "GET /worker/{worker_id}/status", "GET /workers",
+                         "POST /client/register", "GET /client/{address}/balance", "GET /clients",
+                         "POST /job/submit", "GET /job/{job_id}/status", "GET /jobs", "GET /jobs/pending",
+                         "GET /network/stats", "POST /network/coordination/start",
+                         "POST /network/coordination/stop", "POST /network/coordination/trigger", "GET /health",
+                         "GET /chain/head", "GET /blocks/{height}", "GET /peers", "GET /job/{job_id}/result",
+                         "POST /tx"):
+            assert endpoint in idx["endpoints"], endpoint
+
+        await trio.to_thread.run_sync(lambda: client.wait_healthy(timeout=20, min_height=1))
+        status, head = await call(client, "GET", "/chain/head")
+        assert status == 200 and len(head["state_root"]) == 64 and head["chain_id"] == "api-test"
+        status, block = await call(client, "GET", "/blocks/1")
+        assert status == 200 and block["height"] == 1
+        status, peers = await call(client, "GET", "/peers")
+        assert status == 200 and peers["count"] == 0
+
+        # an externally signed transfer from the faucet (a wallet outside the node signs it)
+        faucet = node.keystore.load("faucet")
+        to = bytes(node.keystore.get_or_create("payee").verify_key)
+        stx = make_tx(Transfer(to=to, amount=7), faucet, node.state.chain_id,
+                      nonce=node.state.nonce(bytes(faucet.verify_key)), fee=node.state.params.min_fee)
+        before = node.state.balance(to)
+        status, doc = await call(client, "POST", "/tx", {"tx": stx.encode().hex()}, wait=20)
+        assert status == 200 and doc["status"] == "committed" and doc["tx_id"] == stx.tx_id.hex(), doc
+        assert node.state.balance(to) == before + 7
+        # the same tx again is a replay: refused, nothing moves
+        status, doc = await call(client, "POST", "/tx", {"tx": stx.encode().hex()})
+        assert 400 <= status < 500 and set(doc) == {"error", "detail"}
+        assert node.state.balance(to) == before + 7
+
+        # coordination switches
+        status, doc = await call(client, "POST", "/network/coordination/stop")
+        assert status == 200 and doc["coordination"] is False
+        status, doc = await call(client, "POST", "/network/coordination/start")
+        assert status == 200 and doc["coordination"] is True
+
+
+async def test_no_faucet_names_the_shortfall(tmp_path: Path) -> None:
+    home = tmp_path / "nofaucet"
+    init_home(home, config=NodeConfig.test(), chain_id="nofaucet", with_faucet=False)
+    async with running_node(home) as (node, client):
+        status, doc = await call(client, "POST", "/client/register", SEED_CLIENT)
+        assert_error(status, doc, 400, "short by 1000")
+        assert doc["detail"]["shortfall"] == 1000
+        status, doc = await call(client, "POST", "/worker/register", SEED_WORKER)
+        assert_error(status, doc, 400, "no faucet")
+        assert node.account_of("test_worker") not in node.state.workers
