@@ -1,0 +1,88 @@
+"""The consensus driver's parts that stand alone: the wire formats it speaks and its sign-state guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from nacl.signing import SigningKey
+
+from bootstrap.driver import SignState
+from bootstrap.errors import WireError
+from bootstrap.wire import (
+    JobDataAnnouncement,
+    ProposalMsg,
+    Status,
+    VoteMsg,
+    decode_announcement,
+    decode_consensus,
+    encode_announcement,
+    encode_consensus,
+)
+from ledger.block import Proposal, Vote, VoteType, make_block
+from ledger.encoding import pack
+
+KEY = SigningKey(bytes(32))
+ME = bytes(KEY.verify_key)
+
+
+def _block() -> object:
+    return make_block(chain_id="c", height=1, round_=0, prev_hash=bytes(32), time_ms=1, proposer=ME,
+                      state_root=bytes(32), validators=[ME], txs=[], last_commit=None)
+
+
+def test_consensus_messages_round_trip() -> None:
+    block = _block()
+    p = Proposal.sign(KEY, "c", 1, 0, -1, block.hash())  # type: ignore[attr-defined]
+    msg = decode_consensus(encode_consensus(ProposalMsg(p, block, 3)))  # type: ignore[arg-type]
+    assert isinstance(msg, ProposalMsg) and msg.proposal == p and msg.block.hash() == block.hash()  # type: ignore[attr-defined]
+    assert msg.seq == 3
+    v = Vote.sign(KEY, "c", VoteType.PREVOTE, 1, 0, block.hash())  # type: ignore[attr-defined]
+    got = decode_consensus(encode_consensus(VoteMsg(v)))
+    assert isinstance(got, VoteMsg) and got.vote == v and got.vote.verify("c")
+    # the same vote rebroadcast with another seq is different bytes (so gossip's seen-cache lets it through)
+    assert encode_consensus(VoteMsg(v, 0)) != encode_consensus(VoteMsg(v, 1))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\xc1", pack([9, 1]), pack([2, [1, 2], 0]), pack([1, [], [], 0]), pack([2]), pack("x") * 3],
+)
+def test_undecodable_consensus_bytes_raise_wire_error(data: bytes) -> None:
+    with pytest.raises(WireError):
+        decode_consensus(data)
+
+
+def test_announcements_round_trip_and_refuse_bad_fields() -> None:
+    a = JobDataAnnouncement(b"spec", b"\x01" * 32, b"\x00\x24" + b"\x02" * 36, 1234)
+    assert decode_announcement(encode_announcement(a)) == a
+    for bad in (
+        pack([1, b"", b"\x01" * 32, b"p", 1]),
+        pack([1, b"s", b"\x01" * 31, b"p", 1]),
+        pack([1, b"s", b"\x01" * 32, b"", 1]),
+        pack([2, b"s", b"\x01" * 32, b"p", 1]),
+        b"junk",
+    ):
+        with pytest.raises(WireError):
+            decode_announcement(bad)
+    assert Status.from_wire(Status(5, bytes(32), bytes(32)).to_wire()).height == 5
+    with pytest.raises(WireError):
+        Status.from_wire([5, b"short", bytes(32)])
+
+
+def test_sign_state_withholds_a_conflicting_vote_after_restart(tmp_path: Path) -> None:
+    path = tmp_path / "sign_state.json"
+    s = SignState(path)
+    v = Vote.sign(KEY, "c", VoteType.PREVOTE, 7, 0, b"\x01" * 32)
+    assert s.allows(v)
+    s.record(v)
+    again = SignState(path)  # as after a restart
+    assert again.allows(v)  # the same vote may be sent again
+    nil = Vote.sign(KEY, "c", VoteType.PREVOTE, 7, 0, None)
+    assert not again.allows(nil)  # a different vote for the same step would be equivocation
+    assert again.allows(Vote.sign(KEY, "c", VoteType.PRECOMMIT, 7, 0, None))
+    assert again.allows(Vote.sign(KEY, "c", VoteType.PREVOTE, 7, 1, None))
+    assert not again.allows(Vote.sign(KEY, "c", VoteType.PREVOTE, 6, 0, None))  # an older height
+    assert again.allows(Vote.sign(KEY, "c", VoteType.PREVOTE, 8, 0, None))
+    path.write_text("not json")
+    assert SignState(path).height == 0  # unreadable: start afresh, with a warning
