@@ -1,0 +1,687 @@
+"""The worker agent ("auto-coordination"): bids, runs, commits and reveals for this node's worker keys.
+
+Two layers, so the decisions can be tested without a network:
+
+* :class:`Planner` is sans-IO. Given the committed ledger ``State``, the local worker keys and the agent's
+  :class:`AgentMemory` (what it fetched, ran, posted and committed to), ``plan`` returns the next actions:
+  :class:`FetchSpec`, :class:`PostBid`, :class:`RunJob`, :class:`PostCommit`, :class:`PostReveal`. It never
+  waits, never signs, never draws randomness (salts derive from the memory's secret).
+* :class:`WorkerAgent` is the trio shell. It scans after every committed block (node events, with a polling
+  fallback), executes the planner's actions through the node (``sign_and_submit``, ``fetch_blob``, the compute
+  pool) and writes what happened back into the memory. Every failure is logged with its job and key; none
+  reaches the node.
+
+Duties drawn by the ledger (verifier, referee) are honoured even while auto-coordination is stopped: a key that
+ignored them would be slashed for stalling. Stopping only stops new bids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from bootstrap.device import LocalDevice, probe_device
+from bootstrap.errors import NodeError
+from bootstrap.faults import COPY_COMMIT, NO_REVEAL, RANDOM_RESULTS, Faults, parse_faults, perturb_summary
+from compute.canonical import JobResult, blake2b256
+from compute.dataset import Dataset, decode_dataset
+from compute.errors import ComputeError
+from compute.pool import JobRequest
+from compute.spec import MAX_SPEC_BYTES, JobSpec
+from ledger.errors import (
+    BadCommitment,
+    DeadlinePassed,
+    DuplicateAction,
+    LedgerError,
+    NotCommitted,
+    NotEligible,
+    NotParticipant,
+    TooManyBids,
+    UnknownJob,
+    UnknownWorker,
+    WrongJobState,
+)
+from ledger.jobs import eligibility_problem
+from ledger.state import ASSIGNED, DISPUTED, OPEN, REVEALING, Job, State
+from ledger.tx import Bid, CommitResult, Payload, RevealResult, compute_commitment
+
+log = logging.getLogger("bootstrap.agent")
+
+WORKER, VERIFIER, REFEREE = "worker", "verifier", "referee"
+NODE_KEY = "node"
+OPENINGS_FILE = "agent-openings.json"
+
+# Ledger refusals that will not change by retrying the same tx: the agent stops trying that action.
+PERMANENT_REFUSALS: tuple[type[LedgerError], ...] = (
+    BadCommitment, DeadlinePassed, DuplicateAction, NotCommitted, NotEligible, NotParticipant, TooManyBids,
+    UnknownJob, UnknownWorker, WrongJobState,
+)
+
+
+class AgentError(NodeError):
+    """The worker agent could not do something; ``job_id`` and ``reason`` say what and why."""
+
+    def __init__(self, job_id: bytes | None, reason: str) -> None:
+        where = f"job {job_id.hex()[:16]}: " if job_id else ""
+        super().__init__(f"{where}{reason}")
+        self.job_id, self.reason = job_id, reason
+
+
+# ---- the planner's vocabulary --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LocalKey:
+    """A keystore key this node signs with, and its ledger account."""
+
+    name: str
+    account: bytes
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What a commitment hides: the summary, the artifact digest and the salt (revealed later)."""
+
+    summary: tuple[int, ...]
+    artifact_digest: bytes
+    salt: bytes
+
+    def commitment(self) -> bytes:
+        return compute_commitment(list(self.summary), self.artifact_digest, self.salt)
+
+
+@dataclass(frozen=True)
+class FetchSpec:
+    """Fetch and check an open job's spec (so the agent knows whether it can run it before bidding)."""
+
+    job_id: bytes
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class PostBid:
+    job_id: bytes
+    key: LocalKey
+    price: int
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """Fetch the dataset and run the job once, for every local key holding a role on it."""
+
+    job_id: bytes
+    spec_digest: bytes
+    dataset_digest: bytes
+    roles: tuple[tuple[str, str], ...]  # (key name, role)
+
+
+@dataclass(frozen=True)
+class PostCommit:
+    job_id: bytes
+    key: LocalKey
+    role: str
+    commitment: bytes
+    opening: Opening | None  # None when the commitment was copied (fault injection): nothing to open
+
+
+@dataclass(frozen=True)
+class PostReveal:
+    job_id: bytes
+    key: LocalKey
+    role: str
+    opening: Opening
+
+
+Action = FetchSpec | PostBid | RunJob | PostCommit | PostReveal
+
+
+def describe(action: Action) -> dict[str, Any]:
+    """A JSON-friendly line for logs, ``status()`` and ``trigger()``."""
+    d: dict[str, Any] = {"action": type(action).__name__, "job_id": action.job_id.hex()}
+    if isinstance(action, PostBid):
+        d.update(key=action.key.name, price=action.price)
+    elif isinstance(action, PostCommit | PostReveal):
+        d.update(key=action.key.name, role=action.role)
+    elif isinstance(action, RunJob):
+        d.update(roles=[list(r) for r in action.roles])
+    return d
+
+
+def payload_for(action: PostBid | PostCommit | PostReveal) -> Payload:
+    """The ledger transaction an action posts."""
+    if isinstance(action, PostBid):
+        return Bid(action.job_id, action.price)
+    if isinstance(action, PostCommit):
+        return CommitResult(action.job_id, action.commitment)
+    o = action.opening
+    return RevealResult(action.job_id, list(o.summary), o.artifact_digest, o.salt)
+
+
+@dataclass
+class RunRecord:
+    """A finished local run: what the summary and artifact were, and where the full result is kept."""
+
+    summary: list[int]
+    artifact_digest: bytes
+    result_digest: bytes
+    elapsed_s: float = 0.0
+    backend: str = ""
+
+
+@dataclass
+class AgentMemory:
+    """What the agent knows beyond the ledger. Only the shell writes it; the planner only reads it."""
+
+    secret: bytes = field(default_factory=lambda: os.urandom(32))
+    specs: dict[bytes, JobSpec] = field(default_factory=dict)
+    spec_problems: dict[bytes, tuple[int, str]] = field(default_factory=dict)  # digest -> (height, reason)
+    fetching: set[bytes] = field(default_factory=set)
+    running: set[bytes] = field(default_factory=set)
+    results: dict[bytes, RunRecord] = field(default_factory=dict)
+    run_failures: dict[bytes, tuple[int, int, str]] = field(default_factory=dict)  # job -> (count, height, why)
+    posted: dict[tuple[bytes, bytes, str], int] = field(default_factory=dict)  # (job, account, kind) -> height
+    refused: dict[tuple[bytes, bytes, str], str] = field(default_factory=dict)
+    openings: dict[tuple[bytes, bytes], Opening] = field(default_factory=dict)
+
+    def salt(self, job_id: bytes, account: bytes) -> bytes:
+        """A salt nobody else can guess, stable for this job and key (so a re-plan commits the same bytes)."""
+        return blake2b256(b"dacn/agent/salt\x00" + self.secret + job_id + account)
+
+    def forget_job(self, job_id: bytes) -> None:
+        """Drop everything about a finished job except its run record (the result stays retrievable)."""
+        for table in (self.posted, self.refused):
+            for k in [k for k in table if k[0] == job_id]:
+                del table[k]
+        for k in [k for k in self.openings if k[0] == job_id]:
+            del self.openings[k]
+        self.run_failures.pop(job_id, None)
+
+
+# ---- the planner ---------------------------------------------------------------------------------------------
+@dataclass
+class Planner:
+    """Decides, from the committed state, what each local worker key should do next."""
+
+    device: LocalDevice
+    bid_permille: int = 800
+    max_concurrent_jobs: int = 1
+    faults: Faults = field(default_factory=Faults)
+    can_compute: bool = True
+    retry_after_blocks: int = 4
+    max_run_attempts: int = 3
+
+    def price_for(self, reward: int) -> int:
+        """The bid for a job: ``bid_permille`` of the reward, at least 1 token, never above the reward."""
+        return min(reward, max(1, reward * self.bid_permille // 1000))
+
+    def spec_problem(self, job: Job, memory: AgentMemory) -> str | None:
+        """Why this node should not bid on ``job`` given its spec (``"unknown"`` while it is not fetched yet)."""
+        spec = memory.specs.get(job.params_digest)
+        if spec is None:
+            problem = memory.spec_problems.get(job.params_digest)
+            return problem[1] if problem else "unknown"
+        if spec.model != job.model:
+            return f"spec model {spec.model!r} differs from the job's {job.model!r}"
+        if spec.dataset_digest != job.dataset_digest:
+            return "spec names another dataset than the job"
+        return self.device.problem(spec.model, job.device, max(job.min_memory_mb, spec.requirements.min_memory_mb))
+
+    def _recently_posted(self, memory: AgentMemory, key: tuple[bytes, bytes, str], height: int) -> bool:
+        at = memory.posted.get(key)
+        return at is not None and height - at < self.retry_after_blocks
+
+    def _blocked(self, memory: AgentMemory, job_id: bytes, account: bytes, kind: str, height: int) -> bool:
+        key = (job_id, account, kind)
+        return key in memory.refused or self._recently_posted(memory, key, height)
+
+    def plan(self, state: State, keys: Sequence[LocalKey], memory: AgentMemory, *, bidding: bool = True
+             ) -> list[Action]:
+        """The actions to take now, in job-id order; posting them all is safe (none depends on another)."""
+        workers = [k for k in keys if k.account in state.workers]
+        if not workers:
+            return []
+        load = self._load(state, workers, memory)
+        actions: list[Action] = []
+        for job_id in sorted(state.active_jobs):
+            job = state.jobs[job_id]
+            if job.status == OPEN:
+                if bidding and self.can_compute:
+                    actions += self._bids(state, job, workers, memory, load)
+            elif job.status in (ASSIGNED, REVEALING, DISPUTED):
+                actions += self._duties(state, job, workers, memory)
+        return actions
+
+    def _load(self, state: State, workers: list[LocalKey], memory: AgentMemory) -> dict[bytes, int]:
+        """Jobs each key is busy with or may soon be: its active roles, plus its bids on still-open jobs."""
+        load = {k.account: state.workers[k.account].active_jobs for k in workers}
+        for job_id in state.active_jobs:
+            job = state.jobs[job_id]
+            if job.status != OPEN:
+                continue
+            for k in workers:
+                if k.account in job.bids or self._recently_posted(memory, (job_id, k.account, "bid"), state.height):
+                    load[k.account] += 1
+        return load
+
+    def _bids(self, state: State, job: Job, workers: list[LocalKey], memory: AgentMemory,
+              load: dict[bytes, int]) -> list[Action]:
+        if state.height + 1 > job.bid_deadline:
+            return []  # a bid now would land after the window
+        problem = self.spec_problem(job, memory)
+        if problem == "unknown":
+            retry = memory.spec_problems.get(job.params_digest)
+            if job.params_digest not in memory.fetching and (
+                    retry is None or state.height - retry[0] >= self.retry_after_blocks):
+                return [FetchSpec(job.job_id, job.params_digest)]
+            return []
+        if problem is not None:
+            return []
+        out: list[Action] = []
+        bids = len(job.bids)
+        for k in workers:
+            if bids >= state.params.max_bids_per_job:
+                break
+            if k.account in job.bids or self._blocked(memory, job.job_id, k.account, "bid", state.height):
+                continue
+            if load[k.account] >= self.max_concurrent_jobs:
+                continue
+            if eligibility_problem(state, k.account, job) is not None:
+                continue
+            out.append(PostBid(job.job_id, k, self.price_for(job.reward)))
+            load[k.account] += 1
+            bids += 1
+        return out
+
+    def _roles(self, job: Job, workers: list[LocalKey]) -> list[tuple[LocalKey, str]]:
+        """Local keys holding a role that still has to commit or reveal in the job's current phase."""
+        holders = [(job.worker, WORKER), (job.verifier, VERIFIER)] if job.status in (ASSIGNED, REVEALING) \
+            else [(job.referee, REFEREE)]
+        by_account = {k.account: k for k in workers}
+        return [(by_account[a], role) for a, role in holders if a in by_account]
+
+    def _duties(self, state: State, job: Job, workers: list[LocalKey], memory: AgentMemory) -> list[Action]:
+        if state.height + 1 > job.deadline:
+            return []  # anything posted now would land after the deadline
+        out: list[Action] = []
+        need_run: list[tuple[str, str]] = []
+        for k, role in self._roles(job, workers):
+            if job.status in (ASSIGNED, DISPUTED) and k.account not in job.commits:
+                if self._blocked(memory, job.job_id, k.account, "commit", state.height):
+                    continue
+                if self.faults.applies(k.name, COPY_COMMIT):
+                    others = sorted(c for a, c in job.commits.items() if a != k.account)
+                    if others:  # nothing to copy until someone else commits
+                        out.append(PostCommit(job.job_id, k, role, others[0], None))
+                    continue
+                record = memory.results.get(job.job_id)
+                if record is None:
+                    need_run.append((k.name, role))
+                    continue
+                opening = self._opening(job.job_id, k, record, memory)
+                out.append(PostCommit(job.job_id, k, role, opening.commitment(), opening))
+            elif k.account in job.commits and k.account not in job.reveals and job.status in (REVEALING, DISPUTED):
+                if self.faults.applies(k.name, NO_REVEAL):
+                    continue
+                if self._blocked(memory, job.job_id, k.account, "reveal", state.height):
+                    continue
+                opening = memory.openings.get((job.job_id, k.account))
+                if opening is None or opening.commitment() != job.commits[k.account]:
+                    continue  # lost (or never had) what opens this commitment: nothing honest to post
+                out.append(PostReveal(job.job_id, k, role, opening))
+        if need_run and job.job_id not in memory.running:
+            failures = memory.run_failures.get(job.job_id)
+            if failures is None or (failures[0] < self.max_run_attempts
+                                    and state.height - failures[1] >= 1):
+                out.insert(0, RunJob(job.job_id, job.params_digest, job.dataset_digest, tuple(need_run)))
+        return out
+
+    def _opening(self, job_id: bytes, key: LocalKey, record: RunRecord, memory: AgentMemory) -> Opening:
+        known = memory.openings.get((job_id, key.account))
+        if known is not None:
+            return known
+        summary = record.summary
+        if self.faults.applies(key.name, RANDOM_RESULTS):
+            summary = perturb_summary(summary, memory.salt(job_id, key.account))
+        return Opening(tuple(summary), record.artifact_digest, memory.salt(job_id, key.account))
+
+
+# ---- the trio shell ------------------------------------------------------------------------------------------
+def _agent_config(config: Any) -> Any:
+    """Accept a NodeConfig (uses its ``agent``), an AgentConfig, or None (defaults)."""
+    if config is None:
+        from bootstrap.config import AgentConfig
+
+        return AgentConfig()
+    return getattr(config, "agent", config)
+
+
+class WorkerAgent:
+    """Runs the planner after every block and carries out its actions through the node."""
+
+    def __init__(self, node: Any, config: Any = None, *, faults: Faults | str | None = None,
+                 device: LocalDevice | None = None, poll_interval_s: float = 1.0,
+                 max_dataset_bytes: int | None = None, fetch_timeout_s: float = 30.0) -> None:
+        cfg = _agent_config(config)
+        self.node = node
+        self.config = cfg
+        if faults is None:
+            faults = getattr(node, "faulty", None)
+        self.faults = faults if isinstance(faults, Faults) else parse_faults(faults)
+        self.device = device or probe_device()
+        self.planner = Planner(self.device, cfg.bid_permille, cfg.max_concurrent_jobs, self.faults)
+        self.memory = AgentMemory()
+        self.auto = bool(cfg.auto_coordinate)
+        self.keystore_workers = bool(getattr(cfg, "keystore_workers", True))
+        self.poll_interval_s = poll_interval_s
+        self.max_dataset_bytes = max_dataset_bytes or getattr(getattr(node, "config", None), "max_blob_bytes",
+                                                              256 * 1024 * 1024)
+        self.fetch_timeout_s = fetch_timeout_s
+        self.counters: dict[str, int] = {k: 0 for k in (
+            "scans", "bids", "commits", "reveals", "runs_ok", "runs_failed", "refused", "errors")}
+        self.recent: deque[dict[str, Any]] = deque(maxlen=50)
+        self.last_scan_height = -1
+        self._datasets: OrderedDict[bytes, Dataset] = OrderedDict()
+        self._key_cache: dict[str, bytes] = {}
+        self._scan_lock = trio.Lock()
+        self._wake_send, self._wake_recv = trio.open_memory_channel[None](1)
+        self._nursery: trio.Nursery | None = None
+        self._openings_path: Path | None = None
+
+    # -- control (the API's coordination endpoints) --
+    def start(self) -> None:
+        """Auto-coordination on: bid on open jobs again."""
+        self.auto = True
+        self.wake()
+
+    def stop(self) -> None:
+        """Auto-coordination off: no new bids (duties already drawn are still honoured)."""
+        self.auto = False
+
+    def wake(self) -> None:
+        """Ask for a scan soon (coalesced)."""
+        with contextlib.suppress(trio.WouldBlock):
+            self._wake_send.send_nowait(None)
+
+    async def trigger(self) -> dict[str, Any]:
+        """One scan now, bids included even when auto-coordination is off; returns what it did."""
+        actions = await self.scan(bidding=True)
+        return {"height": self.last_scan_height, "actions": [describe(a) for a in actions]}
+
+    # -- the loop --
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Scan after every committed block until cancelled."""
+        home = getattr(self.node, "home", None)
+        if home is not None:
+            self._openings_path = Path(home) / "data" / OPENINGS_FILE
+            self._load_openings()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._watch_events)
+            task_status.started()
+            try:
+                while True:
+                    with trio.move_on_after(self.poll_interval_s):
+                        await self._wake_recv.receive()
+                    await self.scan(bidding=self.auto)
+            finally:
+                self._nursery = None
+
+    async def _watch_events(self) -> None:
+        events = getattr(self.node, "events", None)
+        if events is None:
+            return  # polling alone still works
+        while True:
+            channel = events.subscribe(256)
+            async with channel:
+                async for event in channel:
+                    if event.get("type") == "block":
+                        self.wake()
+            # The bus dropped us (we fell behind): resubscribe, and scan in case we missed a block.
+            self.wake()
+            await trio.sleep(0)
+
+    async def scan(self, *, bidding: bool) -> list[Action]:
+        """Plan against the committed state and carry the actions out; never raises."""
+        async with self._scan_lock:
+            try:
+                state = self.node.state
+                self.last_scan_height = state.height
+                self.counters["scans"] += 1
+                self._prune(state)
+                actions = self.planner.plan(state, self.local_keys(), self.memory, bidding=bidding)
+            except Exception as exc:  # a bug in planning must not stop the node following the chain
+                self.counters["errors"] += 1
+                log.exception("agent scan failed: %s", exc)
+                return []
+            for action in actions:
+                try:
+                    await self._execute(action, state.height)
+                except Exception as exc:
+                    self.counters["errors"] += 1
+                    log.exception("agent action %s failed: %s", describe(action), exc)
+            return actions
+
+    def local_keys(self) -> list[LocalKey]:
+        """The node key and (if enabled) every keystore key, with their accounts; unreadable keys are skipped."""
+        names = [NODE_KEY]
+        keystore = getattr(self.node, "keystore", None)
+        if self.keystore_workers and keystore is not None:
+            names += [n for n in keystore.names() if n != NODE_KEY]
+        out = []
+        for name in names:
+            account = self._key_cache.get(name)
+            if account is None:
+                try:
+                    account = self.node.account_of(name)
+                except Exception as exc:  # a key we cannot open (passphrase, corrupt file) cannot work
+                    log.debug("agent skips key %r: %s", name, exc)
+                    continue
+                self._key_cache[name] = account
+            out.append(LocalKey(name, account))
+        return out
+
+    def _prune(self, state: State) -> None:
+        done = {k[0] for k in self.memory.openings} | {k[0] for k in self.memory.posted}
+        stale = [j for j in done if j not in state.active_jobs]
+        for job_id in stale:
+            self.memory.forget_job(job_id)
+        if stale:
+            self._save_openings()
+        while len(self.memory.results) > 1024:
+            self.memory.results.pop(next(iter(self.memory.results)))
+
+    # -- actions --
+    async def _execute(self, action: Action, height: int) -> None:
+        self.recent.append({**describe(action), "height": height})
+        if isinstance(action, FetchSpec):
+            self.memory.fetching.add(action.digest)
+            self._spawn(self._fetch_spec_task, action.digest, height)
+        elif isinstance(action, RunJob):
+            self.memory.running.add(action.job_id)
+            self._spawn(self._run_task, action, height)
+        else:
+            if isinstance(action, PostCommit) and action.opening is not None:
+                # Keep the opening before the commitment can land, so a crash cannot strand it.
+                self.memory.openings[(action.job_id, action.key.account)] = action.opening
+                self._save_openings()
+            await self._post(action, height)
+
+    def _spawn(self, fn: Any, *args: Any) -> None:
+        if self._nursery is None:
+            raise AgentError(None, "agent is not running (no nursery for background work)")
+        self._nursery.start_soon(fn, *args)
+
+    async def _post(self, action: PostBid | PostCommit | PostReveal, height: int) -> None:
+        kind = {PostBid: "bid", PostCommit: "commit", PostReveal: "reveal"}[type(action)]
+        memo = (action.job_id, action.key.account, kind)
+        self.memory.posted[memo] = height
+        try:
+            tx_id = await self.node.sign_and_submit(action.key.name, payload_for(action))
+        except PERMANENT_REFUSALS as exc:
+            self.memory.refused[memo] = str(exc)
+            self.counters["refused"] += 1
+            log.info("agent %s for job %s by %s refused: %s", kind, action.job_id.hex()[:16], action.key.name, exc)
+            return
+        except LedgerError as exc:  # mempool full, nonce races: retried after retry_after_blocks
+            self.counters["errors"] += 1
+            log.warning("agent %s for job %s by %s not admitted: %s", kind, action.job_id.hex()[:16],
+                        action.key.name, exc)
+            return
+        self.counters[kind + "s"] += 1
+        log.info("agent %s job %s key %s tx %s", kind, action.job_id.hex()[:16], action.key.name, tx_id[:16])
+
+    async def _fetch_spec_task(self, digest: bytes, height: int) -> None:
+        try:
+            with trio.fail_after(self.fetch_timeout_s):
+                data = await self.node.fetch_blob(digest, max_size=MAX_SPEC_BYTES)
+            spec = JobSpec.decode(data)
+            if spec.digest != digest:
+                raise AgentError(None, f"spec bytes hash to {spec.digest.hex()[:16]}, not {digest.hex()[:16]}")
+            self.memory.specs[digest] = spec
+            self.memory.spec_problems.pop(digest, None)
+            self.wake()
+        except Exception as exc:
+            self.memory.spec_problems[digest] = (height, f"spec unavailable: {exc}")
+            log.warning("agent could not fetch spec %s: %s", digest.hex()[:16], exc)
+        finally:
+            self.memory.fetching.discard(digest)
+
+    async def _spec(self, digest: bytes) -> JobSpec:
+        spec = self.memory.specs.get(digest)
+        if spec is None:
+            with trio.fail_after(self.fetch_timeout_s):
+                data = await self.node.fetch_blob(digest, max_size=MAX_SPEC_BYTES)
+            spec = JobSpec.decode(data)
+            if spec.digest != digest:
+                raise AgentError(None, "spec bytes do not match the job's spec digest")
+            self.memory.specs[digest] = spec
+        return spec
+
+    async def _dataset(self, digest: bytes) -> Dataset:
+        ds = self._datasets.get(digest)
+        if ds is not None:
+            self._datasets.move_to_end(digest)
+            return ds
+        with trio.fail_after(self.fetch_timeout_s):
+            data = await self.node.fetch_blob(digest, max_size=self.max_dataset_bytes)
+        ds = await trio.to_thread.run_sync(decode_dataset, data, digest)
+        self._datasets[digest] = ds
+        while len(self._datasets) > 4:
+            self._datasets.popitem(last=False)
+        return ds
+
+    async def _run_task(self, action: RunJob, height: int) -> None:
+        job_hex = action.job_id.hex()[:16]
+        try:
+            pool = getattr(self.node, "pool", None)
+            if pool is None:
+                raise AgentError(action.job_id, "this node has no compute pool (pool_size = 0)")
+            spec = await self._spec(action.spec_digest)
+            if spec.dataset_digest != action.dataset_digest:
+                raise AgentError(action.job_id, "the spec names another dataset than the job")
+            dataset = await self._dataset(action.dataset_digest)
+            outcome = await pool.run(JobRequest(spec, dataset))
+            if not outcome.ok:
+                f = outcome.failure
+                raise AgentError(action.job_id, f"run failed ({f.kind}): {f.message}" if f else "run failed")
+            result = outcome.result
+            assert result is not None
+            result_digest = self._keep_result(result)
+            self.memory.results[action.job_id] = RunRecord(
+                list(result.summary), result.artifact_digest, result_digest, result.elapsed_s, result.backend)
+            self.counters["runs_ok"] += 1
+            log.info("agent ran job %s (%s) for %s in %.2fs", job_hex, spec.model, action.roles, outcome.wall_s)
+            self.wake()
+        except (AgentError, ComputeError, NodeError, OSError, trio.TooSlowError) as exc:
+            self._run_failed(action, height, exc)
+        except Exception as exc:  # anything else is a bug, but still must not take the node down
+            log.exception("agent run of job %s crashed", job_hex)
+            self._run_failed(action, height, exc)
+        finally:
+            self.memory.running.discard(action.job_id)
+
+    def _run_failed(self, action: RunJob, height: int, exc: BaseException) -> None:
+        count = self.memory.run_failures.get(action.job_id, (0, 0, ""))[0] + 1
+        self.memory.run_failures[action.job_id] = (count, height, str(exc))
+        self.counters["runs_failed"] += 1
+        log.warning("agent run of job %s for %s failed (attempt %d): %s", action.job_id.hex()[:16], action.roles,
+                    count, exc)
+
+    def _keep_result(self, result: JobResult) -> bytes:
+        """Store the artifact (under its own digest, the one the ledger records) and the full result bytes."""
+        blobs = getattr(self.node, "blobs", None)
+        encoded = result.encode()
+        if blobs is None:
+            return blake2b256(encoded)
+        blobs.put_expected(result.artifact, result.artifact_digest)
+        return blobs.put(encoded)
+
+    def result_for(self, job_id: bytes) -> JobResult | None:
+        """The full result this node computed for ``job_id``, if it ran it and still has it."""
+        record = self.memory.results.get(job_id)
+        blobs = getattr(self.node, "blobs", None)
+        if record is None or blobs is None:
+            return None
+        data = blobs.get(record.result_digest)
+        return None if data is None else JobResult.decode(data)
+
+    # -- persistence of openings (so a restart between commit and reveal can still reveal) --
+    def _save_openings(self) -> None:
+        path = self._openings_path
+        if path is None:
+            return
+        doc = [[j.hex(), a.hex(), list(o.summary), o.artifact_digest.hex(), o.salt.hex()]
+               for (j, a), o in self.memory.openings.items()]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, json.dumps(doc).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("agent could not save its openings to %s: %s", path, exc)
+
+    def _load_openings(self) -> None:
+        path = self._openings_path
+        if path is None or not path.exists():
+            return
+        try:
+            for j, a, summary, artifact, salt in json.loads(path.read_text()):
+                self.memory.openings[(bytes.fromhex(j), bytes.fromhex(a))] = Opening(
+                    tuple(int(v) for v in summary), bytes.fromhex(artifact), bytes.fromhex(salt))
+        except (OSError, ValueError, TypeError) as exc:
+            log.error("agent could not read its openings from %s: %s", path, exc)
+
+    # -- read side --
+    def status(self) -> dict[str, Any]:
+        state = self.node.state
+        keys = []
+        for k in self.local_keys():
+            w = state.workers.get(k.account)
+            entry: dict[str, Any] = {"name": k.name, "account": k.account.hex(), "registered": w is not None}
+            if w is not None:
+                entry.update(stake=w.stake, reputation=w.reputation, active_jobs=w.active_jobs,
+                             jobs_done=w.jobs_done, jobs_failed=w.jobs_failed)
+            keys.append(entry)
+        return {
+            "running": self.auto,
+            "faulty": self.faults.describe(),
+            "device": self.device.to_dict(),
+            "last_scan_height": self.last_scan_height,
+            "keys": keys,
+            "jobs_running": sorted(j.hex() for j in self.memory.running),
+            "results": len(self.memory.results),
+            "counters": dict(self.counters),
+            "recent": list(self.recent)[-20:],
+        }

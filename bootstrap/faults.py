@@ -1,0 +1,89 @@
+"""Fault injection for tests only (``dacn node --faulty MODE``): a worker that cheats in a known way, so tests
+can show the ledger catching it.
+
+A fault spec is ``MODE`` (every local worker key misbehaves) or ``MODE@name1,name2`` (only those keystore keys;
+``node`` names the node's own key). Modes:
+
+* ``none`` — honest;
+* ``random-results`` — runs the job, then commits and reveals a perturbed summary (far outside any tolerance
+  below 40%), so its verifier or a referee disagrees and the ledger slashes it;
+* ``no-reveal`` — runs and commits honestly, then never reveals (stall-slashed at the reveal deadline);
+* ``copy-commit`` — runs nothing: waits for the other party's commitment and posts the same bytes. It cannot open
+  that commitment (it never learns the salt from the state), so it is stall-slashed at the reveal deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from bootstrap.errors import NodeError
+
+NONE = "none"
+RANDOM_RESULTS = "random-results"
+NO_REVEAL = "no-reveal"
+COPY_COMMIT = "copy-commit"
+FAULT_MODES = (NONE, RANDOM_RESULTS, NO_REVEAL, COPY_COMMIT)
+
+
+class FaultSpecError(NodeError, ValueError):
+    """A ``--faulty`` value names no known mode, or its key list is malformed."""
+
+    def __init__(self, value: str, reason: str) -> None:
+        super().__init__(f"--faulty {value!r}: {reason}")
+        self.value, self.reason = value, reason
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Which misbehaviour to inject, and for which local keys (``None``: every key)."""
+
+    mode: str = NONE
+    keys: frozenset[str] | None = None
+
+    def applies(self, key_name: str, mode: str) -> bool:
+        """Whether the key named ``key_name`` should misbehave in ``mode``."""
+        return self.mode == mode and (self.keys is None or key_name in self.keys)
+
+    @property
+    def active(self) -> bool:
+        return self.mode != NONE
+
+    def describe(self) -> str:
+        return self.mode if self.keys is None else f"{self.mode}@{','.join(sorted(self.keys))}"
+
+
+def parse_faults(value: str | None) -> Faults:
+    """``None``/``"none"`` → honest; ``"MODE"`` or ``"MODE@a,b"``; anything else raises :class:`FaultSpecError`."""
+    if value is None:
+        return Faults()
+    if not isinstance(value, str):
+        raise FaultSpecError(repr(value), "expected a string")
+    mode, sep, names = value.partition("@")
+    if mode not in FAULT_MODES:
+        raise FaultSpecError(value, f"unknown mode {mode!r}; known: {', '.join(FAULT_MODES)}")
+    if not sep:
+        return Faults(mode)
+    keys = frozenset(n.strip() for n in names.split(","))
+    if not names or "" in keys:
+        raise FaultSpecError(value, "expected MODE@name1,name2 with non-empty key names")
+    return Faults(mode, keys)
+
+
+def perturb_summary(summary: list[int], seed: bytes) -> list[int]:
+    """A deterministic wrong answer: every value moved by more than its own magnitude plus a million units.
+
+    Two faulty keys get different seeds, so they disagree with each other too (no accidental majority).
+    """
+    if not summary:
+        return [1]
+    out = []
+    for i, x in enumerate(summary):
+        h = hashlib.blake2b(seed + i.to_bytes(4, "big"), digest_size=8).digest()
+        sign = 1 if h[0] & 1 else -1
+        jitter = int.from_bytes(h[1:], "big") % 1000
+        if abs(x) > 2**61:  # moving it further would leave the signed 64-bit range the ledger accepts
+            out.append(-(x // 2))
+        else:
+            out.append(x + sign * (abs(x) + 1_000_000 + jitter))
+    return out

@@ -1,0 +1,148 @@
+"""The worker agent inside a real Node: one validator whose node key and extra keystore keys are all workers.
+
+Real parts throughout: sqlite on disk, the consensus driver on a real clock, the compute pool's child process, the
+blob store. The verifier must be another account than the worker, so each node here holds at least two worker
+keys; with three, a ``random-results`` key is caught by the referee.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from bootstrap.agent import WorkerAgent
+from bootstrap.config import NodeConfig
+from bootstrap.home import devnet_genesis, init_home
+from bootstrap.keystore import Keystore
+from bootstrap.node import Node
+from compute.canonical import decode_artifact
+from ledger.state import FAILED, REFUNDED, VERIFIED, total_supply
+
+pytestmark = pytest.mark.slow  # each test starts a node and a compute child (~3-10 s on 2 cores)
+
+JOB_TIMEOUT_S = 60
+PARAMS = {"default_bid_window": 3, "default_commit_window": 60, "default_reveal_window": 30}
+
+
+def make_home(tmp_path: Path, workers: list[str]) -> tuple[Path, dict[str, bytes]]:
+    """A one-validator home whose node key and ``workers`` keystore keys are staked workers; ``alice`` is funded
+    (as the faucet account, which has no other rights)."""
+    home = tmp_path / "node"
+    ks = Keystore(home / "keys")
+    accounts = {name: bytes(ks.create(name).verify_key) for name in ["node", *workers, "alice"]}
+    genesis = devnet_genesis([accounts["node"]], [accounts["node"], *(accounts[w] for w in workers)],
+                             accounts["alice"], chain_id="agent-test", params=PARAMS)
+    init_home(home, config=NodeConfig.test(pool_size=1), genesis=genesis)
+    return home, accounts
+
+
+@asynccontextmanager
+async def running(home: Path, faulty: str | None = None) -> AsyncIterator[Node]:
+    node = Node(home, NodeConfig.load(home), faulty=faulty)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        try:
+            with trio.fail_after(60):
+                await node.pool_ready.wait()
+            yield node
+        finally:
+            node.stop()
+
+
+async def wait_terminal(node: Node, job_id: bytes, events: Any) -> list[str]:
+    """Follow the job's status events until it ends; returns the statuses seen."""
+    seen: list[str] = []
+    with trio.fail_after(JOB_TIMEOUT_S):
+        async for ev in events:
+            if ev.get("type") == "job" and ev.get("job_id") == job_id.hex():
+                seen.append(ev["status"])
+                if ev["status"] in (VERIFIED, FAILED, REFUNDED):
+                    return seen
+    raise AssertionError(f"event stream ended; job statuses seen: {seen}")
+
+
+async def test_a_job_goes_to_verified_with_the_node_key_and_a_keystore_key(tmp_path: Path) -> None:
+    home, acct = make_home(tmp_path, ["w2"])
+    async with running(home) as node:
+        # pre
+        assert isinstance(node.agent, WorkerAgent)
+        assert {k.name for k in node.agent.local_keys()} >= {"node", "w2", "alice"}
+        supply = total_supply(node.state)
+        before = {n: node.state.balance(a) for n, a in acct.items()}
+        events = node.events.subscribe()
+        # operation
+        res = await node.submit_job("alice", "linear_regression", None, None, reward=100, verification_fee=20)
+        job_id = bytes.fromhex(res["job_id"])
+        seen = await wait_terminal(node, job_id, events)
+        # post
+        job = node.state.jobs[job_id]
+        assert seen == ["open", "assigned", "revealing", "verified"], seen
+        assert {job.worker, job.verifier} == {acct["node"], acct["w2"]}
+        assert job.price == 80  # bid_permille 800 of the reward
+        assert node.state.balance(acct["alice"]) == before["alice"] - 1 - job.price - 20  # fee, price, verifier fee
+        assert total_supply(node.state) == supply
+        for a in (job.worker, job.verifier):
+            assert node.state.workers[a].jobs_done == 1 and node.state.workers[a].reputation > 500
+        # the full result is kept: the artifact under the digest the ledger recorded, the JobResult beside it
+        artifact = node.blobs.get(job.result_artifact)
+        assert artifact is not None and decode_artifact(artifact).model == "linear_regression"
+        result = node.agent.result_for(job_id)
+        assert result is not None and result.summary == job.result_summary
+        status = node.agent.status()
+        assert status["running"] is True and status["counters"]["runs_ok"] == 1
+        assert status["counters"]["commits"] == 2 and status["counters"]["reveals"] == 2
+
+
+async def test_stopped_agent_does_not_bid_and_trigger_runs_one_scan(tmp_path: Path) -> None:
+    home, _ = make_home(tmp_path, ["w2"])
+    async with running(home) as node:
+        node.agent.stop()
+        assert node.agent.status()["running"] is False
+        res = await node.submit_job("alice", "pca", {"n_components": 2}, None, reward=50, bid_window=8)
+        job_id = bytes.fromhex(res["job_id"])
+        with trio.fail_after(20):
+            while job_id not in node.state.jobs:
+                await trio.sleep(0.05)
+        h = node.height
+        with trio.fail_after(20):  # a few blocks pass with the job open and no bid from us
+            while node.height < h + 2:
+                await trio.sleep(0.05)
+        assert node.state.jobs[job_id].bids == {}
+        summary = await node.agent.trigger()  # the first scan fetches the spec (in the background)...
+        with trio.fail_after(20):
+            while not node.agent.memory.specs:
+                await trio.sleep(0.05)
+        summary = await node.agent.trigger()  # ...the next bids
+        assert {a["action"] for a in summary["actions"]} == {"PostBid"}
+        assert {a["key"] for a in summary["actions"]} == {"node", "w2"}
+        with trio.fail_after(20):
+            while len(node.state.jobs[job_id].bids) < 2:
+                await trio.sleep(0.05)
+
+
+async def test_a_random_results_key_is_caught_by_the_referee_slashed_and_cut(tmp_path: Path) -> None:
+    home, acct = make_home(tmp_path, ["w2", "w3"])
+    workers = {n: a for n, a in acct.items() if n != "alice"}
+    # Equal bids go to the smallest account, so make that key the cheat: it will be the job's worker.
+    cheat = min(workers, key=lambda n: workers[n])
+    async with running(home, faulty=f"random-results@{cheat}") as node:
+        stake = node.state.workers[workers[cheat]].stake
+        supply = total_supply(node.state)
+        events = node.events.subscribe()
+        res = await node.submit_job("alice", "kmeans", {"k": 3}, None, reward=100)
+        job_id = bytes.fromhex(res["job_id"])
+        seen = await wait_terminal(node, job_id, events)
+        job = node.state.jobs[job_id]
+        assert job.worker == workers[cheat]
+        assert seen == ["open", "assigned", "revealing", "disputed", "verified"], seen
+        assert job.verdict == "worker_faulty"
+        punished = node.state.workers[workers[cheat]]
+        assert punished.stake < stake and punished.reputation < 500 and punished.jobs_failed == 1
+        assert job.referee in workers.values() and job.referee != job.worker
+        assert node.state.workers[job.referee].reputation > 500
+        assert total_supply(node.state) == supply

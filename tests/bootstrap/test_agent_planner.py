@@ -1,0 +1,331 @@
+"""The worker agent's sans-IO planner against real ledger states (built with the ledger's test factories).
+
+The last tests drive whole job lifecycles: several "nodes" (a planner and a memory each) plan against one chain,
+a tiny in-test shell turns their actions into signed txs, and the factories' ``Chain`` applies every block — it
+raises on any invalid tx, so these also show the planner never posts a tx the ledger would refuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from bootstrap.agent import (
+    AgentMemory,
+    FetchSpec,
+    LocalKey,
+    Planner,
+    PostBid,
+    PostCommit,
+    PostReveal,
+    RunJob,
+    RunRecord,
+    payload_for,
+)
+from bootstrap.device import LocalDevice
+from bootstrap.faults import parse_faults
+from compute.spec import MODELS, make_spec
+from ledger.crypto import blake2b256
+from ledger.state import ASSIGNED, DISPUTED, OPEN, REFUNDED, REVEALING, VERIFIED
+from ledger.tx import SubmitJob, compute_commitment
+from ledger.verdict import summaries_agree
+from tests.ledger.factories import Chain, Wallet, account, make_state
+
+CPU = LocalDevice("cpu", "test-cpu", 16_384, 100, frozenset(MODELS))
+DATASET = blake2b256(b"dataset")
+SPEC = make_spec("linear_regression", {}, DATASET, memory_limit_mb=1024)
+TRUE_SUMMARY = [1_000_000, -2_500_000, 42]
+ARTIFACT = blake2b256(b"artifact")
+
+
+def key(name: str) -> LocalKey:
+    return LocalKey(name, account(name))
+
+
+def submit(alice: Wallet, *, spec=SPEC, reward: int = 1_000, fee: int = 200, device: str = "any", **windows):
+    tol = spec.tolerance
+    return alice.sign(SubmitJob(spec.model, spec.digest, spec.dataset_digest, reward, fee, tol.abs, tol.ppm,
+                                device, 0, windows.get("bid", 3), windows.get("commit", 10),
+                                windows.get("reveal", 5)))
+
+
+def open_job(workers=("w1", "w2", "w3"), **kw):
+    state = make_state(workers=workers if isinstance(workers, dict) else list(workers))
+    chain = Chain(state)
+    alice = Wallet("alice")
+    stx = submit(alice, **kw)
+    chain.block(stx)
+    return chain, stx.tx_id
+
+
+def known(spec=SPEC) -> AgentMemory:
+    memory = AgentMemory(secret=b"s" * 32)
+    memory.specs[spec.digest] = spec
+    return memory
+
+
+# ---- bidding --------------------------------------------------------------------------------------------------
+def test_unknown_spec_is_fetched_before_any_bid():
+    chain, job_id = open_job()
+    memory = AgentMemory()
+    actions = Planner(CPU).plan(chain.state, [key("w1")], memory)
+    assert actions == [FetchSpec(job_id, SPEC.digest)]
+    memory.fetching.add(SPEC.digest)
+    assert Planner(CPU).plan(chain.state, [key("w1")], memory) == []  # a fetch already in flight
+
+
+def test_bids_from_every_registered_eligible_key_at_the_policy_price():
+    chain, job_id = open_job()
+    keys = [key("w1"), key("w2"), key("alice"), key("stranger")]  # alice is the client, stranger unregistered
+    actions = Planner(CPU, bid_permille=750).plan(chain.state, keys, known())
+    assert actions == [PostBid(job_id, key("w1"), 750), PostBid(job_id, key("w2"), 750)]
+
+
+@pytest.mark.parametrize(("permille", "reward", "price"), [(800, 1000, 800), (1, 10, 1), (1000, 7, 7), (999, 1, 1)])
+def test_price_is_a_share_of_the_reward_never_above_it_never_zero(permille, reward, price):
+    assert Planner(CPU, bid_permille=permille).price_for(reward) == price
+
+
+def test_no_bid_when_already_bid_recently_posted_refused_or_bidding_off():
+    chain, job_id = open_job()
+    planner, memory = Planner(CPU, retry_after_blocks=1), known()
+    chain.block(Wallet("w1").bid(job_id, 500))
+    memory.posted[(job_id, account("w2"), "bid")] = chain.state.height
+    memory.refused[(job_id, account("w3"), "bid")] = "not eligible"
+    keys = [key("w1"), key("w2"), key("w3")]
+    assert planner.plan(chain.state, keys, memory) == []
+    assert planner.plan(chain.state, keys, memory, bidding=False) == []
+    chain.block()  # a block after posting, w2's bid is presumed lost and posted again
+    assert planner.plan(chain.state, keys, memory) == [PostBid(job_id, key("w2"), 800)]
+    assert planner.plan(chain.state, keys, memory, bidding=False) == []
+
+
+def test_no_bid_on_jobs_this_device_cannot_run_or_that_do_not_match_their_spec():
+    gpu_spec = make_spec("linear_regression", {}, DATASET, device="gpu", memory_limit_mb=1024)
+    chain, job_id = open_job(spec=gpu_spec, device="gpu", workers={"w1": {"device_kind": "gpu"}})
+    assert Planner(CPU).plan(chain.state, [key("w1")], known(gpu_spec)) == []
+    gpu = LocalDevice("gpu", "cuda", 80_000, 1, frozenset(MODELS))
+    assert Planner(gpu).plan(chain.state, [key("w1")], known(gpu_spec)) == [PostBid(job_id, key("w1"), 800)]
+    no_torch = LocalDevice("cpu", "c", 16_384, 1, frozenset(MODELS) - {"linear_regression"})
+    chain, job_id = open_job()
+    assert Planner(no_torch).plan(chain.state, [key("w1")], known()) == []
+    # a spec that names another dataset than the job is not bid on
+    other = make_spec("linear_regression", {}, blake2b256(b"other"), memory_limit_mb=1024)
+    alice = Wallet("alice", nonce=1)
+    bad = alice.sign(SubmitJob("linear_regression", other.digest, DATASET, 1000, 200, 2, 10, "any", 0, 3, 10, 5))
+    chain.block(bad)
+    actions = Planner(CPU).plan(chain.state, [key("w1")], known(other))
+    assert all(a.job_id != bad.tx_id for a in actions)
+
+
+def test_no_bid_after_the_window_or_beyond_the_concurrency_limit():
+    chain, job_id = open_job(bid=2)
+    chain.blocks(2)  # height 3 = bid deadline: a bid posted now lands at 3, too late
+    assert chain.state.jobs[job_id].bid_deadline == chain.state.height
+    assert Planner(CPU).plan(chain.state, [key("w1")], known()) == []
+    chain, job_id = open_job()
+    second = submit(Wallet("alice", nonce=1))
+    chain.block(second)
+    actions = Planner(CPU, max_concurrent_jobs=1).plan(chain.state, [key("w1")], known())
+    assert [a.job_id for a in actions] == [min(job_id, second.tx_id)]  # one job at a time per key
+    actions = Planner(CPU, max_concurrent_jobs=2).plan(chain.state, [key("w1")], known())
+    assert len(actions) == 2
+
+
+# ---- duties ---------------------------------------------------------------------------------------------------
+def assigned(workers=("w1", "w2", "w3")):
+    chain, job_id = open_job(workers=workers)
+    chain.block(Wallet(workers[0]).bid(job_id, 800))
+    chain.blocks(2)
+    job = chain.state.jobs[job_id]
+    assert job.status == ASSIGNED
+    return chain, job_id, job
+
+
+def test_assigned_keys_run_once_then_commit_with_their_own_salts():
+    chain, job_id, job = assigned()
+    names = {job.worker: None, job.verifier: None}
+    keys = [key(n) for n in ("w1", "w2", "w3") if account(n) in names]
+    memory = known()
+    actions = Planner(CPU).plan(chain.state, keys, memory)
+    assert len(actions) == 1 and isinstance(actions[0], RunJob)
+    assert sorted(r for _, r in actions[0].roles) == ["verifier", "worker"]
+    memory.running.add(job_id)
+    assert Planner(CPU).plan(chain.state, keys, memory) == []  # already running
+    memory.running.clear()
+    memory.results[job_id] = RunRecord(TRUE_SUMMARY, ARTIFACT, b"r" * 32)
+    commits = Planner(CPU).plan(chain.state, keys, memory)
+    assert [type(a) for a in commits] == [PostCommit, PostCommit]
+    for c in commits:
+        assert c.opening is not None and list(c.opening.summary) == TRUE_SUMMARY
+        assert c.commitment == compute_commitment(TRUE_SUMMARY, ARTIFACT, c.opening.salt)
+    assert commits[0].opening.salt != commits[1].opening.salt
+
+
+def test_run_failures_are_retried_a_bounded_number_of_times():
+    chain, job_id, job = assigned()
+    worker = next(key(n) for n in ("w1", "w2", "w3") if account(n) == job.worker)
+    planner, memory = Planner(CPU, max_run_attempts=2), known()
+    memory.run_failures[job_id] = (1, chain.state.height, "crashed")
+    assert planner.plan(chain.state, [worker], memory) == []  # not again in the same block
+    chain.block()
+    assert isinstance(planner.plan(chain.state, [worker], memory)[0], RunJob)
+    memory.run_failures[job_id] = (2, chain.state.height - 5, "crashed")
+    assert planner.plan(chain.state, [worker], memory) == []
+
+
+def test_reveal_only_once_both_committed_and_only_what_opens_the_commitment():
+    chain, job_id, job = assigned()
+    wk = next(key(n) for n in ("w1", "w2", "w3") if account(n) == job.worker)
+    vname = next(n for n in ("w1", "w2", "w3") if account(n) == job.verifier)
+    memory = known()
+    memory.results[job_id] = RunRecord(TRUE_SUMMARY, ARTIFACT, b"r" * 32)
+    [commit] = Planner(CPU).plan(chain.state, [wk], memory)
+    memory.openings[(job_id, wk.account)] = commit.opening
+    chain.block(Wallet(wk.name, nonce=chain.state.nonce(wk.account)).sign(payload_for(commit)))
+    assert Planner(CPU).plan(chain.state, [wk], memory) == []  # verifier has not committed: no reveal yet
+    chain.block(Wallet(vname, nonce=chain.state.nonce(account(vname))).commit(job_id, TRUE_SUMMARY))
+    assert chain.state.jobs[job_id].status == REVEALING
+    [reveal] = Planner(CPU).plan(chain.state, [wk], memory)
+    assert isinstance(reveal, PostReveal) and reveal.opening == commit.opening
+    memory.openings.clear()  # lost the opening: nothing to post rather than a tx the ledger must refuse
+    assert Planner(CPU).plan(chain.state, [wk], memory) == []
+
+
+# ---- faults ---------------------------------------------------------------------------------------------------
+def test_random_results_commits_a_summary_outside_the_tolerance():
+    chain, job_id, job = assigned()
+    wk = next(key(n) for n in ("w1", "w2", "w3") if account(n) == job.worker)
+    memory = known()
+    memory.results[job_id] = RunRecord(TRUE_SUMMARY, ARTIFACT, b"r" * 32)
+    [c] = Planner(CPU, faults=parse_faults("random-results")).plan(chain.state, [wk], memory)
+    assert c.opening is not None
+    assert not summaries_agree(list(c.opening.summary), TRUE_SUMMARY, job.tolerance_abs, job.tolerance_ppm)
+    # a fault restricted to another key leaves this one honest
+    [h] = Planner(CPU, faults=parse_faults(f"random-results@not-{wk.name}")).plan(chain.state, [wk], memory)
+    assert list(h.opening.summary) == TRUE_SUMMARY
+
+
+def test_copy_commit_waits_for_the_other_commitment_and_copies_it():
+    chain, job_id, job = assigned()
+    wk = next(key(n) for n in ("w1", "w2", "w3") if account(n) == job.worker)
+    vname = next(n for n in ("w1", "w2", "w3") if account(n) == job.verifier)
+    planner, memory = Planner(CPU, faults=parse_faults("copy-commit")), known()
+    assert planner.plan(chain.state, [wk], memory) == []  # no run, nothing to copy yet
+    chain.block(Wallet(vname, nonce=chain.state.nonce(account(vname))).commit(job_id, TRUE_SUMMARY))
+    [c] = planner.plan(chain.state, [wk], memory)
+    assert c.commitment == chain.state.jobs[job_id].commits[account(vname)] and c.opening is None
+
+
+# ---- whole lifecycles over the ledger -------------------------------------------------------------------------
+@dataclass
+class SimNode:
+    """One node's agent in the simulation: its planner, memory and keys, and what it would compute."""
+
+    planner: Planner
+    keys: list[LocalKey]
+    memory: AgentMemory = field(default_factory=lambda: AgentMemory())
+    summary: list[int] = field(default_factory=lambda: list(TRUE_SUMMARY))
+    posted: list[str] = field(default_factory=list)
+
+
+def simulate(chain: Chain, nodes: list[SimNode], job_id: bytes, max_blocks: int = 60) -> None:
+    """Plan, execute (fetch and run succeed at once), post the txs in the next block, until the job ends."""
+    wallets = {k.name: Wallet(k.name) for n in nodes for k in n.keys}
+    for _ in range(max_blocks):
+        txs = []
+        for node in nodes:
+            for action in node.planner.plan(chain.state, node.keys, node.memory):
+                if isinstance(action, FetchSpec):
+                    node.memory.specs[action.digest] = SPEC
+                elif isinstance(action, RunJob):
+                    node.memory.results[action.job_id] = RunRecord(list(node.summary), ARTIFACT, b"r" * 32)
+                else:
+                    kind = type(action).__name__
+                    node.memory.posted[(action.job_id, action.key.account, kind[4:].lower())] = chain.state.height
+                    if isinstance(action, PostCommit) and action.opening is not None:
+                        node.memory.openings[(action.job_id, action.key.account)] = action.opening
+                    w = wallets[action.key.name]
+                    w.next_nonce = chain.state.nonce(w.account) + sum(t.sender == w.account for t in txs)
+                    txs.append(w.sign(payload_for(action)))
+                    node.posted.append(f"{kind}:{action.key.name}")
+        chain.block(*txs)
+        if chain.state.jobs[job_id].is_terminal:
+            return
+    raise AssertionError(f"job still {chain.state.jobs[job_id].status} after {max_blocks} blocks")
+
+
+def three_nodes(faulty: str | None = None, cheat_price: int = 500) -> list[SimNode]:
+    """w1 (faulty if asked, and bidding lower so it wins the job), w2 and w3 honest."""
+    cheater = Planner(CPU, bid_permille=cheat_price, faults=parse_faults(faulty))
+    return [SimNode(cheater, [key("w1")]), SimNode(Planner(CPU), [key("w2")]), SimNode(Planner(CPU), [key("w3")])]
+
+
+def test_honest_nodes_take_a_job_to_verified_and_are_paid():
+    chain, job_id = open_job()
+    before = {n: chain.state.balance(account(n)) for n in ("w1", "w2", "w3", "alice")}
+    simulate(chain, nodes := three_nodes(), job_id)
+    job = chain.state.jobs[job_id]
+    assert job.status == VERIFIED and job.worker == account("w1") and job.price == 500
+    assert job.result_summary == TRUE_SUMMARY
+    fees = {node.keys[0].name: len(node.posted) for node in nodes}  # one token per tx
+    assert chain.state.balance(account("w1")) == before["w1"] + 500 - fees["w1"]
+    assert chain.state.balance(account(_name(job.verifier))) == (
+        before[_name(job.verifier)] + 200 - fees[_name(job.verifier)])
+    assert chain.state.balance(account("alice")) == before["alice"] + 1_000 - 500  # reward minus price back
+    assert chain.state.workers[account("w1")].reputation > 500
+
+
+def _name(acct: bytes) -> str:
+    return next(n for n in ("w1", "w2", "w3") if account(n) == acct)
+
+
+def test_a_random_results_worker_is_caught_by_a_referee_slashed_and_loses_reputation():
+    chain, job_id = open_job()
+    stake = chain.state.workers[account("w1")].stake
+    simulate(chain, three_nodes("random-results"), job_id)
+    job = chain.state.jobs[job_id]
+    assert [s for s, _ in job.history] == [OPEN, ASSIGNED, REVEALING, DISPUTED, VERIFIED]
+    assert job.verdict == "worker_faulty" and job.result_summary == TRUE_SUMMARY
+    cheat = chain.state.workers[account("w1")]
+    assert cheat.stake < stake and cheat.reputation < 500 and cheat.jobs_failed == 1
+    for honest in (job.verifier, job.referee):
+        assert chain.state.workers[honest].reputation > 500
+
+
+@pytest.mark.parametrize("mode", ["no-reveal", "copy-commit"])
+def test_a_worker_that_withholds_or_copies_is_stall_slashed_and_the_client_refunded(mode):
+    chain, job_id = open_job()
+    alice_before = chain.state.balance(account("alice"))
+    stake = chain.state.workers[account("w1")].stake
+    nodes = three_nodes(mode)
+    simulate(chain, nodes, job_id)
+    job = chain.state.jobs[job_id]
+    assert job.status == REFUNDED and job.verdict == "reveal_timeout"
+    assert chain.state.workers[account("w1")].stake < stake
+    assert chain.state.workers[account("w1")].reputation < 500
+    assert chain.state.balance(account("alice")) == alice_before + 1_200  # escrow back in full
+    assert not any(p.startswith("PostReveal:w1") for p in nodes[0].posted)
+    if mode == "copy-commit":
+        assert not any(p.startswith("RunJob") for p in nodes[0].posted)
+
+
+def test_one_node_with_two_local_keys_runs_once_and_both_keys_are_paid():
+    chain, job_id = open_job(workers=("w1", "w2"))
+    node = SimNode(Planner(CPU), [key("w1"), key("w2")])
+    simulate(chain, [node], job_id)
+    job = chain.state.jobs[job_id]
+    assert job.status == VERIFIED
+    assert {job.worker, job.verifier} == {account("w1"), account("w2")}
+    assert sum(p == "PostBid:w1" or p == "PostBid:w2" for p in node.posted) == 2
+
+
+def test_a_dispute_without_a_referee_fails_the_job_and_refunds():
+    chain, job_id = open_job(workers=("w1", "w2"))
+    nodes = [SimNode(Planner(CPU, bid_permille=500, faults=parse_faults("random-results")), [key("w1")]),
+             SimNode(Planner(CPU), [key("w2")])]
+    simulate(chain, nodes, job_id)
+    assert chain.state.jobs[job_id].status == "failed"
+    assert chain.state.jobs[job_id].verdict == "disputed_no_referee"
+    assert DISPUTED not in [s for s, _ in chain.state.jobs[job_id].history]
