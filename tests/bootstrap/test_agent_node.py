@@ -146,3 +146,62 @@ async def test_a_random_results_key_is_caught_by_the_referee_slashed_and_cut(tmp
         assert job.referee in workers.values() and job.referee != job.worker
         assert node.state.workers[job.referee].reputation > 500
         assert total_supply(node.state) == supply
+
+
+async def test_openings_survive_a_restart_between_commit_and_reveal(tmp_path: Path) -> None:
+    home, acct = make_home(tmp_path, ["w2"])
+    # First run: both keys commit but withhold their reveals (no-reveal), then the node stops.
+    async with running(home, faulty="no-reveal") as node:
+        events = node.events.subscribe()
+        res = await node.submit_job("alice", "linear_regression", None, None, reward=100)
+        job_id = bytes.fromhex(res["job_id"])
+        with trio.fail_after(JOB_TIMEOUT_S):
+            async for ev in events:
+                if ev.get("type") == "job" and ev.get("job_id") == job_id.hex() and ev["status"] == "revealing":
+                    break
+        assert node.state.jobs[job_id].reveals == {}
+    saved = (home / "data" / "agent-openings.json").read_text()
+    assert job_id.hex() in saved
+    # Second run, honest: a fresh agent (new secret, no results in memory) reveals from the saved openings.
+    async with running(home) as node:  # (the reveals may land while the pool is still starting)
+        with trio.fail_after(JOB_TIMEOUT_S):
+            while node.state.jobs[job_id].status == "revealing":
+                await trio.sleep(0.05)
+        job = node.state.jobs[job_id]
+        assert job.status == VERIFIED and set(job.reveals) == {acct["node"], acct["w2"]}
+        assert node.agent.counters["runs_ok"] == 0  # nothing was re-run: the openings were enough
+
+
+async def test_a_worker_on_another_node_fetches_the_dataset_from_the_submitter(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from bootstrap.home import make_testnet
+
+    infos = make_testnet(2, tmp_path / "net", validators=1, config=NodeConfig.test(pool_size=1),
+                         params=PARAMS, chain_id="agent-p2p")
+    async with trio.open_nursery() as nursery:
+        first = Node(infos[0].home, infos[0].config)
+        await nursery.start(first.run)
+        assert first.host is not None
+        second = Node(infos[1].home, replace(infos[1].config, bootstrap=[str(first.host.listen_addrs[0])]))
+        await nursery.start(second.run)
+        try:
+            with trio.fail_after(60):
+                await first.pool_ready.wait()
+                await second.pool_ready.wait()
+                while not second.host.peers():
+                    await trio.sleep(0.05)
+            events = first.events.subscribe()
+            res = await first.submit_job("faucet", "logistic_regression", None, None, reward=100)
+            job_id = bytes.fromhex(res["job_id"])
+            dataset = bytes.fromhex(res["dataset_digest"])
+            assert not second.blobs.has(dataset)
+            seen = await wait_terminal(first, job_id, events)
+            job = first.state.jobs[job_id]
+            assert seen[-1] == VERIFIED, seen
+            assert {job.worker, job.verifier} == {infos[0].account, infos[1].account}
+            assert second.blobs.has(dataset)  # fetched from the submitting node, digest checked
+            assert second.agent.counters["runs_ok"] == 1 and first.agent.counters["runs_ok"] == 1
+        finally:
+            second.stop()
+            first.stop()
