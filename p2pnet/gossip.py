@@ -472,12 +472,13 @@ class Gossip:
                 by_topic.setdefault(topic, []).append(mid)
         for topic, ids in by_topic.items():
             mesh = self.mesh.get(topic, set()) | self.fanout.get(topic, set())
-            candidates = [
-                p for p in self._topic_peers(topic) if p not in mesh and self.score(p) >= c.gossip_threshold
-            ]
-            self.rng.shuffle(candidates)
+            eligible = [p for p in self._topic_peers(topic) if self.score(p) >= c.gossip_threshold]
+            self.rng.shuffle(eligible)
+            # non-mesh peers first (they lack these messages most likely); a node whose every peer is in its
+            # mesh still gets IHAVE from mesh peers, else a copy lost on a mesh link would never be repaired
+            eligible.sort(key=lambda p: p in mesh)
             ids = ids[-c.max_ihave_ids :]
-            for p in candidates[: c.D_lazy]:
+            for p in eligible[: c.D_lazy]:
                 self._send_rpc(p, GossipRPC(ihave=[(topic, ids)]))
 
     # --- helpers --------------------------------------------------------------------------------------------

@@ -507,24 +507,30 @@ class Host:
             connected = len(self._connections)
             if connected < cfg.target_peers:
                 self._dial_bootstrap(now)
-                want = cfg.target_peers - connected - len(self._dialing)
-                for peer in self.peer_table.candidates(now, set(self._connections) | self._dialing):
-                    if want <= 0:
-                        break
-                    if self.is_banned(peer):
-                        continue
-                    want -= 1
-                    self._dialing.add(peer)
-                    self._nursery_start_soon(self._dial_known, peer)
-                if self._connections and now - last_px >= cfg.px_interval:
-                    last_px = now
-                    self._nursery_start_soon(self._exchange_peers, self.rng.choice(list(self._connections)))
+                self._dial_candidates(now, cfg.target_peers - connected - len(self._dialing))
             elif connected > cfg.max_peers:
-                self._prune_peers(connected - cfg.target_peers)
+                self._prune_peers(connected - cfg.max_peers)
+            if self._connections and now - last_px >= cfg.px_interval:
+                last_px = now
+                self._nursery_start_soon(self._exchange_peers, self.rng.choice(list(self._connections)))
+                # explore: one extra random peer while below the midpoint, so that clusters formed by the
+                # bootstrap order keep meeting each other instead of settling into separate components
+                if connected < (cfg.target_peers + cfg.max_peers) // 2:
+                    self._dial_candidates(now, 1)
             if cfg.peer_table_path and now - last_save >= cfg.save_interval:
                 last_save = now
                 self._save_table()
             await trio.sleep(cfg.discovery_interval)
+
+    def _dial_candidates(self, now: float, want: int) -> None:
+        for peer in self.peer_table.candidates(now, set(self._connections) | self._dialing):
+            if want <= 0:
+                break
+            if self.is_banned(peer):
+                continue
+            want -= 1
+            self._dialing.add(peer)
+            self._nursery_start_soon(self._dial_known, peer)
 
     def _dial_bootstrap(self, now: float) -> None:
         connected_addrs = {str(a) for c in self._connections.values() for a in c.listen_addrs}

@@ -157,8 +157,6 @@ class NoiseHandshake:
         self._in.feed(data)
         while not self.complete and (msg := self._in.next()) is not None:
             self._on_message(msg)
-        if self.complete and self._in.pending:
-            raise HandshakeError("data after the final handshake message")
 
     def _write(self, payload: bytes) -> None:
         msg = self._noise.write_message(payload)
@@ -205,7 +203,11 @@ class NoiseHandshake:
         if not self.complete or self.remote_peer is None:
             raise LocalProtocolError("handshake not complete")
         proto = self._noise.noise_protocol
-        return NoiseSession(self.remote_peer, proto.cipher_state_encrypt, proto.cipher_state_decrypt)
+        session = NoiseSession(self.remote_peer, proto.cipher_state_encrypt, proto.cipher_state_decrypt)
+        # transport messages may arrive in the same read as the last handshake message
+        session.receive_data(bytes(self._in._buf))
+        self._in._buf.clear()
+        return session
 
 
 

@@ -37,6 +37,16 @@ def test_handshake_authenticates_both_sides() -> None:
     assert out == big
 
 
+def test_transport_data_in_the_same_read_as_the_last_handshake_message() -> None:
+    i = NoiseHandshake(ALICE, initiator=True)
+    r = NoiseHandshake(BOB, initiator=False)
+    r.receive_data(i.bytes_to_send())
+    i.receive_data(r.bytes_to_send())
+    r.receive_data(i.bytes_to_send() + i.session().encrypt(b"early"))
+    assert r.complete
+    assert r.session().next_plaintext() == b"early"
+
+
 def test_wrong_identity_is_refused_before_initiator_reveals_itself() -> None:
     i = NoiseHandshake(ALICE, initiator=True, expected_peer=BOB.peer_id)
     r = NoiseHandshake(MALLORY, initiator=False)
