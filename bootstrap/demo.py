@@ -57,10 +57,13 @@ def _short(text: Any, n: int = 10) -> str:
     return s if len(s) <= n else s[:n] + "…"
 
 
-def follow_jobs(jobs: list[TrackedJob], timeout: float, say: Callable[[str], None], poll_s: float = 0.5) -> None:
-    """Poll every job on the node it was submitted to, printing each change of status with who holds which role."""
-    start = time.monotonic()
-    deadline = start + timeout
+def follow_jobs(jobs: list[TrackedJob], timeout: float, say: Callable[[str], None], poll_s: float = 0.5,
+                until: Callable[[TrackedJob], bool] | None = None, start: float | None = None) -> None:
+    """Poll every job on the node it was submitted to, printing each change of status with who holds which role,
+    until every job satisfies ``until`` (default: settled)."""
+    done = until or (lambda j: j.status in TERMINAL_JOB_STATUSES)
+    start = time.monotonic() if start is None else start
+    deadline = time.monotonic() + timeout
     while True:
         for job in jobs:
             if job.status in TERMINAL_JOB_STATUSES:
@@ -72,16 +75,16 @@ def follow_jobs(jobs: list[TrackedJob], timeout: float, say: Callable[[str], Non
                     continue
                 raise
             if view.get("status") != job.status:
-                roles = "  ".join(f"{r}={_short(view.get(r), 14)}" for r in ("worker", "verifier", "referee")
-                                  if view.get(r))
+                roles = "  ".join(f"{r}={_short(view.get(f'{r}_id'), 16)}" for r in ("worker", "verifier", "referee")
+                                  if view.get(f"{r}_id"))
                 say(f"  [{time.monotonic() - start:6.1f}s] {job.label:32} {job.status:>9} → {view['status']:9} "
                     f"{roles}")
                 job.status = view["status"]
             job.view = view
-        if all(j.status in TERMINAL_JOB_STATUSES for j in jobs):
+        if all(done(j) for j in jobs):
             return
         if time.monotonic() > deadline:
-            pending = ", ".join(f"{j.label} ({j.status})" for j in jobs if j.status not in TERMINAL_JOB_STATUSES)
+            pending = ", ".join(f"{j.label} ({j.status})" for j in jobs if not done(j))
             raise TimeoutError(f"jobs not settled after {timeout:g}s: {pending}")
         time.sleep(poll_s)
 
@@ -153,17 +156,21 @@ def _walkthrough(net: list[DevnetNode], timeout: float, say: Callable[[str], Non
     before = {name: pick(i)[1].balance(name)["balance"] for i, (name, _) in enumerate(CLIENTS)}
     home_of = {name: pick(i) for i, (name, _) in enumerate(CLIENTS)}
 
-    say("== submitting one job of each model, from different nodes")
+    say("== submitting one job of each model from different nodes, each once the one before has a worker")
     jobs: list[TrackedJob] = []
+    t0 = time.monotonic()
     for model, client_name, reward, params in JOBS:
         node, c = home_of[client_name]
         r = c.submit_job(client_name, model, reward, params=params)
         label = f"{model} ({client_name}@node{node.index})"
-        say(f"   {label:36} job {_short(r['job_id'], 16)} reward {reward}, status {r['status']}")
+        say(f"   submitted {label:36} job {_short(r['job_id'], 16)} reward {reward}")
         jobs.append(TrackedJob(label, node, client_name, r["job_id"]))
+        # Workers hold one job at a time (bids count), so a burst of jobs can outrun the bidders; pacing
+        # the submissions keeps every job in the demo on its happy path.
+        follow_jobs(jobs, timeout, say, until=lambda j: j.status not in ("submitted", "pending", "open"), start=t0)
 
-    say("== following the jobs through their lifecycle")
-    follow_jobs(jobs, timeout, say)
+    say("== following the jobs to settlement")
+    follow_jobs(jobs, timeout, say, start=t0)
 
     say("== results")
     all_ok = True
@@ -175,8 +182,9 @@ def _walkthrough(net: list[DevnetNode], timeout: float, say: Callable[[str], Non
         if ok:
             try:
                 res = job.node.client().job_result(job.job_id)
-                display = (res.get("result") or {}).get("display") or {}
-                summary = "  " + ", ".join(f"{k}={_fmt(val)}" for k, val in list(display.items())[:3])
+                fields = res.get("display") or res.get("artifact") or {}
+                summary = "  " + ", ".join(f"{k}={_fmt(val)}" for k, val in list(fields.items())[:3]
+                                           if not isinstance(val, dict))
             except ApiRequestError as exc:
                 summary = f"  (result not fetched: {exc.error})"
         say(f"   {job.label:36} {v.get('status'):9} price {v.get('price')}  fee {v.get('verification_fee')}"
@@ -188,28 +196,32 @@ def _walkthrough(net: list[DevnetNode], timeout: float, say: Callable[[str], Non
         say(f"   {name:6} {before[name]:6} → {after:6}  (spent {before[name] - after})")
 
     say("== workers (reputation, jobs done, stake)")
+    names = {}
+    for c in clients:  # each worker key lives on the node it was registered on; ask them all for names
+        for w in c.workers():
+            if w.get("name"):
+                names.setdefault(w["worker_id"], f"{w['name']}@{c.base_url.rsplit(':', 1)[1]}")
     for w in clients[0].workers():
-        label = w.get("name") or _short(w["worker_id"], 16)
-        say(f"   {label:18} node-key={w['worker_id'][:14]}…  reputation {w['reputation']:4}  "
+        label = names.get(w["worker_id"], "")
+        say(f"   {_short(w['worker_id'], 20):22} {label:26} reputation {w['reputation']:4}  "
             f"done {w['jobs_done']}  failed {w['jobs_failed']}  stake {w['stake']}")
 
     say("== do the nodes agree?")
     heads = _agreeing_heads(clients)
-    roots = {h["state_root"] for h in heads}
-    say(f"   every node at height {heads[0]['height']} reports state root {_short(heads[0]['state_root'], 16)}"
-        if len(roots) == 1 else f"   nodes disagree: {heads}")
+    roots = {(h["hash"], h["state_root"]) for h in heads}
+    say(f"   all {len(heads)} nodes hold block {_short(heads[0]['hash'], 16)} at height {heads[0]['height']} "
+        f"on state root {_short(heads[0]['state_root'], 16)}" if len(roots) == 1 else f"   nodes disagree: {heads}")
     return all_ok and len(roots) == 1
 
 
-def _agreeing_heads(clients: list[NodeClient], tries: int = 40) -> list[dict[str, Any]]:
-    """Each node's state root at one common height (the nodes commit the same block at slightly different
-    moments, so ask for the root of the lowest height any of them reports)."""
-    heads = [c.head() for c in clients]
-    h = min(x["height"] for x in heads)
+def _agreeing_heads(clients: list[NodeClient]) -> list[dict[str, Any]]:
+    """Each node's block hash and state root at one common height (the nodes commit each block at slightly
+    different moments, so compare the lowest height all of them have; a block carries the root before it)."""
+    h = min(c.head()["height"] for c in clients)
     out = []
     for c in clients:
         block = c.get(f"/blocks/{h}")
-        out.append({"height": h, "state_root": block.get("state_root") or block.get("header", {}).get("state_root")})
+        out.append({"height": h, "hash": block["hash"], "state_root": block["state_root_before"]})
     return out
 
 

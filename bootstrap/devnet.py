@@ -89,6 +89,8 @@ def ports_free(host: str, ports: Sequence[int]) -> bool:
         for p in ports:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             socks.append(s)
+            # Servers (hypercorn, trio listeners) set SO_REUSEADDR, so a port in TIME_WAIT is free for them too.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, p))
         return True
     except OSError:
