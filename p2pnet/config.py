@@ -85,6 +85,7 @@ class HostConfig:
     request_timeout: float = 10.0
     max_inbound: int = 64
     max_outbound: int = 32
+    discovery: bool = True  # False: no bootstrap dials, peer exchange, exploration or pruning (fixed topologies)
     target_peers: int = 8
     max_peers: int = 24  # above this, discovery prunes peers outside the gossip mesh
     rate_limit: float = 50_000.0  # frames per second per peer; above it we stop reading (back-pressure)

@@ -505,12 +505,14 @@ class Host:
         while True:
             now = trio.current_time()
             connected = len(self._connections)
-            if connected < cfg.target_peers:
+            if not cfg.discovery:
+                pass
+            elif connected < cfg.target_peers:
                 self._dial_bootstrap(now)
                 self._dial_candidates(now, cfg.target_peers - connected - len(self._dialing))
             elif connected > cfg.max_peers:
                 self._prune_peers(connected - cfg.max_peers)
-            if self._connections and now - last_px >= cfg.px_interval:
+            if cfg.discovery and self._connections and now - last_px >= cfg.px_interval:
                 last_px = now
                 self._nursery_start_soon(self._exchange_peers, self.rng.choice(list(self._connections)))
                 # explore: one extra random peer while below the midpoint, so that clusters formed by the
