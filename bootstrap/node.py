@@ -65,6 +65,10 @@ log = logging.getLogger("bootstrap.node")
 ZERO_HASH = bytes(32)
 # How many committed tx ids (→ height) the node remembers for wait_for_tx after the fact.
 TX_INDEX_SIZE = 200_000
+# Gossip does not keep a sender's txs in nonce order (a relayed copy can overtake the direct one), but the
+# mempool admits only the next nonce. Txs that arrive early wait here, bounded, until their turn.
+FUTURE_PER_SENDER = 256
+FUTURE_TOTAL = 20_000
 
 
 # ------------------------------------------------------------------------------------------ dataset sources
@@ -168,9 +172,12 @@ class Node:
         # Waited-on txs that were in our mempool at some point: only those can be declared dropped.
         self._tx_was_pending: set[bytes] = set()
         self._job_status: dict[bytes, str] = {}
+        self._future: dict[bytes, dict[int, bytes]] = {}
+        self._future_count = 0
         self.counters: dict[str, int] = {
             "txs_submitted": 0, "txs_gossip_in": 0, "txs_gossip_rejected": 0, "blocks_committed": 0,
             "sync_requests": 0, "sync_failures": 0, "blobs_fetched": 0, "announcements": 0,
+            "txs_early": 0, "txs_early_dropped": 0,
         }
 
     # ============================================================================================ lifecycle
@@ -265,12 +272,18 @@ class Node:
     async def _goodbye(self) -> None:
         if self.host is None:
             return
+        async def bye(conn: Any) -> None:
+            try:
+                await conn.close_gracefully("node shutting down")
+            except P2PError as exc:  # already closing: nothing more to say
+                log.debug("goodbye to %s: %s", conn.peer_id.short(), exc)
+
         with trio.move_on_after(2.0):
             async with trio.open_nursery() as n:
                 for peer in self.host.peers():
                     conn = self.host.connection(peer)
                     if conn is not None:
-                        n.start_soon(conn.close_gracefully, "node shutting down")
+                        n.start_soon(bye, conn)
 
     async def _run_pool(self) -> None:
         from bootstrap.compute_pool import open_compute_pool
@@ -320,9 +333,14 @@ class Node:
         """Mempool admission is the validator: accept what it admits, blame senders of garbage."""
         assert self.mempool is not None
         self.counters["txs_gossip_in"] += 1
+        self._settle()
         try:
             stx = self.mempool.add(data)
         except AlreadyInMempool:
+            return ValidationResult.IGNORE
+        except BadNonce as exc:
+            if exc.got > exc.expected and self._hold_early(exc.account, exc.got, data):
+                return ValidationResult.ACCEPT  # signature checked; relay it, others may need it too
             return ValidationResult.IGNORE
         except DecodeError:
             self.counters["txs_gossip_rejected"] += 1
@@ -336,9 +354,51 @@ class Node:
             return ValidationResult.IGNORE
         if stx.tx_id in self._tx_waiters:
             self._tx_was_pending.add(stx.tx_id)
+        self._promote_early(stx.sender)
         self.events.publish({"type": "tx", "tx_id": stx.tx_id.hex(), "kind": stx.kind, "status": "pending",
                              "sender": self.display_id(stx.sender)})
         return ValidationResult.ACCEPT
+
+    def _hold_early(self, sender: bytes, nonce: int, raw: bytes) -> bool:
+        """Keep a tx whose nonce is ahead of the mempool's next one; False when over the bounds."""
+        q = self._future.setdefault(sender, {})
+        if nonce in q:
+            return True
+        if len(q) >= FUTURE_PER_SENDER or self._future_count >= FUTURE_TOTAL:
+            self.counters["txs_early_dropped"] += 1
+            if not q:
+                del self._future[sender]
+            return False
+        q[nonce] = raw
+        self._future_count += 1
+        self.counters["txs_early"] += 1
+        return True
+
+    def _promote_early(self, sender: bytes) -> None:
+        """Admit held txs of ``sender`` that are now next in line; drop those that became stale or invalid."""
+        q = self._future.get(sender)
+        if not q or self.mempool is None:
+            return
+        committed = self.state.nonce(sender)
+        for n in [n for n in q if n < committed]:
+            del q[n]
+            self._future_count -= 1
+        while q:
+            nxt = self.next_nonce(sender)
+            raw = q.pop(nxt, None)
+            if raw is None:
+                break
+            self._future_count -= 1
+            self._settle()
+            try:
+                stx = self.mempool.add(raw)
+            except (LedgerError, MempoolError) as exc:
+                log.info("held tx %d of %s no longer admissible: %s", nxt, sender.hex()[:12], exc)
+                continue
+            if stx.tx_id in self._tx_waiters:
+                self._tx_was_pending.add(stx.tx_id)
+        if not q:
+            self._future.pop(sender, None)
 
     def _validate_consensus(self, peer: PeerId, data: bytes) -> ValidationResult:
         assert self.chain is not None
@@ -411,6 +471,8 @@ class Node:
                 ev.set()
         while len(self._tx_heights) > TX_INDEX_SIZE:
             self._tx_heights.popitem(last=False)
+        for sender in list(self._future):
+            self._promote_early(sender)
         # Txs we are waiting on that the mempool dropped after this commit can no longer be included.
         for tx_id in list(self._tx_waiters):
             if tx_id in self.mempool:
@@ -523,10 +585,22 @@ class Node:
 
     # ============================================================================================ read side
 
+    def _settle(self) -> None:
+        """Close the chain's speculative execution, if one is open.
+
+        ``Chain.validate_block`` runs a proposed block on ``chain.state`` in place and keeps it that way until
+        the next chain call, so between a prevote and the commit ``chain.state`` (which the mempool also checks
+        against) shows the *proposed* block's effects. Reads and mempool admission must see committed state:
+        dropping the speculation costs one re-execution of that block at commit time."""
+        if self.chain is not None and self.chain._spec is not None:
+            self.chain._drop_spec()
+
     @property
     def state(self) -> State:
+        """The committed ledger state (read it, never mutate it)."""
         if self.chain is None:
             raise NodeNotRunning("the node has not opened its store yet")
+        self._settle()
         return self.chain.state
 
     @property
@@ -647,6 +721,7 @@ class Node:
         if self.mempool is None or self.host is None:
             raise NodeNotRunning("the node is not running")
         raw = stx.encode()
+        self._settle()
         self.mempool.add(raw)
         self.counters["txs_submitted"] += 1
         self.events.publish({"type": "tx", "tx_id": stx.tx_id.hex(), "kind": stx.kind, "status": "pending",
@@ -898,3 +973,37 @@ def main_node(home: Path, config: NodeConfig, *, passphrase: str | None = None, 
         print(f"error: {exc}", flush=True)
         return 1
     return 0
+
+
+def _cli(argv: list[str] | None = None) -> int:
+    """``python -m bootstrap.node --home DIR …``: the node alone, for tests and launchers (``dacn node`` is the
+    user-facing command)."""
+    import argparse
+    import os
+
+    ap = argparse.ArgumentParser(prog="python -m bootstrap.node", description="run one dacn node")
+    ap.add_argument("--home", required=True, type=Path)
+    ap.add_argument("--bootstrap", action="append", default=None, help="multiaddr of a peer (repeatable)")
+    ap.add_argument("--p2p", default=None, help="HOST:PORT to listen on for peers")
+    ap.add_argument("--api", default=None, help="HOST:PORT for the REST API, or 'none'")
+    ap.add_argument("--faulty", default=None, help="fault injection for tests")
+    ap.add_argument("--log-level", default="WARNING")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = NodeConfig.load(args.home)
+        if args.bootstrap is not None:
+            config.bootstrap = list(args.bootstrap)
+        if args.p2p is not None:
+            config.p2p_listen = args.p2p
+        if args.api is not None:
+            config.api_listen = None if args.api.lower() == "none" else args.api
+        config.validate()
+    except NodeError as exc:
+        print(f"error: {exc}", flush=True)
+        return 2
+    return main_node(args.home, config, passphrase=os.environ.get("DACN_PASSPHRASE"), faulty=args.faulty)
+
+
+if __name__ == "__main__":
+    raise SystemExit(_cli())

@@ -255,3 +255,26 @@ async def test_blobs_move_between_nodes_by_digest(tmp_path: Path) -> None:
         finally:
             for n in nodes:
                 n.stop()
+
+
+async def test_a_burst_from_one_sender_commits_despite_gossip_reordering(tmp_path: Path) -> None:
+    """Relayed copies overtake direct ones, so validators see a sender's nonces out of order; held early txs
+    and a mempool checked against committed (not speculative) state must still let every one through."""
+    infos = make_testnet(4, tmp_path, validators=3, config=fast())
+    async with trio.open_nursery() as nursery:
+        nodes = await start_network(infos, nursery)
+        try:
+            obs = nodes[3]
+            await wait_until(lambda: obs.height >= 2 and len(obs.peers()) >= 3, 20, "a connected observer")
+            txs = []
+            for i in range(120):
+                txs.append(await obs.sign_and_submit("faucet", Transfer(bytes([i % 200 + 1]) * 32, 1)))
+                if i % 10 == 0:
+                    await trio.sleep(0.01)
+            results = [await obs.wait_for_tx(t, 30) for t in txs]
+            assert [r["status"] for r in results] == ["committed"] * 120
+            faucet = obs.account_of("faucet")
+            assert all(n.state.nonce(faucet) == 120 for n in nodes[:1])
+        finally:
+            for n in nodes:
+                n.stop()
