@@ -93,8 +93,8 @@ class Opening:
     artifact_digest: bytes
     salt: bytes
 
-    def commitment(self) -> bytes:
-        return compute_commitment(list(self.summary), self.artifact_digest, self.salt)
+    def commitment(self, job_id: bytes, account: bytes) -> bytes:
+        return compute_commitment(job_id, account, list(self.summary), self.artifact_digest, self.salt)
 
 
 @dataclass(frozen=True)
@@ -325,14 +325,14 @@ class Planner:
                     need_run.append((k.name, role))
                     continue
                 opening = self._opening(job.job_id, k, record, memory)
-                out.append(PostCommit(job.job_id, k, role, opening.commitment(), opening))
+                out.append(PostCommit(job.job_id, k, role, opening.commitment(job.job_id, k.account), opening))
             elif k.account in job.commits and k.account not in job.reveals and job.status in (REVEALING, DISPUTED):
                 if self.faults.applies(k.name, NO_REVEAL):
                     continue
                 if self._blocked(memory, job.job_id, k.account, "reveal", state.height):
                     continue
                 opening = memory.openings.get((job.job_id, k.account))
-                if opening is None or opening.commitment() != job.commits[k.account]:
+                if opening is None or opening.commitment(job.job_id, k.account) != job.commits[k.account]:
                     continue  # lost (or never had) what opens this commitment: nothing honest to post
                 out.append(PostReveal(job.job_id, k, role, opening))
         if need_run and job.job_id not in memory.running:

@@ -218,7 +218,7 @@ def process_reveal_result(state: State, stx: SignedTx, p: RevealResult, ctx: Blo
         raise DeadlinePassed(job.job_id, job.deadline, ctx.height)
     if len(p.summary) > state.params.max_summary_len:
         raise InvalidField("reveal_result.summary", f"longer than max_summary_len={state.params.max_summary_len}")
-    if compute_commitment(p.summary, p.artifact_digest, p.salt) != job.commits[sender]:
+    if compute_commitment(job.job_id, sender, p.summary, p.artifact_digest, p.salt) != job.commits[sender]:
         raise BadCommitment(job.job_id, sender)
     job = state.w_job(job.job_id)
     job.reveals[sender] = (list(p.summary), p.artifact_digest)

@@ -27,6 +27,7 @@ from ledger.types import AccountId, JobId, Tokens
 TX_VERSION = 1
 MAX_TX_BYTES = 8192
 SIGN_DOMAIN = b"dacn/tx/v1\x00"
+COMMITMENT_TAG = "dacn/commitment/v1"
 MAX_SUMMARY_LEN = 512
 """Hard cap on the length of a revealed result summary (the chain's ``max_summary_len`` may be lower)."""
 MAX_SALT_LEN = 64
@@ -223,7 +224,7 @@ class Bid(Payload):
 
 @dataclass(frozen=True, slots=True)
 class CommitResult(Payload):
-    """Commit to a result: ``commitment = compute_commitment(summary, artifact_digest, salt)``."""
+    """Commit to a result: ``commitment = compute_commitment(job_id, sender, summary, artifact_digest, salt)``."""
 
     KIND = "commit_result"
     CODE = 9
@@ -420,6 +421,12 @@ def verify_tx_signature(stx: SignedTx, chain_id: str) -> None:
         raise BadSignature(stx.tx_id)
 
 
-def compute_commitment(summary: list[int], artifact_digest: bytes, salt: bytes) -> bytes:
-    """The commitment a worker posts before revealing: ``blake2b256(pack([summary, artifact_digest]) + salt)``."""
-    return blake2b256(pack([list(summary), artifact_digest]) + salt)
+def compute_commitment(
+    job_id: bytes, committer: AccountId, summary: list[int], artifact_digest: bytes, salt: bytes
+) -> bytes:
+    """The commitment a worker posts before revealing: ``blake2b256(pack([job, committer, summary, digest]) + salt)``.
+
+    Binding the job and the committer means a party cannot post another's commitment and later replay its
+    opening: the copy would open to a different committer and fail the check.
+    """
+    return blake2b256(pack([COMMITMENT_TAG, job_id, committer, list(summary), artifact_digest]) + salt)

@@ -159,7 +159,7 @@ def test_assigned_keys_run_once_then_commit_with_their_own_salts():
     assert [type(a) for a in commits] == [PostCommit, PostCommit]
     for c in commits:
         assert c.opening is not None and list(c.opening.summary) == TRUE_SUMMARY
-        assert c.commitment == compute_commitment(TRUE_SUMMARY, ARTIFACT, c.opening.salt)
+        assert c.commitment == compute_commitment(job_id, c.key.account, TRUE_SUMMARY, ARTIFACT, c.opening.salt)
     assert commits[0].opening.salt != commits[1].opening.salt
 
 

@@ -152,7 +152,8 @@ class Wallet:
 
     def commit(self, job_id: bytes, summary: list[int], **kw: Any) -> SignedTx:
         """Commit to ``summary`` with a salt and artifact digest derived from the wallet and job."""
-        return self.sign(CommitResult(job_id, compute_commitment(summary, *self._opening(job_id))), **kw)
+        opening = self._opening(job_id)
+        return self.sign(CommitResult(job_id, compute_commitment(job_id, self.account, summary, *opening)), **kw)
 
     def reveal(self, job_id: bytes, summary: list[int], **kw: Any) -> SignedTx:
         return self.sign(RevealResult(job_id, list(summary), *self._opening(job_id)), **kw)

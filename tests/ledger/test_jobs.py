@@ -237,6 +237,24 @@ def test_commit_and_reveal_invalid_cases(net: Net) -> None:
     net.check_invariants()
 
 
+def test_copied_commitment_cannot_be_opened_by_the_copier(net: Net) -> None:
+    """A verifier that posts the worker's commitment and replays the worker's opening is refused and stalls."""
+    from ledger.tx import CommitResult, RevealResult
+
+    job_id = net.assigned()
+    worker, verifier = net.role(job_id, "worker"), net.role(job_id, "verifier")
+    c = net.chain.ctx()
+    honest = worker.commit(job_id, [7])
+    apply_tx(net.state, honest, c)
+    apply_tx(net.state, verifier.sign(CommitResult(job_id, honest.payload.commitment)), c)
+    reveal = worker.reveal(job_id, [7])
+    apply_tx(net.state, reveal, c)
+    p = reveal.payload
+    replay = verifier.sign(RevealResult(job_id, list(p.summary), p.artifact_digest, p.salt))
+    assert_rejected(net.state, replay, c, BadCommitment, account=verifier.account)
+    net.check_invariants()
+
+
 def test_summary_longer_than_the_chain_allows() -> None:
     net = Net(params={"max_summary_len": 2})
     job_id = net.assigned()

@@ -144,7 +144,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if name is None:
             return
         salt = blake2b256(job_id + acct)[:16]
-        if self._apply(name, CommitResult(job_id, compute_commitment(summary, blake2b256(b"a"), salt))):
+        if self._apply(name, CommitResult(job_id, compute_commitment(job_id, acct, summary, blake2b256(b"a"), salt))):
             self.openings[(job_id, acct)] = summary
 
     @precondition(lambda self: self.openings)
@@ -186,7 +186,7 @@ class LedgerMachine(RuleBasedStateMachine):
                     summary = data.draw(st.sampled_from(SUMMARIES), label="summary")
                     salt = blake2b256(job_id + acct)[:16]
                     if self._apply(self._name(acct), CommitResult(job_id, compute_commitment(
-                            summary, blake2b256(b"a"), salt))):
+                            job_id, acct, summary, blake2b256(b"a"), salt))):
                         self.openings[(job_id, acct)] = summary
                 elif acct not in job.reveals and job.status in ("revealing", "disputed"):
                     self._apply(self._name(acct), RevealResult(

@@ -138,11 +138,15 @@ def test_random_bytes_never_crash_the_decoder(data: bytes) -> None:
 
 
 @given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=20), st.binary(min_size=16, max_size=64))
-def test_commitment_binds_summary_and_salt(summary: list[int], salt: bytes) -> None:
-    c = compute_commitment(summary, D, salt)
-    assert c == blake2b256(pack([summary, D]) + salt)
-    assert compute_commitment([*summary, 0], D, salt) != c
-    assert compute_commitment(summary, D, salt + b"x") != c
+def test_commitment_binds_job_committer_summary_and_salt(summary: list[int], salt: bytes) -> None:
+    job, me, other = blake2b256(b"job"), account("a"), account("b")
+    c = compute_commitment(job, me, summary, D, salt)
+    assert c == blake2b256(pack(["dacn/commitment/v1", job, me, summary, D]) + salt)
+    assert compute_commitment(job, me, [*summary, 0], D, salt) != c
+    assert compute_commitment(job, me, summary, D, salt + b"x") != c
+    # A copied commitment cannot be opened by the copier, nor reused for another job.
+    assert compute_commitment(job, other, summary, D, salt) != c
+    assert compute_commitment(blake2b256(b"job2"), me, summary, D, salt) != c
 
 
 def test_payload_spend_is_what_the_sender_pays_beyond_the_fee() -> None:
