@@ -215,7 +215,10 @@ def make_testnet(
             if not ks.exists(FAUCET_KEY):
                 ks.create(FAUCET_KEY, faucet_seed)
         p2p = f"{host}:{p2p_port + i if p2p_port is not None else 0}"
-        api = f"{host}:{api_port + i}" if api_port is not None else None
+        if api_port is not None:
+            api: str | None = f"{host}:{api_port + i}"
+        else:  # keep the API if the base config has one, on a free port (several nodes share the host)
+            api = f"{host}:0" if base.api_listen is not None else None
         cfg = replace(base, moniker=f"node{i}", p2p_listen=p2p, api_listen=api, bootstrap=[])
         if i > 0 and p2p_port is not None:
             cfg.bootstrap = [f"/ip4/{host}/tcp/{p2p_port}/p2p/{idents[0].peer_id}"]

@@ -278,3 +278,20 @@ async def test_a_burst_from_one_sender_commits_despite_gossip_reordering(tmp_pat
         finally:
             for n in nodes:
                 n.stop()
+
+
+async def test_node_serves_its_api_and_runs_its_agent_when_configured(tmp_path: Path) -> None:
+    pytest.importorskip("bootstrap.api")
+    pytest.importorskip("bootstrap.agent")
+    import json
+    import urllib.request
+
+    info = init_home(tmp_path / "n0", config=NodeConfig.test(api_listen="127.0.0.1:0"))
+    node = Node(info.home, info.config)
+    async with running([node]):
+        assert node.agent is not None
+        assert node.api_address is not None and node.api_address[1] != 0
+        url = f"http://{node.api_address[0]}:{node.api_address[1]}/chain/head"
+        body = await trio.to_thread.run_sync(lambda: urllib.request.urlopen(url, timeout=5).read())
+        head = json.loads(body)
+        assert head["chain_id"] == node.head()["chain_id"]
