@@ -1,0 +1,148 @@
+"""End to end, real processes on loopback: 4 validators and 2 worker-only nodes joined through node 0.
+
+The seed's basic flow with its exact request bodies against node 0; one job of every model submitted from a
+different node, each reaching ``verified`` with the client, worker and verifier paid exactly; every node on the
+same block and state root; total supply unchanged. Then a validator is killed (blocks keep committing) and
+restarted (it catches up to the same state root).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bootstrap.cli import export_state
+from bootstrap.client import NodeClient
+from bootstrap.devnet import DevnetNode, node_pid, start_node, stop_node
+from tests.e2e.netkit import (
+    common_block,
+    post_raw,
+    running_devnet,
+    settlement_payments,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+# The seed README's "Basic Flow Test" bodies, as its curl commands send them.
+SEED_STEPS = [
+    ("/worker/register",
+     '{"worker_id": "test_worker", "gpu_type": "RTX 4090", "compute_capacity": 82.6, "stake_amount": 150}'),
+    ("/client/register", '{"client_address": "test_client", "initial_balance": 1000}'),
+    ("/job/submit", '{"client_address": "test_client", "model_type": "linear_regression", "reward": 50}'),
+    ("/network/coordination/trigger", None),
+]
+# model, submitting node, reward, params: every model, each from another node (4 and 5 are worker-only)
+MODEL_JOBS = [
+    ("kmeans", 1, 60, {"k": 3}),
+    ("pca", 2, 40, None),
+    ("logistic_regression", 3, 45, None),
+    ("mlp_train", 4, 80, {"hidden": [8], "epochs": 3}),
+    ("linear_regression", 5, 30, {"alpha": 0.5}),
+]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[DevnetNode]]]:
+    directory = tmp_path_factory.mktemp("e2e") / "devnet"
+    with running_devnet(directory, 6, validators=4) as nodes:
+        yield directory, nodes
+
+
+def test_seed_flow_and_every_model_verified_and_paid(net: tuple[Path, list[DevnetNode]]) -> None:
+    _, nodes = net
+    clients = [n.client(timeout=120.0) for n in nodes]
+    assert [n.validator for n in nodes] == [True] * 4 + [False] * 2
+    for c in clients:  # joined through node 0 only, yet each node reaches more than node 0
+        wait_for("peers beyond node 0", lambda c=c: c.peers()["count"] >= 2, 30)
+    supply_at_start = clients[0].stats()["total_supply"]
+
+    # -- the seed's basic flow, unchanged bodies, against node 0
+    base = nodes[0].api_url
+    answers = []
+    for path, body in SEED_STEPS:
+        status, doc = post_raw(base + path, body if body is not None else "")
+        assert status == 200, (path, doc)
+        answers.append(doc)
+    assert answers[0]["status"] == "committed" and answers[1]["balance"] == 1000
+    seed_job = answers[2]["job_id"]
+    stats = clients[0].stats()
+    assert stats["total_workers"] == 7 and stats["total_jobs"] == 1  # 6 node keys + test_worker
+
+    # -- one job of every model, from different nodes, each by its own client
+    submitted = []
+    for i, (model, at, reward, params) in enumerate(MODEL_JOBS):
+        c = clients[at]
+        name = f"client{i}"
+        assert c.register_client(name, 500)["balance"] == 500
+        r = c.submit_job(name, model, reward, params=params)
+        submitted.append((r["job_id"], at, name, reward))
+        # pace: the next job goes out once this one has its worker (bids hold a worker for one job at a time)
+        wait_for(f"{model} assigned", lambda c=c, j=r["job_id"]: c.job(j)["status"] not in ("pending", "open"),
+                 60)
+
+    finals = {}
+    for job_id, at, _, _ in [(seed_job, 0, "test_client", 50), *submitted]:
+        view = clients[at].wait_job(job_id, timeout=180)
+        assert view["status"] == "verified", view
+        finals[job_id] = view
+
+    # -- payments: the client paid price + fee (+ its tx fee), worker got the price, verifier the fee
+    home0 = nodes[0].home
+    for job_id, at, name, reward in submitted:
+        view = finals[job_id]
+        spent = 500 - clients[at].balance(name)["balance"]
+        assert spent == view["price"] + view["verification_fee"] + 1, view  # min_fee is 1 on a devnet
+        assert 0 < view["price"] <= reward
+        paid = settlement_payments(clients[0], home0, view)
+        settled_here = [v for v in finals.values() if v["history"][-1]["height"] == view["history"][-1]["height"]]
+        expected: dict[str, int] = {}
+        for v in settled_here:
+            for acct, amount in ((v["worker_id"], v["price"]), (v["verifier_id"], v["verification_fee"]),
+                                 (v["client_id"], v["reward"] - v["price"])):
+                expected[acct] = expected.get(acct, 0) + amount
+        for acct in (view["worker_id"], view["verifier_id"], view["client_id"]):
+            assert paid.get(acct, 0) == expected[acct], (acct, paid, expected)
+        assert view["worker_id"] != view["verifier_id"]
+
+    # -- every node on the same chain and state, total supply unchanged
+    same = common_block(clients)
+    assert len({(h, b, r) for h, b, r in same}) == 1, same
+    for c in clients:
+        assert c.stats()["total_supply"] == supply_at_start
+    worker_only_heights = [clients[i].head()["height"] for i in (4, 5)]
+    assert min(worker_only_heights) >= same[0][0]
+    # replayed from node 0's own store, genesis and the latest state hold the same supply
+    assert export_state(Path(home0), 0)["total_supply"] == supply_at_start
+    assert export_state(Path(home0))["total_supply"] == supply_at_start
+
+
+def test_a_killed_validator_restarts_and_catches_up(net: tuple[Path, list[DevnetNode]]) -> None:
+    directory, nodes = net
+    clients = [n.client(timeout=60.0) for n in nodes]
+    victim = nodes[3]
+    pid = node_pid(directory, 3)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for("node3 gone", lambda: node_pid(directory, 3) is None, 10)
+    h0 = clients[0].head()["height"]
+    # three of four validators are more than 2/3: the chain goes on without it
+    wait_for("blocks after the kill", lambda: clients[0].head()["height"] >= h0 + 3, 60)
+    tx = clients[1].register_client("during_outage", 77)
+    assert tx["balance"] == 77
+
+    start_node(directory, victim)
+    try:
+        NodeClient(victim.api_url).wait_healthy(timeout=60)
+        target = clients[0].head()["height"]
+        wait_for("node3 to catch up", lambda: clients[3].head()["height"] >= target, 60)
+        same = common_block([clients[0], clients[3]])
+        assert same[0] == same[1], same
+        # what was committed while it was down is in its state now
+        assert clients[3].balance(clients[1].balance("during_outage")["account"])["balance"] == 77
+    finally:
+        stop_node(directory, 3, timeout=10.0)  # a no-op when it already died; the fixture stops the rest
