@@ -58,6 +58,7 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_WAIT_S = 20.0
 MAX_WAIT_S = 120.0
 MAX_INLINE_ARRAY = 4096
+FAUCET_ATTEMPTS = 3
 WORKER_FEE_ALLOWANCE = 200
 """A worker funded from the faucet also gets this many minimum fees, so it can pay for its bids, commits and
 reveals (a stake alone is bonded and cannot pay fees)."""
@@ -367,15 +368,6 @@ def create_app(node: Any) -> FastAPI:
         res.setdefault("tx_id", tx_id)
         return res
 
-    async def committed_or_fail(tx_id: str, timeout: float, what: str) -> dict[str, Any]:
-        """Wait for a tx the request depends on; a rejection or a timeout is reported, never swallowed."""
-        res = await tx_outcome(tx_id, max(timeout, 1.0))
-        if res.get("status") == "rejected":
-            raise ApiError(400, f"{what} was rejected: {res.get('reason')}", res)
-        if res.get("status") != "committed":
-            raise ApiError(409, f"{what} not committed within {timeout:g}s; retry the request", res)
-        return res
-
     def account(name: str) -> bytes:
         try:
             return node.account_of(name)
@@ -405,9 +397,21 @@ def create_app(node: Any) -> FastAPI:
                                 "this chain has no faucet this node can use", {
                                     "kind": "insufficient_funds", "needed": target, "available": have,
                                     "shortfall": short})
-        tx_id = await call(node.sign_and_submit, src, Transfer(to=to, amount=short))
-        res = await committed_or_fail(tx_id, timeout, f"faucet transfer of {short} to {to_name}")
-        return {"tx_id": tx_id, "amount": short, "height": res.get("height")}
+        what_tx = f"faucet transfer of {short} to {to_name}"
+        for attempt in range(FAUCET_ATTEMPTS):
+            tx_id = await call(node.sign_and_submit, src, Transfer(to=to, amount=short))
+            res = await tx_outcome(tx_id, max(timeout, 1.0))
+            # Every devnet node holds the faucet key: two nodes funding at once can sign the same nonce, and
+            # the loser's tx is dropped when the winner commits. Sign again at the next nonce.
+            if res.get("status") == "rejected" and attempt + 1 < FAUCET_ATTEMPTS:
+                log.info("%s dropped (%s); retrying", what_tx, res.get("reason"))
+                continue
+            if res.get("status") == "rejected":
+                raise ApiError(400, f"{what_tx} was rejected: {res.get('reason')}", res)
+            if res.get("status") != "committed":
+                raise ApiError(409, f"{what_tx} not committed within {timeout:g}s; retry the request", res)
+            return {"tx_id": tx_id, "amount": short, "height": res.get("height")}
+        raise AssertionError("unreachable")
 
     def worker_view(acct: bytes) -> dict[str, Any]:
         w = node.state.workers.get(acct)

@@ -231,3 +231,55 @@ async def test_no_faucet_names_the_shortfall(tmp_path: Path) -> None:
         status, doc = await call(client, "POST", "/worker/register", SEED_WORKER)
         assert_error(status, doc, 400, "no faucet")
         assert node.account_of("test_worker") not in node.state.workers
+
+
+async def test_concurrent_faucet_use_from_two_nodes_all_lands(tmp_path: Path) -> None:
+    """Two nodes share the devnet faucet key; registrations at the same moment on both still all commit."""
+    from bootstrap.home import make_testnet
+
+    infos = make_testnet(2, tmp_path / "net", config=NodeConfig.test())
+    n0 = Node(infos[0].home, NodeConfig.test(api_listen="127.0.0.1:0"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(n0.run)
+        addr = str(n0.host.listen_addrs[0])
+        n1 = Node(infos[1].home, NodeConfig.test(api_listen="127.0.0.1:0", bootstrap=[addr]))
+        await nursery.start(n1.run)
+        clients = [NodeClient("http://{}:{}".format(*n.api_address), timeout=60.0) for n in (n0, n1)]
+        with trio.fail_after(30):
+            while not n0.host.peers():
+                await trio.sleep(0.05)
+        results: list[tuple[int, Any]] = []
+
+        async def register(c: NodeClient, name: str) -> None:
+            results.append(await call(c, "POST", "/client/register", {"client_address": name,
+                                                                        "initial_balance": 100}))
+
+        async with trio.open_nursery() as burst:
+            for i in range(3):
+                burst.start_soon(register, clients[0], f"a{i}")
+                burst.start_soon(register, clients[1], f"b{i}")
+        assert [s for s, _ in results] == [200] * 6, results
+        assert sorted(d["balance"] for _, d in results) == [100] * 6
+        n1.stop()
+        n0.stop()
+
+
+async def test_a_verified_job_result_is_served(home: Path) -> None:
+    async with running_node(home, pool_size=1) as (node, client):
+        # the node's own key and test_worker make two workers: one runs the job, the other verifies it
+        assert (await call(client, "POST", "/worker/register", SEED_WORKER))[0] == 200
+        assert (await call(client, "POST", "/client/register", SEED_CLIENT))[0] == 200
+        status, j = await call(client, "POST", "/job/submit", SEED_JOB)
+        assert status == 200
+        status, doc = await call(client, "GET", f"/job/{j['job_id']}/result")
+        assert_error(status, doc, 404, "no accepted result")
+        view = await trio.to_thread.run_sync(lambda: client.wait_job(j["job_id"], timeout=90))
+        assert view["status"] == "verified", view
+        status, res = await call(client, "GET", f"/job/{j['job_id']}/result")
+        assert status == 200, res
+        job = node.state.jobs[bytes.fromhex(j["job_id"])]
+        assert res["summary"] == list(job.result_summary) and res["artifact_digest"] == job.result_artifact.hex()
+        assert res["values"] == [v / 10**res["precision"] for v in res["summary"]]
+        # linear regression on the default 4-feature data: 4 coefficients, and the summary holds them
+        assert len(res["artifact"]["coef"]) == 4
+        assert [round(c * 10**6) for c in res["artifact"]["coef"]] == res["summary"][:4]
