@@ -67,7 +67,7 @@ ZERO_HASH = bytes(32)
 TX_INDEX_SIZE = 200_000
 # Gossip does not keep a sender's txs in nonce order (a relayed copy can overtake the direct one), but the
 # mempool admits only the next nonce. Txs that arrive early wait here, bounded, until their turn.
-FUTURE_PER_SENDER = 256
+FUTURE_PER_SENDER = 4096
 FUTURE_TOTAL = 20_000
 
 
