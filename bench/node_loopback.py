@@ -40,8 +40,8 @@ async def run(n_txs: int, senders: int) -> dict[str, float]:
                 await trio.sleep(0.05)
             names = [f"s{i}" for i in range(senders)]
             for name in names:
-                tx = await obs.sign_and_submit("faucet", Transfer(obs.account_of(name) if obs.keystore.exists(name)  # type: ignore[union-attr]
-                                                                   else bytes(obs.keystore.create(name).verify_key), 10_000))  # type: ignore[union-attr]
+                account = bytes(obs.keystore.get_or_create(name).verify_key)  # type: ignore[union-attr]
+                tx = await obs.sign_and_submit("faucet", Transfer(account, 10_000))
                 await obs.wait_for_tx(tx, 30)
             h0 = obs.height
             sent: dict[str, float] = {}
