@@ -333,7 +333,6 @@ class Node:
         """Mempool admission is the validator: accept what it admits, blame senders of garbage."""
         assert self.mempool is not None
         self.counters["txs_gossip_in"] += 1
-        self._settle()
         try:
             stx = self.mempool.add(data)
         except AlreadyInMempool:
@@ -389,7 +388,6 @@ class Node:
             if raw is None:
                 break
             self._future_count -= 1
-            self._settle()
             try:
                 stx = self.mempool.add(raw)
             except (LedgerError, MempoolError) as exc:
@@ -585,22 +583,11 @@ class Node:
 
     # ============================================================================================ read side
 
-    def _settle(self) -> None:
-        """Close the chain's speculative execution, if one is open.
-
-        ``Chain.validate_block`` runs a proposed block on ``chain.state`` in place and keeps it that way until
-        the next chain call, so between a prevote and the commit ``chain.state`` (which the mempool also checks
-        against) shows the *proposed* block's effects. Reads and mempool admission must see committed state:
-        dropping the speculation costs one re-execution of that block at commit time."""
-        if self.chain is not None and self.chain._spec is not None:
-            self.chain._drop_spec()
-
     @property
     def state(self) -> State:
         """The committed ledger state (read it, never mutate it)."""
         if self.chain is None:
             raise NodeNotRunning("the node has not opened its store yet")
-        self._settle()
         return self.chain.state
 
     @property
@@ -721,7 +708,6 @@ class Node:
         if self.mempool is None or self.host is None:
             raise NodeNotRunning("the node is not running")
         raw = stx.encode()
-        self._settle()
         self.mempool.add(raw)
         self.counters["txs_submitted"] += 1
         self.events.publish({"type": "tx", "tx_id": stx.tx_id.hex(), "kind": stx.kind, "status": "pending",

@@ -101,9 +101,10 @@ class CommittedBlock:
 class Chain:
     """A node's view of the chain: committed state, last block and commit, mempool, optional store.
 
-    Speculative execution: validating or proposing a block runs it under a state savepoint that stays open
-    (``_spec``) until the next state-changing call; committing that same block then just keeps the writes,
-    so a block is executed once, not twice.
+    ``state`` is always the committed state: the mempool admits against it and readers see it. Validating or
+    proposing a block runs it under a savepoint that is rolled back at once; the hashes of blocks found valid are
+    remembered, so committing one of them re-runs only the state transition (its signatures and header were
+    checked), which costs a small fraction of a signature check per tx.
     """
 
     def __init__(
@@ -127,7 +128,7 @@ class Chain:
         self.mempool = mempool if mempool is not None else Mempool(self.chain_id, self.state)
         self.mempool.state = self.state
         self._root = state_root(self.state)
-        self._spec: tuple[bytes, int] | None = None
+        self._validated: set[bytes] = set()  # hashes of blocks at next_height found valid
         # Without a store, committed blocks and commits stay in memory (simulations, tests).
         self._recent: list[Block] = []
         self._commits: dict[Height, Commit] = {}
@@ -156,17 +157,11 @@ class Chain:
 
     # ------------------------------------------------------------------------------------- speculation
 
-    def _drop_spec(self) -> None:
-        if self._spec is not None:
-            self.state.rollback_to(self._spec[1])
-            self._spec = None
-
     def validate_block(self, block: Block) -> None:
-        """Check a block as the next one; raises :class:`BlockError`. Keeps its execution for a later commit."""
+        """Check a block as the next one; raises :class:`BlockError`. The committed state is left as it was."""
         bh = block.hash()
-        if self._spec is not None and self._spec[0] == bh:
+        if bh in self._validated:
             return
-        self._drop_spec()
         validate_block_header(
             block,
             chain_id=self.chain_id,
@@ -180,10 +175,9 @@ class Chain:
         sp = self.state.savepoint()
         try:
             execute_block(self.state, block, verified=self.mempool.verified)
-        except BaseException:
+        finally:
             self.state.rollback_to(sp)
-            raise
-        self._spec = (bh, sp)
+        self._validated.add(bh)
 
     def validate(self, height: Height, block: Block) -> bool:
         """The consensus machine's validity predicate."""
@@ -236,7 +230,6 @@ class Chain:
         """Build the next block from the mempool, dropping any tx that fails when run in order."""
         if height != self.next_height:
             raise BlockError(f"asked to build height {height}, next is {self.next_height}")
-        self._drop_spec()
         prev = self.last_header
         prev_time = self.genesis.genesis_time if prev is None else prev.time_ms
         time_ms = max(now_ms, prev_time + 1)
@@ -272,18 +265,11 @@ class Chain:
     # ---------------------------------------------------------------------------------------- committing
 
     def commit_block(self, block: Block, commit: Commit) -> CommittedBlock:
-        """Make a decided block final: execute (or keep its speculative run), persist, update the mempool."""
+        """Make a decided block final: execute it, persist, update the mempool."""
         bh = block.hash()
         if commit.block_hash != bh or commit.height != block.height:
             raise BlockError("the commit is not for this block")
-        receipts: list[Receipt] = []
-        events: list[Event] = []
-        if self._spec is not None and self._spec[0] == bh:
-            # Validated (or built) earlier and still open: keep its writes instead of executing again.
-            self.state.release(self._spec[1])
-            self._spec = None
-        else:
-            self._drop_spec()
+        if bh not in self._validated:
             validate_block_header(
                 block,
                 chain_id=self.chain_id,
@@ -294,7 +280,11 @@ class Chain:
                 validators=self.validators,
             )
             self._check_evidence(block)
-            _, receipts, events = execute_block(self.state, block, verified=self.mempool.verified)
+        # A block validated earlier had its signatures checked then; only the state transition runs again.
+        _, receipts, events = execute_block(
+            self.state, block, verified=self.mempool.verified, check_signatures=bh not in self._validated
+        )
+        self._validated.clear()
         root = state_root(self.state)
         if self.store is not None:
             self.store.save_block(block, commit, self.state, root)  # type: ignore[attr-defined]

@@ -196,3 +196,18 @@ def test_execute_block_is_all_or_nothing():
     with pytest.raises(b.BadBlockTx) as exc:
         execute_block(chain.state, mixed)
     assert exc.value.index == 1 and state_root(chain.state) == before
+
+
+def test_validation_never_shows_uncommitted_effects_and_commit_reports_receipts():
+    """Readers and the mempool see committed state between a prevote and the commit; the commit has receipts."""
+    chain = Chain(genesis4())
+    alice, bob = users(2)
+    b1, commit = next_block(chain, [alice.transfer(bob.account, 100)])
+    before = state_root_uncached(chain.state)
+    chain.validate_block(b1)
+    assert state_root_uncached(chain.state) == before
+    assert chain.state.nonce(alice.account) == 0
+    done = chain.commit_block(b1, commit)
+    assert [r.kind for r in done.receipts] == ["transfer"]
+    assert chain.state.balance(bob.account) == 10_000_000 + 100
+    assert chain.root == state_root_uncached(chain.state)
