@@ -2,7 +2,8 @@
 
 It keeps datasets it was sent in a bounded cache (by digest), caps its address space per job with
 ``RLIMIT_AS`` (its idle footprint plus the job's ``memory_mb``), and turns every job-level error into a failure
-reply; only a crash or the parent's kill ends it.
+reply; only a crash or the parent's kill ends it. When the parent goes away (stdin at EOF, a broken pipe on
+stdout, or the terminal's Ctrl-C reaching the whole process group) it exits quietly with status 0.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
 
 
 def serve(inp: BinaryIO, out: BinaryIO, cache: DatasetCache) -> None:
-    """Answer frames until the parent closes our stdin."""
+    """Answer frames until the parent closes our stdin; a write to a parent that is gone raises
+    ``BrokenPipeError`` (``main`` turns it into a quiet exit)."""
     import msgpack
 
     out.write(encode_frame({"op": "ready", "pid": os.getpid()}))
@@ -149,15 +151,22 @@ def main(argv: list[str] | None = None) -> None:
     # The protocol owns fd 1; anything a library prints goes to stderr instead.
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    for name in filter(None, args.preload.split(",")):
-        if name == "sklearn":
-            import sklearn.cluster
-            import sklearn.decomposition
-            import sklearn.linear_model  # noqa: F401
-        elif name == "torch":
-            with contextlib.suppress(ImportError):
-                import torch  # noqa: F401
-    serve(sys.stdin.buffer, protocol_out, DatasetCache(args.cache_mb * _MIB))
+    try:
+        for name in filter(None, args.preload.split(",")):
+            if name == "sklearn":
+                import sklearn.cluster
+                import sklearn.decomposition
+                import sklearn.linear_model  # noqa: F401
+            elif name == "torch":
+                with contextlib.suppress(ImportError):
+                    import torch  # noqa: F401
+        serve(sys.stdin.buffer, protocol_out, DatasetCache(args.cache_mb * _MIB))
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass  # the parent is gone (or shutting down with us): nobody to answer, nothing worth a traceback
+    finally:
+        # Closing flushes; a reply still buffered for a vanished parent must not fail again at exit.
+        with contextlib.suppress(OSError):
+            protocol_out.close()
 
 
 if __name__ == "__main__":

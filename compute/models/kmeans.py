@@ -153,10 +153,9 @@ def certify(X: np.ndarray, y: np.ndarray | None, params: Mapping[str, Any], f: F
     # A label is wrong when another centre is nearer by more than rounding in the expanded distance.
     slack = 1e-9 * (xx + cc.max() + 1.0)
     wrong = int(np.count_nonzero(mine - d2.min(axis=1) > slack))
-    onehot = np.zeros((n, k))
-    onehot[np.arange(n), labels] = 1.0
-    counts = onehot.sum(axis=0)
-    means = (onehot.T @ X) / np.maximum(counts, 1.0)[:, None]
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    sums = np.stack([np.bincount(labels, weights=X[:, j], minlength=k) for j in range(X.shape[1])], axis=1)
+    means = sums / np.maximum(counts, 1.0)[:, None]
     scale = max(1.0, float(np.abs(X).max()))
     drift = float(np.abs(means - C)[counts > 0].max(initial=0.0)) / scale
     inertia = float(np.maximum(mine, 0.0).sum())
