@@ -1,19 +1,15 @@
-"""``python -m compute.selfcheck``: run every model on every backend here, compare all pairs, print a table.
+"""The cross-backend self-check: run every model on every backend here, compare all pairs, print a table.
 
 Each model runs on seeded synthetic data on every available backend (numpy, sklearn, torch-cpu, torch-cuda)
 with 1 and 2 threads; every pair of summaries is compared with the ledger's agreement rule and every result is
-certified. The exit status is non-zero on any disagreement, failed certificate or error, so a GPU check is one
-command. compute never imports the ledger: the rule is loaded by name (``--rule module:function``), injected
-like any other dependency the node wires in.
+certified. compute never imports the ledger: the caller passes the agreement rule in. The command
+``python -m bootstrap.selfcheck`` wires in the ledger's rule and exits non-zero on any disagreement, failed
+certificate or error, so a GPU check is one command.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import itertools
-import sys
-import time
 from collections.abc import Callable, Sequence
 
 from compute.certificates import check_certificate
@@ -22,12 +18,6 @@ from compute.executor import available_backends, backends_for, execute
 from compute.spec import JobSpec, make_spec
 
 AgreementRule = Callable[[Sequence[int], Sequence[int], int, int], bool]
-
-
-def load_rule(path: str) -> AgreementRule:
-    """Import ``module:function``."""
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def selfcheck_jobs(rows: int) -> list[tuple[str, JobSpec, Dataset]]:
@@ -89,19 +79,3 @@ def run_selfcheck(
         for line in [*(f"disagree: {a} vs {b}" for a, b in bad), *(f"cert: {k}" for k in failed_certs), *errors]:
             out(f"  - {name}: {line}")
     return problems
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rule", default="ledger.verdict:summaries_agree", help="agreement rule, module:function")
-    parser.add_argument("--rows", type=int, default=4000, help="samples per synthetic dataset")
-    parser.add_argument("--only", default="", help="run only jobs whose name starts with this")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    problems = run_selfcheck(load_rule(args.rule), args.rows, only=args.only)
-    print(f"\n{problems} problem(s) in {time.perf_counter() - start:.1f} s")
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
