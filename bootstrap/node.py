@@ -52,7 +52,7 @@ from ledger.chain import Chain, CommittedBlock
 from ledger.crypto import blake2b256
 from ledger.errors import BadNonce, DecodeError, InvalidTx, LedgerError
 from ledger.genesis import Genesis, genesis_state
-from ledger.mempool import AlreadyInMempool, Mempool, MempoolConfig, MempoolError
+from ledger.mempool import Admission, AlreadyInMempool, Mempool, MempoolConfig, MempoolError
 from ledger.state import TERMINAL_STATUSES, Job, State
 from ledger.store import StoreError, open_chain
 from ledger.sync import GetBlocks, decode_sync_message, serve
@@ -65,10 +65,6 @@ log = logging.getLogger("bootstrap.node")
 ZERO_HASH = bytes(32)
 # How many committed tx ids (→ height) the node remembers for wait_for_tx after the fact.
 TX_INDEX_SIZE = 200_000
-# Gossip does not keep a sender's txs in nonce order (a relayed copy can overtake the direct one), but the
-# mempool admits only the next nonce. Txs that arrive early wait here, bounded, until their turn.
-FUTURE_PER_SENDER = 4096
-FUTURE_TOTAL = 20_000
 
 
 # ------------------------------------------------------------------------------------------ dataset sources
@@ -172,12 +168,9 @@ class Node:
         # Waited-on txs that were in our mempool at some point: only those can be declared dropped.
         self._tx_was_pending: set[bytes] = set()
         self._job_status: dict[bytes, str] = {}
-        self._future: dict[bytes, dict[int, bytes]] = {}
-        self._future_count = 0
         self.counters: dict[str, int] = {
             "txs_submitted": 0, "txs_gossip_in": 0, "txs_gossip_rejected": 0, "blocks_committed": 0,
             "sync_requests": 0, "sync_failures": 0, "blobs_fetched": 0, "announcements": 0,
-            "txs_early": 0, "txs_early_dropped": 0,
         }
 
     # ============================================================================================ lifecycle
@@ -330,16 +323,15 @@ class Node:
                 handler(msg)
 
     def _validate_tx(self, peer: PeerId, data: bytes) -> ValidationResult:
-        """Mempool admission is the validator: accept what it admits, blame senders of garbage."""
+        """Mempool admission is the validator: accept what it admits, blame senders of garbage.
+
+        Gossip does not keep a sender's txs in nonce order (a relayed copy can overtake the direct one); the
+        mempool queues early nonces itself and promotes them when their turn comes."""
         assert self.mempool is not None
         self.counters["txs_gossip_in"] += 1
         try:
-            stx = self.mempool.add(data)
+            admission = self.mempool.admit(data)
         except AlreadyInMempool:
-            return ValidationResult.IGNORE
-        except BadNonce as exc:
-            if exc.got > exc.expected and self._hold_early(exc.account, exc.got, data):
-                return ValidationResult.ACCEPT  # signature checked; relay it, others may need it too
             return ValidationResult.IGNORE
         except DecodeError:
             self.counters["txs_gossip_rejected"] += 1
@@ -351,52 +343,19 @@ class Node:
             return ValidationResult.IGNORE  # stale nonce, spent balance …: not the relaying peer's fault
         except MempoolError:
             return ValidationResult.IGNORE
-        if stx.tx_id in self._tx_waiters:
-            self._tx_was_pending.add(stx.tx_id)
-        self._promote_early(stx.sender)
-        self.events.publish({"type": "tx", "tx_id": stx.tx_id.hex(), "kind": stx.kind, "status": "pending",
-                             "sender": self.display_id(stx.sender)})
-        return ValidationResult.ACCEPT
+        self._note_admission(admission)
+        return ValidationResult.ACCEPT  # queued early txs too: signature checked, and others may need them
 
-    def _hold_early(self, sender: bytes, nonce: int, raw: bytes) -> bool:
-        """Keep a tx whose nonce is ahead of the mempool's next one; False when over the bounds."""
-        q = self._future.setdefault(sender, {})
-        if nonce in q:
-            return True
-        if len(q) >= FUTURE_PER_SENDER or self._future_count >= FUTURE_TOTAL:
-            self.counters["txs_early_dropped"] += 1
-            if not q:
-                del self._future[sender]
-            return False
-        q[nonce] = raw
-        self._future_count += 1
-        self.counters["txs_early"] += 1
-        return True
-
-    def _promote_early(self, sender: bytes) -> None:
-        """Admit held txs of ``sender`` that are now next in line; drop those that became stale or invalid."""
-        q = self._future.get(sender)
-        if not q or self.mempool is None:
-            return
-        committed = self.state.nonce(sender)
-        for n in [n for n in q if n < committed]:
-            del q[n]
-            self._future_count -= 1
-        while q:
-            nxt = self.next_nonce(sender)
-            raw = q.pop(nxt, None)
-            if raw is None:
-                break
-            self._future_count -= 1
-            try:
-                stx = self.mempool.add(raw)
-            except (LedgerError, MempoolError) as exc:
-                log.info("held tx %d of %s no longer admissible: %s", nxt, sender.hex()[:12], exc)
-                continue
+    def _note_admission(self, admission: Admission) -> None:
+        """Bookkeeping for txs that became pending: waiters may now learn of a drop, watchers see them."""
+        now_pending = admission.promoted if admission.queued else (admission.tx, *admission.promoted)
+        if admission.queued and admission.tx.tx_id in self._tx_waiters:
+            self._tx_was_pending.add(admission.tx.tx_id)
+        for stx in now_pending:
             if stx.tx_id in self._tx_waiters:
                 self._tx_was_pending.add(stx.tx_id)
-        if not q:
-            self._future.pop(sender, None)
+            self.events.publish({"type": "tx", "tx_id": stx.tx_id.hex(), "kind": stx.kind, "status": "pending",
+                                 "sender": self.display_id(stx.sender)})
 
     def _validate_consensus(self, peer: PeerId, data: bytes) -> ValidationResult:
         assert self.chain is not None
@@ -469,11 +428,10 @@ class Node:
                 ev.set()
         while len(self._tx_heights) > TX_INDEX_SIZE:
             self._tx_heights.popitem(last=False)
-        for sender in list(self._future):
-            self._promote_early(sender)
-        # Txs we are waiting on that the mempool dropped after this commit can no longer be included.
+        # Txs we are waiting on that the mempool dropped after this commit can no longer be included (the
+        # mempool promoted queued txs whose turn came when the chain updated it).
         for tx_id in list(self._tx_waiters):
-            if tx_id in self.mempool:
+            if tx_id in self.mempool or self.mempool.is_queued(tx_id):
                 self._tx_was_pending.add(tx_id)
             elif tx_id in self._tx_was_pending:
                 self._tx_rejected[tx_id] = f"dropped from the mempool after height {height}: no longer valid"
@@ -667,7 +625,9 @@ class Node:
                      "validator": bool(self.driver and self.driver.is_validator), **self.counters},
             "chain": {**self.head(), "validators": len(state.validators),
                       "consensus": self.driver.status() if self.driver else None},
-            "mempool": {"txs": len(self.mempool), "bytes": self.mempool.bytes, "evicted": self.mempool.evicted},
+            "mempool": {"txs": len(self.mempool), "bytes": self.mempool.bytes, "evicted": self.mempool.evicted,
+                        "queued": len(self.mempool.queued), "queued_evicted": self.mempool.queued_evicted,
+                        "queued_dropped": self.mempool.queued_dropped, "promoted": self.mempool.promoted},
             "gossip": {"peers": metrics.get("peers", 0), "topics": metrics.get("topics", {})},
             "jobs": {"total": len(state.jobs), "active": len(state.active_jobs), "by_status": by_status},
             "workers": {"total": len(state.workers)},
@@ -708,10 +668,9 @@ class Node:
         if self.mempool is None or self.host is None:
             raise NodeNotRunning("the node is not running")
         raw = stx.encode()
-        self.mempool.add(raw)
+        admission = self.mempool.admit(raw)
         self.counters["txs_submitted"] += 1
-        self.events.publish({"type": "tx", "tx_id": stx.tx_id.hex(), "kind": stx.kind, "status": "pending",
-                             "sender": self.display_id(stx.sender)})
+        self._note_admission(admission)
         await self.host.gossip.publish(TOPIC_TX, raw)
         return stx.tx_id.hex()
 
@@ -722,7 +681,7 @@ class Node:
     def next_nonce(self, account: bytes) -> int:
         """The nonce a new tx from ``account`` needs: committed nonce plus its pending txs here."""
         assert self.mempool is not None
-        return self.state.nonce(account) + len(self.mempool.by_sender.get(account, []))
+        return self.mempool.next_nonce(account)
 
     async def sign_and_submit(self, key_name: str, payload: Payload, *, fee: int | None = None) -> str:
         """Sign ``payload`` with keystore key ``key_name`` (created on first use) at the next nonce, submit it."""
@@ -753,7 +712,7 @@ class Node:
         ev: trio.Event | None = None
         if tx_id not in self._tx_heights and tx_id not in self._tx_rejected:
             ev = self._tx_waiters.setdefault(tx_id, trio.Event())
-            if self.mempool is not None and tx_id in self.mempool:
+            if self.mempool is not None and (tx_id in self.mempool or self.mempool.is_queued(tx_id)):
                 self._tx_was_pending.add(tx_id)
             with trio.move_on_after(timeout):
                 await ev.wait()
@@ -761,7 +720,7 @@ class Node:
             return {"status": "committed", "tx_id": tx_id_hex, "height": self._tx_heights[tx_id]}
         if tx_id in self._tx_rejected:
             return {"status": "rejected", "tx_id": tx_id_hex, "reason": self._tx_rejected[tx_id]}
-        in_pool = self.mempool is not None and tx_id in self.mempool
+        in_pool = self.mempool is not None and (tx_id in self.mempool or self.mempool.is_queued(tx_id))
         if ev is not None and self._tx_waiters.get(tx_id) is ev and not in_pool:
             del self._tx_waiters[tx_id]  # nobody waits any more (another waiter re-adds it)
             self._tx_was_pending.discard(tx_id)

@@ -10,6 +10,19 @@ Bounds and eviction: at most ``max_txs`` txs and ``max_bytes`` bytes. When a new
 than the newcomer's, repeatedly until the newcomer fits; otherwise the newcomer is refused with
 :class:`MempoolFull`. After each commit, :meth:`Mempool.update` drops included and stale txs and re-checks the
 rest against the new state.
+
+Early nonces: gossip can reorder a sender's txs (a relayed copy overtakes the direct one), so a tx whose nonce is
+ahead of the sender's next one waits in a per-sender *future queue* instead of being refused. It is checked
+like any other (signature, chain id, fee, nonce not in the past, balance against the committed state) and
+promoted into the pending txs as soon as its turn comes: when the missing nonce is admitted, or when
+:meth:`Mempool.update` adopts a state that moved the sender's nonce on. Bounds: a tx may be at most
+``future_window`` nonces ahead of its sender's next one (further raises :class:`BadNonce`, as does a nonce below
+the state's), so no sender queues more than that; in all at most ``max_future_txs`` txs and ``max_future_bytes``
+bytes wait. When a newcomer does not fit, the queued tx farthest ahead of its sender's next nonce (the one least
+likely to become runnable soon; ties: lower fee, then higher tx id) is evicted if the newcomer is strictly
+closer to its turn, repeatedly until it fits; otherwise the newcomer is refused with :class:`FutureQueueFull`.
+Every eviction and every queued tx dropped (superseded by another tx for its nonce, or invalid when its turn
+came) is counted.
 """
 
 from __future__ import annotations
@@ -44,6 +57,24 @@ class MempoolFull(MempoolError):
         self.what, self.limit, self.fee = what, limit, fee
 
 
+class FutureQueueFull(MempoolError):
+    """The future-nonce queue is at its bound and no queued tx is farther from its turn than the newcomer."""
+
+    def __init__(self, what: str, limit: int, gap: int) -> None:
+        super().__init__(f"future-nonce queue {what} limit {limit} reached and no queued tx is more than {gap} "
+                         f"nonces ahead")
+        self.what, self.limit, self.gap = what, limit, gap
+
+
+class NonceQueued(MempoolError):
+    """Another tx of this sender already waits in the future queue for this nonce (the first one stays)."""
+
+    def __init__(self, account: AccountId, nonce: int, queued_tx_id: bytes) -> None:
+        super().__init__(f"account {account.hex()[:16]}: tx {queued_tx_id.hex()[:16]} already waits for nonce "
+                         f"{nonce}")
+        self.account, self.nonce, self.queued_tx_id = account, nonce, queued_tx_id
+
+
 class TxTooLarge(MempoolError):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"tx of {size} bytes exceeds {limit}")
@@ -56,6 +87,20 @@ class MempoolConfig:
     max_bytes: int = 64 * 1024 * 1024
     # Remembered verified signatures (tx ids); a bounded LRU so a flood cannot grow it without limit.
     max_verified: int = 200_000
+    # The future-nonce queue: how far ahead of a sender's next nonce a tx may wait, and the bounds on all queued.
+    future_window: int = 4096
+    max_future_txs: int = 20_000
+    max_future_bytes: int = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What :meth:`Mempool.admit` did with a tx: ``queued`` (its nonce is ahead) or admitted as pending, and the
+    sender's queued txs that its admission promoted to pending, in nonce order."""
+
+    tx: SignedTx
+    queued: bool
+    promoted: tuple[SignedTx, ...] = ()
 
 
 class Mempool:
@@ -70,6 +115,13 @@ class Mempool:
         self.bytes = 0
         self.verified: OrderedDict[bytes, None] = OrderedDict()
         self.evicted = 0
+        # The future-nonce queue: sender -> nonce -> tx, and every queued tx by id.
+        self.future: dict[AccountId, dict[int, SignedTx]] = {}
+        self.queued: dict[bytes, SignedTx] = {}
+        self.queued_bytes = 0
+        self.queued_evicted = 0  # pushed out of a full queue by a tx closer to its turn
+        self.queued_dropped = 0  # superseded by another tx for the same nonce, or invalid when its turn came
+        self.promoted = 0
 
     def __len__(self) -> int:
         return len(self.txs)
@@ -80,29 +132,48 @@ class Mempool:
     # ---------------------------------------------------------------------------------------- admission
 
     def add(self, raw: bytes) -> SignedTx:
-        """Admit one encoded signed tx; raises ``DecodeError``, an ``InvalidTx`` subclass or a ``MempoolError``."""
+        """Admit one encoded signed tx (pending, or queued when its nonce is ahead); raises ``DecodeError``, an
+        ``InvalidTx`` subclass or a ``MempoolError``. :meth:`admit` also says what happened."""
+        return self.admit(raw).tx
+
+    def admit(self, raw: bytes) -> Admission:
+        """Check one encoded signed tx and admit it as pending or queue it; see the module docstring."""
         if len(raw) > MAX_TX_BYTES:
             raise TxTooLarge(len(raw), MAX_TX_BYTES)
         stx = decode_signed_tx(raw)
-        if stx.tx_id in self.txs:
+        if stx.tx_id in self.txs or stx.tx_id in self.queued:
             raise AlreadyInMempool(stx.tx_id)
         if stx.tx_id not in self.verified:
             verify_tx_signature(stx, self.chain_id)  # the chain id is part of the signed message
             self._remember_verified(stx.tx_id)
-        pending = self.by_sender.get(stx.sender, [])
-        expected = self.state.nonce(stx.sender) + len(pending)
+        expected = self.next_nonce(stx.sender)
+        if stx.nonce > expected:
+            self._queue(stx, expected, len(raw))
+            return Admission(stx, queued=True)
         if stx.nonce != expected:
             raise BadNonce(stx.sender, expected, stx.nonce)
+        self._check_pending(stx, len(raw))
+        self._insert(stx)
+        return Admission(stx, queued=False, promoted=tuple(self._promote(stx.sender)))
+
+    def next_nonce(self, sender: AccountId) -> int:
+        """The nonce the sender's next pending tx needs: the state's nonce plus its pending txs."""
+        return self.state.nonce(sender) + len(self.by_sender.get(sender, ()))
+
+    def is_queued(self, tx_id: bytes) -> bool:
+        """Whether ``tx_id`` waits in the future-nonce queue (``tx_id in mempool`` covers only pending txs)."""
+        return tx_id in self.queued
+
+    def _check_pending(self, stx: SignedTx, size: int) -> None:
+        """The checks for the sender's next tx, and room for it (evicting cheaper tails if need be)."""
         if stx.fee < self.state.params.min_fee:
             raise FeeTooLow(self.state.params.min_fee, stx.fee)
         check_tx(self.state, stx)
         # Fees of the sender's pending txs come out of the same balance before this one runs.
-        needed = sum(t.fee for t in pending) + stx.fee
+        needed = sum(t.fee for t in self.by_sender.get(stx.sender, ())) + stx.fee
         if needed > self.state.balance(stx.sender):
             raise InsufficientFunds(stx.sender, needed, self.state.balance(stx.sender))
-        self._make_room(stx, len(raw))
-        self._insert(stx)
-        return stx
+        self._make_room(stx, size)
 
     def _remember_verified(self, tx_id: bytes) -> None:
         self.verified[tx_id] = None
@@ -163,10 +234,12 @@ class Mempool:
     # ------------------------------------------------------------------------------------- after commit
 
     def update(self, state: State, committed: Iterable[bytes] = ()) -> int:
-        """Adopt the new committed state: drop included txs and re-check the rest. Returns how many were dropped."""
+        """Adopt the new committed state: drop included txs, re-check the rest, promote queued txs whose turn
+        came. Returns how many pending txs were dropped."""
         self.state = state
         before = len(self.txs)
-        for tx_id in committed:
+        included = set(committed)
+        for tx_id in included:
             self.verified.pop(tx_id, None)
         for sender in list(self.by_sender):
             q = self.by_sender.pop(sender)
@@ -188,4 +261,88 @@ class Mempool:
                 if fees > state.balance(sender):
                     break
                 self._insert(stx)
-        return before - len(self.txs)
+        dropped = before - len(self.txs)
+        for sender in list(self.future):
+            self._promote(sender, included)
+        return dropped
+
+    # ------------------------------------------------------------------------------- future-nonce queue
+
+    def _queue(self, stx: SignedTx, expected: int, size: int) -> None:
+        """Keep a tx whose nonce is ahead of the sender's next one until its turn."""
+        gap = stx.nonce - expected
+        if gap > self.config.future_window:
+            raise BadNonce(stx.sender, expected, stx.nonce)
+        waiting = self.future.get(stx.sender, {}).get(stx.nonce)
+        if waiting is not None:
+            raise NonceQueued(stx.sender, stx.nonce, waiting.tx_id)
+        if stx.fee < self.state.params.min_fee:
+            raise FeeTooLow(self.state.params.min_fee, stx.fee)
+        check_tx(self.state, stx)  # nonce not in the past, and the balance covers it on its own today
+        self._make_future_room(stx, gap, size)
+        self.future.setdefault(stx.sender, {})[stx.nonce] = stx
+        self.queued[stx.tx_id] = stx
+        self.queued_bytes += size
+
+    def _make_future_room(self, stx: SignedTx, gap: int, size: int) -> None:
+        cfg = self.config
+        while len(self.queued) + 1 > cfg.max_future_txs or self.queued_bytes + size > cfg.max_future_bytes:
+            what, limit = (("count", cfg.max_future_txs) if len(self.queued) + 1 > cfg.max_future_txs
+                           else ("bytes", cfg.max_future_bytes))
+            victim = self._farthest_queued()
+            if victim is None or victim[0] <= gap:
+                raise FutureQueueFull(what, limit, gap)
+            self._unqueue(victim[1])
+            self.queued_evicted += 1
+
+    def _farthest_queued(self) -> tuple[int, SignedTx] | None:
+        """The queued tx farthest ahead of its sender's next nonce (ties: lower fee, then higher tx id)."""
+        best: tuple[int, int, bytes, SignedTx] | None = None
+        for sender, q in self.future.items():
+            stx = q[max(q)]
+            key = (stx.nonce - self.next_nonce(sender), -stx.fee, stx.tx_id, stx)
+            if best is None or key[:3] > best[:3]:
+                best = key
+        return None if best is None else (best[0], best[3])
+
+    def _unqueue(self, stx: SignedTx) -> None:
+        q = self.future[stx.sender]
+        del q[stx.nonce]
+        if not q:
+            del self.future[stx.sender]
+        del self.queued[stx.tx_id]
+        self.queued_bytes -= len(stx.encode())
+
+    def _promote(self, sender: AccountId, included: set[bytes] | frozenset[bytes] = frozenset()) -> list[SignedTx]:
+        """Move the sender's queued txs whose turn has come into the pending txs, in nonce order.
+
+        Queued txs below the sender's next nonce lost their turn to another tx (or were included in a block:
+        those are not counted as dropped). A queued tx that fails its checks when its turn comes is dropped; one
+        that finds the pool full stays queued for the next try.
+        """
+        out: list[SignedTx] = []
+        q = self.future.get(sender)
+        while q:
+            expected = self.next_nonce(sender)
+            for nonce in [n for n in q if n < expected]:
+                stale = q[nonce]
+                self._unqueue(stale)
+                if stale.tx_id not in included:
+                    self.queued_dropped += 1
+            stx = q.get(expected)
+            if stx is None:
+                break
+            try:
+                self._check_pending(stx, len(stx.encode()))
+            except MempoolError:
+                break
+            except InvalidTx:
+                self._unqueue(stx)
+                self.queued_dropped += 1
+                break
+            self._unqueue(stx)
+            self._insert(stx)
+            self.promoted += 1
+            out.append(stx)
+            q = self.future.get(sender)
+        return out

@@ -1,12 +1,21 @@
-"""Mempool admission, dedupe, bounds and eviction, reaping order, and re-check after commit."""
+"""Mempool admission, dedupe, bounds and eviction, reaping order, re-check after commit, and the future-nonce
+queue (reordered arrival, its bounds and eviction, promotion on admission and after a commit)."""
 
 from __future__ import annotations
 
 import pytest
 
 from ledger.chain import Chain
+from ledger.crypto import blake2b256
 from ledger.errors import BadNonce, BadSignature, DecodeError, FeeTooLow, InsufficientFunds
-from ledger.mempool import AlreadyInMempool, Mempool, MempoolConfig, MempoolFull
+from ledger.mempool import (
+    AlreadyInMempool,
+    FutureQueueFull,
+    Mempool,
+    MempoolConfig,
+    MempoolFull,
+    NonceQueued,
+)
 from ledger.tx import SignedTx
 from tests.ledger.chainkit import genesis4, next_block, users
 from tests.ledger.factories import Wallet, make_state
@@ -26,9 +35,9 @@ def test_admission_checks_each_rule():
         mp.add(stx.encode())
     with pytest.raises(DecodeError):
         mp.add(b"\x92\x01")
-    with pytest.raises(BadNonce) as exc:
-        mp.add(a.transfer(b.account, 1, nonce=5).encode())
-    assert (exc.value.expected, exc.value.got) == (1, 5)
+    with pytest.raises(BadNonce) as exc:  # beyond the future window (a nearer early nonce is queued)
+        mp.add(a.transfer(b.account, 1, nonce=1 + mp.config.future_window + 1).encode())
+    assert (exc.value.expected, exc.value.got) == (1, 1 + mp.config.future_window + 1)
     with pytest.raises(FeeTooLow):
         mp.add(b.transfer(a.account, 1, fee=0).encode())
     with pytest.raises(InsufficientFunds):
@@ -94,3 +103,117 @@ def test_update_after_commit_drops_included_and_invalidated():
     assert dropped == 0
     chain.state.w_account(spender.account).balance = 0
     assert chain.mempool.update(chain.state, []) == 1 and pending.tx_id not in chain.mempool
+
+
+# ---- the future-nonce queue -----------------------------------------------------------------------------------
+def test_reordered_arrival_is_queued_then_admitted_in_nonce_order():
+    mp, (a, b, *_) = pool()
+    txs = [a.transfer(b.account, 1) for _ in range(5)]
+    admissions = {}
+    for i in (3, 1, 4):
+        admissions[i] = mp.admit(txs[i].encode())
+        assert admissions[i].queued and mp.is_queued(txs[i].tx_id) and txs[i].tx_id not in mp
+    assert len(mp) == 0 and len(mp.queued) == 3 and mp.reap(10, 10**6) == []
+    first = mp.admit(txs[0].encode())
+    assert not first.queued and first.promoted == (txs[1],)  # 2 is still missing: 3 and 4 wait
+    assert [t.nonce for t in mp.by_sender[a.account]] == [0, 1] and len(mp.queued) == 2
+    second = mp.admit(txs[2].encode())
+    assert second.promoted == (txs[3], txs[4])
+    assert [t.tx_id for t in mp.reap(10, 10**6)] == [t.tx_id for t in txs]
+    assert len(mp.queued) == 0 and mp.queued_bytes == 0 and mp.promoted == 3
+    assert (mp.queued_evicted, mp.queued_dropped) == (0, 0)
+
+
+def test_queue_bounds_nonce_window_and_duplicates():
+    mp, (a, b, *_) = pool(future_window=3)
+    at_edge = a.transfer(b.account, 1, nonce=3)
+    assert mp.admit(at_edge.encode()).queued
+    with pytest.raises(BadNonce) as exc:  # too far ahead of the sender's next nonce
+        mp.add(a.transfer(b.account, 1, nonce=4).encode())
+    assert (exc.value.expected, exc.value.got) == (0, 4)
+    with pytest.raises(AlreadyInMempool):
+        mp.add(at_edge.encode())
+    with pytest.raises(NonceQueued) as dup:  # another tx for a nonce that already has one waiting
+        mp.add(a.transfer(b.account, 2, nonce=3).encode())
+    assert (dup.value.nonce, dup.value.queued_tx_id) == (3, at_edge.tx_id)
+    with pytest.raises(FeeTooLow):
+        mp.add(b.transfer(a.account, 1, nonce=2, fee=0).encode())
+    with pytest.raises(InsufficientFunds):  # an early tx is still checked against the balance
+        mp.add(b.transfer(a.account, 10**9, nonce=2).encode())
+    with pytest.raises(BadSignature):
+        mp.add(Wallet("user-2", chain_id="another-chain").transfer(a.account, 1, nonce=2).encode())
+    assert len(mp.queued) == 1
+    # the window moves with the sender's pending txs
+    mp.add(a.transfer(b.account, 1, nonce=0).encode())
+    assert mp.admit(a.transfer(b.account, 1, nonce=4).encode()).queued
+
+
+def test_full_queue_evicts_the_farthest_ahead_and_counts_it_or_refuses():
+    mp, (a, b, c, *_) = pool(max_future_txs=2)
+    far = a.transfer(c.account, 1, nonce=5)
+    near = b.transfer(c.account, 1, nonce=1)
+    mp.add(far.encode())
+    mp.add(near.encode())
+    closer = c.transfer(a.account, 1, nonce=3)  # gap 3 < far's gap 5: far goes
+    mp.add(closer.encode())
+    assert mp.queued_evicted == 1 and not mp.is_queued(far.tx_id)
+    assert mp.is_queued(near.tx_id) and mp.is_queued(closer.tx_id)
+    with pytest.raises(FutureQueueFull) as exc:  # as far as the farthest one queued: refused, nothing evicted
+        mp.add(a.transfer(c.account, 1, nonce=3).encode())
+    assert (exc.value.what, exc.value.limit, exc.value.gap) == ("count", 2, 3)
+    with pytest.raises(FutureQueueFull):
+        mp.add(a.transfer(c.account, 1, nonce=9).encode())
+    assert mp.queued_evicted == 1 and len(mp.queued) == 2
+    size = len(near.encode())
+    mpb, (a2, b2, c2, *_) = pool(max_future_bytes=2 * size)
+    mpb.add(a2.transfer(c2.account, 1, nonce=4).encode())
+    mpb.add(b2.transfer(c2.account, 1, nonce=2).encode())
+    with pytest.raises(FutureQueueFull) as exc:
+        mpb.add(c2.transfer(a2.account, 1, nonce=4).encode())
+    assert exc.value.what == "bytes"
+    mpb.add(c2.transfer(a2.account, 1, nonce=1).encode())
+    assert mpb.queued_evicted == 1 and mpb.queued_bytes <= 2 * size
+
+
+def test_a_queued_tx_invalid_at_its_turn_is_dropped_and_counted_one_without_room_waits():
+    state = make_state(balances={"poor": 10, "user-0": 1_000_000, "user-1": 1_000_000})
+    mp = Mempool(state.chain_id, state, MempoolConfig(max_txs=1))
+    poor = Wallet("poor")
+    p0, p1 = poor.transfer(Wallet("user-0").account, 1, fee=6), poor.transfer(Wallet("user-0").account, 1, fee=6)
+    assert mp.admit(p1.encode()).queued  # alone it is affordable: 6 + 1 <= 10
+    assert mp.admit(p0.encode()).promoted == ()  # after p0's fee, 6 + 6 > 10
+    assert not mp.is_queued(p1.tx_id) and p1.tx_id not in mp and mp.queued_dropped == 1
+    # the pool is full when a queued tx's turn comes: it stays queued rather than being lost
+    a, b = Wallet("user-0"), Wallet("user-1")
+    b1, b0 = b.transfer(a.account, 1, nonce=1), b.transfer(a.account, 1, nonce=0, fee=9)
+    mp.add(b1.encode())
+    assert mp.admit(b0.encode()).promoted == ()  # b0 evicted p0 (cheaper); nothing of another sender to evict
+    assert mp.evicted == 1 and mp.is_queued(b1.tx_id) and mp.queued_dropped == 1
+
+
+def test_update_after_commit_promotes_queued_and_drops_superseded():
+    chain = Chain(genesis4())
+    a, b = users(2)
+    t0, t1, t2 = (a.transfer(b.account, 1) for _ in range(3))
+    other = Wallet("user-0", nonce=1).transfer(b.account, 7)  # a rival for nonce 1 that loses to t1
+    observer = Mempool(chain.chain_id, chain.state)  # a node that has seen only the later txs so far
+    for t in (t2, t1):
+        assert observer.admit(t.encode()).queued
+    block, commit = next_block(chain, [t0, t1])
+    chain.commit_block(block, commit)
+    observer.update(chain.state, [t0.tx_id, t1.tx_id])
+    assert [t.tx_id for t in observer.by_sender[a.account]] == [t2.tx_id]  # its turn came with the commit
+    assert len(observer.queued) == 0 and observer.promoted == 1
+    assert observer.queued_dropped == 0  # t1 was included, not dropped
+    # a queued tx whose nonce another tx took in a block is dropped, and counted
+    late = Mempool(chain.chain_id, chain.state)
+    with pytest.raises(BadNonce):  # below the state's nonce: refused outright
+        late.add(other.encode())
+    ahead = Wallet("user-0", nonce=4).transfer(b.account, 1)
+    rival = Wallet("user-0", nonce=3).transfer(b.account, 9)
+    late.add(ahead.encode())
+    late.add(rival.encode())
+    block, commit = next_block(chain, [t2, Wallet("user-0", nonce=3).transfer(b.account, 2)])
+    chain.commit_block(block, commit)
+    late.update(chain.state, [blake2b256(raw) for raw in block.txs])
+    assert late.queued_dropped == 1 and [t.tx_id for t in late.by_sender[a.account]] == [ahead.tx_id]
