@@ -14,22 +14,34 @@ passphrase). A rejected request changes nothing.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import math
+import os
+import secrets
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import trio
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bootstrap.dashboard import install_dashboard, timeline, why_waiting
 from bootstrap.errors import BlobNotFound, BlobTooLarge, NodeError, NodeNotRunning, UnknownAccount
 from bootstrap.keystore import KeystoreError, WrongPassphrase, check_key_name
+from bootstrap.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bootstrap.metrics import DeviceSampler, render_metrics
 from compute.canonical import decode_artifact, dequantise
 from compute.errors import BackendUnavailable, ComputeError, DatasetError, SpecError
 from ledger.errors import (
@@ -52,6 +64,14 @@ from ledger.tx import RegisterWorker, Transfer, decode_signed_tx
 
 log = logging.getLogger("dacn.api")
 
+API_DESCRIPTION = (
+    "The REST API of one dacn node. Reads are open; on a listener that is not loopback every write (POST) needs "
+    "`Authorization: Bearer <token>` (the token is in the node's home, file `api_token`). Writes are rate "
+    "limited per client address and bodies are limited in size. Every error is JSON "
+    "`{\"error\": ..., \"detail\": ...}` with a 4xx status. The live dashboard is at `/dashboard`, "
+    "its event stream at `/events`, Prometheus metrics at `/metrics`."
+)
+
 API_VERSION = "1"
 MAX_TOKENS = 2**63 - 1
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -59,6 +79,7 @@ DEFAULT_WAIT_S = 20.0
 MAX_WAIT_S = 120.0
 MAX_INLINE_ARRAY = 4096
 FAUCET_ATTEMPTS = 3
+MAX_SYNTHETIC_CELLS = 4_000_000
 WORKER_FEE_ALLOWANCE = 200
 """A worker funded from the faucet also gets this many minimum fees, so it can pay for its bids, commits and
 reveals (a stake alone is bonded and cannot pay fees)."""
@@ -123,6 +144,11 @@ def _key_name(value: Any) -> str:
 
 
 TokenAmount = Annotated[int, BeforeValidator(_whole_tokens)]
+WaitQuery = Annotated[float | None, Query(ge=0, allow_inf_nan=False,
+                                          description="seconds to wait for the tx to commit (default 20, max 120)")]
+NameParam = Annotated[str, PathParam(min_length=1, max_length=200,
+                                     description="a local key name, a peer id (12D3KooW…) or 64 hex characters")]
+JobIdParam = Annotated[str, PathParam(min_length=1, max_length=128, description="the job id (64 hex characters)")]
 Capacity = Annotated[float, BeforeValidator(_finite_number)]
 KeyName = Annotated[str, BeforeValidator(_key_name)]
 
@@ -148,12 +174,22 @@ class ClientRegistration(_Body):
 
 
 class SyntheticData(_Body):
-    kind: str = "regression"
-    n_samples: int = Field(default=256, ge=1)
-    n_features: int = Field(default=4, ge=1)
-    seed: int = Field(default=0, ge=0)
+    """A seeded synthetic dataset (``regression``, ``blobs`` or ``classification``), at most
+    4,000,000 cells (``n_samples * n_features``) so a request cannot make the node allocate without bound."""
+
+    kind: str = Field(default="regression", max_length=32)
+    n_samples: int = Field(default=256, ge=1, le=1_000_000)
+    n_features: int = Field(default=4, ge=1, le=1024)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
     n_classes: int = Field(default=3, ge=2, le=1000)
-    noise: float = Field(default=0.1, ge=0.0)
+    noise: float = Field(default=0.1, ge=0.0, le=1e6, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SyntheticData:
+        if self.n_samples * self.n_features > MAX_SYNTHETIC_CELLS:
+            raise ValueError(f"n_samples * n_features = {self.n_samples * self.n_features} exceeds "
+                             f"{MAX_SYNTHETIC_CELLS}")
+        return self
 
 
 class DatasetBody(_Body):
@@ -166,7 +202,7 @@ class DatasetBody(_Body):
     target_column: int | str | None = None
     X: list[list[float]] | None = None
     y: list[float] | None = None
-    digest: str | None = None
+    digest: str | None = Field(default=None, max_length=64)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> DatasetBody:
@@ -189,7 +225,7 @@ class JobSubmission(_Body):
     params: dict[str, Any] | None = None
     dataset: DatasetBody | None = None
     verification_fee: TokenAmount | None = None
-    device: str = "any"
+    device: str = Field(default="any", max_length=16)
 
 
 class RawTx(_Body):
@@ -305,14 +341,274 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
     return ApiError(400, summary, problems)
 
 
+# ------------------------------------------------------------------------------------------------- hardening
+
+TOKEN_FILE = "api_token"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP literal, bracketed IPv6, or ``localhost``) names this machine's loopback."""
+    name = host.strip().strip("[]").lower()
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def token_required(bind_host: str) -> bool:
+    """Write endpoints need the bearer token when the API listens anywhere but loopback (``0.0.0.0`` included):
+    the listener, not the caller's address, decides, so a local reverse proxy cannot open the node to the world."""
+    return not is_loopback(bind_host)
+
+
+def ensure_api_token(home: str | Path) -> tuple[str, bool]:
+    """The node's API token from ``<home>/api_token`` (mode 0600), created on first use; ``(token, created)``."""
+    path = Path(home) / TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if token:
+        return token, False
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (token + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return token, True
+
+
+@dataclass
+class ApiSettings:
+    """How one API listener defends itself (see :func:`settings_for`)."""
+
+    token: str | None = None
+    """Bearer token for write endpoints; ``None`` leaves them open (a loopback listener)."""
+    loopback_hosts_only: bool = True
+    """Refuse requests whose ``Host`` is not a loopback name: a page on another site that rebinds its DNS name to
+    127.0.0.1 then cannot reach a loopback node."""
+    allowed_origins: tuple[str, ...] = ()
+    """Cross-origin callers allowed besides the node's own origin (CORS, and writes from a browser)."""
+    write_rate_per_s: float = 10.0
+    write_burst: int = 60
+    rate_limit_loopback: bool = False
+    """Local callers are trusted like the token trusts them; remote ones share one bucket per address."""
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_rate_clients: int = 10_000
+
+
+def settings_for(node: Any, bind_host: str) -> ApiSettings:
+    """The defaults for a listener on ``bind_host``: open on loopback, token and no Host check elsewhere."""
+    if token_required(bind_host):
+        token, _ = ensure_api_token(node.home)
+        return ApiSettings(token=token, loopback_hosts_only=False)
+    return ApiSettings()
+
+
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; :meth:`take` answers how long to wait (0 when admitted)."""
+
+    __slots__ = ("burst", "level", "rate", "stamp")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.level = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> float:
+        self.level = min(float(self.burst), self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.level >= 1.0:
+            self.level -= 1.0
+            return 0.0
+        return (1.0 - self.level) / self.rate if self.rate > 0 else math.inf
+
+
+class RateLimiter:
+    """One :class:`TokenBucket` per client address, the least recently seen forgotten beyond ``max_clients``."""
+
+    def __init__(self, rate: float, burst: int, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.max_clients, self.clock = rate, burst, max_clients, clock
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self.limited = 0
+
+    def check(self, client: str) -> float:
+        """Seconds ``client`` must wait before its next write (0.0: go ahead, and the write is counted)."""
+        now = self.clock()
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = self._buckets[client] = TokenBucket(self.rate, self.burst, now)
+            while len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(client)
+        wait = bucket.take(now)
+        if wait > 0:
+            self.limited += 1
+        return wait
+
+
+def _error_bytes(message: str, detail: Any = None) -> bytes:
+    return json.dumps({"error": message, "detail": jsonable(detail)}).encode()
+
+
+class Guard:
+    """The ASGI layer in front of every route: Host and Origin checks, CORS for allowed origins, the bearer token
+    and per-client rate limit on writes, the request size limit, and a last-resort JSON 500.
+
+    It is plain ASGI (not Starlette's ``BaseHTTPMiddleware``) so streamed responses such as ``/events`` pass
+    through untouched and a client's disconnect reaches the handler."""
+
+    def __init__(self, app: Any, settings: ApiSettings, counters: dict[str, int] | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.limiter = RateLimiter(settings.write_rate_per_s, settings.write_burst, settings.max_rate_clients)
+        self.counters = counters if counters is not None else {}
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        s = self.settings
+        method = scope["method"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        client = (scope.get("client") or ("", 0))[0] or ""
+        host = headers.get("host", "")
+        extra: list[tuple[bytes, bytes]] = []
+
+        async def reject(status: int, message: str, detail: Any = None,
+                         more: list[tuple[bytes, bytes]] | None = None) -> None:
+            self._count(f"rejected_{status}")
+            body = _error_bytes(message, detail)
+            await send({"type": "http.response.start", "status": status, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                *extra, *(more or [])]})
+            await send({"type": "http.response.body", "body": body})
+
+        if s.loopback_hosts_only and host and not is_loopback(host.rsplit(":", 1)[0] if "]" not in host
+                                                              else host.split("]")[0] + "]"):
+            await reject(421, f"Host {host!r:.80} is not this node's loopback address",
+                         {"kind": "misdirected", "field": "Host"})
+            return
+        origin = headers.get("origin")
+        origin_ok = origin is None or origin in s.allowed_origins or origin in (f"http://{host}", f"https://{host}")
+        if origin is not None and origin_ok:
+            extra = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+        if method == "OPTIONS" and origin is not None and "access-control-request-method" in headers:
+            if not origin_ok:
+                await reject(403, f"origin {origin!r:.80} may not call this node", {"kind": "cors", "field": "Origin"})
+                return
+            await send({"type": "http.response.start", "status": 204, "headers": [
+                *extra, (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                (b"access-control-allow-headers", b"authorization, content-type"),
+                (b"access-control-max-age", b"600")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if method in WRITE_METHODS:
+            if not origin_ok:
+                # A cross-site form POST is sent by browsers without a preflight; refuse it outright.
+                await reject(403, f"origin {origin!r:.80} may not write to this node",
+                             {"kind": "cors", "field": "Origin"})
+                return
+            if s.rate_limit_loopback or not is_loopback(client):
+                wait = self.limiter.check(client)
+                if wait > 0:
+                    retry = max(1, math.ceil(wait))
+                    await reject(429, f"too many write requests from {client}; retry in {retry}s",
+                                 {"kind": "rate_limited", "retry_after_s": retry},
+                                 [(b"retry-after", str(retry).encode())])
+                    return
+            if s.token is not None:
+                auth = headers.get("authorization", "")
+                given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+                if not hmac.compare_digest(given.encode(), s.token.encode()):
+                    await reject(401, "write endpoints on this node need 'Authorization: Bearer <token>' "
+                                      "(the token is in the node's home, file api_token)",
+                                 {"kind": "unauthorized", "field": "Authorization"},
+                                 [(b"www-authenticate", b'Bearer realm="dacn"')])
+                    return
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > s.max_body_bytes):
+            await reject(413, f"request body of {length:.20} bytes exceeds {s.max_body_bytes}",
+                         {"kind": "too_large", "limit": s.max_body_bytes})
+            return
+        if method in WRITE_METHODS:
+            # Read the whole body here (bounded), so a chunked upload without Content-Length is limited too.
+            chunks, size = [], 0
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    return
+                chunk = msg.get("body", b"")
+                size += len(chunk)
+                if size > s.max_body_bytes:
+                    await reject(413, f"request body exceeds {s.max_body_bytes} bytes",
+                                 {"kind": "too_large", "limit": s.max_body_bytes})
+                    return
+                chunks.append(chunk)
+                if not msg.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+            replayed = False
+
+            async def replay() -> dict[str, Any]:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            receive_fn = replay
+        else:
+            receive_fn = receive
+        started = False
+
+        async def send_wrapped(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if extra:
+                    message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive_fn, send_wrapped)
+        except Exception as exc:  # typed errors map to their 4xx; anything else is a bug: log it, answer JSON 500
+            if started:
+                raise
+            err = error_for(exc)
+            if err.status >= 500:
+                log.exception("unhandled error in %s %s", method, scope.get("path"), exc_info=exc)
+            await reject(err.status, err.message, err.detail)
+
+
 # ------------------------------------------------------------------------------------------------- the app
 
 
-def create_app(node: Any) -> FastAPI:
-    """The REST API of one node (``node`` is a running :class:`bootstrap.node.Node`)."""
-    app = FastAPI(title="dacn node", version=API_VERSION, docs_url="/docs", redoc_url=None)
+def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
+    """The REST API of one node (``node`` is a running :class:`bootstrap.node.Node`); ``settings`` (default: an
+    open loopback listener) says how it guards itself."""
+    settings = settings if settings is not None else ApiSettings()
+    app = FastAPI(title="dacn node", version=API_VERSION, docs_url="/docs", redoc_url=None,
+                  description=API_DESCRIPTION)
     app.state.node = node
     app.state.device = None
+    app.state.settings = settings
+    app.state.counters = {}
+    app.add_middleware(Guard, settings=settings, counters=app.state.counters)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -334,14 +630,6 @@ def create_app(node: Any) -> FastAPI:
             log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": err.message, "detail": jsonable(err.detail)}, status_code=err.status)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return JSONResponse({"error": f"request body of {length} bytes exceeds {MAX_BODY_BYTES}",
-                                 "detail": {"limit": MAX_BODY_BYTES}}, status_code=413)
-        return await call_next(request)
-
     async def call(fn: Callable[..., Awaitable[Any]] | Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """Run a node call, turning the typed errors it raises into API errors."""
         try:
@@ -355,6 +643,7 @@ def create_app(node: Any) -> FastAPI:
             raise error_for(exc) from exc
 
     def wait_s(wait: float | None) -> float:
+        """The seconds to wait for a tx to commit (the ``wait`` query: default 20, at most 120)."""
         if wait is None:
             return DEFAULT_WAIT_S
         if not math.isfinite(wait) or wait < 0:
@@ -435,23 +724,41 @@ def create_app(node: Any) -> FastAPI:
         view = node.job_view(job_id)
         if view is None:
             raise ApiError(404, f"unknown job {job_id.hex()}", {"kind": "unknown_job"})
+        job = node.state.jobs.get(job_id)
+        if job is not None:
+            view["timeline"] = timeline(job)
+            view["waiting_for"] = why_waiting(node.state, job) or view.get("waiting_for")
         return jsonable(view)
 
     # ------------------------------------------------------------------------------------------- general
 
-    @app.get("/")
-    async def index() -> dict[str, Any]:
+    @app.get("/", responses={200: {"description": "the API's index (JSON), or a page linking the dashboard "
+                                       "for a browser", "content": {"application/json": {}, "text/html": {}}}})
+    async def index(request: Request) -> Any:
         routes = sorted(
             {(r.path, m) for r in app.routes for m in getattr(r, "methods", ()) or () if m in ("GET", "POST")}
         )
-        return {
+        doc = {
             "name": "dacn node",
             "api_version": API_VERSION,
             "peer_id": str(node.peer_id),
             "chain_id": node.state.chain_id,
             "endpoints": [f"{m} {p}" for p, m in routes],
             "docs": "/docs",
+            "dashboard": "/dashboard",
+            "metrics": "/metrics",
         }
+        accept = request.headers.get("accept", "")
+        if "text/html" in accept and "application/json" not in accept:
+            return HTMLResponse(_index_page(doc))
+        return doc
+
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format 0.0.4"}})
+    async def metrics() -> PlainTextResponse:
+        api_state = {"counters": app.state.counters, "streams_open": app.state.streams["open"]}
+        return PlainTextResponse(render_metrics(node, app.state.device_sampler, api_state),
+                                 media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -469,7 +776,7 @@ def create_app(node: Any) -> FastAPI:
     # ------------------------------------------------------------------------------------------- workers
 
     @app.post("/worker/register")
-    async def register_worker(body: WorkerRegistration, wait: float | None = None) -> JSONResponse:
+    async def register_worker(body: WorkerRegistration, wait: WaitQuery = None) -> JSONResponse:
         timeout = wait_s(wait)
         await call(node.keystore.get_or_create, body.worker_id)
         acct = account(body.worker_id)
@@ -516,7 +823,7 @@ def create_app(node: Any) -> FastAPI:
         return dict(app.state.device)
 
     @app.get("/worker/{worker_id}/status")
-    async def worker_status(worker_id: str) -> dict[str, Any]:
+    async def worker_status(worker_id: NameParam) -> dict[str, Any]:
         return worker_view(account(worker_id))
 
     @app.get("/workers")
@@ -527,7 +834,7 @@ def create_app(node: Any) -> FastAPI:
     # ------------------------------------------------------------------------------------------- clients
 
     @app.post("/client/register")
-    async def register_client(body: ClientRegistration, wait: float | None = None) -> JSONResponse:
+    async def register_client(body: ClientRegistration, wait: WaitQuery = None) -> JSONResponse:
         timeout = wait_s(wait)
         await call(node.keystore.get_or_create, body.client_address)
         acct = account(body.client_address)
@@ -542,7 +849,7 @@ def create_app(node: Any) -> FastAPI:
         return JSONResponse(jsonable(out))
 
     @app.get("/client/{address}/balance")
-    async def client_balance(address: str) -> dict[str, Any]:
+    async def client_balance(address: NameParam) -> dict[str, Any]:
         acct = account(address)
         st = node.state
         escrow = sum(j.escrow or 0 for j in st.jobs.values() if j.client == acct and not j.is_terminal)
@@ -581,7 +888,7 @@ def create_app(node: Any) -> FastAPI:
     # ------------------------------------------------------------------------------------------- jobs
 
     @app.post("/job/submit")
-    async def submit_job(body: JobSubmission, wait: float | None = None) -> JSONResponse:
+    async def submit_job(body: JobSubmission, wait: WaitQuery = None) -> JSONResponse:
         timeout = wait_s(wait)
         model = normalise_model(body.model_type)
         params = body.params if body.params is not None else dict(DEFAULT_MODEL_PARAMS.get(model, {}))
@@ -603,11 +910,11 @@ def create_app(node: Any) -> FastAPI:
         return JSONResponse(jsonable(out), status_code=200 if outcome["status"] == "committed" else 202)
 
     @app.get("/job/{job_id}/status")
-    async def job_status(job_id: str) -> dict[str, Any]:
+    async def job_status(job_id: JobIdParam) -> dict[str, Any]:
         return job_view(job_id_of(job_id))
 
     @app.get("/job/{job_id}/result")
-    async def job_result(job_id: str) -> dict[str, Any]:
+    async def job_result(job_id: JobIdParam) -> dict[str, Any]:
         jid = job_id_of(job_id)
         job = node.state.jobs.get(jid)
         if job is None:
@@ -626,7 +933,8 @@ def create_app(node: Any) -> FastAPI:
         try:
             artifact = decode_artifact(data)
         except ComputeError as exc:
-            raise ApiError(502, f"the result artifact does not decode: {exc}", {"kind": "bad_artifact"}) from None
+            # The artifact matched its digest but is not one: the worker's data is bad, not this request.
+            raise ApiError(409, f"the result artifact does not decode: {exc}", {"kind": "bad_artifact"}) from None
         out["artifact"] = {name: _artifact_value(v) for name, v in sorted(artifact.fields.items())}
         local = getattr(node.agent, "result_for", None) if getattr(node, "agent", None) is not None else None
         mine = local(jid) if local is not None else None
@@ -637,16 +945,26 @@ def create_app(node: Any) -> FastAPI:
         return out
 
     @app.get("/jobs")
-    async def jobs(status: str | None = None) -> dict[str, Any]:
-        views = [j.to_dict() for j in node.state.jobs.values() if status is None or j.status == status]
+    async def jobs(status: Annotated[str | None, Query(max_length=32)] = None) -> dict[str, Any]:
+        views = [job_row(j) for j in node.state.jobs.values() if status is None or j.status == status]
         views.sort(key=lambda v: (v["submitted_at"] or 0, v["job_id"]))
         return {"count": len(views), "jobs": jsonable(views)}
 
     @app.get("/jobs/pending")
     async def jobs_pending() -> dict[str, Any]:
-        views = [j.to_dict() for j in node.state.jobs.values() if j.status not in TERMINAL_STATUSES]
+        views = [job_row(j) for j in node.state.jobs.values() if j.status not in TERMINAL_STATUSES]
         views.sort(key=lambda v: (v["submitted_at"] or 0, v["job_id"]))
         return {"count": len(views), "jobs": jsonable(views)}
+
+    def job_row(job: Any) -> dict[str, Any]:
+        """A job as the ledger has it, plus its roles as peer ids, what it waits for, and its timeline."""
+        d = job.to_dict()
+        for role in ("client", "worker", "verifier", "referee"):
+            acct = getattr(job, role)
+            d[f"{role}_id"] = node.display_id(acct) if acct is not None else None
+        d["waiting_for"] = why_waiting(node.state, job)
+        d["timeline"] = timeline(job)
+        return d
 
     # ------------------------------------------------------------------------------------------- network
 
@@ -706,7 +1024,7 @@ def create_app(node: Any) -> FastAPI:
         return jsonable(node.head())
 
     @app.get("/blocks/{height}")
-    async def block(height: int) -> dict[str, Any]:
+    async def block(height: Annotated[int, PathParam(ge=0, le=2**62)]) -> dict[str, Any]:
         if height < 0:
             raise ApiError(400, "height: must be non-negative", {"field": "height"})
         got = node.get_block(height)
@@ -721,7 +1039,7 @@ def create_app(node: Any) -> FastAPI:
         return {"count": len(ps), "peers": ps}
 
     @app.post("/tx")
-    async def post_tx(body: RawTx, wait: float = 0.0) -> JSONResponse:
+    async def post_tx(body: RawTx, wait: WaitQuery = 0.0) -> JSONResponse:
         try:
             raw = bytes.fromhex(body.tx)
         except ValueError:
@@ -733,10 +1051,71 @@ def create_app(node: Any) -> FastAPI:
             raise ApiError(400, f"tx rejected: {outcome.get('reason')}", outcome)
         return JSONResponse(jsonable(outcome), status_code=200 if outcome["status"] == "committed" else 202)
 
+    install_dashboard(app, node, ApiError, jsonable)
+    app.state.device_sampler = DeviceSampler()
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
 # ------------------------------------------------------------------------------------------------- helpers
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {"error": {"type": "string", "description": "what was wrong, in words"},
+                   "detail": {"description": "machine-readable particulars (field, kind, limits), or null"}},
+}
+_ERROR_TEXT = {
+    400: "bad input: a field, a parameter or the body is invalid, or the ledger refused the transaction",
+    401: "a write on a non-loopback listener without the right bearer token",
+    403: "a write from a foreign origin, or a wrong keystore passphrase",
+    404: "no such account, worker, job, block or result",
+    409: "a conflict with the current state (duplicate, wrong job state, no agent, not committed in time)",
+    413: "the request body or a transaction is too large",
+    421: "a Host header that is not this node's loopback address",
+    429: "too many requests (rate limit, full mempool, too many event streams); see Retry-After",
+}
+_READ_ERRORS = (400, 404, 409, 413, 421, 429)
+_WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 421, 429)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document with this API's real error contract: every bad input is a 4xx with the one error shape
+    (FastAPI's 422 validation answer is replaced by 400), and writes may also answer 202 (submitted, not yet
+    committed)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Error"] = ERROR_SCHEMA
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    ref = {"$ref": "#/components/schemas/Error"}
+    for ops in schema.get("paths", {}).values():
+        for method, op in ops.items():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            for code in _WRITE_ERRORS if method == "post" else _READ_ERRORS:
+                responses.setdefault(str(code), {"description": _ERROR_TEXT[code],
+                                                 "content": {"application/json": {"schema": ref}}})
+            if method == "post":
+                responses.setdefault("202", {"description": "submitted; not committed within the wait",
+                                             "content": {"application/json": {"schema": {"type": "object"}}}})
+    app.openapi_schema = schema
+    return schema
+
+
+def _index_page(doc: dict[str, Any]) -> str:
+    """A small HTML index for a person who opens the node's root URL in a browser."""
+    import html
+
+    items = "".join(f"<li><code>{html.escape(e)}</code></li>" for e in doc["endpoints"])
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>dacn node</title>"
+            "<link rel='icon' href='data:,'></head><body>"
+            f"<h1>dacn node</h1><p>peer <code>{html.escape(doc['peer_id'])}</code>, chain "
+            f"<code>{html.escape(doc['chain_id'])}</code></p><p><a href='/dashboard'>Open the dashboard</a> · "
+            f"<a href='/docs'>API docs</a> · <a href='/metrics'>metrics</a></p><ul>{items}</ul></body></html>")
+
 
 
 def _artifact_value(value: Any) -> Any:
@@ -812,6 +1191,7 @@ async def serve_api(
     port: int,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    settings: ApiSettings | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the node's API on ``host:port`` (port 0 picks a free one) until cancelled or ``shutdown_trigger``
@@ -825,5 +1205,5 @@ async def serve_api(
     config.errorlog = logging.getLogger("dacn.api.server")
     config.graceful_timeout = 2.0
     config.keep_alive_timeout = 30.0
-    app = create_app(node)
+    app = create_app(node, settings if settings is not None else settings_for(node, host))
     await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)  # type: ignore[arg-type]
