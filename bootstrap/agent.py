@@ -13,6 +13,10 @@ Two layers, so the decisions can be tested without a network:
 
 Duties drawn by the ledger (verifier, referee) are honoured even while auto-coordination is stopped: a key that
 ignored them would be slashed for stalling. Stopping only stops new bids.
+
+A node bids on as many open jobs as it can finish in time, not one at a time (see :class:`Planner` for the
+policy): the planner hands out runs earliest commit deadline first, one per free compute-pool worker, and the
+shell measures seconds per block and each model's run time so that "in time" means something.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ log = logging.getLogger("bootstrap.agent")
 WORKER, VERIFIER, REFEREE = "worker", "verifier", "referee"
 NODE_KEY = "node"
 OPENINGS_FILE = "agent-openings.json"
+RUN_TIMES_KEPT = 5  # measured run times remembered per model
 
 # Ledger refusals that will not change by retrying the same tx: the agent stops trying that action.
 PERMANENT_REFUSALS: tuple[type[LedgerError], ...] = (
@@ -189,10 +194,15 @@ class AgentMemory:
     posted: dict[tuple[bytes, bytes, str], int] = field(default_factory=dict)  # (job, account, kind) -> height
     refused: dict[tuple[bytes, bytes, str], str] = field(default_factory=dict)
     openings: dict[tuple[bytes, bytes], Opening] = field(default_factory=dict)
+    run_seconds: dict[str, deque[float]] = field(default_factory=dict)  # model -> recent measured run times
 
     def salt(self, job_id: bytes, account: bytes) -> bytes:
         """A salt nobody else can guess, stable for this job and key (so a re-plan commits the same bytes)."""
         return blake2b256(b"dacn/agent/salt\x00" + self.secret + job_id + account)
+
+    def note_run(self, model: str, seconds: float) -> None:
+        """Remember how long a run of ``model`` took (the planner sizes its bids by the recent worst)."""
+        self.run_seconds.setdefault(model, deque(maxlen=RUN_TIMES_KEPT)).append(max(0.0, seconds))
 
     def forget_job(self, job_id: bytes) -> None:
         """Drop everything about a finished job except its run record (the result stays retrievable)."""
@@ -204,10 +214,31 @@ class AgentMemory:
         self.run_failures.pop(job_id, None)
 
 
+@dataclass(frozen=True)
+class Work:
+    """One run this node owes or may soon owe, in seconds from now: it can start at ``start_s`` (a bid's job is
+    assigned when its bid window closes) and must be done by ``due_s`` (its commitment must still land in time)."""
+
+    start_s: float
+    due_s: float
+    cost_s: float
+
+
 # ---- the planner ---------------------------------------------------------------------------------------------
 @dataclass
 class Planner:
-    """Decides, from the committed state, what each local worker key should do next."""
+    """Decides, from the committed state, what each local worker key should do next.
+
+    Bidding policy: a key bids on every open job it can run, and a bid does not hold it to one job at a time,
+    since the compute pool serialises the runs anyway. What bounds the bids is time: the node's runs (duties not
+    yet committed, plus every job it has bid on, assumed won) must all finish before their commit deadlines when
+    run in deadline order with ``parallel_runs`` at once, each costing its model's measured run time (the worst of
+    the recent ones, or ``default_run_s`` before any) times ``run_safety`` plus ``run_overhead_s``, with blocks
+    of ``block_time_s``. A job that would break that is not bid on. Besides, a key holds at most
+    ``max_open_bids`` bids on open jobs, and does not bid while it has ``max_concurrent_jobs`` roles still to
+    commit. Jobs with the fewest bids are bid on first (then the earliest deadline, then an order private to this
+    node), so that nodes short of time leave their share to each other rather than all picking the same jobs.
+    """
 
     device: LocalDevice
     bid_permille: int = 800
@@ -216,10 +247,22 @@ class Planner:
     can_compute: bool = True
     retry_after_blocks: int = 4
     max_run_attempts: int = 3
+    max_open_bids: int = 8
+    parallel_runs: int = 1
+    block_time_s: float = 1.0
+    default_run_s: float = 3.0
+    run_safety: float = 1.5
+    run_overhead_s: float = 0.5
 
     def price_for(self, reward: int) -> int:
         """The bid for a job: ``bid_permille`` of the reward, at least 1 token, never above the reward."""
         return min(reward, max(1, reward * self.bid_permille // 1000))
+
+    def run_estimate_s(self, model: str, memory: AgentMemory) -> float:
+        """What one run of ``model`` is budgeted: the recent worst measured (or the default), with margins."""
+        measured = memory.run_seconds.get(model)
+        base = max(measured) if measured else self.default_run_s
+        return base * self.run_safety + self.run_overhead_s
 
     def spec_problem(self, job: Job, memory: AgentMemory) -> str | None:
         """Why this node should not bid on ``job`` given its spec (``"unknown"`` while it is not fetched yet)."""
@@ -241,64 +284,126 @@ class Planner:
         key = (job_id, account, kind)
         return key in memory.refused or self._recently_posted(memory, key, height)
 
+    def _has_bid(self, state: State, job: Job, account: bytes, memory: AgentMemory) -> bool:
+        return account in job.bids or self._recently_posted(memory, (job.job_id, account, "bid"), state.height)
+
     def plan(self, state: State, keys: Sequence[LocalKey], memory: AgentMemory, *, bidding: bool = True
              ) -> list[Action]:
-        """The actions to take now, in job-id order; posting them all is safe (none depends on another)."""
+        """The actions to take now: duties in job-id order, then runs in deadline order (as many as there are
+        free run slots), then spec fetches and bids. Posting them all is safe (none depends on another)."""
         workers = [k for k in keys if k.account in state.workers]
         if not workers:
             return []
-        load = self._load(state, workers, memory)
         actions: list[Action] = []
+        runs: list[tuple[int, bytes, RunJob]] = []
+        open_jobs: list[Job] = []
         for job_id in sorted(state.active_jobs):
             job = state.jobs[job_id]
             if job.status == OPEN:
-                if bidding and self.can_compute:
-                    actions += self._bids(state, job, workers, memory, load)
+                open_jobs.append(job)
             elif job.status in (ASSIGNED, REVEALING, DISPUTED):
-                actions += self._duties(state, job, workers, memory)
+                duties, run = self._duties(state, job, workers, memory)
+                actions += duties
+                if run is not None:
+                    runs.append((job.deadline, job_id, run))
+        free_slots = self.parallel_runs - len(memory.running)
+        actions += [run for _, _, run in sorted(runs)[:max(0, free_slots)]]
+        if bidding and self.can_compute and open_jobs:
+            actions += self._bids(state, open_jobs, workers, memory)
         return actions
 
-    def _load(self, state: State, workers: list[LocalKey], memory: AgentMemory) -> dict[bytes, int]:
-        """Jobs each key is busy with or may soon be: its active roles, plus its bids on still-open jobs."""
-        load = {k.account: state.workers[k.account].active_jobs for k in workers}
+    # -- bidding --
+    def _work(self, state: State, job: Job, memory: AgentMemory) -> Work:
+        """The run ``job`` asks of this node, timed from now (an open job as if this node's bid wins)."""
+        bt = self.block_time_s
+        cost = self.run_estimate_s(job.model, memory) / self.parallel_runs
+        if job.status == OPEN:
+            assigned_at = job.bid_deadline
+            return Work((assigned_at - state.height) * bt, (assigned_at + job.commit_window - state.height - 1) * bt,
+                        cost)
+        return Work(0.0, (job.deadline - state.height - 1) * bt, cost)
+
+    def _backlog(self, state: State, workers: list[LocalKey], memory: AgentMemory) -> list[Work]:
+        """Every run the node owes (a role not yet committed, no result yet) or may owe (a bid on an open job)."""
+        out = []
         for job_id in state.active_jobs:
             job = state.jobs[job_id]
-            if job.status != OPEN:
-                continue
-            for k in workers:
-                if k.account in job.bids or self._recently_posted(memory, (job_id, k.account, "bid"), state.height):
-                    load[k.account] += 1
-        return load
-
-    def _bids(self, state: State, job: Job, workers: list[LocalKey], memory: AgentMemory,
-              load: dict[bytes, int]) -> list[Action]:
-        if state.height + 1 > job.bid_deadline:
-            return []  # a bid now would land after the window
-        problem = self.spec_problem(job, memory)
-        if problem == "unknown":
-            retry = memory.spec_problems.get(job.params_digest)
-            if job.params_digest not in memory.fetching and (
-                    retry is None or state.height - retry[0] >= self.retry_after_blocks):
-                return [FetchSpec(job.job_id, job.params_digest)]
-            return []
-        if problem is not None:
-            return []
-        out: list[Action] = []
-        bids = len(job.bids)
-        for k in workers:
-            if bids >= state.params.max_bids_per_job:
-                break
-            if k.account in job.bids or self._blocked(memory, job.job_id, k.account, "bid", state.height):
-                continue
-            if load[k.account] >= self.max_concurrent_jobs:
-                continue
-            if eligibility_problem(state, k.account, job) is not None:
-                continue
-            out.append(PostBid(job.job_id, k, self.price_for(job.reward)))
-            load[k.account] += 1
-            bids += 1
+            if job.status == OPEN:
+                if any(self._has_bid(state, job, k.account, memory) for k in workers):
+                    out.append(self._work(state, job, memory))
+            elif job.status in (ASSIGNED, DISPUTED) and job_id not in memory.results and any(
+                    k.account not in job.commits for k, _ in self._roles(job, workers)):
+                out.append(self._work(state, job, memory))
         return out
 
+    @staticmethod
+    def fits(work: Sequence[Work]) -> bool:
+        """Whether the runs all finish in time when run one after another in deadline order."""
+        t = 0.0
+        for w in sorted(work, key=lambda w: (w.due_s, w.start_s)):
+            t = max(t, w.start_s) + w.cost_s
+            if t > w.due_s:
+                return False
+        return True
+
+    def _bids(self, state: State, open_jobs: list[Job], workers: list[LocalKey], memory: AgentMemory
+              ) -> list[Action]:
+        out: list[Action] = []
+        candidates: list[Job] = []
+        fetching: set[bytes] = set()
+        for job in open_jobs:
+            if state.height + 1 > job.bid_deadline:
+                continue  # a bid now would land after the window
+            problem = self.spec_problem(job, memory)
+            if problem == "unknown":
+                retry = memory.spec_problems.get(job.params_digest)
+                if job.params_digest not in memory.fetching | fetching and (
+                        retry is None or state.height - retry[0] >= self.retry_after_blocks):
+                    out.append(FetchSpec(job.job_id, job.params_digest))  # one fetch per spec, for all its jobs
+                    fetching.add(job.params_digest)
+            elif problem is None:
+                candidates.append(job)
+        if not candidates:
+            return out
+        open_bids = {k.account: 0 for k in workers}
+        for job in open_jobs:
+            for k in workers:
+                if self._has_bid(state, job, k.account, memory):
+                    open_bids[k.account] += 1
+        to_commit = {k.account: 0 for k in workers}
+        for job_id in state.active_jobs:
+            job = state.jobs[job_id]
+            if job.status in (ASSIGNED, DISPUTED):
+                for k, _ in self._roles(job, workers):
+                    if k.account not in job.commits:
+                        to_commit[k.account] += 1
+        backlog = self._backlog(state, workers, memory)
+        candidates.sort(key=lambda j: (len(j.bids), j.bid_deadline + j.commit_window,
+                                       blake2b256(memory.secret + j.job_id)))
+        for job in candidates:
+            ours = any(self._has_bid(state, job, k.account, memory) for k in workers)
+            work = self._work(state, job, memory)
+            if not ours and not self.fits([*backlog, work]):
+                continue  # this node could not also finish it in time (another key's bid adds no run)
+            bids = len(job.bids)
+            for k in workers:
+                if bids >= state.params.max_bids_per_job:
+                    break
+                if k.account in job.bids or self._blocked(memory, job.job_id, k.account, "bid", state.height):
+                    continue
+                if open_bids[k.account] >= self.max_open_bids or to_commit[k.account] >= self.max_concurrent_jobs:
+                    continue
+                if eligibility_problem(state, k.account, job) is not None:
+                    continue
+                out.append(PostBid(job.job_id, k, self.price_for(job.reward)))
+                open_bids[k.account] += 1
+                bids += 1
+                if not ours:
+                    backlog.append(work)
+                    ours = True
+        return out
+
+    # -- duties --
     def _roles(self, job: Job, workers: list[LocalKey]) -> list[tuple[LocalKey, str]]:
         """Local keys holding a role that still has to commit or reveal in the job's current phase."""
         holders = [(job.worker, WORKER), (job.verifier, VERIFIER)] if job.status in (ASSIGNED, REVEALING) \
@@ -306,9 +411,11 @@ class Planner:
         by_account = {k.account: k for k in workers}
         return [(by_account[a], role) for a, role in holders if a in by_account]
 
-    def _duties(self, state: State, job: Job, workers: list[LocalKey], memory: AgentMemory) -> list[Action]:
+    def _duties(self, state: State, job: Job, workers: list[LocalKey], memory: AgentMemory
+                ) -> tuple[list[Action], RunJob | None]:
+        """Commits and reveals due now, and the run the job still needs from this node (if any)."""
         if state.height + 1 > job.deadline:
-            return []  # anything posted now would land after the deadline
+            return [], None  # anything posted now would land after the deadline
         out: list[Action] = []
         need_run: list[tuple[str, str]] = []
         for k, role in self._roles(job, workers):
@@ -335,12 +442,13 @@ class Planner:
                 if opening is None or opening.commitment(job.job_id, k.account) != job.commits[k.account]:
                     continue  # lost (or never had) what opens this commitment: nothing honest to post
                 out.append(PostReveal(job.job_id, k, role, opening))
+        run = None
         if need_run and job.job_id not in memory.running:
             failures = memory.run_failures.get(job.job_id)
             if failures is None or (failures[0] < self.max_run_attempts
                                     and state.height - failures[1] >= 1):
-                out.insert(0, RunJob(job.job_id, job.params_digest, job.dataset_digest, tuple(need_run)))
-        return out
+                run = RunJob(job.job_id, job.params_digest, job.dataset_digest, tuple(need_run))
+        return out, run
 
     def _opening(self, job_id: bytes, key: LocalKey, record: RunRecord, memory: AgentMemory) -> Opening:
         known = memory.openings.get((job_id, key.account))
@@ -375,7 +483,10 @@ class WorkerAgent:
             faults = getattr(node, "faulty", None)
         self.faults = faults if isinstance(faults, Faults) else parse_faults(faults)
         self.device = device or probe_device()
-        self.planner = Planner(self.device, cfg.bid_permille, cfg.max_concurrent_jobs, self.faults)
+        pool_size = getattr(getattr(node, "config", None), "pool_size", 1)
+        self.planner = Planner(self.device, cfg.bid_permille, cfg.max_concurrent_jobs, self.faults,
+                               max_open_bids=getattr(cfg, "max_open_bids", Planner.max_open_bids),
+                               parallel_runs=max(1, pool_size if isinstance(pool_size, int) else 1))
         self.memory = AgentMemory()
         self.auto = bool(cfg.auto_coordinate)
         self.keystore_workers = bool(getattr(cfg, "keystore_workers", True))
@@ -387,6 +498,7 @@ class WorkerAgent:
             "scans", "bids", "commits", "reveals", "runs_ok", "runs_failed", "refused", "errors")}
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)
         self.last_scan_height = -1
+        self._last_block: tuple[int, float] | None = None  # (height, trio time) when a new height was first seen
         self._datasets: OrderedDict[bytes, Dataset] = OrderedDict()
         self._key_cache: dict[str, bytes] = {}
         self._scan_lock = trio.Lock()
@@ -452,6 +564,7 @@ class WorkerAgent:
         async with self._scan_lock:
             try:
                 state = self.node.state
+                self._note_height(state.height)
                 self.last_scan_height = state.height
                 self.counters["scans"] += 1
                 self._prune(state)
@@ -467,6 +580,16 @@ class WorkerAgent:
                     self.counters["errors"] += 1
                     log.exception("agent action %s failed: %s", describe(action), exc)
             return actions
+
+    def _note_height(self, height: int) -> None:
+        """Measure seconds per block (a moving average) so the planner can turn windows into time."""
+        now = trio.current_time()
+        last = self._last_block
+        if last is not None and height > last[0]:
+            per_block = (now - last[1]) / (height - last[0])
+            self.planner.block_time_s = 0.8 * self.planner.block_time_s + 0.2 * per_block
+        if last is None or height > last[0]:
+            self._last_block = (height, now)
 
     def local_keys(self) -> list[LocalKey]:
         """The node key and (if enabled) every keystore key, with their accounts; unreadable keys are skipped."""
@@ -579,6 +702,7 @@ class WorkerAgent:
 
     async def _run_task(self, action: RunJob, height: int) -> None:
         job_hex = action.job_id.hex()[:16]
+        started = trio.current_time()
         try:
             pool = getattr(self.node, "pool", None)
             if pool is None:
@@ -593,6 +717,8 @@ class WorkerAgent:
                 raise AgentError(action.job_id, f"run failed ({f.kind}): {f.message}" if f else "run failed")
             result = outcome.result
             assert result is not None
+            # Fetching the dataset is part of what the next run of this model may cost too.
+            self.memory.note_run(spec.model, trio.current_time() - started)
             result_digest = self._keep_result(result)
             self.memory.results[action.job_id] = RunRecord(
                 list(result.summary), result.artifact_digest, result_digest, result.elapsed_s, result.backend)
@@ -679,6 +805,9 @@ class WorkerAgent:
             "faulty": self.faults.describe(),
             "device": self.device.to_dict(),
             "last_scan_height": self.last_scan_height,
+            "block_time_s": round(self.planner.block_time_s, 3),
+            "run_estimates_s": {m: round(self.planner.run_estimate_s(m, self.memory), 2)
+                                for m in sorted(self.memory.run_seconds)},
             "keys": keys,
             "jobs_running": sorted(j.hex() for j in self.memory.running),
             "results": len(self.memory.results),

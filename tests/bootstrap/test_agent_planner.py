@@ -119,18 +119,104 @@ def test_no_bid_on_jobs_this_device_cannot_run_or_that_do_not_match_their_spec()
     assert all(a.job_id != bad.tx_id for a in actions)
 
 
-def test_no_bid_after_the_window_or_beyond_the_concurrency_limit():
+def test_no_bid_after_the_window():
     chain, job_id = open_job(bid=2)
     chain.blocks(2)  # height 3 = bid deadline: a bid posted now lands at 3, too late
     assert chain.state.jobs[job_id].bid_deadline == chain.state.height
     assert Planner(CPU).plan(chain.state, [key("w1")], known()) == []
-    chain, job_id = open_job()
-    second = submit(Wallet("alice", nonce=1))
-    chain.block(second)
-    actions = Planner(CPU, max_concurrent_jobs=1).plan(chain.state, [key("w1")], known())
-    assert [a.job_id for a in actions] == [min(job_id, second.tx_id)]  # one job at a time per key
-    actions = Planner(CPU, max_concurrent_jobs=2).plan(chain.state, [key("w1")], known())
-    assert len(actions) == 2
+
+
+def open_jobs(n: int, workers=("w1", "w2", "w3"), commits=None, reward: int = 1_000):
+    """``n`` jobs submitted in one block (so they share a bid window), commit windows from ``commits``."""
+    chain = Chain(make_state(workers=list(workers)))
+    alice = Wallet("alice")
+    txs = [submit(alice, reward=reward, commit=(commits[i] if commits else 10)) for i in range(n)]
+    chain.block(*txs)
+    return chain, [t.tx_id for t in txs]
+
+
+def fast(**kw) -> Planner:
+    """A planner whose run budget is exactly ``default_run_s`` seconds at one second per block."""
+    return Planner(CPU, **{"default_run_s": 1.0, "run_safety": 1.0, "run_overhead_s": 0.0, **kw})
+
+
+def test_open_bids_do_not_hold_a_key_to_one_job():
+    chain, jobs = open_jobs(3)
+    actions = fast(max_concurrent_jobs=1).plan(chain.state, [key("w1")], known())
+    assert sorted(a.job_id for a in actions) == sorted(jobs) and all(isinstance(a, PostBid) for a in actions)
+    # bids already on the chain or just posted do not stop the key from bidding on the rest
+    planner, memory = fast(max_concurrent_jobs=1), known()
+    chain.block(Wallet("w1").bid(jobs[0], 800))
+    memory.posted[(jobs[1], account("w1"), "bid")] = chain.state.height
+    assert [a.job_id for a in planner.plan(chain.state, [key("w1")], memory)] == [jobs[2]]
+
+
+def test_max_open_bids_bounds_a_keys_bids():
+    chain, _ = open_jobs(5)
+    actions = fast(max_open_bids=2).plan(chain.state, [key("w1"), key("w2")], known())
+    per_key = {n: sum(a.key.name == n for a in actions) for n in ("w1", "w2")}
+    assert per_key == {"w1": 2, "w2": 2}
+
+
+def test_a_key_with_as_many_roles_to_commit_as_allowed_does_not_bid():
+    chain, job_id, job = assigned()
+    worker = next(key(n) for n in ("w1", "w2", "w3") if account(n) == job.worker)
+    chain.block(submit(Wallet("alice", nonce=1)))
+    memory = known()
+    memory.results[job_id] = RunRecord(TRUE_SUMMARY, ARTIFACT, b"r" * 32)
+    actions = fast(max_concurrent_jobs=1).plan(chain.state, [worker], memory)
+    assert [type(a) for a in actions] == [PostCommit]  # its duty, and no bid: one role still to commit
+    actions = fast(max_concurrent_jobs=2).plan(chain.state, [worker], memory)
+    assert [type(a) for a in actions] == [PostCommit, PostBid]
+
+
+def test_bids_stop_where_the_runs_could_not_all_finish_before_their_commit_deadlines():
+    chain, _ = open_jobs(4, commits=[10] * 4)  # each run must be done 9 blocks after the window closes
+    keys = [key("w1")]
+    # 4 s a run at 1 s a block: two runs fit in 9 s, a third would not
+    bids = fast(default_run_s=4.0).plan(chain.state, keys, known())
+    assert len(bids) == 2
+    assert len(fast(default_run_s=4.0, block_time_s=0.5).plan(chain.state, keys, known())) == 1
+    assert len(fast(default_run_s=4.0, parallel_runs=2).plan(chain.state, keys, known())) == 4
+    assert fast(default_run_s=10.0).plan(chain.state, keys, known()) == []  # no run fits at all
+    # measured run times replace the default, with the safety factor on top
+    memory = known()
+    memory.note_run("linear_regression", 1.0)
+    planner = Planner(CPU, default_run_s=4.0, run_safety=2.0, run_overhead_s=0.0)
+    assert planner.run_estimate_s("linear_regression", memory) == 2.0
+    assert len(planner.plan(chain.state, keys, memory)) == 4
+    memory.note_run("linear_regression", 3.0)  # the recent worst counts
+    assert len(planner.plan(chain.state, keys, memory)) == 1
+    # duties not yet committed use up the same time: with those bids out, nothing more fits
+    planner, memory = fast(default_run_s=4.0), known()
+    for b in bids:
+        memory.posted[(b.job_id, account("w1"), "bid")] = chain.state.height
+    assert planner.plan(chain.state, keys, memory) == []
+
+
+def test_short_of_time_a_node_bids_first_on_jobs_with_the_fewest_bids():
+    chain, jobs = open_jobs(3, workers=("w1", "w2", "w3"))
+    chain.block(Wallet("w2").bid(jobs[0], 800), Wallet("w3").bid(jobs[1], 800))
+    actions = fast(default_run_s=8.0).plan(chain.state, [key("w1")], known())  # room for one run
+    assert [a.job_id for a in actions] == [jobs[2]]
+
+
+def test_runs_go_one_per_free_pool_slot_earliest_commit_deadline_first():
+    chain, jobs = open_jobs(3, workers=("w1", "w2"), commits=[30, 10, 20])
+    w1 = Wallet("w1")
+    chain.block(*(w1.bid(j, 800) for j in jobs))
+    chain.blocks(2)
+    assert all(chain.state.jobs[j].status == ASSIGNED for j in jobs)
+    by_deadline = sorted(jobs, key=lambda j: chain.state.jobs[j].deadline)
+    assert by_deadline == [jobs[1], jobs[2], jobs[0]]
+    keys, memory = [key("w1"), key("w2")], known()
+    [run] = Planner(CPU).plan(chain.state, keys, memory)
+    assert isinstance(run, RunJob) and run.job_id == jobs[1]
+    runs = Planner(CPU, parallel_runs=2).plan(chain.state, keys, memory)
+    assert [r.job_id for r in runs] == [jobs[1], jobs[2]]
+    memory.running.add(jobs[1])
+    assert Planner(CPU).plan(chain.state, keys, memory) == []  # the one slot is busy
+    assert [r.job_id for r in Planner(CPU, parallel_runs=2).plan(chain.state, keys, memory)] == [jobs[2]]
 
 
 # ---- duties ---------------------------------------------------------------------------------------------------
@@ -221,26 +307,51 @@ def test_copy_commit_waits_for_the_other_commitment_and_copies_it():
 # ---- whole lifecycles over the ledger -------------------------------------------------------------------------
 @dataclass
 class SimNode:
-    """One node's agent in the simulation: its planner, memory and keys, and what it would compute."""
+    """One node's agent in the simulation: its planner, memory and keys, what it would compute, and its compute
+    pool (one run at a time, each taking ``run_blocks`` blocks; 0 means a run is done at once)."""
 
     planner: Planner
     keys: list[LocalKey]
     memory: AgentMemory = field(default_factory=lambda: AgentMemory())
     summary: list[int] = field(default_factory=lambda: list(TRUE_SUMMARY))
     posted: list[str] = field(default_factory=list)
+    run_blocks: int = 0
+    in_flight: dict[bytes, int] = field(default_factory=dict)  # job -> height its run is done at
+    ran: list[bytes] = field(default_factory=list)  # jobs in the order their runs started
+
+    def finish_runs(self, height: int) -> None:
+        for job_id, done_at in list(self.in_flight.items()):
+            if height >= done_at:
+                del self.in_flight[job_id]
+                self.memory.running.discard(job_id)
+                self.memory.results[job_id] = RunRecord(list(self.summary), ARTIFACT, b"r" * 32)
+
+    def start_run(self, job_id: bytes, height: int) -> None:
+        self.ran.append(job_id)
+        if self.run_blocks == 0:
+            self.memory.results[job_id] = RunRecord(list(self.summary), ARTIFACT, b"r" * 32)
+            return
+        self.memory.running.add(job_id)
+        self.in_flight[job_id] = max([height, *self.in_flight.values()]) + self.run_blocks
 
 
 def simulate(chain: Chain, nodes: list[SimNode], job_id: bytes, max_blocks: int = 60) -> None:
     """Plan, execute (fetch and run succeed at once), post the txs in the next block, until the job ends."""
+    simulate_jobs(chain, nodes, [job_id], max_blocks)
+
+
+def simulate_jobs(chain: Chain, nodes: list[SimNode], job_ids: list[bytes], max_blocks: int = 60) -> None:
+    """Like ``simulate``, until every one of ``job_ids`` has ended."""
     wallets = {k.name: Wallet(k.name) for n in nodes for k in n.keys}
     for _ in range(max_blocks):
         txs = []
         for node in nodes:
+            node.finish_runs(chain.state.height)
             for action in node.planner.plan(chain.state, node.keys, node.memory):
                 if isinstance(action, FetchSpec):
                     node.memory.specs[action.digest] = SPEC
                 elif isinstance(action, RunJob):
-                    node.memory.results[action.job_id] = RunRecord(list(node.summary), ARTIFACT, b"r" * 32)
+                    node.start_run(action.job_id, chain.state.height)
                 else:
                     kind = type(action).__name__
                     node.memory.posted[(action.job_id, action.key.account, kind[4:].lower())] = chain.state.height
@@ -251,9 +362,10 @@ def simulate(chain: Chain, nodes: list[SimNode], job_id: bytes, max_blocks: int 
                     txs.append(w.sign(payload_for(action)))
                     node.posted.append(f"{kind}:{action.key.name}")
         chain.block(*txs)
-        if chain.state.jobs[job_id].is_terminal:
+        if all(chain.state.jobs[j].is_terminal for j in job_ids):
             return
-    raise AssertionError(f"job still {chain.state.jobs[job_id].status} after {max_blocks} blocks")
+    pending = [chain.state.jobs[j].status for j in job_ids if not chain.state.jobs[j].is_terminal]
+    raise AssertionError(f"jobs still {pending} after {max_blocks} blocks")
 
 
 def three_nodes(faulty: str | None = None, cheat_price: int = 500) -> list[SimNode]:
@@ -329,3 +441,37 @@ def test_a_dispute_without_a_referee_fails_the_job_and_refunds():
     assert chain.state.jobs[job_id].status == "failed"
     assert chain.state.jobs[job_id].verdict == "disputed_no_referee"
     assert DISPUTED not in [s for s, _ in chain.state.jobs[job_id].history]
+
+
+@pytest.mark.parametrize(("run_blocks", "commits"),
+                         [(0, [10] * 5), (1, [14, 10, 12, 11, 13]), (2, [14, 10, 12, 11, 13])])
+def test_five_jobs_submitted_at_once_to_two_workers_all_reach_verified(run_blocks, commits):
+    chain, jobs = open_jobs(5, workers=("w1", "w2"), commits=commits)
+    before = {n: chain.state.workers[account(n)].stake for n in ("w1", "w2")}
+    # each planner budgets a run at what the simulated pool takes (run_blocks blocks of one second)
+    nodes = [SimNode(fast(default_run_s=float(run_blocks)), [key(n)], run_blocks=run_blocks) for n in ("w1", "w2")]
+    simulate_jobs(chain, nodes, jobs)
+    state = chain.state
+    assert [state.jobs[j].status for j in jobs] == [VERIFIED] * 5
+    assert all(state.jobs[j].result_summary == TRUE_SUMMARY for j in jobs)
+    for n in ("w1", "w2"):  # nobody stalled: every commit landed before its deadline
+        w = state.workers[account(n)]
+        assert w.stake == before[n] and w.jobs_failed == 0 and w.jobs_done == 5 and w.active_jobs == 0
+    for node in nodes:  # each node ran every job once, earliest commit deadline first
+        assert sorted(node.ran) == sorted(jobs)
+        assert node.ran == sorted(jobs, key=lambda j: (state.jobs[j].history[1][1] + commits[jobs.index(j)], j))
+
+
+def test_a_node_that_cannot_fit_another_run_leaves_that_job_unbid_rather_than_stalling():
+    # three 2-block runs fit a 7-block commit window (6 blocks of it usable), a fourth does not
+    chain, jobs = open_jobs(4, workers=("w1", "w2"), commits=[7] * 4)
+    nodes = [SimNode(fast(default_run_s=2.0), [key(n)], run_blocks=2) for n in ("w1", "w2")]
+    for node in nodes:
+        node.memory.secret = b"same order" * 4  # both prefer the same jobs, so both leave out the same one
+    simulate_jobs(chain, nodes, jobs)
+    statuses = sorted(chain.state.jobs[j].status for j in jobs)
+    assert statuses == [REFUNDED] + [VERIFIED] * 3
+    [left] = [chain.state.jobs[j] for j in jobs if chain.state.jobs[j].status == REFUNDED]
+    assert left.verdict == "no_eligible_bid" and left.bids == {}
+    for n in ("w1", "w2"):
+        assert chain.state.workers[account(n)].jobs_failed == 0
