@@ -310,8 +310,14 @@ class Gossip:
         self.topic_volume[topic] = self.topic_volume.get(topic, 0) + 1
         self._remember(mid, msg)
         await self._forward(peer, msg)
+        item = Received(topic, msg.data, mid, peer)
         try:
-            await sub.send.send(Received(topic, msg.data, mid, peer))  # back-pressure from a slow subscriber
+            try:
+                # no checkpoint on the fast path: the reader handles a whole batch before the writer runs,
+                # which is what lets the writer coalesce the forwarded frames into one send_all
+                sub.send.send_nowait(item)
+            except trio.WouldBlock:
+                await sub.send.send(item)  # back-pressure from a slow subscriber
             counters.delivered += 1
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # unsubscribed meanwhile, or the application closed its receive channel
@@ -434,8 +440,10 @@ class Gossip:
         for p in list(mesh):
             s = self._score(p)
             # mesh-delivery deficit: a mesh member that relays nothing on a busy topic is penalised
+            # only with a surplus of mesh peers: in a sparse topology a quiet peer may simply be a leaf
             active = self.heartbeats - s.mesh_since.get(topic, self.heartbeats) >= c.mesh_activation
-            if active and volume >= c.mesh_min_deliveries_of and s.mesh_deliveries.get(topic, 0) == 0:
+            surplus = len(mesh) > c.D_lo
+            if active and surplus and volume >= c.mesh_min_deliveries_of and not s.mesh_deliveries.get(topic):
                 s.mesh_failures += 1
             s.mesh_deliveries[topic] = 0
             if self.score(p) < 0 or p not in self.host._connections:

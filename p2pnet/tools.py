@@ -52,8 +52,9 @@ async def _node(args: argparse.Namespace) -> None:
             for addr in args.bootstrap:
                 await host.dial(addr)
 
+        counted = [0]
+
         async def receive() -> None:
-            count = 0
             while True:
                 msg = await inbox.receive()
                 now = time.monotonic_ns()
@@ -63,18 +64,21 @@ async def _node(args: argparse.Namespace) -> None:
                     latencies.append((seq, now - sent))
                     span[0] = span[0] or now
                     span[1] = now
-                count += 1
-                if inbox.statistics().current_buffer_used == 0:
-                    _out(f"COUNT {count}")
+                counted[0] += 1
 
         async def watch() -> None:
+            # progress lines at most every 20 ms: a line per message would cost a syscall per message
             last: list[str] = []
+            last_count = 0
             while True:
+                if counted[0] != last_count:
+                    last_count = counted[0]
+                    _out(f"COUNT {last_count}")
                 mesh = sorted(str(p) for p in host.gossip.mesh.get(topic, ()))
                 if mesh != last:
                     last = mesh
                     _out("STATE " + ",".join(mesh))
-                await trio.sleep(0.05)
+                await trio.sleep(0.02)
 
         nursery.start_soon(receive)
         nursery.start_soon(watch)
@@ -90,6 +94,7 @@ async def _node(args: argparse.Namespace) -> None:
             if cmd[0] == "PUB":
                 count, size, rate = int(cmd[1]), int(cmd[2]), float(cmd[3])
                 start = trio.current_time()
+                start_ns = time.monotonic_ns()
                 reached_min = 1 << 30
                 for i in range(count):
                     if rate > 0:
@@ -97,7 +102,7 @@ async def _node(args: argparse.Namespace) -> None:
                     seq += 1
                     data = _HEADER.pack(seq, time.monotonic_ns()).ljust(size, b"\0")
                     reached_min = min(reached_min, await host.gossip.publish(topic, data))
-                _out(f"PUBLISHED {count} {trio.current_time() - start:.6f} {reached_min}")
+                _out(f"PUBLISHED {count} {trio.current_time() - start:.6f} {reached_min} {start_ns}")
             elif cmd[0] == "STATS":
                 stats = {"received": len(seen), "latencies_ns": latencies, "span_ns": span, **host.metrics()}
                 _out("STATS " + json.dumps(stats))
@@ -157,8 +162,9 @@ class NodeProcess:
 class Cluster:
     """Child-process nodes started in a nursery (killed when it exits); ``wait_until`` a condition on them."""
 
-    def __init__(self, nursery: trio.Nursery) -> None:
+    def __init__(self, nursery: trio.Nursery, node_cmd: list[str] | None = None) -> None:
         self.nursery = nursery
+        self.node_cmd = node_cmd if node_cmd is not None else [sys.executable, "-m", "p2pnet.tools"]
         self.nodes: list[NodeProcess] = []
         self._changed = trio.Event()
 
@@ -168,7 +174,7 @@ class Cluster:
 
     async def start_node(self, *args: str) -> NodeProcess:
         """Start a node and return once it printed its listen address (no sleeps)."""
-        cmd = [sys.executable, "-m", "p2pnet.tools", *args]
+        cmd = [*self.node_cmd, *args]
         proc = await self.nursery.start(
             functools.partial(trio.run_process, cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, check=False)
         )
