@@ -72,11 +72,14 @@ class DeviceSampler:
     def __init__(self, proc: Path = Path("/proc")) -> None:
         self.proc = proc
         self._cpu_prev: tuple[int, int] | None = None
+        self._cpu_last: float | None = None
         self._gpu_cache: tuple[float, list[dict[str, Any]]] | None = None
         self.smi = shutil.which("nvidia-smi")
+        self.cpu_utilisation()  # the first scrape then reports the time since the node started
 
     def cpu_utilisation(self) -> float | None:
-        """Busy share of all CPUs since the last call (None on the first call or without /proc)."""
+        """Busy share of all CPUs since the last reading (the previous value when no tick has passed since; None
+        before two readings or without /proc)."""
         try:
             fields = (self.proc / "stat").read_text().splitlines()[0].split()[1:]
         except (OSError, IndexError):
@@ -84,10 +87,14 @@ class DeviceSampler:
         ticks = [int(x) for x in fields]
         idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
         total = sum(ticks[:8])
-        prev, self._cpu_prev = self._cpu_prev, (idle, total)
-        if prev is None or total <= prev[1]:
+        prev = self._cpu_prev
+        if prev is not None and total <= prev[1]:
+            return self._cpu_last
+        self._cpu_prev = (idle, total)
+        if prev is None:
             return None
-        return max(0.0, min(1.0, 1.0 - (idle - prev[0]) / (total - prev[1])))
+        self._cpu_last = max(0.0, min(1.0, 1.0 - (idle - prev[0]) / (total - prev[1])))
+        return self._cpu_last
 
     def memory(self) -> tuple[int, int] | None:
         """(used, total) bytes of the machine's memory."""
