@@ -89,9 +89,22 @@ def cmd_node(args: argparse.Namespace) -> int:
         if addr not in cfg.bootstrap:
             cfg.bootstrap.append(addr)
     cfg.validate()
+    _announce_api_token(home, cfg.api_host_port())
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     return main_node(home, cfg, passphrase=_passphrase(args), faulty=args.faulty)
+
+
+def _announce_api_token(home: Path, api: tuple[str, int] | None) -> None:
+    """An API off loopback guards its writes with a bearer token: create it on first start and print it once."""
+    from bootstrap.api import ensure_api_token, token_required
+
+    if api is None or not token_required(api[0]):
+        return
+    token, created = ensure_api_token(home)
+    if created:
+        print(f"API token for write requests to {api[0]}:{api[1]} (shown once; kept in {home / 'api_token'}):\n"
+              f"  Authorization: Bearer {token}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------------ devnet

@@ -302,3 +302,15 @@ async def test_a_node_on_all_interfaces_wants_its_token(tmp_path: Path) -> None:
         assert status == 200 and doc["status"] == "healthy"
         status, doc = await trio.to_thread.run_sync(lambda: http("POST", f"{url}/client/register", body, token))
         assert status == 200 and doc["balance"] == 500, doc
+
+
+def test_dacn_node_prints_a_new_token_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bootstrap.cli import _announce_api_token
+
+    _announce_api_token(tmp_path, ("127.0.0.1", 5000))
+    assert capsys.readouterr().err == "" and not (tmp_path / TOKEN_FILE).exists()
+    _announce_api_token(tmp_path, ("0.0.0.0", 5000))
+    token = (tmp_path / TOKEN_FILE).read_text().strip()
+    assert f"Authorization: Bearer {token}" in capsys.readouterr().err
+    _announce_api_token(tmp_path, ("0.0.0.0", 5000))
+    assert capsys.readouterr().err == ""  # shown once; the file keeps it
