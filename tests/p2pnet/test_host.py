@@ -205,3 +205,34 @@ def test_config_validation() -> None:
     with pytest.raises(Exception, match="multiaddr"):
         HostConfig(bootstrap=["nonsense"]).validate()
     assert str(Multiaddr.parse("/ip4/1.2.3.4/tcp/5")) == "/ip4/1.2.3.4/tcp/5"
+
+
+async def test_per_peer_rate_limit_pushes_back() -> None:
+    def slow_in(i: int, cfg: HostConfig) -> None:
+        if i == 1:
+            cfg.rate_limit, cfg.rate_burst = 50.0, 5.0
+
+    async with running_hosts(2, slow_in) as (a, b):
+        async def echo(peer, payload):
+            return payload
+
+        b.set_request_handler("/echo", echo)
+        peer = await a.dial(b.listen_addrs[0])
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for i in range(30):
+                nursery.start_soon(a.request, peer, "/echo", i)
+        elapsed = trio.current_time() - start
+        assert elapsed >= 0.3  # 30 frames over a 5-frame burst at 50/s: about half a second, none dropped
+        assert b.connection(a.peer_id).dropped == 0
+
+
+async def test_outbound_limit() -> None:
+    def one_out(i: int, cfg: HostConfig) -> None:
+        if i == 0:
+            cfg.max_outbound = 1
+
+    async with running_hosts(3, one_out) as (a, b, c):
+        await a.dial(b.listen_addrs[0])
+        with pytest.raises(DialError, match="outbound connection limit"):
+            await a.dial(c.listen_addrs[0])

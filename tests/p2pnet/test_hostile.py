@@ -145,12 +145,58 @@ async def test_slow_reader_is_cut_off_and_others_continue(caplog) -> None:
         await honest.dial(victim.listen_addrs[0])
         digest = victim.provide_blob(os.urandom(64 * 1024))
         stream, session = await _secure(victim.listen_addrs[0], NoiseHandshake(mallory, initiator=True))
-        # ask for ~32 MB of replies and never read them
-        frames = [encode_message(Request(i, "/dacn/blob/1", {"d": digest, "o": 0})) for i in range(1, 500)]
-        await stream.send_all(session.encrypt(join_frames(frames)))
-        with trio.fail_after(10):
-            while mallory.peer_id in victim.peers() or not victim.peers():
-                await _honest_round_trip(honest, victim)  # honest traffic keeps flowing meanwhile
-                await trio.sleep(0.05)
+        await _wait_for(lambda: mallory.peer_id in victim.peers())
+        # keep asking for 64 kB replies and never read them, until the victim hangs up
+
+        async def flood() -> None:
+            rid = 0
+            try:
+                while True:
+                    frames = []
+                    for _ in range(20):
+                        rid += 1
+                        frames.append(encode_message(Request(rid, "/dacn/blob/1", {"d": digest, "o": 0})))
+                    await stream.send_all(session.encrypt(join_frames(frames)))
+                    await trio.sleep(0.01)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flood)
+            with trio.fail_after(15):
+                while mallory.peer_id in victim.peers():
+                    await _honest_round_trip(honest, victim)  # honest traffic keeps flowing meanwhile
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
         assert "slow reader" in caplog.text
+        await stream.aclose()
+
+
+def _short_timeouts(i: int, cfg: HostConfig) -> None:
+    cfg.handshake_timeout = 0.3
+    cfg.idle_timeout = 0.6
+    cfg.keepalive_interval = 0.2
+
+
+async def test_silent_connection_hits_the_handshake_timeout(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with running_hosts(1, _short_timeouts) as (victim,):
+        addr = victim.listen_addrs[0]
+        stream = await trio.open_tcp_stream(addr.host, addr.port)
+        with trio.fail_after(3):
+            while await stream.receive_some(65536):
+                pass  # nothing to send back: the victim gives up and closes
+        assert "HandshakeTimeout" in caplog.text or "handshake not finished" in caplog.text
+        await stream.aclose()
+
+
+async def test_mute_peer_is_closed_as_idle(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    mallory = Identity.generate()
+    async with running_hosts(1, _short_timeouts) as (victim,):
+        stream, _ = await _secure(victim.listen_addrs[0], NoiseHandshake(mallory, initiator=True))
+        await _wait_for(lambda: mallory.peer_id in victim.peers())
+        await _wait_for(lambda: mallory.peer_id not in victim.peers(), timeout=5)
+        assert "idle for over" in caplog.text
+        assert not victim.is_banned(mallory.peer_id)  # quiet is not hostile
         await stream.aclose()
