@@ -1,0 +1,169 @@
+"""Fuzzing the transaction decoder (``decode_signed_tx``, ``decode_tx_body``) and canonical MessagePack
+(``ledger.encoding.unpack``): random bytes and mutants of valid signed txs of every kind raise ``DecodeError``
+and nothing else; whatever decodes is canonical (re-encodes to the very bytes it came from, so a tx has one id).
+
+Bounded by the Hypothesis profile; ``bench/fuzz_long.py`` runs ``TARGETS`` for longer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger.crypto import blake2b256, signing_key_from_seed
+from ledger.encoding import pack, unpack
+from ledger.errors import DecodeError
+from ledger.tx import (
+    MAX_SALT_LEN,
+    PAYLOAD_TYPES,
+    Payload,
+    SignedTx,
+    Tx,
+    decode_signed_tx,
+    decode_tx_body,
+    make_tx,
+    verify_tx_signature,
+)
+from tests.fuzzing import Target
+
+FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+CHAIN_ID = "dacn-fuzz"
+
+_u64 = st.integers(0, 2**64 - 1)
+_h32 = st.binary(min_size=32, max_size=32)
+
+
+def _utf8(n: int) -> st.SearchStrategy[str]:
+    return st.text(max_size=n).filter(lambda s: len(s.encode()) <= n)
+
+
+# Field name -> strategy for a valid value; every field of every kind must be listed (checked below).
+FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    **{name: _h32 for name in ("to", "spender", "owner", "params_digest", "dataset_digest", "job_id", "commitment",
+                               "artifact_digest")},
+    **{name: _u64 for name in ("amount", "stake", "memory_mb", "capacity", "reward", "verification_fee",
+                               "tolerance_abs", "tolerance_ppm", "min_memory_mb", "bid_window", "commit_window",
+                               "reveal_window", "price")},
+    "device_kind": _utf8(16),
+    "device": _utf8(16),
+    "device_name": _utf8(128),
+    "model": _utf8(128),
+    "summary": st.lists(st.integers(-(2**63), 2**63 - 1), max_size=40),
+    "salt": st.binary(min_size=16, max_size=MAX_SALT_LEN),
+}
+
+
+def payloads() -> st.SearchStrategy[Payload]:
+    return st.one_of(
+        [st.builds(cls, *(FIELD_VALUES[name] for name, _check in cls.FIELDS)) for cls in PAYLOAD_TYPES]
+    )
+
+
+signed_txs = st.builds(
+    lambda seed, payload, nonce, fee: make_tx(payload, signing_key_from_seed(seed), CHAIN_ID, nonce=nonce, fee=fee),
+    st.binary(min_size=32, max_size=32),
+    payloads(),
+    _u64,
+    _u64,
+)
+
+
+def _check_signed(stx: SignedTx, data: bytes) -> None:
+    assert pack([stx.body_bytes, stx.signature]) == data
+    assert stx.encode() == data and stx.tx_id == blake2b256(data)
+    assert stx.tx.encode_body() == stx.body_bytes  # the typed tx keeps every bit of the body
+    assert decode_tx_body(stx.body_bytes) == stx.tx
+
+
+def _check_body(tx: Tx, data: bytes) -> None:
+    assert tx.encode_body() == data
+
+
+def _check_canonical(obj: Any, data: bytes) -> None:
+    assert pack(obj) == data
+
+
+# Canonical MessagePack over structures like the ledger's (ints, bytes, str, None, nested lists).
+_canonical_values = st.recursive(
+    st.none() | st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=40) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5),
+    max_leaves=16,
+)
+
+TARGETS = [
+    Target("ledger.decode_signed_tx", decode_signed_tx, (DecodeError,), signed_txs.map(SignedTx.encode),
+           _check_signed),
+    Target("ledger.decode_tx_body", decode_tx_body, (DecodeError,), signed_txs.map(lambda s: s.body_bytes),
+           _check_body),
+    Target("ledger.encoding.unpack", lambda data: unpack(data, max_size=8192), (DecodeError,),
+           _canonical_values.map(pack), _check_canonical),
+]
+
+
+def test_every_field_of_every_kind_has_a_generator() -> None:
+    missing = {f"{cls.KIND}.{name}" for cls in PAYLOAD_TYPES for name, _ in cls.FIELDS if name not in FIELD_VALUES}
+    assert not missing
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+def test_fuzzed_input_raises_only_decode_error(target: Target) -> None:
+    @FUZZ
+    @given(target.inputs())
+    def run(data: bytes) -> None:
+        target.run_one(data)
+
+    run()
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+def test_valid_input_decodes_and_round_trips(target: Target) -> None:
+    @FUZZ
+    @given(target.valid)
+    def run(data: bytes) -> None:
+        assert target.run_one(data)
+
+    run()
+
+
+@FUZZ
+@given(signed_txs)
+def test_a_valid_tx_decodes_to_itself_and_its_signature_verifies(stx: SignedTx) -> None:
+    got = decode_signed_tx(stx.encode())
+    assert got == stx and got.tx == stx.tx and got.tx_id == stx.tx_id
+    verify_tx_signature(got, CHAIN_ID)
+
+
+@FUZZ
+@given(signed_txs, st.data())
+def test_a_mutated_tx_that_still_decodes_is_a_different_tx(stx: SignedTx, data: st.DataObject) -> None:
+    raw = bytearray(stx.encode())
+    i = data.draw(st.integers(0, len(raw) - 1))
+    raw[i] ^= 1 << data.draw(st.integers(0, 7))
+    try:
+        got = decode_signed_tx(bytes(raw))
+    except DecodeError as exc:
+        assert exc.field and exc.reason  # the error names what was wrong
+        return
+    # Canonical decoding: different bytes are a different tx id, never a second spelling of the same tx.
+    assert got.tx_id != stx.tx_id
+    assert got.encode() == bytes(raw)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (b"", "tx"),
+        (pack([b"x", bytes(64)]), "tx.body"),
+        (pack([pack([1, 99, bytes(32), 0, 0, []]), bytes(64)]), "tx.kind"),
+        (pack([pack([2, 1, bytes(32), 0, 0, [bytes(32), 1]]), bytes(64)]), "tx.version"),
+        (pack([pack([1, 1, bytes(31), 0, 0, [bytes(32), 1]]), bytes(64)]), "tx.sender"),
+        (pack([pack([1, 1, bytes(32), 0, 0, [bytes(32), 1]]), bytes(63)]), "tx.signature"),
+        (bytes(9000), "tx"),
+    ],
+)
+def test_invalid_txs_name_the_field(data: bytes, field: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_signed_tx(data)
+    assert info.value.field == field
