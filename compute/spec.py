@@ -188,7 +188,7 @@ def _coerce(param: Param, value: Any) -> ParamValue:
 
 def validate_params(model: str, params: Mapping[str, Any]) -> dict[str, ParamValue]:
     """Check ``params`` against ``model``'s table and return them with every default filled in."""
-    if model not in MODEL_PARAMS:
+    if not isinstance(model, str) or model not in MODEL_PARAMS:  # a list from the wire is unhashable
         raise SpecError("model", f"unknown model {model!r}; known: {', '.join(MODELS)}")
     if not isinstance(params, Mapping):
         raise SpecError("params", f"must be a mapping, got {type(params).__name__}")
@@ -252,8 +252,10 @@ class JobSpec:
         if not isinstance(wire, list) or len(wire) != 8 or wire[0] != SPEC_TAG:
             raise SpecError("spec", f"expected an 8-item list tagged {SPEC_TAG!r}")
         _, model, params, digest, precision, tol, req, limits = wire
-        if not isinstance(params, list) or not all(isinstance(p, list) and len(p) == 2 for p in params):
-            raise SpecError("params", "must be a list of [name, value] pairs")
+        if not isinstance(params, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in params
+        ):
+            raise SpecError("params", "must be a list of [name, value] pairs with str names")
         for name, value in (("tolerance", tol), ("requirements", req), ("limits", limits)):
             if not isinstance(value, list) or len(value) != 2:
                 raise SpecError(name, "must be a 2-item list")
@@ -284,7 +286,7 @@ def make_spec(
     memory_limit_mb: int = 4096,
 ) -> JobSpec:
     """Build a spec with the model's default precision and tolerance; ``min_memory_mb`` defaults to the limit."""
-    if model not in MODEL_PARAMS:
+    if not isinstance(model, str) or model not in MODEL_PARAMS:  # a list from the wire is unhashable
         raise SpecError("model", f"unknown model {model!r}; known: {', '.join(MODELS)}")
     return JobSpec(
         model=model,
