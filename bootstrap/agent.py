@@ -380,27 +380,27 @@ class Planner:
         backlog = self._backlog(state, workers, memory)
         candidates.sort(key=lambda j: (len(j.bids), j.bid_deadline + j.commit_window,
                                        blake2b256(memory.secret + j.job_id)))
+        free = [k for k in workers
+                if open_bids[k.account] < self.max_open_bids and to_commit[k.account] < self.max_concurrent_jobs]
         for job in candidates:
-            ours = any(self._has_bid(state, job, k.account, memory) for k in workers)
-            work = self._work(state, job, memory)
-            if not ours and not self.fits([*backlog, work]):
-                continue  # this node could not also finish it in time (another key's bid adds no run)
-            bids = len(job.bids)
-            for k in workers:
-                if bids >= state.params.max_bids_per_job:
-                    break
-                if k.account in job.bids or self._blocked(memory, job.job_id, k.account, "bid", state.height):
-                    continue
-                if open_bids[k.account] >= self.max_open_bids or to_commit[k.account] >= self.max_concurrent_jobs:
-                    continue
-                if eligibility_problem(state, k.account, job) is not None:
-                    continue
+            if not free:
+                break  # every key is at its limits: nothing more to bid on this block
+            room = state.params.max_bids_per_job - len(job.bids)
+            bidders = [k for k in free
+                       if k.account not in job.bids
+                       and not self._blocked(memory, job.job_id, k.account, "bid", state.height)
+                       and eligibility_problem(state, k.account, job) is None][:max(0, room)]
+            if not bidders:
+                continue
+            if not any(self._has_bid(state, job, k.account, memory) for k in workers):
+                work = self._work(state, job, memory)
+                if not self.fits([*backlog, work]):
+                    continue  # this node could not also finish it in time (another key's bid adds no run)
+                backlog.append(work)
+            for k in bidders:
                 out.append(PostBid(job.job_id, k, self.price_for(job.reward)))
                 open_bids[k.account] += 1
-                bids += 1
-                if not ours:
-                    backlog.append(work)
-                    ours = True
+            free = [k for k in free if open_bids[k.account] < self.max_open_bids]
         return out
 
     # -- duties --

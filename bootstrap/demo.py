@@ -156,7 +156,7 @@ def _walkthrough(net: list[DevnetNode], timeout: float, say: Callable[[str], Non
     before = {name: pick(i)[1].balance(name)["balance"] for i, (name, _) in enumerate(CLIENTS)}
     home_of = {name: pick(i) for i, (name, _) in enumerate(CLIENTS)}
 
-    say("== submitting one job of each model from different nodes, each once the one before has a worker")
+    say("== submitting one job of each model from different nodes, all at once")
     jobs: list[TrackedJob] = []
     t0 = time.monotonic()
     for model, client_name, reward, params in JOBS:
@@ -165,9 +165,6 @@ def _walkthrough(net: list[DevnetNode], timeout: float, say: Callable[[str], Non
         label = f"{model} ({client_name}@node{node.index})"
         say(f"   submitted {label:36} job {_short(r['job_id'], 16)} reward {reward}")
         jobs.append(TrackedJob(label, node, client_name, r["job_id"]))
-        # Workers hold one job at a time (bids count), so a burst of jobs can outrun the bidders; pacing
-        # the submissions keeps every job in the demo on its happy path.
-        follow_jobs(jobs, timeout, say, until=lambda j: j.status not in ("submitted", "pending", "open"), start=t0)
 
     say("== following the jobs to settlement")
     follow_jobs(jobs, timeout, say, start=t0)

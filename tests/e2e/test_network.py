@@ -73,17 +73,14 @@ def test_seed_flow_and_every_model_verified_and_paid(net: tuple[Path, list[Devne
     stats = clients[0].stats()
     assert stats["total_workers"] == 7 and stats["total_jobs"] == 1  # 6 node keys + test_worker
 
-    # -- one job of every model, from different nodes, each by its own client
+    # -- one job of every model, from different nodes, each by its own client, all submitted back to back (as
+    # users would: no waiting for one job to be taken before the next goes out)
+    for i, (_, at, _, _) in enumerate(MODEL_JOBS):
+        assert clients[at].register_client(f"client{i}", 500)["balance"] == 500
     submitted = []
     for i, (model, at, reward, params) in enumerate(MODEL_JOBS):
-        c = clients[at]
-        name = f"client{i}"
-        assert c.register_client(name, 500)["balance"] == 500
-        r = c.submit_job(name, model, reward, params=params)
-        submitted.append((r["job_id"], at, name, reward))
-        # pace: the next job goes out once this one has its worker (bids hold a worker for one job at a time)
-        wait_for(f"{model} assigned", lambda c=c, j=r["job_id"]: c.job(j)["status"] not in ("pending", "open"),
-                 60)
+        r = clients[at].submit_job(f"client{i}", model, reward, params=params)
+        submitted.append((r["job_id"], at, f"client{i}", reward))
 
     finals = {}
     for job_id, at, _, _ in [(seed_job, 0, "test_client", 50), *submitted]:
