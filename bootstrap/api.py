@@ -234,6 +234,15 @@ class RawTx(_Body):
     tx: str = Field(max_length=4 * 8192)
 
 
+MAX_BATCH_TXS = 4096
+
+
+class RawTxBatch(_Body):
+    """Several signed transactions (hex), admitted one by one in the given order (``POST /txs``)."""
+
+    txs: list[Annotated[str, Field(max_length=4 * 8192)]] = Field(max_length=MAX_BATCH_TXS)
+
+
 # ------------------------------------------------------------------------------------------------- conversions
 
 
@@ -1050,6 +1059,25 @@ def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
         if outcome.get("status") == "rejected":
             raise ApiError(400, f"tx rejected: {outcome.get('reason')}", outcome)
         return JSONResponse(jsonable(outcome), status_code=200 if outcome["status"] == "committed" else 202)
+
+    @app.post("/txs")
+    async def post_txs(body: RawTxBatch) -> dict[str, Any]:
+        """Admit a batch of signed txs (load generators): one result per item, in order, never waiting for
+        commits. An item's error does not stop the rest: ``{"status": "pending", "tx_id"}`` or
+        ``{"status": "rejected", "error", "detail"}`` (the error ``POST /tx`` would have answered)."""
+        results: list[dict[str, Any]] = []
+        for i, text in enumerate(body.txs):
+            try:
+                try:
+                    raw = bytes.fromhex(text)
+                except ValueError:
+                    raise ApiError(400, f"txs[{i}]: not valid hex", {"field": f"txs[{i}]"}) from None
+                tx_id = await call(node.submit_tx, await call(decode_signed_tx, raw))
+                results.append({"status": "pending", "tx_id": tx_id})
+            except ApiError as exc:
+                results.append({"status": "rejected", "error": exc.message, "detail": jsonable(exc.detail)})
+        accepted = sum(1 for r in results if r["status"] == "pending")
+        return {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
 
     install_dashboard(app, node, ApiError, jsonable)
     app.state.device_sampler = DeviceSampler()
