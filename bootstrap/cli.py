@@ -356,6 +356,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     keep_running=not args.no_keep, timeout=args.timeout, fresh=not args.reuse)
 
 
+def cmd_loadgen(args: argparse.Namespace) -> int:
+    import trio
+
+    from bootstrap.loadgen import LoadConfig, run_load
+
+    urls = [u for item in args.node for u in item.split(",") if u]
+    cfg = LoadConfig(urls, rate=args.rate, duration=args.duration, accounts=args.accounts,
+                     faucet_home=Path(args.faucet_home) if args.faucet_home else None, batch_ms=args.batch_ms,
+                     settle_s=args.settle, http_timeout=args.http_timeout)
+    report = trio.run(run_load, cfg)
+    print(json.dumps(report.to_dict()) if args.json else report.table())
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ parser
 
 
@@ -478,6 +492,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int)
     s.add_argument("--out", help="file to write (default stdout)")
     s.set_defaults(func=cmd_state_export)
+
+    p = sub.add_parser("loadgen", help="offer signed transfers at a rate and report committed tx/s and latency")
+    p.add_argument("--node", action="append", default=None, required=True,
+                   help="a node's API URL (repeat, or comma-separate, to spread batches over several)")
+    p.add_argument("--rate", type=float, required=True, help="offered transfers per second")
+    p.add_argument("--duration", type=float, required=True, help="seconds to offer load")
+    p.add_argument("--accounts", type=int, default=16, help="sending accounts (default %(default)s)")
+    p.add_argument("--faucet-home", default=None, help="a devnet node home whose faucet key funds the accounts")
+    p.add_argument("--batch-ms", type=int, default=100, help="one POST /txs batch every this many ms")
+    p.add_argument("--settle", type=float, default=30.0, help="seconds to wait for stragglers to commit")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--http-timeout", type=float, default=60.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_loadgen)
 
     p = sub.add_parser("demo", help="a 4-node devnet running one job of each model, left running until Ctrl-C")
     p.add_argument("--nodes", type=int, default=4)

@@ -1,0 +1,399 @@
+"""A load generator: signs transfers locally from funded accounts and pushes them to a node at a set rate.
+
+    report = trio.run(run_load, LoadConfig(["http://127.0.0.1:5000"], rate=500, duration=10, accounts=32,
+                                           faucet_home=Path("devnet/node0")))
+    print(report.table())
+
+How it works: ``accounts`` keys are derived from a seed (so a rerun reuses them); with ``faucet_home`` the
+faucet key from that home funds any that hold less than they will spend (faucet transfers signed here, batch
+``POST /txs``). Then every ``batch_ms`` the generator signs as many transfers as the offered rate owes (round
+robin over the accounts, each account's nonces consecutive) and sends them as one ``POST /txs`` batch to the
+next node URL. A watcher follows the chain through ``/chain/head`` and ``/blocks/{h}`` and notes when each
+sent tx shows up in a committed block: end-to-end latency is submit → first seen committed (so it includes up
+to one poll interval). After ``duration`` it keeps watching for up to ``settle_s`` until every accepted tx is
+committed. The report gives offered vs committed tx/s, latency p50/p99, block times, and rejections by reason.
+
+HTTP is blocking ``http.client`` (keep-alive, one connection per task) run in trio worker threads, so the event
+loop only paces and counts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import statistics
+import time
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+from nacl.signing import SigningKey
+
+from bootstrap.errors import NodeError
+from ledger.crypto import blake2b256
+from ledger.tx import Transfer, make_tx
+
+# A sink account every load transfer pays (not one of the senders, so senders' balances only fall by known sums).
+SINK = blake2b256(b"dacn-loadgen-sink")
+
+
+class LoadgenError(NodeError):
+    """Bad load-generator settings or a node that cannot be loaded; ``field`` names the setting at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"loadgen {field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """What to offer: ``rate`` tx/s for ``duration`` s from ``accounts`` senders, pushed to ``node_urls``."""
+
+    node_urls: list[str]
+    rate: float
+    duration: float
+    accounts: int = 16
+    faucet_home: Path | None = None
+    seed: bytes = b"dacn-loadgen"
+    batch_ms: int = 100
+    amount: int = 1
+    fee: int | None = None
+    settle_s: float = 30.0
+    poll_ms: int = 100
+    http_timeout: float = 30.0
+
+    def validate(self) -> None:
+        if not self.node_urls:
+            raise LoadgenError("node", "at least one node URL is needed")
+        for url in self.node_urls:
+            u = urllib.parse.urlsplit(url)
+            if u.scheme != "http" or not u.hostname:
+                raise LoadgenError("node", f"{url!r} is not an http://HOST:PORT URL")
+        if not (math.isfinite(self.rate) and 0 < self.rate <= 1_000_000):
+            raise LoadgenError("rate", f"must be in (0, 1e6] tx/s, got {self.rate!r}")
+        if not (math.isfinite(self.duration) and 0 < self.duration <= 86_400):
+            raise LoadgenError("duration", f"must be in (0, 86400] seconds, got {self.duration!r}")
+        if type(self.accounts) is not int or not 1 <= self.accounts <= 100_000:
+            raise LoadgenError("accounts", f"must be an integer in 1..100000, got {self.accounts!r}")
+        if not 1 <= self.batch_ms <= 10_000:
+            raise LoadgenError("batch_ms", f"must be in 1..10000, got {self.batch_ms!r}")
+        if type(self.amount) is not int or self.amount < 1:
+            raise LoadgenError("amount", f"must be a positive integer, got {self.amount!r}")
+        if self.fee is not None and (type(self.fee) is not int or self.fee < 0):
+            raise LoadgenError("fee", f"must be a non-negative integer, got {self.fee!r}")
+        if not (math.isfinite(self.settle_s) and self.settle_s >= 0):
+            raise LoadgenError("settle_s", f"must be >= 0, got {self.settle_s!r}")
+        if self.faucet_home is not None and not (Path(self.faucet_home) / "keys" / "faucet.json").exists():
+            raise LoadgenError("faucet_home", f"{self.faucet_home} has no keys/faucet.json (not a devnet home?)")
+
+
+@dataclass
+class LoadReport:
+    """What a run offered and what the chain committed; ``committed_ids`` are the tx ids seen in blocks."""
+
+    rate: float
+    duration: float
+    offered: int = 0
+    accepted: int = 0
+    committed: int = 0
+    send_seconds: float = 0.0
+    commit_seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    rejections: Counter[str] = field(default_factory=Counter)
+    send_errors: Counter[str] = field(default_factory=Counter)
+    block_times_ms: list[int] = field(default_factory=list)
+    block_txs: list[int] = field(default_factory=list)
+    first_height: int = 0
+    last_height: int = 0
+    committed_ids: set[str] = field(default_factory=set)
+    uncommitted: int = 0
+
+    @property
+    def offered_tps(self) -> float:
+        return self.offered / self.send_seconds if self.send_seconds > 0 else 0.0
+
+    @property
+    def committed_tps(self) -> float:
+        """Committed txs over the time from the first send to the block that committed the last of them."""
+        return self.committed / self.commit_seconds if self.commit_seconds > 0 else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        if not self.latencies_ms:
+            return math.nan
+        s = sorted(self.latencies_ms)
+        return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+    @property
+    def block_time_median_ms(self) -> float:
+        return statistics.median(self.block_times_ms) if self.block_times_ms else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rate": self.rate, "duration": self.duration, "offered": self.offered, "accepted": self.accepted,
+            "committed": self.committed, "uncommitted": self.uncommitted,
+            "offered_tps": round(self.offered_tps, 1), "committed_tps": round(self.committed_tps, 1),
+            "latency_p50_ms": round(self.percentile_ms(0.5), 1), "latency_p99_ms": round(self.percentile_ms(0.99), 1),
+            "block_time_median_ms": self.block_time_median_ms, "blocks": len(self.block_times_ms),
+            "max_block_txs": max(self.block_txs, default=0), "heights": [self.first_height, self.last_height],
+            "rejections": dict(self.rejections), "send_errors": dict(self.send_errors),
+        }
+
+    def table(self) -> str:
+        d = self.to_dict()
+        rows = [("offered tx/s", f"{d['offered_tps']:.1f} ({self.offered} txs in {self.send_seconds:.1f} s)"),
+                ("accepted by the node", str(self.accepted)),
+                ("committed tx/s", f"{d['committed_tps']:.1f} ({self.committed} txs in {self.commit_seconds:.1f} s)"),
+                ("accepted, not committed", str(self.uncommitted)),
+                ("latency p50 / p99 ms", f"{d['latency_p50_ms']} / {d['latency_p99_ms']}"),
+                ("blocks, median block time ms", f"{d['blocks']}, {d['block_time_median_ms']}"),
+                ("largest block (txs)", str(d["max_block_txs"]))]
+        rows += [(f"rejected: {reason}", str(n)) for reason, n in self.rejections.most_common(8)]
+        rows += [(f"send error: {reason}", str(n)) for reason, n in self.send_errors.most_common(4)]
+        return "\n".join(["| figure | value |", "| --- | --- |", *(f"| {a} | {b} |" for a, b in rows)])
+
+
+# ------------------------------------------------------------------------------------------------ HTTP
+
+
+class _Http:
+    """One keep-alive connection to one node; blocking calls, meant for ``trio.to_thread.run_sync``."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        u = urllib.parse.urlsplit(url)
+        self.url = url
+        self.host, self.port, self.timeout = u.hostname or "127.0.0.1", u.port or 80, timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=data, headers=headers)
+                resp = self.conn.getresponse()
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw else None
+            except (http.client.HTTPException, OSError, ValueError):
+                self.close()  # a stale keep-alive connection: reconnect once
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+async def _call(h: _Http, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    return await trio.to_thread.run_sync(h.call, method, path, body)
+
+
+async def _get(h: _Http, path: str) -> Any:
+    try:
+        status, doc = await _call(h, "GET", path)
+    except (http.client.HTTPException, OSError, ValueError) as exc:
+        raise LoadgenError("node", f"{h.url}{path}: no answer ({exc!r})") from None
+    if status != 200:
+        raise LoadgenError("node", f"{h.url}{path} -> {status}: {doc}")
+    return doc
+
+
+# ------------------------------------------------------------------------------------------------ accounts
+
+
+def account_keys(seed: bytes, n: int) -> list[SigningKey]:
+    """The ``n`` load accounts' keys, derived from ``seed`` (the same seed gives the same accounts)."""
+    return [SigningKey(blake2b256(seed + i.to_bytes(4, "big"))) for i in range(n)]
+
+
+def load_faucet_key(home: Path) -> SigningKey:
+    """The devnet faucet's key from a node home (``keys/faucet.json``; ``DACN_PASSPHRASE`` if encrypted)."""
+    import os
+
+    from bootstrap.home import FAUCET_KEY, home_paths
+    from bootstrap.keystore import Keystore, KeystoreError
+
+    try:
+        return Keystore(home_paths(Path(home))["keys"], os.environ.get("DACN_PASSPHRASE")).load(FAUCET_KEY)
+    except KeystoreError as exc:
+        raise LoadgenError("faucet_home", str(exc)) from None
+
+
+def _reason(result: dict[str, Any]) -> str:
+    detail = result.get("detail")
+    kind = detail.get("kind") if isinstance(detail, dict) else None
+    return str(kind or result.get("error") or "unknown")[:80]
+
+
+class Account:
+    """A sender: its key and the next nonce to sign."""
+
+    __slots__ = ("address", "key", "nonce")
+
+    def __init__(self, key: SigningKey, nonce: int) -> None:
+        self.key, self.address, self.nonce = key, bytes(key.verify_key), nonce
+
+
+async def _account_state(h: _Http, address: bytes) -> tuple[int, int]:
+    doc = await _get(h, f"/client/{address.hex()}/balance")
+    return int(doc["balance"]), int(doc["nonce"])
+
+
+async def fund_accounts(cfg: LoadConfig, h: _Http, chain_id: str, fee: int) -> list[Account]:
+    """Read each load account's balance and nonce; top up from the faucet those short of what the run spends."""
+    keys = account_keys(cfg.seed, cfg.accounts)
+    per_account = math.ceil(cfg.rate * cfg.duration / cfg.accounts) + 1
+    need = per_account * (cfg.amount + fee) + 10 * (cfg.amount + fee)
+    accounts, short = [], []
+    for key in keys:
+        balance, nonce = await _account_state(h, bytes(key.verify_key))
+        accounts.append(Account(key, nonce))
+        if balance < need:
+            short.append((bytes(key.verify_key), 2 * need - balance))
+    if not short:
+        return accounts
+    if cfg.faucet_home is None:
+        raise LoadgenError("faucet_home", f"{len(short)} load accounts need funds and no faucet home was given")
+    faucet = load_faucet_key(cfg.faucet_home)
+    _balance, nonce = await _account_state(h, bytes(faucet.verify_key))
+    for _attempt in range(5):
+        txs = [make_tx(Transfer(to=to, amount=amount), faucet, chain_id, nonce=nonce + i, fee=fee).encode().hex()
+               for i, (to, amount) in enumerate(short)]
+        for start in range(0, len(txs), 1024):
+            status, doc = await _call(h, "POST", "/txs", {"txs": txs[start:start + 1024]})
+            if status != 200:
+                raise LoadgenError("node", f"funding batch refused: {status} {doc}")
+        deadline = trio.current_time() + 60
+        while trio.current_time() < deadline:
+            pending = [a for a, _ in short if (await _account_state(h, a))[0] < need]
+            if not pending:
+                return accounts
+            await trio.sleep(0.3)
+        # Someone else used the faucet's nonces meanwhile (every devnet node holds the faucet key): sign again.
+        _balance, nonce = await _account_state(h, bytes(faucet.verify_key))
+        short = [(a, amt) for a, amt in short if (await _account_state(h, a))[0] < need]
+    raise LoadgenError("faucet_home", f"could not fund {len(short)} load accounts after 5 attempts")
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
+    """Fund the accounts, offer the load, follow the chain until it is committed (or ``settle_s`` runs out)."""
+    cfg.validate()
+    nodes = [_Http(u, cfg.http_timeout) for u in cfg.node_urls]
+    watch = _Http(cfg.node_urls[0], cfg.http_timeout)
+    try:
+        head = await _get(watch, "/chain/head")
+        chain_id = str(head["chain_id"])
+        fee = cfg.fee if cfg.fee is not None else 1
+        accounts = await fund_accounts(cfg, watch, chain_id, fee)
+        report = LoadReport(rate=cfg.rate, duration=cfg.duration)
+        sent_at: dict[str, float] = {}
+        done = trio.Event()
+        sending_over = trio.Event()
+        start_height = int((await _get(watch, "/chain/head"))["height"])
+        report.first_height = start_height + 1
+        t0 = time.perf_counter()
+        last_commit = t0
+
+        async def watcher() -> None:
+            nonlocal last_commit
+            h = start_height
+            prev_time: int | None = None
+            settle_deadline = math.inf
+            while True:
+                top = int((await _get(watch, "/chain/head"))["height"])
+                while h < top:
+                    h += 1
+                    block = await _get(watch, f"/blocks/{h}")
+                    now = time.perf_counter()
+                    if prev_time is not None:
+                        report.block_times_ms.append(int(block["time_ms"]) - prev_time)
+                    prev_time = int(block["time_ms"])
+                    report.block_txs.append(len(block["txs"]))
+                    report.last_height = h
+                    for tx in block["txs"]:
+                        tid = tx["tx_id"]
+                        sent = sent_at.pop(tid, None)
+                        if sent is not None:
+                            report.committed += 1
+                            report.committed_ids.add(tid)
+                            report.latencies_ms.append(1000 * (now - sent))
+                            last_commit = now
+                if sending_over.is_set():
+                    if settle_deadline == math.inf:
+                        settle_deadline = time.perf_counter() + cfg.settle_s
+                    if not sent_at or time.perf_counter() >= settle_deadline:
+                        done.set()
+                        return
+                await trio.sleep(cfg.poll_ms / 1000)
+
+        async def sender() -> None:
+            i = 0
+            total = round(cfg.rate * cfg.duration)
+            tick = cfg.batch_ms / 1000
+            n_nodes = len(nodes)
+            batch_no = 0
+            while report.offered < total:
+                elapsed = time.perf_counter() - t0
+                owed = min(total, int(cfg.rate * elapsed) + 1) - report.offered
+                if owed > 0:
+                    batch, ids = [], []
+                    for _ in range(min(owed, 4096)):
+                        acct = accounts[i % len(accounts)]
+                        i += 1
+                        stx = make_tx(Transfer(to=SINK, amount=cfg.amount), acct.key, chain_id, nonce=acct.nonce,
+                                      fee=fee)
+                        acct.nonce += 1
+                        batch.append(stx.encode().hex())
+                        ids.append(stx.tx_id.hex())
+                    report.offered += len(batch)
+                    node = nodes[batch_no % n_nodes]
+                    batch_no += 1
+                    now = time.perf_counter()
+                    for tid in ids:  # before the POST returns: a block may commit them before it does
+                        sent_at[tid] = now
+                    try:
+                        status, doc = await _call(node, "POST", "/txs", {"txs": batch})
+                    except (http.client.HTTPException, OSError, ValueError) as exc:
+                        report.send_errors[type(exc).__name__] += len(batch)
+                        status, doc = 0, None
+                    if status != 200 or not isinstance(doc, dict):
+                        if status:
+                            report.send_errors[f"HTTP {status}"] += len(batch)
+                        for tid in ids:
+                            sent_at.pop(tid, None)
+                        continue
+                    for tid, res in zip(ids, doc["results"], strict=True):
+                        if res.get("status") == "pending":
+                            report.accepted += 1
+                        else:
+                            sent_at.pop(tid, None)
+                            report.rejections[_reason(res)] += 1
+                    if on_progress is not None:
+                        on_progress(report)
+                await trio.sleep(max(0.0, t0 + tick * math.floor(elapsed / tick + 1) - time.perf_counter()))
+            report.send_seconds = time.perf_counter() - t0
+            sending_over.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watcher)
+            nursery.start_soon(sender)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+        report.commit_seconds = last_commit - t0 if report.committed else 0.0
+        report.uncommitted = len(sent_at)
+        return report
+    finally:
+        for h in (*nodes, watch):
+            h.close()
