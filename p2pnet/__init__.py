@@ -14,9 +14,14 @@ The API the node uses::
     reached = await host.gossip.publish("txs", data)  # number of peers the message was queued to
     host.metrics()                                 # per-topic and per-connection counters
 
+``HostConfig()`` holds production defaults, ``HostConfig.test()`` short timers for tests; ``validate()`` raises
+``ConfigError`` naming the field. ``discovery=False`` keeps a fixed topology (no bootstrap dials, peer exchange or
+pruning); ``peer_table_path`` saves known peers and reuses them on restart.
+
 Identities: :class:`Identity`, :class:`PeerId`, :func:`load_or_create_identity`, :func:`save_identity`.
 Errors: every one derives from :class:`P2PError` (see :mod:`p2pnet.errors`).
 Simulation: :mod:`p2pnet.testing` (an in-memory network for the same Host code, under a mock clock).
+Multi-process tests and benchmarks: :mod:`p2pnet.tools` (a stand-alone node, and a harness that starts them).
 """
 
 from p2pnet.config import GossipConfig, HostConfig

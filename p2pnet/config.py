@@ -19,6 +19,7 @@ class GossipConfig:
     history_length: int = 5  # heartbeats a message stays answerable to IWANT
     history_gossip: int = 3  # heartbeats a message is advertised in IHAVE
     seen_ttl: float = 120.0
+    seen_max: int = 500_000  # ids kept at most (oldest evicted first) whatever the rate: bounded memory
     fanout_ttl: float = 60.0
     prune_backoff: float = 60.0
     flood_publish: bool = True  # own messages go to every subscribed peer, not only the mesh
@@ -64,6 +65,8 @@ class GossipConfig:
             raise ConfigError(
                 "thresholds", self.gossip_threshold, "need 0 ≥ gossip ≥ publish ≥ graylist ≥ disconnect"
             )
+        if self.seen_max < 1000:
+            raise ConfigError("seen_max", self.seen_max, "must be ≥ 1000")
         if self.subscription_queue < 1:
             raise ConfigError("subscription_queue", self.subscription_queue, "must be ≥ 1")
 

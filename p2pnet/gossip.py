@@ -115,6 +115,7 @@ class Gossip:
         self.topic_volume: dict[str, int] = {}
         self.heartbeats = 0
         self.graylisted_rpcs = 0
+        self.seen_evicted = 0
 
     # --- application API ------------------------------------------------------------------------------------
 
@@ -284,7 +285,7 @@ class Gossip:
                 s = self._score(peer)
                 s.mesh_deliveries[topic] = s.mesh_deliveries.get(topic, 0) + 1
             return
-        self.seen[mid] = trio.current_time() + self.config.seen_ttl
+        self._mark_seen(mid)
         counters.received += 1
         result = ValidationResult.ACCEPT
         if sub.validator is not None:
@@ -514,9 +515,18 @@ class Gossip:
             peers.update(extra[: self.config.D - len(peers)])
         return peers
 
+    def _mark_seen(self, mid: bytes) -> None:
+        seen = self.seen
+        seen[mid] = trio.current_time() + self.config.seen_ttl
+        seen.move_to_end(mid)
+        if len(seen) > self.config.seen_max:
+            seen.popitem(last=False)
+            self.seen_evicted += 1
+            if self.seen_evicted in (1, 1000) or self.seen_evicted % 100_000 == 0:
+                log.warning("seen-cache full (%d ids): evicted %d before their ttl", len(seen), self.seen_evicted)
+
     def _remember(self, mid: bytes, msg: GossipMessage) -> None:
-        self.seen[mid] = trio.current_time() + self.config.seen_ttl
-        self.seen.move_to_end(mid)
+        self._mark_seen(mid)
         self.mcache[mid] = msg
         self.windows[0].append((mid, msg.topic))
 

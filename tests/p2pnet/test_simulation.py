@@ -102,3 +102,19 @@ async def test_partition_then_heal(autojump_clock) -> None:
             if i != 10:
                 assert _drain(inboxes[i]) == [b"after"], f"node {i}"
         nursery.cancel_scope.cancel()
+
+
+async def test_seen_cache_is_bounded(autojump_clock) -> None:
+    net = MemoryNetwork(seed=1)
+    cfg = _sim_config()
+    cfg.gossip.seen_max = 1000
+    host = net.host(config=cfg)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        host.gossip.subscribe("t")
+        for i in range(1500):
+            assert await host.gossip.publish("t", b"%d" % i) == 0  # nobody to send to, still remembered
+        assert len(host.gossip.seen) == 1000
+        assert host.gossip.seen_evicted == 500
+        assert await host.gossip.publish("t", b"1499") == 0 and host.gossip.counters["t"].published == 1500
+        nursery.cancel_scope.cancel()
