@@ -9,10 +9,15 @@ messages go out through an async ``publish`` (gossip), time is trio's clock, and
 A validator's own votes are remembered in a small file (``sign_state``) before they are broadcast, so a node
 that restarts at the same height does not sign a conflicting vote for a step it already voted in (which would
 be evidence of equivocation and get it slashed).
+
+Test-only misbehaviour (``byzantine``, never set outside tests): ``equivocate`` signs and broadcasts a second,
+conflicting vote beside every vote of its own (nil against a block, a made-up hash against nil);
+``invalid-proposals`` proposes blocks whose header names a wrong state root, so honest validators refuse them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -30,9 +35,12 @@ from bootstrap.wire import ProposalMsg, VoteMsg, encode_consensus
 from ledger import consensus as c
 from ledger.block import Block, BlockError, Vote
 from ledger.chain import Chain, CommittedBlock
+from ledger.crypto import blake2b256
 from ledger.sync import Blocks
 
 log = logging.getLogger("bootstrap.driver")
+
+BYZANTINE_MODES = frozenset({"equivocate", "invalid-proposals", "spam"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,8 @@ class DriverStats:
     sync_errors: int = 0
     behind_reports: int = 0
     withheld_votes: int = 0
+    byzantine_votes: int = 0
+    byzantine_proposals: int = 0
     publish_failures: int = 0
     last_commit_time: float = 0.0
 
@@ -117,8 +127,14 @@ class ConsensusDriver:
         rebroadcast_ms: int = 1000,
         sign_state_path: Path | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        byzantine: frozenset[str] = frozenset(),
     ) -> None:
+        unknown = set(byzantine) - BYZANTINE_MODES
+        if unknown:
+            raise ValueError(f"byzantine: unknown mode(s) {sorted(unknown)}; known: {sorted(BYZANTINE_MODES)}")
         self.chain = chain
+        self.byzantine = frozenset(byzantine)
+        self._signing_key = signing_key
         me = bytes(signing_key.verify_key) if signing_key is not None else None
         self.is_validator = me is not None and me in chain.validators
         self.machine: c.ConsensusMachine[Block] = c.ConsensusMachine(
@@ -256,6 +272,8 @@ class ConsensusDriver:
             self.sign_state.record(vote)
             self.stats.votes_out += 1
             self._out_send.send_nowait(encode_consensus(VoteMsg(vote, self._seq)))
+            if "equivocate" in self.byzantine:
+                self._equivocate(vote)
         elif isinstance(action, c.BroadcastProposal):
             self.stats.proposals_out += 1
             self._out_send.send_nowait(encode_consensus(ProposalMsg(action.proposal, action.value, self._seq)))
@@ -267,6 +285,10 @@ class ConsensusDriver:
             me = self.machine.me
             assert me is not None
             block = self.chain.build(action.height, action.round, me, self._clock_ms(), list(self.machine.evidence))
+            if "invalid-proposals" in self.byzantine:
+                self.stats.byzantine_proposals += 1
+                bad = dataclasses.replace(block.header, state_root=blake2b256(b"not the state" + block.hash()))
+                block = dataclasses.replace(block, header=bad)
             return c.ValueReady(action.height, action.round, block)
         elif isinstance(action, c.Decide):
             committed = self.chain.commit_block(action.value, action.commit)
@@ -279,3 +301,12 @@ class ConsensusDriver:
             self.stats.behind_reports += 1
             self._on_behind(action.seen_height)
         return None
+
+    def _equivocate(self, vote: Vote) -> None:
+        """Test-only: a second signed vote for the same height, round and step, for something else."""
+        if self._signing_key is None:
+            return
+        other = None if vote.block_hash else blake2b256(b"equivocation" + vote.height.to_bytes(8, "big"))
+        twin = Vote.sign(self._signing_key, self.chain.chain_id, vote.vote_type, vote.height, vote.round, other)
+        self.stats.byzantine_votes += 1
+        self._out_send.send_nowait(encode_consensus(VoteMsg(twin, self._seq)))

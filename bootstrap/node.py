@@ -9,14 +9,20 @@ The read side (``state``, ``head``, ``job_view`` …) shows committed state only
 from the node's keystore, admits the tx to the local mempool (typed ledger errors on a bad tx) and gossips it.
 Job data moves peer to peer: the submitting node keeps the spec and dataset in its content-addressed blob store
 and announces them; others fetch by digest (``fetch_blob``) and check it.
+
+Test-only switches (:class:`TestSwitches`, from ``DACN_TEST_*`` environment variables, all off by default) make
+a node misbehave for the chaos and Byzantine tests: a skewed block clock, SIGUSR1 cutting every peer link for a
+while, and a Byzantine validator (equivocating votes, invalid proposals, gossip spam).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +31,7 @@ import trio
 
 from bootstrap.blobs import BlobStore
 from bootstrap.config import NodeConfig
-from bootstrap.driver import ConsensusDriver
+from bootstrap.driver import BYZANTINE_MODES, ConsensusDriver
 from bootstrap.errors import BlobNotFound, HomeError, NodeError, NodeNotRunning, UnknownAccount, WireError
 from bootstrap.events import EventBus
 from bootstrap.home import NODE_KEY, home_paths, load_home_genesis
@@ -116,6 +122,66 @@ def default_dataset(model: str, seed: int = 0) -> SyntheticSource:
     return SyntheticSource(kind=_DEFAULT_KIND.get(model, "regression"), n_samples=200, n_features=4, seed=seed)
 
 
+class TestSwitchError(NodeError):
+    """A ``DACN_TEST_*`` variable holds a value the node cannot use; ``field`` names the variable."""
+
+    __test__ = False
+
+    def __init__(self, field: str, value: str, reason: str) -> None:
+        super().__init__(f"{field}={value!r:.80}: {reason}")
+        self.field, self.value = field, value
+
+
+MAX_CLOCK_SKEW_MS = 60_000
+
+
+@dataclass(frozen=True)
+class TestSwitches:
+    """Test-only faults. ``byzantine``: modes from ``bootstrap.driver.BYZANTINE_MODES`` (``spam`` floods gossip
+    with invalid txs and consensus garbage at ``spam_rate`` messages/s); ``clock_skew_ms``: offset of the block
+    clock (bounded by ``MAX_CLOCK_SKEW_MS``); ``isolate_signal``: SIGUSR1 cuts every peer link for ``isolate_s``."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    byzantine: frozenset[str] = frozenset()
+    clock_skew_ms: int = 0
+    isolate_signal: bool = False
+    isolate_s: float = 5.0
+    spam_rate: int = 200
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TestSwitches:
+        """``DACN_TEST_BYZANTINE`` (comma-separated modes), ``DACN_TEST_CLOCK_SKEW_MS``, ``DACN_TEST_ISOLATE_S``
+        (enables SIGUSR1), ``DACN_TEST_SPAM_RATE``."""
+        env = os.environ if env is None else env
+        raw = env.get("DACN_TEST_BYZANTINE", "")
+        modes = frozenset(m.strip() for m in raw.split(",") if m.strip())
+        if modes - BYZANTINE_MODES:
+            raise TestSwitchError("DACN_TEST_BYZANTINE", raw, f"known modes: {', '.join(sorted(BYZANTINE_MODES))}")
+
+        def number(name: str, default: float, lo: float, hi: float) -> float:
+            text = env.get(name, "")
+            if not text:
+                return default
+            try:
+                value = float(text)
+            except ValueError:
+                raise TestSwitchError(name, text, "not a number") from None
+            if not lo <= value <= hi:
+                raise TestSwitchError(name, text, f"must be within [{lo:g}, {hi:g}]")
+            return value
+
+        skew = number("DACN_TEST_CLOCK_SKEW_MS", 0, -MAX_CLOCK_SKEW_MS, MAX_CLOCK_SKEW_MS)
+        isolate = number("DACN_TEST_ISOLATE_S", 0, 0, 3600)
+        rate = number("DACN_TEST_SPAM_RATE", 200, 1, 100_000)
+        return cls(byzantine=modes, clock_skew_ms=int(skew), isolate_signal=isolate > 0,
+                   isolate_s=isolate or 5.0, spam_rate=int(rate))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.byzantine or self.clock_skew_ms or self.isolate_signal)
+
+
 def _status_waiting_for(job: Job) -> str | None:
     s = job.status
     if s == "open":
@@ -135,9 +201,11 @@ class Node:
     """A running dacn node; see the module docstring. Attributes are set by :meth:`run`."""
 
     def __init__(
-        self, home: Path, config: NodeConfig, *, passphrase: str | None = None, faulty: str | None = None
+        self, home: Path, config: NodeConfig, *, passphrase: str | None = None, faulty: str | None = None,
+        switches: TestSwitches | None = None,
     ) -> None:
         config.validate()
+        self.switches = switches or TestSwitches()
         self.home = Path(home)
         self.config = config
         self.passphrase = passphrase
@@ -238,8 +306,12 @@ class Node:
                     signing_key=self.identity.signing_key,
                     rebroadcast_ms=self.config.rebroadcast_ms,
                     sign_state_path=self.paths["data"] / "sign_state.json",
+                    clock_ms=self._clock_ms,
+                    byzantine=self.switches.byzantine,
                 )
                 await nursery.start(self.driver.run)
+                if "spam" in self.switches.byzantine:
+                    nursery.start_soon(self._spam)
                 nursery.start_soon(self._sync_loop)
                 if self.config.pool_size > 0:
                     nursery.start_soon(self._run_pool)
@@ -261,6 +333,49 @@ class Node:
     def stop(self) -> None:
         """Ask ``run`` to finish gracefully (goodbye to peers, close the store). Safe to call more than once."""
         self._stop.set()
+
+    # ============================================================================================ test switches
+
+    def _clock_ms(self) -> int:
+        return int(time.time() * 1000) + self.switches.clock_skew_ms
+
+    def isolate(self, seconds: float) -> int:
+        """Test-only: cut every peer link and refuse those peers for ``seconds`` (then discovery reconnects).
+        Returns how many links were cut."""
+        if self.host is None:
+            return 0
+        peers = self.host.peers()
+        for peer in peers:
+            self.host.ban(peer, "test switch: links cut", seconds)
+        return len(peers)
+
+    async def _spam(self) -> None:
+        """Test-only Byzantine spam: garbage and badly signed txs on the tx topic, garbage on consensus."""
+        assert self.host is not None and self.identity is not None and self.chain is not None
+        import secrets
+
+        from ledger.tx import Transfer
+
+        me = self.identity.signing_key
+        i = 0
+        while True:
+            i += 1
+            kind = i % 3
+            if kind == 0:
+                topic, data = TOPIC_TX, secrets.token_bytes(64 + i % 200)
+            elif kind == 1:
+                stx = make_tx(Transfer(to=secrets.token_bytes(32), amount=1), me, self.chain.chain_id,
+                              nonce=self.chain.state.nonce(self.identity.public_key) + i, fee=1)
+                forged = SignedTx(stx.tx, stx.body_bytes, bytes(64))  # a signature that cannot verify
+                topic, data = TOPIC_TX, forged.encode()
+            else:
+                topic, data = TOPIC_CONSENSUS, secrets.token_bytes(100)
+            try:
+                await self.host.gossip.publish(topic, data)
+            except P2PError as exc:
+                log.debug("spam publish failed: %s", exc)
+            self.counters["spam_sent"] = self.counters.get("spam_sent", 0) + 1
+            await trio.sleep(1 / self.switches.spam_rate)
 
     async def _goodbye(self) -> None:
         if self.host is None:
@@ -891,10 +1006,18 @@ def main_node(home: Path, config: NodeConfig, *, passphrase: str | None = None, 
 
     Prints one line ``READY <peer id> p2p=<multiaddr> api=<host:port>`` on stdout once everything listens, so
     launchers can wait for readiness without sleeping. Returns the process exit code."""
-    node = Node(home, config, passphrase=passphrase, faulty=faulty)
+    try:
+        switches = TestSwitches.from_env()
+    except TestSwitchError as exc:
+        print(f"error: {exc}", flush=True)
+        return 2
+    if switches.active:
+        log.warning("TEST SWITCHES ON: %s", switches)
+    node = Node(home, config, passphrase=passphrase, faulty=faulty, switches=switches)
+    watched = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGUSR1] if switches.isolate_signal else [])
 
     async def _main() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(*watched) as signals:
             async with trio.open_nursery() as nursery:
 
                 async def run_node(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -908,6 +1031,10 @@ def main_node(home: Path, config: NodeConfig, *, passphrase: str | None = None, 
                     api = f"{node.api_address[0]}:{node.api_address[1]}" if node.api_address else "-"
                     print(f"READY {node.peer_id} {addrs} api={api} height={node.height}", flush=True)
                 async for signum in signals:
+                    if signum == signal.SIGUSR1:
+                        cut = node.isolate(switches.isolate_s)
+                        log.warning("test switch: cut %d peer links for %gs", cut, switches.isolate_s)
+                        continue
                     log.info("signal %d: shutting down", signum)
                     node.stop()
                     break  # the nursery now waits for run() to say goodbye and close the store
@@ -932,9 +1059,16 @@ def _cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--p2p", default=None, help="HOST:PORT to listen on for peers")
     ap.add_argument("--api", default=None, help="HOST:PORT for the REST API, or 'none'")
     ap.add_argument("--faulty", default=None, help="fault injection for tests")
+    ap.add_argument("--byzantine", default=None,
+                    help="test only: misbehave as a validator (comma-separated: equivocate, invalid-proposals, spam)")
+    ap.add_argument("--clock-skew-ms", default=None, help="test only: offset the block clock by this many ms")
     ap.add_argument("--log-level", default="WARNING")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.byzantine is not None:
+        os.environ["DACN_TEST_BYZANTINE"] = args.byzantine
+    if args.clock_skew_ms is not None:
+        os.environ["DACN_TEST_CLOCK_SKEW_MS"] = args.clock_skew_ms
     try:
         config = NodeConfig.load(args.home)
         if args.bootstrap is not None:
