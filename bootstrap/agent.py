@@ -702,11 +702,11 @@ class WorkerAgent:
 
     async def _run_task(self, action: RunJob, height: int) -> None:
         job_hex = action.job_id.hex()[:16]
-        started = trio.current_time()
         try:
-            pool = getattr(self.node, "pool", None)
+            pool = await self._pool()
             if pool is None:
                 raise AgentError(action.job_id, "this node has no compute pool (pool_size = 0)")
+            started = trio.current_time()  # waiting for the pool to start is not what a run costs
             spec = await self._spec(action.spec_digest)
             if spec.dataset_digest != action.dataset_digest:
                 raise AgentError(action.job_id, "the spec names another dataset than the job")
@@ -732,6 +732,18 @@ class WorkerAgent:
             self._run_failed(action, height, exc)
         finally:
             self.memory.running.discard(action.job_id)
+
+    async def _pool(self) -> Any:
+        """The node's compute pool, waiting for it while it is still starting (its children import for seconds,
+        and a job can be assigned before that: failing the run then would burn its attempts)."""
+        pool = getattr(self.node, "pool", None)
+        ready = getattr(self.node, "pool_ready", None)
+        size = getattr(getattr(self.node, "config", None), "pool_size", 0)
+        if pool is None and ready is not None and isinstance(size, int) and size > 0:
+            with trio.move_on_after(self.fetch_timeout_s):
+                await ready.wait()
+            pool = getattr(self.node, "pool", None)
+        return pool
 
     def _run_failed(self, action: RunJob, height: int, exc: BaseException) -> None:
         count = self.memory.run_failures.get(action.job_id, (0, 0, ""))[0] + 1

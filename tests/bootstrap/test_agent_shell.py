@@ -1,0 +1,59 @@
+"""The agent's trio shell without a real node: waiting for a compute pool that is still starting, and measuring
+seconds per block for the planner."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import trio
+import trio.testing
+
+from bootstrap.agent import WorkerAgent
+from bootstrap.config import AgentConfig
+from bootstrap.device import LocalDevice
+from compute.spec import MODELS
+
+CPU = LocalDevice("cpu", "test-cpu", 16_384, 100, frozenset(MODELS))
+
+
+def agent_on(pool_size: int) -> tuple[WorkerAgent, SimpleNamespace]:
+    node = SimpleNamespace(pool=None, pool_ready=trio.Event(), config=SimpleNamespace(pool_size=pool_size),
+                           faulty=None)
+    return WorkerAgent(node, AgentConfig(), device=CPU, fetch_timeout_s=30.0), node
+
+
+async def test_a_run_waits_for_a_pool_that_is_still_starting() -> None:
+    agent, node = agent_on(pool_size=2)
+    assert agent.planner.parallel_runs == 2  # one run per pool worker
+    got: list[object] = []
+
+    async def ask() -> None:
+        got.append(await agent._pool())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []  # still waiting: the pool has not started
+        node.pool = "the pool"
+        node.pool_ready.set()
+    assert got == ["the pool"]
+
+
+async def test_a_node_without_a_pool_is_told_so_at_once() -> None:
+    agent, _ = agent_on(pool_size=0)
+    with trio.fail_after(1):
+        assert await agent._pool() is None
+
+
+async def test_block_time_is_measured_from_the_heights_the_agent_sees(mock_clock: trio.testing.MockClock) -> None:
+    agent, _ = agent_on(pool_size=1)
+    assert agent.planner.block_time_s == 1.0  # the default before anything is measured
+    agent._note_height(10)
+    mock_clock.jump(10.0)
+    agent._note_height(10)  # the same height again: no block, nothing learnt
+    agent._note_height(15)  # 5 blocks in 10 s
+    assert agent.planner.block_time_s == 0.8 * 1.0 + 0.2 * 2.0
+    for h in range(16, 60):
+        mock_clock.jump(0.25)
+        agent._note_height(h)
+    assert abs(agent.planner.block_time_s - 0.25) < 0.01
