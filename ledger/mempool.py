@@ -119,6 +119,10 @@ class Mempool:
         self.future: dict[AccountId, dict[int, SignedTx]] = {}
         self.queued: dict[bytes, SignedTx] = {}
         self.queued_bytes = 0
+        # Eviction candidates, farthest first: (-gap when pushed, fee, inverted tx id, tx id). Lazy: an entry whose
+        # tx left the queue is skipped, one whose gap shrank (its sender's next nonce moved on) is pushed again.
+        self._far: list[tuple[int, int, bytes, bytes]] = []
+        self._far_stale = False  # some sender's next nonce went down: queued gaps grew, rebuild before use
         self.queued_evicted = 0  # pushed out of a full queue by a tx closer to its turn
         self.queued_dropped = 0  # superseded by another tx for the same nonce, or invalid when its turn came
         self.promoted = 0
@@ -193,6 +197,7 @@ class Mempool:
             if victim is None or victim.fee >= stx.fee:
                 raise MempoolFull(what, limit, stx.fee)
             self._remove_tail(victim.sender)
+            self._far_stale |= victim.sender in self.future
             self.evicted += 1
 
     def _insert(self, stx: SignedTx) -> None:
@@ -241,8 +246,10 @@ class Mempool:
         included = set(committed)
         for tx_id in included:
             self.verified.pop(tx_id, None)
+        gaps_grew = False  # a sender's next nonce went down (pending txs invalidated): queued gaps grew
         for sender in list(self.by_sender):
             q = self.by_sender.pop(sender)
+            old_next = q[-1].nonce + 1
             for stx in q:
                 del self.txs[stx.tx_id]
                 self.bytes -= len(stx.encode())
@@ -261,7 +268,9 @@ class Mempool:
                 if fees > state.balance(sender):
                     break
                 self._insert(stx)
+            gaps_grew |= sender in self.future and self.next_nonce(sender) < old_next
         dropped = before - len(self.txs)
+        self._far_stale |= gaps_grew
         for sender in list(self.future):
             self._promote(sender, included)
         return dropped
@@ -283,6 +292,9 @@ class Mempool:
         self.future.setdefault(stx.sender, {})[stx.nonce] = stx
         self.queued[stx.tx_id] = stx
         self.queued_bytes += size
+        heapq.heappush(self._far, (-gap, stx.fee, _inverted(stx.tx_id), stx.tx_id))
+        if len(self._far) > 2 * len(self.queued) + 64:
+            self._rebuild_far()  # mostly entries of txs that left the queue
 
     def _make_future_room(self, stx: SignedTx, gap: int, size: int) -> None:
         cfg = self.config
@@ -297,13 +309,26 @@ class Mempool:
 
     def _farthest_queued(self) -> tuple[int, SignedTx] | None:
         """The queued tx farthest ahead of its sender's next nonce (ties: lower fee, then higher tx id)."""
-        best: tuple[int, int, bytes, SignedTx] | None = None
-        for sender, q in self.future.items():
-            stx = q[max(q)]
-            key = (stx.nonce - self.next_nonce(sender), -stx.fee, stx.tx_id, stx)
-            if best is None or key[:3] > best[:3]:
-                best = key
-        return None if best is None else (best[0], best[3])
+        if self._far_stale:
+            self._rebuild_far()
+        far = self._far
+        while far:
+            neg_gap, fee, inverted, tx_id = far[0]
+            stx = self.queued.get(tx_id)
+            if stx is None:
+                heapq.heappop(far)
+                continue
+            gap = stx.nonce - self.next_nonce(stx.sender)
+            if gap == -neg_gap:
+                return gap, stx  # every other entry's gap is at most what it was pushed with, so none is farther
+            heapq.heapreplace(far, (-gap, fee, inverted, tx_id))
+        return None
+
+    def _rebuild_far(self) -> None:
+        self._far_stale = False
+        self._far = [(-(t.nonce - self.next_nonce(t.sender)), t.fee, _inverted(t.tx_id), t.tx_id)
+                     for t in self.queued.values()]
+        heapq.heapify(self._far)
 
     def _unqueue(self, stx: SignedTx) -> None:
         q = self.future[stx.sender]
@@ -346,3 +371,8 @@ class Mempool:
             out.append(stx)
             q = self.future.get(sender)
         return out
+
+
+def _inverted(tx_id: bytes) -> bytes:
+    """A key that sorts tx ids from highest to lowest."""
+    return bytes(255 - b for b in tx_id)

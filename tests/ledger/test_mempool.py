@@ -3,11 +3,14 @@ queue (reordered arrival, its bounds and eviction, promotion on admission and af
 
 from __future__ import annotations
 
+import contextlib
+import random
+
 import pytest
 
 from ledger.chain import Chain
 from ledger.crypto import blake2b256
-from ledger.errors import BadNonce, BadSignature, DecodeError, FeeTooLow, InsufficientFunds
+from ledger.errors import BadNonce, BadSignature, DecodeError, FeeTooLow, InsufficientFunds, LedgerError
 from ledger.mempool import (
     AlreadyInMempool,
     FutureQueueFull,
@@ -175,6 +178,19 @@ def test_full_queue_evicts_the_farthest_ahead_and_counts_it_or_refuses():
     assert mpb.queued_evicted == 1 and mpb.queued_bytes <= 2 * size
 
 
+def test_eviction_measures_gaps_from_the_senders_next_nonce_now():
+    mp, (a, b, c, d, *_) = pool(max_txs=1, max_future_txs=2)
+    mp.add(a.transfer(d.account, 1, nonce=0, fee=1).encode())
+    a3 = a.transfer(d.account, 1, nonce=3, fee=5)  # 2 ahead of a's next nonce (1)
+    b2 = b.transfer(d.account, 1, nonce=2, fee=1)  # 2 ahead too, and cheaper: the victim for now
+    mp.add(a3.encode())
+    mp.add(b2.encode())
+    mp.add(c.transfer(d.account, 1, nonce=0, fee=5).encode())  # the full pool evicts a's pending tx ...
+    assert mp.evicted == 1 and a.account not in mp.by_sender  # ... so a3 is now 3 ahead, the farthest
+    mp.add(d.transfer(a.account, 1, nonce=1).encode())
+    assert mp.queued_evicted == 1 and not mp.is_queued(a3.tx_id) and mp.is_queued(b2.tx_id)
+
+
 def test_a_queued_tx_invalid_at_its_turn_is_dropped_and_counted_one_without_room_waits():
     state = make_state(balances={"poor": 10, "user-0": 1_000_000, "user-1": 1_000_000})
     mp = Mempool(state.chain_id, state, MempoolConfig(max_txs=1))
@@ -217,3 +233,24 @@ def test_update_after_commit_promotes_queued_and_drops_superseded():
     chain.commit_block(block, commit)
     late.update(chain.state, [blake2b256(raw) for raw in block.txs])
     assert late.queued_dropped == 1 and [t.tx_id for t in late.by_sender[a.account]] == [ahead.tx_id]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_eviction_victim_is_always_the_farthest_queued_tx(seed):
+    """Random arrivals (early, next, late nonces; a small pool that evicts pending tails) against a full scan."""
+    rng = random.Random(seed)
+    mp, wallets = pool(max_txs=4, max_future_txs=5, future_window=6)
+    dest = wallets[5].account
+    for _ in range(150):
+        w = rng.choice(wallets[:5])
+        nonce = max(0, mp.next_nonce(w.account) + rng.randint(-1, 6))
+        with contextlib.suppress(LedgerError):
+            mp.add(w.transfer(dest, 1, nonce=nonce, fee=rng.randint(1, 9)).encode())
+        scan = [(t.nonce - mp.next_nonce(t.sender), -t.fee, t.tx_id) for t in mp.queued.values()]
+        found = mp._farthest_queued()
+        if not scan:
+            assert found is None
+            continue
+        gap, _, tx_id = max(scan)
+        assert found is not None and (found[0], found[1].tx_id) == (gap, tx_id)
+    assert mp.queued_evicted > 0 and mp.evicted > 0  # both kinds of eviction were exercised
