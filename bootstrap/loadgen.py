@@ -20,6 +20,7 @@ loop only paces and counts.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import math
 import statistics
@@ -65,6 +66,7 @@ class LoadConfig:
     settle_s: float = 30.0
     poll_ms: int = 100
     http_timeout: float = 30.0
+    resend_s: float = 5.0
 
     def validate(self) -> None:
         if not self.node_urls:
@@ -85,6 +87,8 @@ class LoadConfig:
             raise LoadgenError("amount", f"must be a positive integer, got {self.amount!r}")
         if self.fee is not None and (type(self.fee) is not int or self.fee < 0):
             raise LoadgenError("fee", f"must be a non-negative integer, got {self.fee!r}")
+        if not (math.isfinite(self.resend_s) and self.resend_s > 0):
+            raise LoadgenError("resend_s", f"must be > 0, got {self.resend_s!r}")
         if not (math.isfinite(self.settle_s) and self.settle_s >= 0):
             raise LoadgenError("settle_s", f"must be >= 0, got {self.settle_s!r}")
         if self.faucet_home is not None and not (Path(self.faucet_home) / "keys" / "faucet.json").exists():
@@ -111,6 +115,7 @@ class LoadReport:
     last_height: int = 0
     committed_ids: set[str] = field(default_factory=set)
     uncommitted: int = 0
+    resent: int = 0
 
     @property
     def offered_tps(self) -> float:
@@ -134,7 +139,7 @@ class LoadReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "rate": self.rate, "duration": self.duration, "offered": self.offered, "accepted": self.accepted,
-            "committed": self.committed, "uncommitted": self.uncommitted,
+            "committed": self.committed, "uncommitted": self.uncommitted, "resent": self.resent,
             "offered_tps": round(self.offered_tps, 1), "committed_tps": round(self.committed_tps, 1),
             "latency_p50_ms": round(self.percentile_ms(0.5), 1), "latency_p99_ms": round(self.percentile_ms(0.99), 1),
             "block_time_median_ms": self.block_time_median_ms, "blocks": len(self.block_times_ms),
@@ -147,7 +152,8 @@ class LoadReport:
         rows = [("offered tx/s", f"{d['offered_tps']:.1f} ({self.offered} txs in {self.send_seconds:.1f} s)"),
                 ("accepted by the node", str(self.accepted)),
                 ("committed tx/s", f"{d['committed_tps']:.1f} ({self.committed} txs in {self.commit_seconds:.1f} s)"),
-                ("accepted, not committed", str(self.uncommitted)),
+                ("sent, not committed", str(self.uncommitted)),
+                ("resent (oldest of an account, unseen after resend_s)", str(self.resent)),
                 ("latency p50 / p99 ms", f"{d['latency_p50_ms']} / {d['latency_p99_ms']}"),
                 ("blocks, median block time ms", f"{d['blocks']}, {d['block_time_median_ms']}"),
                 ("largest block (txs)", str(d["max_block_txs"]))]
@@ -291,7 +297,22 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
     """Fund the accounts, offer the load, follow the chain until it is committed (or ``settle_s`` runs out)."""
     cfg.validate()
     nodes = [_Http(u, cfg.http_timeout) for u in cfg.node_urls]
-    watch = _Http(cfg.node_urls[0], cfg.http_timeout)
+    watchers = [_Http(u, cfg.http_timeout) for u in cfg.node_urls]
+    watch = watchers[0]
+
+    async def follow(path: str) -> Any:
+        """GET from the first node that answers (a node may be down for a while: chaos tests kill them)."""
+        nonlocal watch
+        last: LoadgenError | None = None
+        for _ in range(len(watchers)):
+            try:
+                return await _get(watch, path)
+            except LoadgenError as exc:
+                last = exc
+                watch = watchers[(watchers.index(watch) + 1) % len(watchers)]
+        assert last is not None
+        raise last
+
     try:
         head = await _get(watch, "/chain/head")
         chain_id = str(head["chain_id"])
@@ -312,10 +333,16 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
             prev_time: int | None = None
             settle_deadline = math.inf
             while True:
-                top = int((await _get(watch, "/chain/head"))["height"])
+                try:
+                    top = int((await follow("/chain/head"))["height"])
+                except LoadgenError:
+                    top = h  # every node is down right now: try again next poll
                 while h < top:
+                    try:
+                        block = await follow(f"/blocks/{h + 1}")
+                    except LoadgenError:
+                        break
                     h += 1
-                    block = await _get(watch, f"/blocks/{h}")
                     now = time.perf_counter()
                     if prev_time is not None:
                         report.block_times_ms.append(int(block["time_ms"]) - prev_time)
@@ -325,6 +352,7 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
                     for tx in block["txs"]:
                         tid = tx["tx_id"]
                         sent = sent_at.pop(tid, None)
+                        forget(tid)
                         if sent is not None:
                             report.committed += 1
                             report.committed_ids.add(tid)
@@ -338,53 +366,82 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
                         return
                 await trio.sleep(cfg.poll_ms / 1000)
 
+        # Per account, the txs sent and not yet seen committed (nonce -> tx id, hex, last send). A tx that a
+        # node lost (it died before gossiping it, or the POST failed) leaves a nonce gap that stalls every later
+        # tx of its account, so the oldest one of each account is sent again once it is ``resend_s`` old;
+        # resending the same signed bytes is harmless (a node that has it answers AlreadyInMempool).
+        outstanding: list[dict[int, list[Any]]] = [{} for _ in accounts]
+        where: dict[str, tuple[int, int]] = {}
+        round_robin = itertools.count()
+
+        def forget(tid: str) -> None:
+            loc = where.pop(tid, None)
+            if loc is not None:
+                outstanding[loc[0]].pop(loc[1], None)
+
+        async def post(batch: list[str], ids: list[str], resends: int) -> None:
+            node = nodes[next(round_robin) % len(nodes)]
+            fresh = len(batch) - resends
+            try:
+                status, doc = await _call(node, "POST", "/txs", {"txs": batch})
+            except (http.client.HTTPException, OSError, ValueError) as exc:
+                report.send_errors[type(exc).__name__] += fresh
+                return  # still outstanding: resent later
+            if status != 200 or not isinstance(doc, dict):
+                report.send_errors[f"HTTP {status}"] += fresh
+                return
+            for k, (tid, res) in enumerate(zip(ids, doc["results"], strict=True)):
+                if res.get("status") == "pending":
+                    report.accepted += k < fresh
+                elif k < fresh or _reason(res) not in ("AlreadyInMempool", "BadNonce", "NonceQueued"):
+                    # refused for its own sake: it will never commit, whatever we resend
+                    report.rejections[_reason(res)] += 1
+                    sent_at.pop(tid, None)
+                    forget(tid)
+
+        def due_resends(now: float) -> tuple[list[str], list[str]]:
+            batch, ids = [], []
+            for pend in outstanding:
+                if pend:
+                    entry = pend[min(pend)]
+                    if now - entry[2] >= cfg.resend_s:
+                        entry[2] = now
+                        batch.append(entry[1])
+                        ids.append(entry[0])
+            report.resent += len(batch)
+            return batch, ids
+
         async def sender() -> None:
             i = 0
             total = round(cfg.rate * cfg.duration)
             tick = cfg.batch_ms / 1000
-            n_nodes = len(nodes)
-            batch_no = 0
-            while report.offered < total:
+            while not done.is_set():
                 elapsed = time.perf_counter() - t0
                 owed = min(total, int(cfg.rate * elapsed) + 1) - report.offered
-                if owed > 0:
-                    batch, ids = [], []
-                    for _ in range(min(owed, 4096)):
-                        acct = accounts[i % len(accounts)]
-                        i += 1
-                        stx = make_tx(Transfer(to=SINK, amount=cfg.amount), acct.key, chain_id, nonce=acct.nonce,
-                                      fee=fee)
-                        acct.nonce += 1
-                        batch.append(stx.encode().hex())
-                        ids.append(stx.tx_id.hex())
-                    report.offered += len(batch)
-                    node = nodes[batch_no % n_nodes]
-                    batch_no += 1
-                    now = time.perf_counter()
-                    for tid in ids:  # before the POST returns: a block may commit them before it does
-                        sent_at[tid] = now
-                    try:
-                        status, doc = await _call(node, "POST", "/txs", {"txs": batch})
-                    except (http.client.HTTPException, OSError, ValueError) as exc:
-                        report.send_errors[type(exc).__name__] += len(batch)
-                        status, doc = 0, None
-                    if status != 200 or not isinstance(doc, dict):
-                        if status:
-                            report.send_errors[f"HTTP {status}"] += len(batch)
-                        for tid in ids:
-                            sent_at.pop(tid, None)
-                        continue
-                    for tid, res in zip(ids, doc["results"], strict=True):
-                        if res.get("status") == "pending":
-                            report.accepted += 1
-                        else:
-                            sent_at.pop(tid, None)
-                            report.rejections[_reason(res)] += 1
+                now = time.perf_counter()
+                batch, ids = [], []
+                for _ in range(max(0, min(owed, 4096))):
+                    k = i % len(accounts)
+                    acct = accounts[k]
+                    i += 1
+                    stx = make_tx(Transfer(to=SINK, amount=cfg.amount), acct.key, chain_id, nonce=acct.nonce, fee=fee)
+                    raw, tid = stx.encode().hex(), stx.tx_id.hex()
+                    outstanding[k][acct.nonce] = [tid, raw, now]
+                    where[tid] = (k, acct.nonce)
+                    acct.nonce += 1
+                    batch.append(raw)
+                    ids.append(tid)
+                    sent_at[tid] = now  # before the POST returns: a block may commit it before it does
+                report.offered += len(batch)
+                if report.offered >= total and not sending_over.is_set():
+                    report.send_seconds = time.perf_counter() - t0
+                    sending_over.set()
+                more, more_ids = due_resends(now)
+                if batch or more:
+                    await post(batch + more, ids + more_ids, len(more))
                     if on_progress is not None:
                         on_progress(report)
                 await trio.sleep(max(0.0, t0 + tick * math.floor(elapsed / tick + 1) - time.perf_counter()))
-            report.send_seconds = time.perf_counter() - t0
-            sending_over.set()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watcher)
@@ -395,5 +452,5 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
         report.uncommitted = len(sent_at)
         return report
     finally:
-        for h in (*nodes, watch):
+        for h in (*nodes, *watchers):
             h.close()
