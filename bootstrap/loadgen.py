@@ -40,6 +40,8 @@ from ledger.tx import Transfer, make_tx
 
 # A sink account every load transfer pays (not one of the senders, so senders' balances only fall by known sums).
 SINK = blake2b256(b"dacn-loadgen-sink")
+# At most this many txs in one POST /txs (the API's bound is 4096).
+MAX_BATCH = 2048
 
 
 class LoadgenError(NodeError):
@@ -402,6 +404,8 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
         def due_resends(now: float) -> tuple[list[str], list[str]]:
             batch, ids = [], []
             for pend in outstanding:
+                if len(batch) >= MAX_BATCH // 2:
+                    break
                 if pend:
                     entry = pend[min(pend)]
                     if now - entry[2] >= cfg.resend_s:
@@ -419,8 +423,9 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
                 elapsed = time.perf_counter() - t0
                 owed = min(total, int(cfg.rate * elapsed) + 1) - report.offered
                 now = time.perf_counter()
+                more, more_ids = due_resends(now)
                 batch, ids = [], []
-                for _ in range(max(0, min(owed, 4096))):
+                for _ in range(max(0, min(owed, MAX_BATCH - len(more)))):
                     k = i % len(accounts)
                     acct = accounts[k]
                     i += 1
@@ -436,7 +441,6 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
                 if report.offered >= total and not sending_over.is_set():
                     report.send_seconds = time.perf_counter() - t0
                     sending_over.set()
-                more, more_ids = due_resends(now)
                 if batch or more:
                     await post(batch + more, ids + more_ids, len(more))
                     if on_progress is not None:
