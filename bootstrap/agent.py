@@ -485,7 +485,7 @@ class WorkerAgent:
         self.device = device or probe_device()
         pool_size = getattr(getattr(node, "config", None), "pool_size", 1)
         self.planner = Planner(self.device, cfg.bid_permille, cfg.max_concurrent_jobs, self.faults,
-                               max_open_bids=getattr(cfg, "max_open_bids", Planner.max_open_bids),
+                               max_open_bids=cfg.max_open_bids,
                                parallel_runs=max(1, pool_size if isinstance(pool_size, int) else 1))
         self.memory = AgentMemory()
         self.auto = bool(cfg.auto_coordinate)

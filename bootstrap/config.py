@@ -44,6 +44,8 @@ class AgentConfig:
     # Bid this share of a job's reward (per mille), never above the reward and never below 1 token.
     bid_permille: int = 800
     max_concurrent_jobs: int = 1
+    # Open bids one key may hold at once (bids do not hold a key to one job; the agent's time check does).
+    max_open_bids: int = 8
     # Also drive workers registered through the API (keystore keys), not only the node's own key.
     keystore_workers: bool = True
 
@@ -181,6 +183,8 @@ class NodeConfig:
             raise ConfigError("agent.bid_permille", a.bid_permille, "must be in 1..1000")
         if type(a.max_concurrent_jobs) is not int or a.max_concurrent_jobs < 1:
             raise ConfigError("agent.max_concurrent_jobs", a.max_concurrent_jobs, "must be at least 1")
+        if type(a.max_open_bids) is not int or a.max_open_bids < 1:
+            raise ConfigError("agent.max_open_bids", a.max_open_bids, "must be at least 1")
 
     # ------------------------------------------------------------------------------------------ files
 

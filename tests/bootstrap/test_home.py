@@ -108,3 +108,12 @@ def test_unknown_config_keys_are_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         NodeConfig.load(tmp_path / "missing")
     assert parse_host_port("[::1]:80", "x") == ("::1", 80)
+
+
+@pytest.mark.parametrize(("name", "value"), [("max_open_bids", 0), ("max_concurrent_jobs", 0), ("bid_permille", 1001)])
+def test_bad_agent_values_name_their_field(name: str, value: int) -> None:
+    cfg = NodeConfig.test()
+    setattr(cfg.agent, name, value)
+    with pytest.raises(ConfigError) as err:
+        cfg.validate()
+    assert err.value.field == f"agent.{name}"
