@@ -159,6 +159,7 @@ class GossipResult:
     mesh_wait: float  # virtual seconds from the last join until every mesh reached D_lo
     cpu_build: float  # real CPU seconds: joins and mesh warm-up
     cpu_publish: float  # real CPU seconds: the publish window (background included)
+    churn: float = 0.0  # connections opened + closed per node during the publish window (discovery at work)
     missing: dict[int, int] = field(default_factory=dict)  # node index -> messages it never got
     worst_duplicates: int = 0  # the most duplicates one node received
     d_hi: int = 0
@@ -194,6 +195,7 @@ async def _gossip(n: int, m: int, size: int, seed: int, spacing: float, settle: 
             copies0 = sum(h.gossip.counters[TOPIC].sent for h in hosts)
             dups0 = [h.gossip.counters[TOPIC].duplicates for h in hosts]
             cpu2 = time.process_time()
+            conns0 = sum(h.counters["connections_opened"] + h.counters["connections_closed"] for h in hosts)
             published: list[tuple[bytes, int, float]] = []
             for k in range(m):
                 src = rng.randrange(n)
@@ -206,6 +208,7 @@ async def _gossip(n: int, m: int, size: int, seed: int, spacing: float, settle: 
             cpu3 = time.process_time()
             copies = sum(h.gossip.counters[TOPIC].sent for h in hosts) - copies0
             dups = [h.gossip.counters[TOPIC].duplicates - d0 for h, d0 in zip(hosts, dups0, strict=True)]
+            conns = sum(h.counters["connections_opened"] + h.counters["connections_closed"] for h in hosts) - conns0
             nursery.cancel_scope.cancel()
 
     delivered = 0
@@ -245,6 +248,7 @@ async def _gossip(n: int, m: int, size: int, seed: int, spacing: float, settle: 
         mesh_wait=mesh_wait,
         cpu_build=cpu1 - cpu0,
         cpu_publish=cpu3 - cpu2,
+        churn=conns / n,
         missing=missing,
         worst_duplicates=max(dups),
         d_hi=hosts[0].config.gossip.D_hi,
@@ -404,14 +408,14 @@ def gossip_table(rows: list[GossipResult]) -> str:
     head = (
         "| nodes | msgs | delivered | copies sent /node/msg | dups recv /node/msg | frames /node/msg "
         "| bytes /node/msg | idle B/node/s | full delivery p50 / p99 ms | per-node p50 / p99 ms "
-        "| mesh warm-up s | CPU s build | CPU s publish |\n"
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        "| conn churn /node | mesh warm-up s | CPU s build | CPU s publish |\n"
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
     )
     lines = [
         f"| {r.nodes} | {r.messages} | {100 * r.delivery_ratio:.1f}% | {r.copies_per_node_msg:.2f} "
         f"| {r.duplicates_per_node_msg:.2f} | {r.frames_per_node_msg:.2f} | {r.bytes_per_node_msg:,.0f} "
         f"| {r.background_bytes_per_node_s:,.0f} | {1000 * r.full_p50:.0f} / {1000 * r.full_p99:.0f} "
-        f"| {1000 * r.hop_p50:.0f} / {1000 * r.hop_p99:.0f} | {r.mesh_wait:.1f} | {r.cpu_build:.1f} "
+        f"| {1000 * r.hop_p50:.0f} / {1000 * r.hop_p99:.0f} | {r.churn:.2f} | {r.mesh_wait:.1f} | {r.cpu_build:.1f} "
         f"| {r.cpu_publish:.1f} |"
         for r in rows
     ]

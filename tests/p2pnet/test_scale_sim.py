@@ -28,9 +28,10 @@ def test_cost_and_latency_are_measured(hundred: GossipResult) -> None:
     # Bytes per node per message: at least one 300-byte copy received, at most D_hi + 1 copies plus control.
     assert 300 <= hundred.bytes_per_node_msg <= (hundred.d_hi + 1) * 400
     assert hundred.background_bytes_per_node_s > 0  # keepalives and heartbeats are counted, and subtracted
-    # 10..20 ms links: the last node has a message within a few hops, never instantly.
-    assert 0.02 <= hundred.full_p50 <= hundred.full_p99 < 0.5
-    assert hundred.hop_p50 <= hundred.full_p50
+    # 10..20 ms links: a typical node has a message within a few hops. The last one may wait for IHAVE/IWANT
+    # repair while discovery reshuffles connections (heartbeat 0.5 s), but never for more than a few heartbeats.
+    assert 0.02 <= hundred.hop_p50 < 0.25
+    assert hundred.hop_p50 <= hundred.full_p50 <= hundred.full_p99 < 2.0
 
 
 def test_percentile_is_nearest_rank() -> None:
