@@ -112,6 +112,8 @@ class Mempool:
         self.config = config or MempoolConfig()
         self.txs: dict[bytes, SignedTx] = {}
         self.by_sender: dict[AccountId, list[SignedTx]] = {}
+        # The sum of each sender's pending fees, kept with ``by_sender`` (summing per admission was quadratic).
+        self.pending_fees: dict[AccountId, int] = {}
         self.bytes = 0
         self.verified: OrderedDict[bytes, None] = OrderedDict()
         self.evicted = 0
@@ -174,7 +176,7 @@ class Mempool:
             raise FeeTooLow(self.state.params.min_fee, stx.fee)
         check_tx(self.state, stx)
         # Fees of the sender's pending txs come out of the same balance before this one runs.
-        needed = sum(t.fee for t in self.by_sender.get(stx.sender, ())) + stx.fee
+        needed = self.pending_fees.get(stx.sender, 0) + stx.fee
         if needed > self.state.balance(stx.sender):
             raise InsufficientFunds(stx.sender, needed, self.state.balance(stx.sender))
         self._make_room(stx, size)
@@ -203,6 +205,7 @@ class Mempool:
     def _insert(self, stx: SignedTx) -> None:
         self.txs[stx.tx_id] = stx
         self.by_sender.setdefault(stx.sender, []).append(stx)
+        self.pending_fees[stx.sender] = self.pending_fees.get(stx.sender, 0) + stx.fee
         self.bytes += len(stx.encode())
 
     def _remove_tail(self, sender: AccountId) -> None:
@@ -210,6 +213,9 @@ class Mempool:
         stx = q.pop()
         if not q:
             del self.by_sender[sender]
+            del self.pending_fees[sender]
+        else:
+            self.pending_fees[sender] -= stx.fee
         del self.txs[stx.tx_id]
         self.bytes -= len(stx.encode())
 
@@ -249,6 +255,7 @@ class Mempool:
         gaps_grew = False  # a sender's next nonce went down (pending txs invalidated): queued gaps grew
         for sender in list(self.by_sender):
             q = self.by_sender.pop(sender)
+            del self.pending_fees[sender]
             old_next = q[-1].nonce + 1
             for stx in q:
                 del self.txs[stx.tx_id]
