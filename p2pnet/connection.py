@@ -216,6 +216,10 @@ class Connection:
             self.close(exc.reason, exc)
         except P2PError as exc:
             self.close(f"{type(exc).__name__}: {exc}", exc)
+        except Exception as exc:
+            # a bug reached by one peer's traffic closes that connection, not the whole node
+            log.exception("%r: internal error", self)
+            self.close(f"internal error: {type(exc).__name__}: {exc}")
 
     # --- sending --------------------------------------------------------------------------------------------
 

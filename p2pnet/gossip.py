@@ -116,6 +116,8 @@ class Gossip:
         self.heartbeats = 0
         self.graylisted_rpcs = 0
         self.seen_evicted = 0
+        self.iwant_sent = 0  # ids asked for after an IHAVE: the repair path at work
+        self.iwant_served = 0
 
     # --- application API ------------------------------------------------------------------------------------
 
@@ -351,6 +353,7 @@ class Gossip:
                 budget -= 1
                 if mid not in self.seen:
                     reply.iwant.append(mid)
+                    self.iwant_sent += 1
 
     def _on_iwant(self, peer: PeerId, iwant: list[bytes], reply: GossipRPC) -> None:
         if self.score(peer) < self.config.gossip_threshold:
@@ -364,6 +367,7 @@ class Gossip:
                 self.penalize(peer, 0.5, "asked for too many messages in one heartbeat")
                 return
             s.iwant_served += 1
+            self.iwant_served += 1
             reply.messages.append(msg)
 
     def _on_graft(self, peer: PeerId, topic: str, reply: GossipRPC) -> None:

@@ -236,3 +236,23 @@ async def test_outbound_limit() -> None:
         await a.dial(b.listen_addrs[0])
         with pytest.raises(DialError, match="outbound connection limit"):
             await a.dial(c.listen_addrs[0])
+
+
+async def test_a_bug_in_handling_closes_one_connection_not_the_host(caplog) -> None:
+    async with running_hosts(3) as (a, b, c):
+        a.gossip.subscribe("t")
+        b.gossip.subscribe("t")
+        await a.dial(b.listen_addrs[0])
+        await c.dial(b.listen_addrs[0])
+
+        async def broken_rpc(peer, rpc):
+            raise KeyError("simulated bug")
+
+        b.gossip.handle_rpc = broken_rpc  # the next gossip frame from anyone trips it
+        await a.gossip.publish("t", b"x")
+        with trio.fail_after(5):
+            while a.peer_id in b.peers():
+                await trio.sleep(0.02)
+        assert "internal error" in caplog.text
+        assert c.peer_id in b.peers()  # the host and its other connections carry on
+        assert isinstance(await c.request(b.peer_id, "/dacn/px/1", None), list)

@@ -74,6 +74,7 @@ async def test_lossy_reordering_links_still_deliver_everything(autojump_clock) -
             await trio.sleep(0.02)
         await trio.sleep(5)  # a few heartbeats of IHAVE/IWANT repair
         assert net.stats.lost > 0 and net.stats.duplicated > 0
+        assert sum(h.gossip.iwant_served for h in hosts) > 0  # some copies came by IHAVE/IWANT repair
         for i, inbox in enumerate(inboxes):
             got = set(_drain(inbox))
             assert got == {b"m%d" % k for k in range(m) if k % n != i}, f"node {i}"
@@ -117,4 +118,25 @@ async def test_seen_cache_is_bounded(autojump_clock) -> None:
         assert len(host.gossip.seen) == 1000
         assert host.gossip.seen_evicted == 500
         assert await host.gossip.publish("t", b"1499") == 0 and host.gossip.counters["t"].published == 1500
+        nursery.cancel_scope.cancel()
+
+
+async def test_publisher_outside_the_mesh_uses_fanout(autojump_clock) -> None:
+    rng = random.Random(11)
+    net = MemoryNetwork(seed=11, default_link=LinkConfig(delay=0.005))
+    async with trio.open_nursery() as nursery:
+        hosts, inboxes = await _build(net, 20, nursery, rng)
+        cfg = _sim_config()
+        cfg.gossip.flood_publish = False
+        cfg.target_peers = 12
+        cfg.bootstrap = [str(hosts[0].listen_addrs[0])]
+        outsider = net.host(config=cfg)
+        await nursery.start(outsider.run)
+        await trio.sleep(6)
+        assert "t" not in outsider.gossip.mesh and len(outsider.peers()) > outsider.config.gossip.D
+        reached = await outsider.gossip.publish("t", b"from outside")
+        assert reached == outsider.config.gossip.D  # fanout: D peers, not every peer
+        assert len(outsider.gossip.fanout["t"]) == reached
+        await trio.sleep(2)
+        assert all(_drain(inbox) == [b"from outside"] for inbox in inboxes)
         nursery.cancel_scope.cancel()
