@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import struct
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+import nacl.public
 from noise.connection import Keypair, NoiseConnection
 
 from p2pnet.errors import DecryptError, HandshakeError, InvalidPeerId, LocalProtocolError, PeerIdMismatch
@@ -30,7 +29,7 @@ _LEN = struct.Struct(">H")
 
 def generate_static_key() -> bytes:
     """A fresh X25519 private key (raw 32 bytes) for the Noise static keypair."""
-    return X25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return bytes(nacl.public.PrivateKey.generate())
 
 
 def encode_handshake_payload(identity: Identity, static_public: bytes) -> bytes:
@@ -130,9 +129,7 @@ class NoiseHandshake:
         self._noise = NoiseConnection.from_name(PROTOCOL_NAME)
         static = static_key if static_key is not None else generate_static_key()
         self._noise.set_keypair_from_private_bytes(Keypair.STATIC, static)
-        self._static_public = (
-            X25519PrivateKey.from_private_bytes(static).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        )
+        self._static_public = bytes(nacl.public.PrivateKey(static).public_key)
         if initiator:
             self._noise.set_as_initiator()
         else:
