@@ -8,6 +8,7 @@ so that a result cannot be replayed for other data or another job.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,12 +101,18 @@ def decode_artifact(data: bytes) -> Artifact:
             if not (len(value) == 3 and value[0] in _ARRAY_DTYPES and isinstance(value[1], list)):
                 raise ResultError(f"artifact array {name!r} is malformed")
             dtype, shape, raw = value
-            count = int(np.prod(shape)) if shape else 1
-            if not isinstance(raw, bytes) or len(raw) != count * np.dtype(dtype).itemsize:
+            if not all(type(n) is int and n >= 0 for n in shape):  # numpy would raise ValueError/TypeError
+                raise ResultError(f"artifact array {name!r} has a bad shape {shape!r}")
+            count = math.prod(shape)  # Python ints: a hostile shape cannot overflow
+            if not isinstance(raw, bytes):
+                raise ResultError(f"artifact array {name!r} holds {type(raw).__name__}, not bytes")
+            if len(raw) != count * np.dtype(dtype).itemsize:
                 raise ResultError(f"artifact array {name!r} has {len(raw)} bytes for shape {shape}")
             fields[name] = np.frombuffer(raw, dtype=dtype).reshape(shape)
-        else:
+        elif isinstance(value, bool | int | float | str):
             fields[name] = value
+        else:
+            raise ResultError(f"artifact field {name!r} has unsupported type {type(value).__name__}")
     return Artifact(model, spec_digest, dataset_digest, fields)
 
 
