@@ -429,11 +429,18 @@ class Gossip:
 
     def _decay_scores(self) -> None:
         d = self.config.decay
+
+        def decay(v: float) -> float:
+            # to zero below 0.01: else an old, tiny penalty would keep a score negative (and a peer out of the
+            # mesh) forever
+            v *= d
+            return v if v >= 0.01 else 0.0
+
         for peer, s in list(self.scores.items()):
-            s.first_deliveries *= d
-            s.invalid *= d
-            s.behaviour *= d
-            s.mesh_failures *= d
+            s.first_deliveries = decay(s.first_deliveries)
+            s.invalid = decay(s.invalid)
+            s.behaviour = decay(s.behaviour)
+            s.mesh_failures = decay(s.mesh_failures)
             s.iwant_served = 0
             if peer not in self.host._connections and abs(self.score(peer)) < 0.01:
                 del self.scores[peer]

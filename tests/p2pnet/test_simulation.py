@@ -140,3 +140,18 @@ async def test_publisher_outside_the_mesh_uses_fanout(autojump_clock) -> None:
         await trio.sleep(2)
         assert all(_drain(inbox) == [b"from outside"] for inbox in inboxes)
         nursery.cancel_scope.cancel()
+
+
+async def test_penalties_decay_to_zero(autojump_clock) -> None:
+    net = MemoryNetwork(seed=2)
+    host = net.host(config=_sim_config())
+    other = net.host(config=_sim_config())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        await nursery.start(other.run)
+        await host.dial(other.listen_addrs[0])
+        host.gossip.penalize(other.peer_id, 1.0, "test")
+        assert host.gossip.score(other.peer_id) < 0
+        await trio.sleep(200 * host.config.gossip.heartbeat_interval)
+        assert host.gossip.score(other.peer_id) == 0.0  # not a vanishing negative that bars it from the mesh
+        nursery.cancel_scope.cancel()
