@@ -9,7 +9,13 @@ evaluated against the state the caller has committed so far). Because the caller
 feeds the next event, ``validate`` and ``BuildProposal`` for height h+1 always see the state after height h.
 
 Voting power is equal; the proposer for (h, r) is ``validators[(h + r) % n]``. Two votes from one validator for
-one height, round and step with different block hashes are kept as :class:`~ledger.block.Evidence`.
+one height, round and step with different block hashes are kept as :class:`~ledger.block.Evidence`, and both
+count, each for its own block hash (see :meth:`ConsensusMachine._add_vote`).
+
+What the caller's network must provide (the paper's gossip assumption, "a message one correct validator received
+reaches every correct validator"): besides our own messages, the machine asks the caller to pass on other
+validators' signed prevotes with :class:`RelayVote` -- the proof of lock behind a proposal that re-proposes a valid
+value -- and repeats that, with our own current-round messages, on every :class:`Rebroadcast` tick.
 """
 
 from __future__ import annotations
@@ -218,6 +224,14 @@ class BroadcastVote:
 
 
 @dataclass(frozen=True)
+class RelayVote:
+    """Send this already-signed vote (usually another validator's) to every validator; it is not a new signature,
+    so it must not go through the caller's double-sign guard."""
+
+    vote: Vote
+
+
+@dataclass(frozen=True)
 class ScheduleTimeout:
     """Feed back ``TimeoutFired(height, round, step)`` after ``delay_ms``."""
 
@@ -258,7 +272,9 @@ class Behind:
     validator: AccountId
 
 
-Action = BroadcastProposal | BroadcastVote | ScheduleTimeout | BuildProposal | Decide | EvidenceFound | Behind
+Action = (
+    BroadcastProposal | BroadcastVote | RelayVote | ScheduleTimeout | BuildProposal | Decide | EvidenceFound | Behind
+)
 
 
 @dataclass
@@ -278,10 +294,18 @@ class ConsensusStats:
 
 @dataclass
 class _RoundVotes:
-    """Votes of one type in one round, by validator, with a tally per block hash (b"" is nil)."""
+    """Votes of one type in one round: each validator's first vote, and the voters per block hash (b"" is nil).
+
+    An equivocating validator appears once in ``by_validator`` (so "2f+1 votes of any kind" counts validators, not
+    messages) but may appear under several hashes in ``by_hash``: each hash's count is of distinct validators that
+    signed it, which is all that quorum intersection needs for safety.
+    """
 
     by_validator: dict[AccountId, Vote] = field(default_factory=dict)
-    tally: dict[bytes, int] = field(default_factory=dict)
+    by_hash: dict[bytes, dict[AccountId, Vote]] = field(default_factory=dict)
+
+    def count(self, block_hash: bytes) -> int:
+        return len(self.by_hash.get(block_hash, ()))
 
 
 class ConsensusMachine(Generic[V]):
@@ -405,6 +429,22 @@ class ConsensusMachine(Generic[V]):
         proposal = Proposal.sign(self._key, self.chain_id, self.height, self.round, pol_round, self._value_id(value))
         self._proposals.setdefault(self.round, (proposal, value))
         actions.append(BroadcastProposal(proposal, value))
+        self._relay_pol(proposal, actions)
+
+    def _relay_pol(self, proposal: Proposal, actions: list[Action]) -> None:
+        """Send the 2f+1 prevotes of ``pol_round`` that justify re-proposing a valid value.
+
+        Without them, a validator that missed some of those prevotes (lost in a partition, or hidden behind an
+        equivocator's conflicting vote) can never prevote the re-proposal (line 28), and one honest validator
+        locked on that value then blocks every other value forever. Nobody else resends old rounds' votes.
+        """
+        if proposal.pol_round < 0:
+            return
+        rv = self._votes.get((proposal.pol_round, VoteType.PREVOTE))
+        if rv is None:
+            return
+        for vote in rv.by_hash.get(proposal.block_hash, {}).values():
+            actions.append(RelayVote(vote))
 
     def _cast(self, vote_type: VoteType, block_hash: bytes | None, actions: list[Action]) -> None:
         if self._key is None:
@@ -460,6 +500,7 @@ class ConsensusMachine(Generic[V]):
         own = self._proposals.get(self.round)
         if own is not None and self.me is not None and own[0].proposer == self.me:
             actions.append(BroadcastProposal(own[0], own[1]))
+            self._relay_pol(own[0], actions)
         for vote_type in (VoteType.PREVOTE, VoteType.PRECOMMIT):
             vote = self._my_votes.get((self.round, vote_type))
             if vote is not None:
@@ -529,23 +570,33 @@ class ConsensusMachine(Generic[V]):
 
     def _add_vote(self, vote: Vote, actions: list[Action]) -> None:
         rv = self._votes.setdefault((vote.round, vote.vote_type), _RoundVotes())
-        existing = rv.by_validator.get(vote.validator)
-        if existing is not None:
-            if existing.block_hash == vote.block_hash:
-                self.stats.duplicate += 1
-                return
-            # Two different votes for one height/round/step: keep the first, record the pair as evidence.
-            self.stats.equivocations += 1
-            key = (vote.validator, vote.height, vote.round, int(vote.vote_type))
-            if key not in self._evidence_keys:
-                self._evidence_keys.add(key)
-                ev = Evidence.from_votes(existing, vote)
-                self.evidence.append(ev)
-                actions.append(EvidenceFound(ev))
-            return
-        rv.by_validator[vote.validator] = vote
         h = vote.block_hash or b""
-        rv.tally[h] = rv.tally.get(h, 0) + 1
+        voters = rv.by_hash.get(h)
+        if voters is not None and vote.validator in voters:
+            self.stats.duplicate += 1
+            return
+        existing = rv.by_validator.get(vote.validator)
+        if existing is None:
+            rv.by_validator[vote.validator] = vote
+            rv.by_hash.setdefault(h, {})[vote.validator] = vote
+            return
+        # Two different votes for one height/round/step: record the pair as evidence, and count this one too.
+        self.stats.equivocations += 1
+        key = (vote.validator, vote.height, vote.round, int(vote.vote_type))
+        if key not in self._evidence_keys:
+            self._evidence_keys.add(key)
+            ev = Evidence.from_votes(existing, vote)
+            self.evidence.append(ev)
+            actions.append(EvidenceFound(ev))
+        # Dropping it would be a liveness bug: an equivocator that shows "v" to one honest validator and "nil" then
+        # "v" to the others lets the first lock on v with a polka the others can never see, so they never prevote
+        # v's re-proposal and the locked one never prevotes anything else. Counting a validator under two hashes
+        # is safe (two quorums for different hashes still share an honest validator). To bound memory, a second
+        # hash is kept only if it can matter: nil, or the hash of a proposal we hold. One that arrives before its
+        # proposal is dropped here and comes back relayed with the proposal's proof of lock (RelayVote).
+        if h and not any(p.block_hash == h for p, _v in self._proposals.values()):
+            return
+        rv.by_hash.setdefault(h, {})[vote.validator] = vote
 
     # ------------------------------------------------------------------------------------------- rules
 
@@ -555,7 +606,7 @@ class ConsensusMachine(Generic[V]):
             return 0
         if block_hash is None:
             return len(rv.by_validator)
-        return rv.tally.get(block_hash, 0)
+        return rv.count(block_hash)
 
     def _is_valid(self, value: V) -> bool:
         vid = self._value_id(value)
@@ -662,16 +713,12 @@ class ConsensusMachine(Generic[V]):
             return False
         for r, (proposal, value) in sorted(self._proposals.items()):
             rv = self._votes.get((r, VoteType.PRECOMMIT))
-            if rv is None or rv.tally.get(proposal.block_hash, 0) < quorum(self.n):
+            if rv is None or rv.count(proposal.block_hash) < quorum(self.n):
                 continue
             if not self._is_valid(value):
                 continue
             sigs = sorted(
-                (
-                    CommitSig(v.validator, v.signature)
-                    for v in rv.by_validator.values()
-                    if v.block_hash == proposal.block_hash
-                ),
+                (CommitSig(v.validator, v.signature) for v in rv.by_hash[proposal.block_hash].values()),
                 key=lambda s: self.validators.index(s.validator),
             )
             self.decided = True

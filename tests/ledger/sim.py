@@ -4,7 +4,8 @@
 loss, duplication and partitions, driven by a seeded ``random.Random`` so a failing schedule replays exactly.
 ``SimNode`` is the driver the node layer should copy: one input channel (network messages, fired timeouts,
 rebroadcast ticks), one ``ConsensusMachine``, and an application (``SimApp``) that builds, validates and commits
-values and serves block sync. Run it under ``trio.testing.MockClock(autojump_threshold=0)``.
+values and serves block sync. Run it with :func:`run_sim`, which uses ``trio.testing.MockClock(autojump_threshold=0)``
+and seeds trio's scheduler, so one seed replays one schedule exactly.
 """
 
 from __future__ import annotations
@@ -16,10 +17,37 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
+import trio.testing
 
 from ledger import consensus as c
 from ledger.block import Commit, Proposal, Vote
 from ledger.types import AccountId
+
+
+def _seed_trio_scheduler(seed: int) -> None:
+    """Make trio's run-queue order a function of ``seed``.
+
+    Trio shuffles (under Hypothesis) or randomly reverses each batch of runnable tasks with its module-level
+    ``random.Random``. Which node's task runs first decides the order of ``SimNetwork``'s RNG draws, so an
+    unseeded scheduler makes a seeded schedule unrepeatable. Hypothesis seeds that RNG only inside ``@given``
+    (trio registers it with ``register_random``); this does the same for every simulation run. It reaches into
+    trio's internals, so fail loudly if they move rather than silently losing determinism.
+    """
+    from trio._core import _run
+
+    rng = getattr(_run, "_r", None)
+    if not isinstance(rng, random.Random) or not hasattr(_run, "_ALLOW_DETERMINISTIC_SCHEDULING"):
+        raise RuntimeError("trio's scheduler RNG moved: update _seed_trio_scheduler for this trio version")
+    # The deterministic mode sorts each batch by task creation order before the seeded shuffle; without it the
+    # batch keeps the order tasks were woken in, which for tied deadlines follows id() of their cancel scopes.
+    _run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
+    rng.seed(seed)
+
+
+def run_sim(async_fn: Callable[..., Any], *args: Any, seed: int) -> Any:
+    """``trio.run`` under a jumping mock clock with the scheduler seeded: same seed, same run, every time."""
+    _seed_trio_scheduler(seed)
+    return trio.run(async_fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 @dataclass
@@ -254,6 +282,9 @@ class SimNode:
         assert self._nursery is not None
         if isinstance(action, c.BroadcastVote):
             self._broadcast_vote(action.vote)
+        elif isinstance(action, c.RelayVote):
+            # Passing on a vote already signed (by anyone): plain broadcast, never re-signed or equivocated.
+            self.net.broadcast(self.node_id, VoteMsg(action.vote))
         elif isinstance(action, c.BroadcastProposal):
             self._broadcast_proposal(action.proposal, action.value)
         elif isinstance(action, c.ScheduleTimeout):

@@ -206,8 +206,91 @@ def test_equivocation_is_kept_as_evidence_once():
     assert found.evidence.offender == bytes(keys[3].verify_key)
     assert of(m.handle(c.VoteReceived(b)), c.EvidenceFound) == []
     assert m.evidence == [found.evidence]
-    # The second vote was not counted.
+    # One validator, however many versions: and "b" names no proposal we hold, so it is not tallied.
     assert m._count(0, VoteType.PREVOTE) == 1
+    assert m._count(0, VoteType.PREVOTE, vid(b"b")) == 0
+
+
+def test_equivocators_second_vote_counts_so_a_hidden_polka_is_seen():
+    # Validator 3 prevotes proposal v; the equivocator 0 shows it nil first, then v (validator 1 saw only v).
+    keys = make_keys(4)
+    h = vid(b"v")
+    m = _at_propose(keys, 3)
+    m.handle(c.ProposalReceived(Proposal.sign(keys[1], CHAIN, 1, 0, -1, h), b"v"))
+    found = []
+    for ev in votes(keys, [0], VoteType.PREVOTE, 1, 0, None) + votes(keys, [1, 0], VoteType.PREVOTE, 1, 0, h):
+        found += of(m.handle(ev), c.EvidenceFound)
+    assert [e.evidence.offender for e in found] == [bytes(keys[0].verify_key)]
+    assert m._count(0, VoteType.PREVOTE, h) == 3  # itself, 1, and 0's second version
+    assert m._count(0, VoteType.PREVOTE) == 3  # validators, not messages
+    # It sees the polka validator 1 saw, so it locks on v and precommits it as validator 1 did.
+    assert m.locked_value == b"v" and m.locked_round == 0
+    assert m.step is c.Step.PRECOMMIT and m._my_votes[(0, VoteType.PRECOMMIT)].block_hash == h
+
+
+def test_reproposal_is_prevoted_when_its_polka_includes_an_equivocated_vote():
+    # The liveness bug (line 28): if 0's second prevote is dropped, validator 3 never sees the round-0 polka for v,
+    # so it never prevotes v's re-proposal, while honest validator 1, locked on v, prevotes nil for everything
+    # else: no value gets 2f+1 prevotes again, in any round.
+    keys = make_keys(4)
+    h = vid(b"v")
+    m = _at_propose(keys, 3)
+    # Round 1's proposer (2) re-proposes v with proof-of-lock round 0; it and 1's prevote move 3 to round 1.
+    m.handle(c.ProposalReceived(Proposal.sign(keys[2], CHAIN, 1, 1, 0, h), b"v"))
+    acts = m.handle(votes(keys, [1], VoteType.PREVOTE, 1, 1, h)[0])
+    assert m.round == 1 and m.step is c.Step.PROPOSE and of(acts, c.BroadcastVote) == []  # waiting for the polka
+    acts = []
+    for ev in votes(keys, [0], VoteType.PREVOTE, 1, 0, None) + votes(keys, [1, 2, 0], VoteType.PREVOTE, 1, 0, h):
+        acts += m.handle(ev)
+    (pv,) = of(acts, c.BroadcastVote)
+    assert (pv.vote.round, pv.vote.vote_type, pv.vote.block_hash) == (1, VoteType.PREVOTE, h)
+    assert m.locked_round == -1  # line 28 alone, not a lock of its own
+
+
+def test_conflicting_vote_for_an_unknown_hash_is_not_kept_until_its_proposal_arrives():
+    keys = make_keys(4)
+    h = vid(b"v")
+    m = _at_propose(keys, 3)
+    nil0, v0 = votes(keys, [0], VoteType.PREVOTE, 1, 0, None)[0], votes(keys, [0], VoteType.PREVOTE, 1, 0, h)[0]
+    m.handle(nil0)
+    m.handle(v0)  # no proposal names h yet: bounded memory, so this version is dropped (evidence is kept)
+    assert m._count(0, VoteType.PREVOTE, h) == 0 and len(m.evidence) == 1
+    m.handle(c.TimeoutFired(1, 0, c.Step.PROPOSE))  # prevotes nil itself, so only 0 can count for h
+    m.handle(c.ProposalReceived(Proposal.sign(keys[1], CHAIN, 1, 0, -1, h), b"v"))
+    m.handle(v0)  # relayed again (RelayVote with a proof of lock): now it counts
+    assert m._count(0, VoteType.PREVOTE, h) == 1 and len(m.evidence) == 1
+    assert m.stats.duplicate == 0
+    m.handle(v0)
+    assert m.stats.duplicate == 1
+
+
+def test_reproposal_relays_its_proof_of_lock_now_and_on_every_rebroadcast():
+    # Prevotes lost in a partition are never resent by their signers (they rebroadcast only their current round),
+    # so the proposer of a valid value must pass on the 2f+1 prevotes that let the others accept it.
+    keys = make_keys(4)
+    h = vid(b"v")
+    m = _at_propose(keys, 2)  # proposer of (1, 1)
+    m.handle(c.ProposalReceived(Proposal.sign(keys[1], CHAIN, 1, 0, -1, h), b"v"))
+    polka = [ev.vote for ev in votes(keys, [0, 1], VoteType.PREVOTE, 1, 0, h)]
+    for v in polka:
+        m.handle(c.VoteReceived(v))
+    assert m.valid_value == b"v" and m.valid_round == 0
+    mine = m._my_votes[(0, VoteType.PREVOTE)]
+    for ev in votes(keys, [0, 1, 3], VoteType.PRECOMMIT, 1, 0, None):
+        m.handle(ev)
+    acts = m.handle(c.TimeoutFired(1, 0, c.Step.PRECOMMIT))
+    (bp,) = of(acts, c.BroadcastProposal)
+    assert bp.value == b"v" and bp.proposal.pol_round == 0 and bp.proposal.round == 1
+    relayed = {r.vote for r in of(acts, c.RelayVote)}
+    assert relayed == {mine, *polka}
+    assert all(v.round == 0 and v.block_hash == h for v in relayed)
+    acts = m.handle(c.Rebroadcast())
+    assert of(acts, c.BroadcastProposal) == [bp]
+    assert {r.vote for r in of(acts, c.RelayVote)} == relayed
+    # A fresh proposal (no proof of lock) relays nothing.
+    m2 = _at_propose(keys, 1)  # proposer of (1, 0)
+    acts = m2.handle(c.ValueReady(1, 0, b"w"))
+    assert of(acts, c.BroadcastProposal) and of(acts, c.RelayVote) == []
 
 
 def test_next_height_messages_are_buffered_and_reported():
