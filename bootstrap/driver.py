@@ -64,6 +64,7 @@ class DriverStats:
     votes_in: int = 0
     proposals_out: int = 0
     votes_out: int = 0
+    votes_relayed: int = 0
     decided: int = 0
     synced: int = 0
     sync_errors: int = 0
@@ -274,6 +275,11 @@ class ConsensusDriver:
             self._out_send.send_nowait(encode_consensus(VoteMsg(vote, self._seq)))
             if "equivocate" in self.byzantine:
                 self._equivocate(vote)
+        elif isinstance(action, c.RelayVote):
+            # Someone else's signed prevote, passed on so peers can see why we are locked. It is not our
+            # signature, so it must not enter the double-sign guard (that could withhold our own later vote).
+            self.stats.votes_relayed += 1
+            self._out_send.send_nowait(encode_consensus(VoteMsg(action.vote, self._seq)))
         elif isinstance(action, c.BroadcastProposal):
             self.stats.proposals_out += 1
             self._out_send.send_nowait(encode_consensus(ProposalMsg(action.proposal, action.value, self._seq)))
@@ -300,6 +306,8 @@ class ConsensusDriver:
         elif isinstance(action, c.Behind):
             self.stats.behind_reports += 1
             self._on_behind(action.seen_height)
+        else:
+            log.error("consensus driver: unhandled action %r at height %d (a bug)", action, self.machine.height)
         return None
 
     def _equivocate(self, vote: Vote) -> None:

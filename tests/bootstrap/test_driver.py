@@ -86,3 +86,32 @@ def test_sign_state_withholds_a_conflicting_vote_after_restart(tmp_path: Path) -
     assert again.allows(Vote.sign(KEY, "c", VoteType.PREVOTE, 8, 0, None))
     path.write_text("not json")
     assert SignState(path).height == 0  # unreadable: start afresh, with a warning
+
+
+async def test_relayed_votes_are_sent_but_never_enter_the_double_sign_guard(tmp_path: Path) -> None:
+    """A relayed prevote (someone else's signature) goes out as is; our own later vote is not withheld."""
+    import trio
+
+    from bootstrap.driver import ConsensusDriver
+    from ledger import consensus as c
+    from ledger.chain import Chain
+    from tests.ledger.chainkit import genesis4, validator_keys
+
+    async def publish(_data: bytes) -> None:
+        return None
+
+    keys = validator_keys()
+    driver = ConsensusDriver(Chain(genesis4()), config=c.test_config(), publish=publish, on_commit=lambda _b: None,
+                             signing_key=keys[0], sign_state_path=tmp_path / "sign_state.json")
+    async with trio.open_nursery() as nursery:
+        driver._nursery = nursery
+        theirs = Vote.sign(keys[1], driver.chain.chain_id, VoteType.PREVOTE, 1, 0, b"\x02" * 32)
+        assert driver._act(c.RelayVote(theirs)) is None
+        sent = decode_consensus(driver._out_recv.receive_nowait())
+        assert isinstance(sent, VoteMsg) and sent.vote == theirs
+        assert driver.stats.votes_relayed == 1
+        mine = Vote.sign(keys[0], driver.chain.chain_id, VoteType.PREVOTE, 1, 0, None)
+        driver._act(c.BroadcastVote(mine))
+        assert decode_consensus(driver._out_recv.receive_nowait()).vote == mine
+        assert driver.stats.withheld_votes == 0
+        nursery.cancel_scope.cancel()
