@@ -21,7 +21,7 @@ from ledger.state import state_root, total_supply
 from ledger.tx import Transfer
 
 SUBCOMMANDS = ("init", "testnet", "node", "devnet", "worker", "client", "balance", "submit", "job", "status",
-               "state", "demo")
+               "state", "demo", "loadgen")
 
 
 def test_help_lists_every_subcommand() -> None:
