@@ -19,6 +19,7 @@ import nacl.signing
 import nacl.utils
 
 KEY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ACCOUNT_LIKE = re.compile(r"^[0-9A-Fa-f]{64}$")
 FORMAT_VERSION = 1
 
 
@@ -34,6 +35,10 @@ def check_key_name(name: str) -> str:
     """Return ``name`` if it can name a key file, else raise: names become file names, so they are restricted."""
     if not KEY_NAME.match(name) or name in {".", ".."}:
         raise KeystoreError(f"invalid key name {name!r}: use 1-64 letters, digits, '_', '-' or '.'")
+    if ACCOUNT_LIKE.match(name) or name.startswith("12D3KooW"):
+        # The node reads such a name as an account or a peer id, never as this key: funds sent "to" the name
+        # would go to another account than the key that signs for it.
+        raise KeystoreError(f"invalid key name {name!r}: it reads as an account (64 hex) or a peer id (12D3KooW…)")
     return name
 
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from bootstrap.config import NodeConfig
 from bootstrap.home import init_home
+from bootstrap.keystore import KeystoreError, check_key_name
 from bootstrap.node import Node
 from ledger.crypto import signing_key_from_seed
 from ledger.tx import Transfer, make_tx
@@ -202,3 +203,19 @@ def test_fuzzed_path_parameters_never_5xx(api: ApiNode, template: str) -> None:
 def test_fuzzed_wait_query_never_5xx(api: ApiNode, path: str, wait: str) -> None:
     status, doc = api.request("POST", f"{path}?wait={urllib.parse.quote(wait)}", b"{}")
     _check_answer(status, doc)
+
+
+# Found by fuzzing: a worker_id of 64 hex digits named a new local key, but the node reads such a name as an
+# account, so the faucet funded the all-zero account, the key that signed had nothing, and the refused request
+# had already moved 151 tokens to an account nobody holds.
+@pytest.mark.parametrize("name", ["0" * 64, "f" * 64, "12D3KooWAbC"])
+def test_a_key_name_that_reads_as_an_account_is_refused(api: ApiNode, name: str) -> None:
+    with pytest.raises(KeystoreError):
+        check_key_name(name)
+    body = dict(SEEDS["/worker/register"], worker_id=name)
+    before = api.submitted()
+    status, doc = api.request("POST", "/worker/register?wait=0", json.dumps(body).encode())
+    assert 400 <= status < 500, doc
+    assert "worker_id" in json.dumps(doc)
+    assert api.submitted()[0] == before[0]
+    assert check_key_name("a" * 63) == "a" * 63  # a name that only looks hex-ish stays allowed
