@@ -34,9 +34,13 @@ TARGET_MODULES = (
     "tests.ledger.test_fuzz_blocks",
     "tests.bootstrap.test_fuzz_wire",
     "tests.compute.test_fuzz_spec",
+    "tests.compute.test_fuzz_results",
 )
 # What atheris instruments (imported inside ``instrument_imports`` before the test modules import them).
-LIBRARIES = ("msgpack", "p2pnet", "ledger", "bootstrap.wire", "bootstrap.errors", "compute.spec")
+LIBRARIES = (
+    "msgpack", "p2pnet", "ledger", "bootstrap.wire", "bootstrap.errors", "compute.spec", "compute.canonical",
+    "compute.dataset",
+)
 
 
 def load_targets() -> dict[str, Any]:
