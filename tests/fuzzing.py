@@ -12,6 +12,7 @@ that ``check`` accepts (usually: it re-encodes to exactly the input bytes, so no
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -111,7 +112,8 @@ def structure_mutants(draw: st.DrawFn, valid: st.SearchStrategy[bytes], max_step
         paths = _paths(obj)
         path = draw(st.sampled_from(paths))
         op = draw(st.sampled_from(["swap", "drop", "dup", "wrap", "append", "grow"]))
-        odd = draw(st.sampled_from(ODD_VALUES))
+        # a copy: the mutants must never share (and so change) ODD_VALUES' lists and maps, or each other's nodes
+        odd = copy.deepcopy(draw(st.sampled_from(ODD_VALUES)))
         if not path:  # the root itself
             obj = [obj] if op == "wrap" else odd if op == "swap" else obj
             continue
@@ -122,7 +124,7 @@ def structure_mutants(draw: st.DrawFn, valid: st.SearchStrategy[bytes], max_step
         elif op == "drop":
             del parent[i]
         elif op == "dup":
-            parent.insert(i, node)
+            parent.insert(i, copy.deepcopy(node))
         elif op == "wrap":
             parent[i] = [node]
         elif op == "append":
