@@ -116,6 +116,7 @@ def run_demo(
         ok = _walkthrough(net, timeout, say)
         if keep_running:
             say("\n== the nodes keep running; try:")
+            say(f"   open {net[0].api_url}/dashboard   (the live dashboard; every node serves one)")
             say(f"   curl {net[0].api_url}/network/stats")
             for n in net:
                 say(f"   node{n.index}: {n.api_url}   ({n.role}, peer {n.peer_id})")
