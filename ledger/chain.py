@@ -8,7 +8,7 @@ and the block syncer call into.
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
 from ledger.block import (
@@ -54,11 +54,13 @@ def execute_block(
     *,
     verified: Container[bytes] = frozenset(),
     check_signatures: bool = True,
+    decoded: Callable[[bytes], SignedTx | None] | None = None,
 ) -> tuple[State, list[Receipt], list[Event]]:
     """Apply a block: begin_block → every tx → evidence → end_block. All or nothing.
 
     A block is invalid if any tx fails (:class:`BadBlockTx`). Signatures whose tx id is in ``verified`` were
-    checked at mempool admission and are not checked again.
+    checked at mempool admission and are not checked again. ``decoded`` maps a tx id to a tx already decoded
+    (the mempool's): the id is the hash of the encoded bytes, so a hit is that same tx and is not decoded again.
     """
     ctx = block_context(block)
     sp = state.savepoint()
@@ -68,7 +70,9 @@ def execute_block(
         events = list(events)
         for i, raw in enumerate(block.txs):
             try:
-                stx = decode_signed_tx(raw)
+                stx = decoded(blake2b256(raw)) if decoded is not None else None
+                if stx is None:
+                    stx = decode_signed_tx(raw)
                 if check_signatures and stx.tx_id not in verified:
                     verify_tx_signature(stx, block.header.chain_id)
                 state, receipt = apply_tx(state, stx, ctx, verified=True)
@@ -174,7 +178,7 @@ class Chain:
         self._check_evidence(block)
         sp = self.state.savepoint()
         try:
-            execute_block(self.state, block, verified=self.mempool.verified)
+            execute_block(self.state, block, verified=self.mempool.verified, decoded=self.mempool.get)
         finally:
             self.state.rollback_to(sp)
         self._validated.add(bh)
@@ -282,7 +286,8 @@ class Chain:
             self._check_evidence(block)
         # A block validated earlier had its signatures checked then; only the state transition runs again.
         _, receipts, events = execute_block(
-            self.state, block, verified=self.mempool.verified, check_signatures=bh not in self._validated
+            self.state, block, verified=self.mempool.verified, check_signatures=bh not in self._validated,
+            decoded=self.mempool.get,
         )
         self._validated.clear()
         root = state_root(self.state)

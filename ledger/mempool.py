@@ -135,6 +135,11 @@ class Mempool:
     def __contains__(self, tx_id: object) -> bool:
         return tx_id in self.txs
 
+    def get(self, tx_id: bytes) -> SignedTx | None:
+        """The decoded tx with this id, pending or queued, if this mempool holds it (block execution reuses it)."""
+        stx = self.txs.get(tx_id)
+        return stx if stx is not None else self.queued.get(tx_id)
+
     # ---------------------------------------------------------------------------------------- admission
 
     def add(self, raw: bytes) -> SignedTx:

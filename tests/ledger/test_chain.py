@@ -7,7 +7,9 @@ import dataclasses
 import pytest
 
 from ledger import block as b
+from ledger import chain as chain_module
 from ledger.chain import Chain, execute_block
+from ledger.crypto import blake2b256
 from ledger.state import state_root, state_root_uncached
 from tests.ledger.chainkit import genesis4, next_block, sign_commit, users, validator_keys
 from tests.ledger.factories import account
@@ -211,3 +213,26 @@ def test_validation_never_shows_uncommitted_effects_and_commit_reports_receipts(
     assert [r.kind for r in done.receipts] == ["transfer"]
     assert chain.state.balance(bob.account) == 10_000_000 + 100
     assert chain.root == state_root_uncached(chain.state)
+
+
+def test_validate_and_commit_reuse_the_mempools_decoded_txs(monkeypatch):
+    chain = Chain(genesis4())
+    alice, bob = users(2)
+    block, commit = next_block(chain, [alice.transfer(bob.account, 5), alice.transfer(bob.account, 6)])
+    assert all(chain.mempool.get(blake2b256(raw)) is not None for raw in block.txs)
+
+    def no_decode(raw: bytes) -> None:
+        raise AssertionError("a tx the mempool holds was decoded again")
+
+    monkeypatch.setattr(chain_module, "decode_signed_tx", no_decode)
+    assert chain.validate(1, block)
+    chain.commit_block(block, commit)
+    assert chain.state.balance(bob.account) == 10_000_011 and len(chain.mempool) == 0
+
+
+def test_a_tx_missing_from_the_mempool_is_decoded_and_checked():
+    chain, other, block, commit = _fresh_pair()
+    assert other.mempool.get(blake2b256(block.txs[0])) is None
+    assert other.validate(1, block)
+    other.commit_block(block, commit)
+    assert other.root == chain.commit_block(block, commit).state_root
