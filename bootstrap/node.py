@@ -783,7 +783,7 @@ class Node:
         if self.mempool is None or self.host is None:
             raise NodeNotRunning("the node is not running")
         raw = stx.encode()
-        admission = self.mempool.admit(raw)
+        admission = self.mempool.admit_tx(stx)  # decoded once, by the caller
         self.counters["txs_submitted"] += 1
         self._note_admission(admission)
         await self.host.gossip.publish(TOPIC_TX, raw)

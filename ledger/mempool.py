@@ -151,7 +151,14 @@ class Mempool:
         """Check one encoded signed tx and admit it as pending or queue it; see the module docstring."""
         if len(raw) > MAX_TX_BYTES:
             raise TxTooLarge(len(raw), MAX_TX_BYTES)
-        stx = decode_signed_tx(raw)
+        return self.admit_tx(decode_signed_tx(raw))
+
+    def admit_tx(self, stx: SignedTx) -> Admission:
+        """:meth:`admit` for a tx already decoded (``decode_signed_tx`` or ``sign_tx``): the API decodes what it
+        is posted to answer decode errors itself, so decoding the bytes again here was pure waste."""
+        raw = stx.encode()
+        if len(raw) > MAX_TX_BYTES:
+            raise TxTooLarge(len(raw), MAX_TX_BYTES)
         if stx.tx_id in self.txs or stx.tx_id in self.queued:
             raise AlreadyInMempool(stx.tx_id)
         if stx.tx_id not in self.verified:

@@ -254,3 +254,18 @@ def test_the_eviction_victim_is_always_the_farthest_queued_tx(seed):
         gap, _, tx_id = max(scan)
         assert found is not None and (found[0], found[1].tx_id) == (gap, tx_id)
     assert mp.queued_evicted > 0 and mp.evicted > 0  # both kinds of eviction were exercised
+
+
+def test_admit_tx_takes_a_decoded_tx_with_the_same_checks():
+    mp, (a, b, *_) = pool()
+    first, ahead = a.transfer(b.account, 10), a.transfer(b.account, 10, nonce=1)
+    assert mp.get(first.tx_id) is None
+    assert mp.admit_tx(ahead).queued and mp.get(ahead.tx_id) is ahead
+    got = mp.admit_tx(first)
+    assert not got.queued and got.promoted == (ahead,) and mp.get(first.tx_id) is first
+    assert first.tx_id in mp.verified and mp.bytes == len(first.encode()) + len(ahead.encode())
+    with pytest.raises(AlreadyInMempool):
+        mp.admit_tx(first)
+    forged = SignedTx(first.tx, first.body_bytes, bytes(64))
+    with pytest.raises(BadSignature):
+        mp.admit_tx(forged)
