@@ -71,6 +71,7 @@ log = logging.getLogger("bootstrap.node")
 ZERO_HASH = bytes(32)
 # How many committed tx ids (→ height) the node remembers for wait_for_tx after the fact.
 TX_INDEX_SIZE = 200_000
+DISPLAY_ID_CACHE = 4096  # accounts whose peer-id text is remembered (cleared when full: a flood cannot grow it)
 
 
 # ------------------------------------------------------------------------------------------ dataset sources
@@ -231,6 +232,7 @@ class Node:
         self._sync_wake = trio.Event()
         self._providers: dict[bytes, list[PeerId]] = {}
         self._tx_heights: OrderedDict[bytes, int] = OrderedDict()
+        self._display_ids: dict[bytes, str] = {}
         self._tx_waiters: dict[bytes, trio.Event] = {}
         self._tx_rejected: OrderedDict[bytes, str] = OrderedDict()
         # Waited-on txs that were in our mempool at some point: only those can be declared dropped.
@@ -773,8 +775,15 @@ class Node:
             raise UnknownAccount(name_or_id, str(exc)) from None
 
     def display_id(self, account: bytes) -> str:
-        """The ``12D3KooW…`` text of an account."""
-        return str(PeerId.from_public_key(account))
+        """The ``12D3KooW…`` text of an account (remembered: every admitted tx's event and every tx of a block
+        read renders its sender, and the base58 encoding is a big-integer conversion)."""
+        text = self._display_ids.get(account)
+        if text is None:
+            text = str(PeerId.from_public_key(account))
+            if len(self._display_ids) >= DISPLAY_ID_CACHE:
+                self._display_ids.clear()
+            self._display_ids[account] = text
+        return text
 
     # ============================================================================================ write side
 

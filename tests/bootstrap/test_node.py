@@ -17,12 +17,13 @@ import trio
 from bootstrap.config import NodeConfig
 from bootstrap.errors import BlobNotFound, HomeError, UnknownAccount
 from bootstrap.home import HomeInfo, init_home, make_testnet
-from bootstrap.node import CsvSource, Node, SyntheticSource
+from bootstrap.node import DISPLAY_ID_CACHE, CsvSource, Node, SyntheticSource
 from compute import JobSpec
 from compute.errors import DatasetError, SpecError
 from ledger.errors import BadSignature, InsufficientFunds
 from ledger.state import total_supply
 from ledger.tx import Transfer, make_tx
+from p2pnet.identity import PeerId
 
 BOB = bytes(range(32))
 
@@ -170,6 +171,16 @@ async def test_a_home_without_genesis_is_refused(tmp_path: Path) -> None:
     node = Node(tmp_path / "empty", fast())
     with pytest.raises(HomeError):
         await node.run()
+
+
+def test_display_id_is_the_peer_id_text_and_its_memory_is_bounded(tmp_path: Path) -> None:
+    node = Node(tmp_path / "unused", fast())
+    accounts = [i.to_bytes(32, "big") for i in range(1, DISPLAY_ID_CACHE + 2)]
+    assert [node.display_id(a) for a in accounts[:3]] == [str(PeerId.from_public_key(a)) for a in accounts[:3]]
+    for a in accounts:
+        node.display_id(a)
+    assert 0 < len(node._display_ids) <= DISPLAY_ID_CACHE
+    assert node.display_id(accounts[0]) == str(PeerId.from_public_key(accounts[0]))
 
 
 # ------------------------------------------------------------------------------------------ several nodes
