@@ -12,7 +12,7 @@ from ledger import consensus as c
 from ledger.block import Block
 from ledger.chain import Chain
 from tests.ledger.chainkit import genesis4, users, validator_keys
-from tests.ledger.sim import Byzantine, LinkFaults, SimNetwork, SimNode
+from tests.ledger.sim import Byzantine, LinkFaults, SimNetwork, SimNode, run_sim
 
 
 def invalid_block(h: int, r: int, block: Block) -> Block:
@@ -69,7 +69,8 @@ def backlog(n_per_user: int):
 
 
 def run(*args, **kw):
-    return trio.run(lambda: run_chain(*args, **kw), clock=trio.testing.MockClock(autojump_threshold=0))
+    """Run the chain simulation deterministically: the scheduler is seeded with the network's seed."""
+    return run_sim(lambda: run_chain(*args, **kw), seed=kw.get("seed", 0))
 
 
 def test_honest_chain_commits_the_backlog_and_agrees_on_state():
