@@ -787,15 +787,17 @@ def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
     @app.post("/worker/register")
     async def register_worker(body: WorkerRegistration, wait: WaitQuery = None) -> JSONResponse:
         timeout = wait_s(wait)
-        await call(node.keystore.get_or_create, body.worker_id)
-        acct = account(body.worker_id)
-        if acct in node.state.workers:
+        if node.keystore.exists(body.worker_id) and account(body.worker_id) in node.state.workers:
+            acct = account(body.worker_id)
             raise ApiError(409, f"{body.worker_id} is already a registered worker",
                            {"kind": "already_registered", "worker": worker_view(acct)})
         params = node.state.params
+        # Checked before the key is created, so a refused registration leaves nothing behind.
         if body.stake_amount < params.min_stake:
             raise ApiError(400, f"stake_amount: {body.stake_amount} is below the chain's minimum stake "
                                 f"{params.min_stake}", {"field": "stake_amount", "min_stake": params.min_stake})
+        await call(node.keystore.get_or_create, body.worker_id)
+        acct = account(body.worker_id)
         measured = await measured_device()
         funding = await fund(body.worker_id, acct, body.stake_amount + WORKER_FEE_ALLOWANCE * params.min_fee,
                              timeout, "its stake and fees")

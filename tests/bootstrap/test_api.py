@@ -166,6 +166,7 @@ async def test_bad_input_gets_one_error_shape(home: Path) -> None:
         for method, path, body, expected, word in cases:
             status, doc = await call(client, method, path, body)
             assert_error(status, doc, expected, word)
+        assert not node.keystore.exists(SEED_WORKER["worker_id"])  # refused registrations left no key behind
         # a client that cannot pay: the ledger's typed error, with the shortfall
         await call(client, "POST", "/client/register", {"client_address": "poor", "initial_balance": 10})
         status, doc = await call(client, "POST", "/job/submit", {**SEED_JOB, "client_address": "poor"})
