@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 # Values swapped into a decoded structure: every MessagePack type, edge integers, and the sizes our formats use.
@@ -175,3 +177,33 @@ class Target:
             return False
         self.check(result, data)
         return True
+
+
+# Bounded by the active Hypothesis profile; mutated inputs are often large or slow to generate by design.
+FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def target_tests(targets: list[Target]) -> tuple[Callable[[Target], None], Callable[[Target], None]]:
+    """The two tests every decoder gets, parametrised over ``targets``: fuzzed input raises only the typed
+    error, and valid input decodes (and passes the target's check). Bind both to ``test_*`` names in a module."""
+
+    @pytest.mark.parametrize("target", targets, ids=lambda t: t.name)
+    def test_fuzzed_input_raises_only_the_typed_error(target: Target) -> None:
+        @FUZZ
+        @given(target.inputs())
+        def run(data: bytes) -> None:
+            target.run_one(data)
+
+        run()
+
+    @pytest.mark.parametrize("target", targets, ids=lambda t: t.name)
+    def test_valid_input_decodes_and_round_trips(target: Target) -> None:
+        @FUZZ
+        @given(target.valid)
+        def run(data: bytes) -> None:
+            assert target.run_one(data)
+
+        run()
+
+    return test_fuzzed_input_raises_only_the_typed_error, test_valid_input_decodes_and_round_trips
+

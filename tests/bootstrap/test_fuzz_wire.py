@@ -7,7 +7,7 @@ Bounded by the Hypothesis profile; ``bench/fuzz_long.py`` runs ``TARGETS`` for l
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bootstrap.errors import WireError
@@ -24,10 +24,8 @@ from bootstrap.wire import (
 from ledger.encoding import pack
 from p2pnet.errors import ProtocolError
 from p2pnet.framing import Response, decode_message, encode_message
-from tests.fuzzing import Target
+from tests.fuzzing import FUZZ, Target, target_tests
 from tests.ledger.test_fuzz_blocks import blocks, proposals, votes
-
-FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 _u64 = st.integers(0, 2**64 - 1)
 _h32 = st.binary(min_size=32, max_size=32)
@@ -78,24 +76,7 @@ TARGETS = [
 ]
 
 
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_fuzzed_input_raises_only_wire_error(target: Target) -> None:
-    @FUZZ
-    @given(target.inputs())
-    def run(data: bytes) -> None:
-        target.run_one(data)
-
-    run()
-
-
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_valid_input_decodes_and_round_trips(target: Target) -> None:
-    @FUZZ
-    @given(target.valid)
-    def run(data: bytes) -> None:
-        assert target.run_one(data)
-
-    run()
+test_fuzzed_input_raises_only_the_typed_error, test_valid_input_decodes_and_round_trips = target_tests(TARGETS)
 
 
 @FUZZ

@@ -9,15 +9,12 @@ from __future__ import annotations
 import msgpack
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compute.canonical import ARTIFACT_TAG, Artifact, decode_artifact, encode_artifact
 from compute.dataset import Dataset, decode_dataset, encode_dataset, synthetic
 from compute.errors import DatasetError, ResultError
-from tests.fuzzing import Target
-
-FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+from tests.fuzzing import Target, target_tests
 
 _arrays = st.one_of(
     st.lists(st.floats(allow_nan=False), min_size=0, max_size=12).map(lambda v: np.array(v, dtype="<f8")),
@@ -59,24 +56,7 @@ TARGETS = [
 ]
 
 
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_fuzzed_input_raises_only_the_typed_error(target: Target) -> None:
-    @FUZZ
-    @given(target.inputs())
-    def run(data: bytes) -> None:
-        target.run_one(data)
-
-    run()
-
-
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_valid_input_decodes(target: Target) -> None:
-    @FUZZ
-    @given(target.valid)
-    def run(data: bytes) -> None:
-        assert target.run_one(data)
-
-    run()
+test_fuzzed_input_raises_only_the_typed_error, test_valid_input_decodes_and_round_trips = target_tests(TARGETS)
 
 
 # Found by fuzzing: a bad array shape made decode_artifact raise ValueError or numpy's UFuncTypeError (a

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compute.errors import ComputeError, SpecError
 from compute.spec import MODEL_PARAMS, SPEC_TAG, JobSpec, make_spec, validate_params
-from tests.fuzzing import Target
-
-FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+from tests.fuzzing import Target, target_tests
 
 specs = st.builds(
     lambda model, digest: make_spec(model, {}, digest),
@@ -30,24 +27,7 @@ def _check_spec(spec: JobSpec, data: bytes) -> None:
 TARGETS = [Target("compute.JobSpec.decode", JobSpec.decode, (ComputeError,), specs.map(JobSpec.encode), _check_spec)]
 
 
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_fuzzed_input_raises_only_compute_errors(target: Target) -> None:
-    @FUZZ
-    @given(target.inputs())
-    def run(data: bytes) -> None:
-        target.run_one(data)
-
-    run()
-
-
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_valid_input_decodes_and_round_trips(target: Target) -> None:
-    @FUZZ
-    @given(target.valid)
-    def run(data: bytes) -> None:
-        assert target.run_one(data)
-
-    run()
+test_fuzzed_input_raises_only_the_typed_error, test_valid_input_decodes_and_round_trips = target_tests(TARGETS)
 
 
 # Found by fuzzing: a list where a name belongs made ``decode`` raise TypeError ("unhashable type: 'list'"),

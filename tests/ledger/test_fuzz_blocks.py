@@ -7,16 +7,14 @@ Bounded by the Hypothesis profile; ``bench/fuzz_long.py`` runs ``TARGETS`` for l
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.block import Block, BlockHeader, Commit, CommitSig, Evidence, Proposal, Vote, VoteType
 from ledger.encoding import pack
 from ledger.errors import DecodeError
 from ledger.sync import Blocks, GetBlocks, decode_sync_message
-from tests.fuzzing import Target
-
-FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+from tests.fuzzing import FUZZ, Target, target_tests
 
 _u64 = st.integers(0, 2**64 - 1)
 _small = st.integers(0, 2**20)
@@ -73,24 +71,7 @@ TARGETS = [
 ]
 
 
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_fuzzed_input_raises_only_decode_error(target: Target) -> None:
-    @FUZZ
-    @given(target.inputs())
-    def run(data: bytes) -> None:
-        target.run_one(data)
-
-    run()
-
-
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_valid_input_decodes_and_round_trips(target: Target) -> None:
-    @FUZZ
-    @given(target.valid)
-    def run(data: bytes) -> None:
-        assert target.run_one(data)
-
-    run()
+test_fuzzed_input_raises_only_the_typed_error, test_valid_input_decodes_and_round_trips = target_tests(TARGETS)
 
 
 @FUZZ

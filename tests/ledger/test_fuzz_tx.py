@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.crypto import blake2b256, signing_key_from_seed
@@ -26,9 +26,8 @@ from ledger.tx import (
     make_tx,
     verify_tx_signature,
 )
-from tests.fuzzing import Target
+from tests.fuzzing import FUZZ, Target, target_tests
 
-FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 CHAIN_ID = "dacn-fuzz"
 
 _u64 = st.integers(0, 2**64 - 1)
@@ -107,24 +106,7 @@ def test_every_field_of_every_kind_has_a_generator() -> None:
     assert not missing
 
 
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_fuzzed_input_raises_only_decode_error(target: Target) -> None:
-    @FUZZ
-    @given(target.inputs())
-    def run(data: bytes) -> None:
-        target.run_one(data)
-
-    run()
-
-
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_valid_input_decodes_and_round_trips(target: Target) -> None:
-    @FUZZ
-    @given(target.valid)
-    def run(data: bytes) -> None:
-        assert target.run_one(data)
-
-    run()
+test_fuzzed_input_raises_only_the_typed_error, test_valid_input_decodes_and_round_trips = target_tests(TARGETS)
 
 
 @FUZZ

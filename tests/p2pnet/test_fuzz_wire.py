@@ -6,8 +6,7 @@ for longer (``TARGETS`` below is its registry)."""
 
 from __future__ import annotations
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pnet.errors import FrameTooLarge, HandshakeError, InvalidMultiaddr, InvalidPeerId, ProtocolError, TruncatedFrame
@@ -27,9 +26,7 @@ from p2pnet.framing import (
 from p2pnet.identity import Identity, PeerId
 from p2pnet.multiaddr import Multiaddr
 from p2pnet.noise import decode_handshake_payload, encode_handshake_payload
-from tests.fuzzing import Target
-
-FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+from tests.fuzzing import FUZZ, Target, target_tests
 
 # --- valid encodings ------------------------------------------------------------------------------------------
 
@@ -152,24 +149,7 @@ TARGETS = [
 ]
 
 
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_fuzzed_input_raises_only_the_typed_error(target: Target) -> None:
-    @FUZZ
-    @given(target.inputs())
-    def run(data: bytes) -> None:
-        target.run_one(data)
-
-    run()
-
-
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_valid_input_decodes_and_round_trips(target: Target) -> None:
-    @FUZZ
-    @given(target.valid)
-    def run(data: bytes) -> None:
-        assert target.run_one(data)
-
-    run()
+test_fuzzed_input_raises_only_the_typed_error, test_valid_input_decodes_and_round_trips = target_tests(TARGETS)
 
 
 @FUZZ
