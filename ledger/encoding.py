@@ -21,6 +21,32 @@ INT_MAX = 2**64 - 1
 
 
 def _check(obj: object) -> None:
+    """Raise ``EncodeError`` at the first disallowed value in ``obj``. Valid values (nearly all, and a block is
+    thousands of items) take a walk that builds no paths; only a failure walks again to name where."""
+    if not _allowed(obj):
+        _check_with_paths(obj)
+
+
+def _allowed(obj: object) -> bool:
+    """Whether every value in ``obj`` is allowed; without recursion, like :func:`_check_with_paths`."""
+    stack: list[object] = [obj]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        value = pop()
+        t = type(value)
+        if t is bytes or t is str or value is None:
+            continue
+        if t is int:
+            if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
+                return False
+        elif t is list or t is tuple:
+            extend(value)  # type: ignore[arg-type]
+        else:
+            return False
+    return True
+
+
+def _check_with_paths(obj: object) -> None:
     """Walk ``obj`` without recursion (a hostile nesting depth must not hit Python's recursion limit)."""
     stack: list[tuple[object, str]] = [(obj, "$")]
     while stack:

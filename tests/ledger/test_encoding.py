@@ -34,6 +34,30 @@ def test_pack_rejects_disallowed_values(bad: object) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "path", "reason"),
+    [
+        ([b"a", [1, [None, 1.5]]], "$[1][1][1]", "type float is not allowed"),
+        ([[True], [b"x"] * 3], "$[0][0]", "type bool is not allowed"),
+        ((1, (2, 2**64)), "$[1][1]", "integer out of the 64-bit range"),
+        ({1: 2}, "$", "type dict is not allowed"),
+    ],
+)
+def test_pack_names_where_the_disallowed_value_is(value: object, path: str, reason: str) -> None:
+    with pytest.raises(EncodeError) as exc:
+        pack(value)
+    assert (exc.value.path, exc.value.reason) == (path, reason)
+
+
+def test_a_float_deep_in_a_large_decoded_list_is_refused_with_its_path() -> None:
+    items = [b"t" * 40] * 5000
+    assert unpack(pack([1, items]), max_size=1 << 20) == [1, items]
+    data = msgpack.packb([1, [*items[:4000], 2.5, *items[4000:]]], use_bin_type=True)
+    with pytest.raises(DecodeError) as exc:
+        unpack(data, max_size=1 << 20, field="block")
+    assert exc.value.field == "block[1][4000]" and "float" in str(exc.value)
+
+
+@pytest.mark.parametrize(
     ("data", "reason"),
     [
         (msgpack.packb(1.5), "float"),
