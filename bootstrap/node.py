@@ -45,6 +45,7 @@ from bootstrap.wire import (
     JobDataAnnouncement,
     ProposalMsg,
     Status,
+    VoteMsg,
     decode_announcement,
     decode_consensus,
     encode_announcement,
@@ -71,6 +72,8 @@ log = logging.getLogger("bootstrap.node")
 ZERO_HASH = bytes(32)
 # How many committed tx ids (→ height) the node remembers for wait_for_tx after the fact.
 TX_INDEX_SIZE = 200_000
+# Consensus messages decoded by the gossip validator and not yet delivered to the driver.
+CONSENSUS_DECODED_KEEP = 1024
 DISPLAY_ID_CACHE = 4096  # accounts whose peer-id text is remembered (cleared when full: a flood cannot grow it)
 
 
@@ -233,6 +236,7 @@ class Node:
         self._providers: dict[bytes, list[PeerId]] = {}
         self._tx_heights: OrderedDict[bytes, int] = OrderedDict()
         self._display_ids: dict[bytes, str] = {}
+        self._consensus_decoded: dict[int, tuple[bytes, ProposalMsg | VoteMsg]] = {}
         self._tx_waiters: dict[bytes, trio.Event] = {}
         self._tx_rejected: OrderedDict[bytes, str] = OrderedDict()
         # Waited-on txs that were in our mempool at some point: only those can be declared dropped.
@@ -486,13 +490,23 @@ class Node:
             ok = p.proposer in self.chain.validators and p.verify(cid) and msg.block.hash() == p.block_hash
         else:
             ok = msg.vote.validator in self.chain.validators and msg.vote.verify(cid)
-        return ValidationResult.ACCEPT if ok else ValidationResult.REJECT
+        if not ok:
+            return ValidationResult.REJECT
+        # Gossip delivers this same bytes object next: keep the decoded message (a proposal carries a whole
+        # block) so _on_consensus does not decode it again. Keyed by identity, holding the bytes, so a reused id
+        # cannot match other data; bounded, oldest out, for messages accepted but never delivered.
+        self._consensus_decoded[id(data)] = (data, msg)
+        while len(self._consensus_decoded) > CONSENSUS_DECODED_KEEP:
+            del self._consensus_decoded[next(iter(self._consensus_decoded))]
+        return ValidationResult.ACCEPT
 
     def _on_consensus(self, msg: Received) -> None:
         if self.driver is None:
             return
+        kept = self._consensus_decoded.pop(id(msg.data), None)
         try:
-            self.driver.feed(decode_consensus(msg.data))
+            decoded = kept[1] if kept is not None and kept[0] is msg.data else decode_consensus(msg.data)
+            self.driver.feed(decoded)
         except WireError:  # the validator accepted it, so this cannot happen; never crash on it either
             log.warning("undecodable consensus message from %s", msg.source.short())
 
