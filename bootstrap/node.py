@@ -17,6 +17,7 @@ while, and a Byzantine validator (equivocating votes, invalid proposals, gossip 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -1023,6 +1024,20 @@ class Node:
 # ================================================================================================ process entry
 
 
+# A node's heap is large and long-lived (state, mempool, tx index, compute libraries) while executing a block
+# allocates thousands of short-lived objects, and every default collection (each 700 allocations) that reaches
+# the old generations walks that whole heap: 16% of a validator's samples at saturation sat in allocation sites
+# of block execution. Collect the young generation less often and keep what startup built out of the walks.
+NODE_GC_THRESHOLD = (50_000, 20, 100)
+
+
+def tune_gc_for_node() -> None:
+    """Freeze what exists now (imports, startup state) out of the collector's walks and raise its thresholds.
+    Cyclic garbage is still collected, only later; called once at node process start."""
+    gc.freeze()
+    gc.set_threshold(*NODE_GC_THRESHOLD)
+
+
 def main_node(home: Path, config: NodeConfig, *, passphrase: str | None = None, faulty: str | None = None,
               ready_line: bool = True) -> int:
     """Run a node in this process until SIGINT/SIGTERM; the ``dacn node`` command calls this. Blocks.
@@ -1036,6 +1051,7 @@ def main_node(home: Path, config: NodeConfig, *, passphrase: str | None = None, 
         return 2
     if switches.active:
         log.warning("TEST SWITCHES ON: %s", switches)
+    tune_gc_for_node()
     node = Node(home, config, passphrase=passphrase, faulty=faulty, switches=switches)
     watched = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGUSR1] if switches.isolate_signal else [])
 

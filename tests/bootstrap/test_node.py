@@ -6,6 +6,7 @@ agent or compute pool, so they exercise the node core: store, driver, mempool, g
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -19,7 +20,7 @@ from bootstrap import node as node_module
 from bootstrap.config import NodeConfig
 from bootstrap.errors import BlobNotFound, HomeError, UnknownAccount
 from bootstrap.home import NODE_KEY, HomeInfo, init_home, make_testnet
-from bootstrap.node import DISPLAY_ID_CACHE, CsvSource, Node, SyntheticSource
+from bootstrap.node import DISPLAY_ID_CACHE, NODE_GC_THRESHOLD, CsvSource, Node, SyntheticSource, tune_gc_for_node
 from bootstrap.wire import TOPIC_CONSENSUS, VoteMsg, decode_consensus, encode_consensus
 from compute import JobSpec
 from compute.errors import DatasetError, SpecError
@@ -186,6 +187,19 @@ def test_display_id_is_the_peer_id_text_and_its_memory_is_bounded(tmp_path: Path
         node.display_id(a)
     assert 0 < len(node._display_ids) <= DISPLAY_ID_CACHE
     assert node.display_id(accounts[0]) == str(PeerId.from_public_key(accounts[0]))
+
+
+def test_tune_gc_for_node_raises_the_thresholds_and_freezes_startup_objects() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.unfreeze()
+        assert gc.get_freeze_count() == 0
+        tune_gc_for_node()
+        assert gc.get_threshold() == NODE_GC_THRESHOLD and NODE_GC_THRESHOLD[0] > before[0]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 class _Recorder:
