@@ -413,6 +413,10 @@ class Host:
         self._connections[peer] = conn
         self.counters["connections_opened"] += 1
         await self._nursery.start(self._run_connection, conn)
+        if self.config.discovery:
+            # Learn a new peer's neighbours at once: a node that joined through one bootstrap peer otherwise
+            # knows nobody else until its periodic exchange picks that peer, and losing the peer can cut it off.
+            self._nursery_start_soon(self._exchange_peers, peer)
 
     async def _run_connection(self, conn: Connection, *, task_status: trio.TaskStatus[None]) -> None:
         try:

@@ -155,3 +155,25 @@ async def test_penalties_decay_to_zero(autojump_clock) -> None:
         await trio.sleep(200 * host.config.gossip.heartbeat_interval)
         assert host.gossip.score(other.peer_id) == 0.0  # not a vanishing negative that bars it from the mesh
         nursery.cancel_scope.cancel()
+
+
+async def test_a_new_connection_learns_the_peers_neighbours_at_once(autojump_clock) -> None:
+    """Peer exchange runs on every new connection, not only on the periodic timer: a node whose own timers are an
+    hour away still learns, as soon as b connects to it, that b knows a (so losing b cannot cut it off)."""
+    net = MemoryNetwork(seed=11, default_link=LinkConfig(delay=0.005))
+    async with trio.open_nursery() as nursery:
+        a = net.host(config=_sim_config())
+        await nursery.start(a.run)
+        c = net.host(config=HostConfig.test(discovery_interval=3600.0, px_interval=3600.0))
+        await nursery.start(c.run)
+        b_cfg = _sim_config()
+        b_cfg.bootstrap = [str(a.listen_addrs[0]), str(c.listen_addrs[0])]
+        b = net.host(config=b_cfg)
+        await nursery.start(b.run)
+        with trio.fail_after(5):
+            while not (a.peer_id in b.peers() and c.peer_id in b.peers()):
+                await trio.sleep(0.05)
+            while a.peer_id not in c.peer_table.records:
+                await trio.sleep(0.05)
+        assert a.peer_id not in c.peers()  # learnt through b, not by a connection of its own
+        nursery.cancel_scope.cancel()
