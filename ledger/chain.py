@@ -166,16 +166,7 @@ class Chain:
         bh = block.hash()
         if bh in self._validated:
             return
-        validate_block_header(
-            block,
-            chain_id=self.chain_id,
-            prev=self.last_header,
-            initial_height=INITIAL_HEIGHT,
-            genesis_time_ms=self.genesis.genesis_time,
-            state_root=self._root,
-            validators=self.validators,
-        )
-        self._check_evidence(block)
+        self._check_header_and_evidence(block)
         sp = self.state.savepoint()
         try:
             execute_block(self.state, block, verified=self.mempool.verified, decoded=self.mempool.get)
@@ -192,6 +183,19 @@ class Chain:
         except BlockError:
             return False
         return True
+
+    def _check_header_and_evidence(self, block: Block) -> None:
+        """Everything about a next block that does not need executing it; raises :class:`BlockError`."""
+        validate_block_header(
+            block,
+            chain_id=self.chain_id,
+            prev=self.last_header,
+            initial_height=INITIAL_HEIGHT,
+            genesis_time_ms=self.genesis.genesis_time,
+            state_root=self._root,
+            validators=self.validators,
+        )
+        self._check_evidence(block)
 
     def _check_evidence(self, block: Block) -> None:
         for ev in block.evidence:
@@ -274,16 +278,7 @@ class Chain:
         if commit.block_hash != bh or commit.height != block.height:
             raise BlockError("the commit is not for this block")
         if bh not in self._validated:
-            validate_block_header(
-                block,
-                chain_id=self.chain_id,
-                prev=self.last_header,
-                initial_height=INITIAL_HEIGHT,
-                genesis_time_ms=self.genesis.genesis_time,
-                state_root=self._root,
-                validators=self.validators,
-            )
-            self._check_evidence(block)
+            self._check_header_and_evidence(block)
         # A block validated earlier had its signatures checked then; only the state transition runs again.
         _, receipts, events = execute_block(
             self.state, block, verified=self.mempool.verified, check_signatures=bh not in self._validated,
