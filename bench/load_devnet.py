@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -25,6 +24,7 @@ import trio
 
 from bootstrap.devnet import devnet_down, devnet_up, find_port_base
 from bootstrap.loadgen import SINK, LoadConfig, account_keys, run_load
+from compute.device import cpu_model
 from ledger.tx import Transfer, decode_signed_tx, make_tx, verify_tx_signature
 
 
@@ -39,16 +39,6 @@ def validation_ceiling(n: int = 4000, repeats: int = 5) -> float:
             verify_tx_signature(decode_signed_tx(raw), "bench")
         rates.append(n / (time.perf_counter() - t))
     return statistics.median(rates)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def run_jobs(nodes: list[Any], n_burst: int) -> dict[str, float]:

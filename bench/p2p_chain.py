@@ -15,13 +15,13 @@ import argparse
 import contextlib
 import datetime
 import os
-import platform
 import statistics
 import sys
 from dataclasses import dataclass
 
 import trio
 
+from compute.device import cpu_model
 from p2pnet.tools import Cluster, NodeProcess, mesh_connected
 
 HOPS = 4
@@ -93,17 +93,6 @@ async def _run_once(n_nodes: int, messages: int, size: int, rate: float, node_cm
             nursery.cancel_scope.cancel()
 
 
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
 async def main_async(args: argparse.Namespace) -> None:
     impls: list[tuple[str, list[str] | None]] = [("p2pnet", None)]
     if args.libp2p:
@@ -135,7 +124,7 @@ async def main_async(args: argparse.Namespace) -> None:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"# p2p_chain: gossip along a 5-process chain ({HOPS} hops), {args.size} B messages\n")
     print(f"Command: `.venv/bin/python -m bench.p2p_chain {' '.join(sys.argv[1:])}`\n")
-    print(f"Machine: nproc={os.cpu_count()}, {_cpu()}, shared with other engineers' test runs; {now}\n")
+    print(f"Machine: nproc={os.cpu_count()}, {cpu_model()}, shared with other engineers' test runs; {now}\n")
     print(f"Medians of {args.rounds} rounds; each round starts fresh processes.\n")
     print("| implementation | scenario | delivered | msg/s | hop p50 ms | hop p99 ms | e2e p50 ms | e2e p99 ms |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")

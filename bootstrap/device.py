@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from compute.device import cpu_model
 from compute.spec import MODELS
 
 # Backends each model runs on (mirrors compute.executor's table; checked by the tests against compute itself).
@@ -51,16 +52,6 @@ def _memory_mb() -> int:
         return 0
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "cpu"
-
-
 def torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
@@ -70,7 +61,7 @@ def probe_device() -> LocalDevice:
     torch_ok = torch_installed()
     models = frozenset(m for m in MODELS if torch_ok or m not in _TORCH_ONLY)
     gpu = torch_ok and Path("/dev/nvidiactl").exists()
-    return LocalDevice("gpu" if gpu else "cpu", "cuda" if gpu else _cpu_name(), _memory_mb(), 0, models)
+    return LocalDevice("gpu" if gpu else "cpu", "cuda" if gpu else cpu_model(default="cpu"), _memory_mb(), 0, models)
 
 
 def measure_device(benchmark_s: float = 0.3) -> LocalDevice:

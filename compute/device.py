@@ -48,7 +48,8 @@ class DeviceInfo:
         return out
 
 
-def _cpu_model() -> str:
+def cpu_model(default: str | None = None) -> str:
+    """The CPU's model name from /proc/cpuinfo; else ``default``, or what ``platform`` knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -56,6 +57,8 @@ def _cpu_model() -> str:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    if default is not None:
+        return default
     return platform.processor() or platform.machine() or "unknown"
 
 
@@ -124,7 +127,7 @@ def detect_device(benchmark_s: float = 0.3) -> DeviceInfo:
     """Inspect this machine and measure its capacity (about ``benchmark_s`` per device)."""
     gpus = _gpus()
     return DeviceInfo(
-        cpu_model=_cpu_model(),
+        cpu_model=cpu_model(),
         cpu_cores=_cpu_cores(),
         memory_mb=_memory_mb(),
         gpus=gpus,
