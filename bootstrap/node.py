@@ -228,6 +228,7 @@ class Node:
         self.agent: Any = None
         self.pool: Any = None
         self.pool_ready = trio.Event()
+        self.pool_failed = False
         self.api_address: tuple[str, int] | None = None
         self.started = trio.Event()
         self.started_at = 0.0
@@ -410,6 +411,7 @@ class Node:
                 self.pool_ready.set()
                 await trio.sleep_forever()
         except ComputeError as exc:
+            self.pool_failed = True  # the agent then makes no offers (it could not run what they bring)
             log.error("the compute pool did not start: %s (this node will not run jobs)", exc)
 
     async def _start_agent(self, nursery: trio.Nursery) -> None:
