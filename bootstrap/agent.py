@@ -570,6 +570,25 @@ class WorkerAgent:
         self.auto = False
         self.wake()  # the next scan withdraws the standing offers
 
+    async def withdraw_offers(self, timeout_s: float = 10.0) -> list[str]:
+        """Withdraw every local key's live offer now and wait (at most ``timeout_s``) until the withdrawals are
+        committed, so that once this returns no job submitted later is assigned to this node from an offer.
+        Call after ``stop()``; returns the withdrawal tx ids."""
+        async with self._scan_lock:  # no scan posts its own withdrawal (or a renewal) meanwhile
+            state = self.node.state
+            tx_ids = []
+            for k in self.local_keys():
+                w = state.workers.get(k.account)
+                posted = self.memory.offers_posted.get(k.account)
+                # An offer still on its way in counts too: the withdrawal's later nonce lands after it.
+                in_flight = posted is not None and posted[1] > 0
+                if w is not None and (w.offer_live_at(state.height + 1) or in_flight):
+                    self.memory.offers_posted[k.account] = (state.height, 0)
+                    tx_ids.append(await self.node.sign_and_submit(k.name, Offer(0, 0)))
+        for tx_id in tx_ids:
+            await self.node.wait_for_tx(tx_id, timeout_s)
+        return tx_ids
+
     def can_offer(self) -> bool:
         """Whether this node should keep offers standing: coordinating, with a compute pool that did not fail."""
         return self.auto and self.has_pool and not getattr(self.node, "pool_failed", False)

@@ -1019,8 +1019,11 @@ def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
     @app.post("/network/coordination/stop")
     async def coordination_stop() -> dict[str, Any]:
         await call(agent().stop)
-        return {"message": "auto-coordination stopped: no new bids (assigned duties are still honoured)",
-                "coordination": _agent_running(node)}
+        # Once stopped, no job submitted afterwards may be assigned here from a standing offer: wait for the
+        # withdrawals to commit (bounded; they lapse by themselves within the offer's span anyway).
+        withdrawn = await call(agent().withdraw_offers)
+        return {"message": "auto-coordination stopped: no new bids, offers withdrawn (assigned duties are still "
+                           "honoured)", "coordination": _agent_running(node), "offers_withdrawn": len(withdrawn)}
 
     @app.post("/network/coordination/trigger")
     async def coordination_trigger() -> dict[str, Any]:

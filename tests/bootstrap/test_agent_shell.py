@@ -109,3 +109,21 @@ async def test_shutdown_withdraws_a_live_offer_best_effort() -> None:
     agent, node = offering_node(pool_size=1, offer_until=50)
     await agent._withdraw_offers_on_exit()
     assert node.posted == [Offer(0, 0)]
+
+
+async def test_withdraw_offers_posts_and_waits_for_the_commit() -> None:
+    from ledger.tx import Offer
+
+    agent, node = offering_node(pool_size=1, offer_until=50)
+    waited: list[str] = []
+
+    async def wait_for_tx(tx_id: str, timeout: float) -> dict[str, str]:
+        waited.append(tx_id)
+        return {"status": "committed"}
+
+    node.wait_for_tx = wait_for_tx
+    agent.stop()
+    assert await agent.withdraw_offers() == ["ab" * 32] and waited == ["ab" * 32]
+    assert node.posted == [Offer(0, 0)]
+    await agent.scan(bidding=False)  # the withdrawal is in flight: the scan does not post another
+    assert node.posted == [Offer(0, 0)]
