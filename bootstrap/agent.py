@@ -4,15 +4,21 @@ Two layers, so the decisions can be tested without a network:
 
 * :class:`Planner` is sans-IO. Given the committed ledger ``State``, the local worker keys and the agent's
   :class:`AgentMemory` (what it fetched, ran, posted and committed to), ``plan`` returns the next actions:
-  :class:`FetchSpec`, :class:`PostBid`, :class:`RunJob`, :class:`PostCommit`, :class:`PostReveal`. It never
-  waits, never signs, never draws randomness (salts derive from the memory's secret).
+  :class:`FetchSpec`, :class:`PostBid`, :class:`PostOffer`, :class:`RunJob`, :class:`PostCommit`,
+  :class:`PostReveal`. It never waits, never signs, never draws randomness (salts derive from the memory's
+  secret).
 * :class:`WorkerAgent` is the trio shell. It scans after every committed block (node events, with a polling
   fallback), executes the planner's actions through the node (``sign_and_submit``, ``fetch_blob``, the compute
   pool) and writes what happened back into the memory. Every failure is logged with its job and key; none
   reaches the node.
 
 Duties drawn by the ledger (verifier, referee) are honoured even while auto-coordination is stopped: a key that
-ignored them would be slashed for stalling. Stopping only stops new bids.
+ignored them would be slashed for stalling. Stopping only stops new bids and withdraws the standing offers.
+
+Standing offers (issue 8): while auto-coordination runs and the node can run jobs (it has a compute pool), each
+local worker key keeps an ``offer`` standing ``offer_blocks`` ahead, renewed when fewer than half of them remain,
+so jobs submitted with ``assign="offers"`` are assigned to it inside their submit block. Such a job appears
+directly as ``assigned`` and is run like any other assignment, as soon as a scan sees it.
 
 A node bids on as many open jobs as it can finish in time, not one at a time (see :class:`Planner` for the
 policy): the planner hands out runs earliest commit deadline first, one per free compute-pool worker, and the
@@ -54,9 +60,9 @@ from ledger.errors import (
     UnknownWorker,
     WrongJobState,
 )
-from ledger.jobs import eligibility_problem
+from ledger.jobs import eligibility_problem, worker_problem
 from ledger.state import ASSIGNED, DISPUTED, OPEN, REVEALING, Job, State
-from ledger.tx import Bid, CommitResult, Payload, RevealResult, compute_commitment
+from ledger.tx import Bid, CommitResult, Offer, Payload, RevealResult, compute_commitment
 
 log = logging.getLogger("bootstrap.agent")
 
@@ -118,6 +124,15 @@ class PostBid:
 
 
 @dataclass(frozen=True)
+class PostOffer:
+    """Set (``until > 0``) or withdraw (``until = 0``) a key's standing offer; not about any one job."""
+
+    key: LocalKey
+    price: int
+    until: int
+
+
+@dataclass(frozen=True)
 class RunJob:
     """Fetch the dataset and run the job once, for every local key holding a role on it."""
 
@@ -144,11 +159,13 @@ class PostReveal:
     opening: Opening
 
 
-Action = FetchSpec | PostBid | RunJob | PostCommit | PostReveal
+Action = FetchSpec | PostBid | PostOffer | RunJob | PostCommit | PostReveal
 
 
 def describe(action: Action) -> dict[str, Any]:
     """A JSON-friendly line for logs, ``status()`` and ``trigger()``."""
+    if isinstance(action, PostOffer):
+        return {"action": "PostOffer", "key": action.key.name, "price": action.price, "until": action.until}
     d: dict[str, Any] = {"action": type(action).__name__, "job_id": action.job_id.hex()}
     if isinstance(action, PostBid):
         d.update(key=action.key.name, price=action.price)
@@ -159,8 +176,10 @@ def describe(action: Action) -> dict[str, Any]:
     return d
 
 
-def payload_for(action: PostBid | PostCommit | PostReveal) -> Payload:
+def payload_for(action: PostBid | PostOffer | PostCommit | PostReveal) -> Payload:
     """The ledger transaction an action posts."""
+    if isinstance(action, PostOffer):
+        return Offer(action.price, action.until)
     if isinstance(action, PostBid):
         return Bid(action.job_id, action.price)
     if isinstance(action, PostCommit):
@@ -195,6 +214,7 @@ class AgentMemory:
     refused: dict[tuple[bytes, bytes, str], str] = field(default_factory=dict)
     openings: dict[tuple[bytes, bytes], Opening] = field(default_factory=dict)
     run_seconds: dict[str, deque[float]] = field(default_factory=dict)  # model -> recent measured run times
+    offers_posted: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # account -> (height, until)
 
     def salt(self, job_id: bytes, account: bytes) -> bytes:
         """A salt nobody else can guess, stable for this job and key (so a re-plan commits the same bytes)."""
@@ -253,6 +273,8 @@ class Planner:
     default_run_s: float = 3.0
     run_safety: float = 1.5
     run_overhead_s: float = 0.5
+    offer_price: int = 20
+    offer_blocks: int = 20
 
     def price_for(self, reward: int) -> int:
         """The bid for a job: ``bid_permille`` of the reward, at least 1 token, never above the reward."""
@@ -287,10 +309,12 @@ class Planner:
     def _has_bid(self, state: State, job: Job, account: bytes, memory: AgentMemory) -> bool:
         return account in job.bids or self._recently_posted(memory, (job.job_id, account, "bid"), state.height)
 
-    def plan(self, state: State, keys: Sequence[LocalKey], memory: AgentMemory, *, bidding: bool = True
-             ) -> list[Action]:
+    def plan(self, state: State, keys: Sequence[LocalKey], memory: AgentMemory, *, bidding: bool = True,
+             offering: bool | None = None) -> list[Action]:
         """The actions to take now: duties in job-id order, then runs in deadline order (as many as there are
-        free run slots), then spec fetches and bids. Posting them all is safe (none depends on another)."""
+        free run slots), then spec fetches and bids, then offers (``offering`` True: keep each key's offer
+        standing; False: withdraw it; None: leave offers alone). Posting them all is safe (none depends on
+        another)."""
         workers = [k for k in keys if k.account in state.workers]
         if not workers:
             return []
@@ -310,11 +334,36 @@ class Planner:
         actions += [run for _, _, run in sorted(runs)[:max(0, free_slots)]]
         if bidding and self.can_compute and open_jobs:
             actions += self._bids(state, open_jobs, workers, memory)
+        if offering is not None:
+            actions += self._offers(state, workers, memory, offering and self.can_compute)
         return actions
+
+    # -- standing offers --
+    def _offers(self, state: State, workers: list[LocalKey], memory: AgentMemory, want: bool) -> list[Action]:
+        """Keep each eligible key's offer standing (renewed when fewer than half its blocks remain), or withdraw
+        the keys' live offers when this node should not be assigned jobs."""
+        span = max(2, min(self.offer_blocks, state.params.max_window))
+        out: list[Action] = []
+        for k in workers:
+            w = state.workers[k.account]
+            # A tx posted now lands in the next block at the earliest: that is the first height that matters.
+            live = w.offer_live_at(state.height + 1)
+            posted = memory.offers_posted.get(k.account)
+            recent = posted is not None and state.height - posted[0] < self.retry_after_blocks
+            if want and worker_problem(state, k.account) is None:
+                fresh = live and w.offer_until - state.height >= span // 2 and w.offer_price == self.offer_price
+                if fresh or (recent and posted is not None and posted[1] > 0):
+                    continue  # standing, or a renewal is on its way
+                out.append(PostOffer(k, self.offer_price, state.height + span))
+            elif live and not (recent and posted is not None and posted[1] == 0):
+                out.append(PostOffer(k, 0, 0))
+        return out
 
     # -- bidding --
     def _work(self, state: State, job: Job, memory: AgentMemory) -> Work:
-        """The run ``job`` asks of this node, timed from now (an open job as if this node's bid wins)."""
+        """The run ``job`` asks of this node, timed from now (an open job as if this node's bid wins). An open
+        job is assigned at its ``bid_deadline``; an assigned one (after bids, or at submission from offers,
+        where ``bid_deadline`` is the submission height) can start now and is due by its commit deadline."""
         bt = self.block_time_s
         cost = self.run_estimate_s(job.model, memory) / self.parallel_runs
         if job.status == OPEN:
@@ -486,7 +535,11 @@ class WorkerAgent:
         pool_size = getattr(getattr(node, "config", None), "pool_size", 1)
         self.planner = Planner(self.device, cfg.bid_permille, cfg.max_concurrent_jobs, self.faults,
                                max_open_bids=cfg.max_open_bids,
-                               parallel_runs=max(1, pool_size if isinstance(pool_size, int) else 1))
+                               parallel_runs=max(1, pool_size if isinstance(pool_size, int) else 1),
+                               offer_price=int(getattr(cfg, "offer_price", 20)),
+                               offer_blocks=int(getattr(cfg, "offer_blocks", 20)))
+        # Offers invite assignments at any moment: only a node that has a compute pool makes them.
+        self.has_pool = not (isinstance(pool_size, int) and pool_size <= 0)
         self.memory = AgentMemory()
         self.auto = bool(cfg.auto_coordinate)
         self.keystore_workers = bool(getattr(cfg, "keystore_workers", True))
@@ -495,7 +548,7 @@ class WorkerAgent:
                                                               256 * 1024 * 1024)
         self.fetch_timeout_s = fetch_timeout_s
         self.counters: dict[str, int] = {k: 0 for k in (
-            "scans", "bids", "commits", "reveals", "runs_ok", "runs_failed", "refused", "errors")}
+            "scans", "bids", "offers", "commits", "reveals", "runs_ok", "runs_failed", "refused", "errors")}
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)
         self.last_scan_height = -1
         self._last_block: tuple[int, float] | None = None  # (height, trio time) when a new height was first seen
@@ -513,8 +566,32 @@ class WorkerAgent:
         self.wake()
 
     def stop(self) -> None:
-        """Auto-coordination off: no new bids (duties already drawn are still honoured)."""
+        """Auto-coordination off: no new bids, offers withdrawn (duties already drawn are still honoured)."""
         self.auto = False
+        self.wake()  # the next scan withdraws the standing offers
+
+    async def withdraw_offers(self, timeout_s: float = 10.0) -> list[str]:
+        """Withdraw every local key's live offer now and wait (at most ``timeout_s``) until the withdrawals are
+        committed, so that once this returns no job submitted later is assigned to this node from an offer.
+        Call after ``stop()``; returns the withdrawal tx ids."""
+        async with self._scan_lock:  # no scan posts its own withdrawal (or a renewal) meanwhile
+            state = self.node.state
+            tx_ids = []
+            for k in self.local_keys():
+                w = state.workers.get(k.account)
+                posted = self.memory.offers_posted.get(k.account)
+                # An offer still on its way in counts too: the withdrawal's later nonce lands after it.
+                in_flight = posted is not None and posted[1] > 0
+                if w is not None and (w.offer_live_at(state.height + 1) or in_flight):
+                    self.memory.offers_posted[k.account] = (state.height, 0)
+                    tx_ids.append(await self.node.sign_and_submit(k.name, Offer(0, 0)))
+        for tx_id in tx_ids:
+            await self.node.wait_for_tx(tx_id, timeout_s)
+        return tx_ids
+
+    def can_offer(self) -> bool:
+        """Whether this node should keep offers standing: coordinating, with a compute pool that did not fail."""
+        return self.auto and self.has_pool and not getattr(self.node, "pool_failed", False)
 
     def wake(self) -> None:
         """Ask for a scan soon (coalesced)."""
@@ -544,6 +621,20 @@ class WorkerAgent:
                     await self.scan(bidding=self.auto)
             finally:
                 self._nursery = None
+                await self._withdraw_offers_on_exit()
+
+    async def _withdraw_offers_on_exit(self) -> None:
+        """Best effort on shutdown: withdraw live offers so no job is assigned to a node that went away (if
+        this fails, the offers lapse by themselves within ``offer_blocks``)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+            try:
+                state = self.node.state
+                for k in self.local_keys():
+                    w = state.workers.get(k.account)
+                    if w is not None and w.offer_live_at(state.height + 1):
+                        await self.node.sign_and_submit(k.name, Offer(0, 0))
+            except Exception as exc:  # the node may be half torn down already
+                log.info("agent could not withdraw its offers on exit: %s", exc)
 
     async def _watch_events(self) -> None:
         events = getattr(self.node, "events", None)
@@ -568,7 +659,8 @@ class WorkerAgent:
                 self.last_scan_height = state.height
                 self.counters["scans"] += 1
                 self._prune(state)
-                actions = self.planner.plan(state, self.local_keys(), self.memory, bidding=bidding)
+                actions = self.planner.plan(state, self.local_keys(), self.memory, bidding=bidding,
+                                            offering=self.can_offer())
             except Exception as exc:  # a bug in planning must not stop the node following the chain
                 self.counters["errors"] += 1
                 log.exception("agent scan failed: %s", exc)
@@ -629,6 +721,8 @@ class WorkerAgent:
         elif isinstance(action, RunJob):
             self.memory.running.add(action.job_id)
             self._spawn(self._run_task, action, height)
+        elif isinstance(action, PostOffer):
+            await self._post_offer(action, height)
         else:
             if isinstance(action, PostCommit) and action.opening is not None:
                 # Keep the opening before the commitment can land, so a crash cannot strand it.
@@ -640,6 +734,18 @@ class WorkerAgent:
         if self._nursery is None:
             raise AgentError(None, "agent is not running (no nursery for background work)")
         self._nursery.start_soon(fn, *args)
+
+    async def _post_offer(self, action: PostOffer, height: int) -> None:
+        self.memory.offers_posted[action.key.account] = (height, action.until)
+        try:
+            tx_id = await self.node.sign_and_submit(action.key.name, payload_for(action))
+        except LedgerError as exc:  # ineligible for now, mempool full: tried again after retry_after_blocks
+            self.counters["errors"] += 1
+            log.warning("agent offer by %s not admitted: %s", action.key.name, exc)
+            return
+        self.counters["offers"] += 1
+        log.info("agent %s key %s price %d until %d tx %s", "offer" if action.until else "offer withdrawal",
+                 action.key.name, action.price, action.until, tx_id[:16])
 
     async def _post(self, action: PostBid | PostCommit | PostReveal, height: int) -> None:
         kind = {PostBid: "bid", PostCommit: "commit", PostReveal: "reveal"}[type(action)]
@@ -810,10 +916,12 @@ class WorkerAgent:
             entry: dict[str, Any] = {"name": k.name, "account": k.account.hex(), "registered": w is not None}
             if w is not None:
                 entry.update(stake=w.stake, reputation=w.reputation, active_jobs=w.active_jobs,
-                             jobs_done=w.jobs_done, jobs_failed=w.jobs_failed)
+                             jobs_done=w.jobs_done, jobs_failed=w.jobs_failed, offer_price=w.offer_price,
+                             offer_until=w.offer_until, offer_live=w.offer_live_at(state.height + 1))
             keys.append(entry)
         return {
             "running": self.auto,
+            "offering": self.can_offer(),
             "faulty": self.faults.describe(),
             "device": self.device.to_dict(),
             "last_scan_height": self.last_scan_height,

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import trio
 from fastapi import FastAPI, Query, Request
@@ -217,7 +217,9 @@ class DatasetBody(_Body):
 
 
 class JobSubmission(_Body):
-    """The seed's job submission, plus optional model parameters, dataset, verification fee and device."""
+    """The seed's job submission, plus optional model parameters, dataset, verification fee, device, and how the
+    worker is found: ``offers`` (the default: assigned in the submit block to a worker with a standing offer,
+    or a bid window when none fits) or ``bids`` (always a bid window)."""
 
     client_address: KeyName
     model_type: str = Field(max_length=64)
@@ -226,6 +228,7 @@ class JobSubmission(_Body):
     dataset: DatasetBody | None = None
     verification_fee: TokenAmount | None = None
     device: str = Field(default="any", max_length=16)
+    assign: Literal["offers", "bids"] = "offers"
 
 
 class RawTx(_Body):
@@ -904,7 +907,7 @@ def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
         model = normalise_model(body.model_type)
         params = body.params if body.params is not None else dict(DEFAULT_MODEL_PARAMS.get(model, {}))
         source = dataset_source(body.dataset)
-        kwargs: dict[str, Any] = {"reward": body.reward, "device": body.device}
+        kwargs: dict[str, Any] = {"reward": body.reward, "device": body.device, "assign": body.assign}
         if body.verification_fee is not None:
             kwargs["verification_fee"] = body.verification_fee
         if not node.keystore.exists(body.client_address):
@@ -1016,8 +1019,11 @@ def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
     @app.post("/network/coordination/stop")
     async def coordination_stop() -> dict[str, Any]:
         await call(agent().stop)
-        return {"message": "auto-coordination stopped: no new bids (assigned duties are still honoured)",
-                "coordination": _agent_running(node)}
+        # Once stopped, no job submitted afterwards may be assigned here from a standing offer: wait for the
+        # withdrawals to commit (bounded; they lapse by themselves within the offer's span anyway).
+        withdrawn = await call(agent().withdraw_offers)
+        return {"message": "auto-coordination stopped: no new bids, offers withdrawn (assigned duties are still "
+                           "honoured)", "coordination": _agent_running(node), "offers_withdrawn": len(withdrawn)}
 
     @app.post("/network/coordination/trigger")
     async def coordination_trigger() -> dict[str, Any]:

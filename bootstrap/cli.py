@@ -237,7 +237,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if not isinstance(params, dict):
             raise CliError("--params must be a JSON object")
     res = client.submit_job(args.client, args.model, args.reward, params=params, dataset=_dataset_arg(args),
-                            verification_fee=args.fee, device=args.device)
+                            verification_fee=args.fee, device=args.device, assign=args.assign)
     print(f"job {res['job_id']} submitted (tx {res['tx_id'][:16]}…, height {res.get('height')})", flush=True)
     if args.no_wait:
         _out(res)
@@ -470,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="FILE")
     p.add_argument("--target", help="CSV target column (name or index)")
     p.add_argument("--device", default=None, help="any or gpu")
+    p.add_argument("--assign", choices=("offers", "bids"), default="offers",
+                   help="offers (default): assigned at once to a worker with a standing offer, falling back to a "
+                        "bid window when none fits; bids: always open a bid window")
     p.add_argument("--no-wait", action="store_true")
     p.add_argument("--timeout", type=float, default=300.0)
     p.set_defaults(func=cmd_submit)

@@ -143,7 +143,9 @@ class NodeClient:
 
     def submit_job(self, client: str, model: str, reward: int, *, params: dict[str, Any] | None = None,
                    dataset: dict[str, Any] | None = None, verification_fee: int | None = None,
-                   device: str | None = None, wait: float | None = None) -> dict[str, Any]:
+                   device: str | None = None, assign: str | None = None, wait: float | None = None
+                   ) -> dict[str, Any]:
+        """``POST /job/submit``; ``assign`` is ``"offers"`` or ``"bids"`` (None: the node's default, offers)."""
         body: dict[str, Any] = {"client_address": client, "model_type": model, "reward": reward}
         if params is not None:
             body["params"] = params
@@ -153,6 +155,8 @@ class NodeClient:
             body["verification_fee"] = verification_fee
         if device is not None:
             body["device"] = device
+        if assign is not None:
+            body["assign"] = assign
         return self.post("/job/submit", body, wait=wait)
 
     def job(self, job_id: str) -> dict[str, Any]:

@@ -48,6 +48,10 @@ class AgentConfig:
     max_open_bids: int = 8
     # Also drive workers registered through the API (keystore keys), not only the node's own key.
     keystore_workers: bool = True
+    # Standing offer (issue 8): the price asked per job assigned at submission, and how many blocks ahead the
+    # offer stands (renewed when fewer than half remain; capped by the chain's max_window).
+    offer_price: int = 20
+    offer_blocks: int = 20
 
 
 @dataclass
@@ -185,6 +189,10 @@ class NodeConfig:
             raise ConfigError("agent.max_concurrent_jobs", a.max_concurrent_jobs, "must be at least 1")
         if type(a.max_open_bids) is not int or a.max_open_bids < 1:
             raise ConfigError("agent.max_open_bids", a.max_open_bids, "must be at least 1")
+        if type(a.offer_price) is not int or not 0 <= a.offer_price < 2**63:
+            raise ConfigError("agent.offer_price", a.offer_price, "must be a non-negative whole number of tokens")
+        if type(a.offer_blocks) is not int or a.offer_blocks < 2:
+            raise ConfigError("agent.offer_blocks", a.offer_blocks, "must be at least 2")
 
     # ------------------------------------------------------------------------------------------ files
 

@@ -74,16 +74,26 @@ def why_waiting(state: State, job: Job) -> str | None:
     return f"no bids yet: waiting for workers until height {job.bid_deadline}"
 
 
+def assigned_at_submission(job: Job) -> bool:
+    """Whether the ledger assigned the job from standing offers inside its submit block (no bid phase)."""
+    return bool(job.history) and job.history[0][0] == "assigned"
+
+
 def timeline(job: Job) -> list[dict[str, Any]]:
-    """The job's progress as the dashboard draws it: submitted → bids → assigned → committed → revealed → an
-    outcome; each step ``done`` or not, with the height where the ledger recorded it when known."""
+    """The job's progress as the dashboard draws it: submitted → bids (or "offer" for a job assigned at
+    submission) → assigned → committed → revealed → an outcome; each step ``done`` or not, with the height where
+    the ledger recorded it when known."""
     at = {}
     for status, height in job.history:
         at.setdefault(status, height)
     final = job.status if job.status in ("verified", "failed", "refunded") else None
+    if assigned_at_submission(job):
+        found = {"step": "offer", "done": True, "height": job.submitted_at}
+    else:
+        found = {"step": "bids", "done": bool(job.bids) or job.worker is not None, "count": len(job.bids)}
     steps = [
         {"step": "submitted", "done": True, "height": job.submitted_at},
-        {"step": "bids", "done": bool(job.bids) or job.worker is not None, "count": len(job.bids)},
+        found,
         {"step": "assigned", "done": job.worker is not None, "height": at.get("assigned")},
         {"step": "committed", "done": len(job.commits) >= 2 or "revealing" in at, "count": len(job.commits)},
         {"step": "revealed", "done": final == "verified" or "disputed" in at, "count": len(job.reveals),

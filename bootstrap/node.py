@@ -228,6 +228,7 @@ class Node:
         self.agent: Any = None
         self.pool: Any = None
         self.pool_ready = trio.Event()
+        self.pool_failed = False
         self.api_address: tuple[str, int] | None = None
         self.started = trio.Event()
         self.started_at = 0.0
@@ -410,6 +411,7 @@ class Node:
                 self.pool_ready.set()
                 await trio.sleep_forever()
         except ComputeError as exc:
+            self.pool_failed = True  # the agent then makes no offers (it could not run what they bring)
             log.error("the compute pool did not start: %s (this node will not run jobs)", exc)
 
     async def _start_agent(self, nursery: trio.Nursery) -> None:
@@ -904,15 +906,19 @@ class Node:
         commit_window: int = 0,
         reveal_window: int = 0,
         fee: int | None = None,
+        assign: str = "bids",
     ) -> dict[str, Any]:
         """Build and check the job's spec and dataset, keep both in the blob store, announce them, and sign
-        ``SubmitJob`` with key ``client``. Compute errors (bad model, params or data) raise typed before any tx."""
+        ``SubmitJob`` with key ``client``. Compute errors (bad model, params or data) raise typed before any tx.
+        ``assign="offers"`` asks the ledger to assign the job in its submit block from standing offers."""
         if self.blobs is None or self.host is None:
             raise NodeNotRunning("the node is not running")
-        if type(reward) is not int or reward <= 0:
-            from ledger.errors import InvalidField
+        from ledger.errors import InvalidField
 
+        if type(reward) is not int or reward <= 0:
             raise InvalidField("submit_job.reward", f"must be a positive integer, got {reward!r}")
+        if assign not in ("offers", "bids"):
+            raise InvalidField("submit_job.assign", f"expected 'offers' or 'bids', got {assign!r}")
         vfee = max(1, reward // 10) if verification_fee is None else verification_fee
         built = self.build_dataset(dataset if dataset is not None else default_dataset(model))
         if isinstance(built, bytes):
@@ -933,12 +939,14 @@ class Node:
             model=model, params_digest=spec_digest, dataset_digest=digest, reward=reward, verification_fee=vfee,
             tolerance_abs=spec.tolerance.abs, tolerance_ppm=spec.tolerance.ppm, device=device,
             min_memory_mb=spec.requirements.min_memory_mb, bid_window=bid_window, commit_window=commit_window,
-            reveal_window=reveal_window,
+            reveal_window=reveal_window, assign=assign,
         )
-        tx_id = await self.sign_and_submit(client, payload, fee=fee)
+        # Announce the data before the tx: a job assigned at submission is run as soon as its block commits,
+        # and its worker must find the spec and dataset by then.
         ann = JobDataAnnouncement(spec_bytes, digest, self.peer_id.to_bytes(), len(data))
         self._note_announcement(ann)
         await self.host.gossip.publish(TOPIC_JOBDATA, encode_announcement(ann))
+        tx_id = await self.sign_and_submit(client, payload, fee=fee)
         return {"job_id": tx_id, "tx_id": tx_id, "spec_digest": spec_digest.hex(), "dataset_digest": digest.hex()}
 
     async def announce_job_data(self, spec_bytes: bytes) -> None:

@@ -188,6 +188,15 @@ class NotEligible(InvalidTx):
         self.reason = reason
 
 
+class IneligibleWorker(InvalidTx):
+    """The worker may not do this at all right now (e.g. offer), whatever the job: ``reason`` says why."""
+
+    def __init__(self, account: bytes, reason: str) -> None:
+        super().__init__(f"worker {_hex(account)} is not eligible: {reason}")
+        self.account = account
+        self.reason = reason
+
+
 class NotParticipant(InvalidTx):
     """The sender holds no role in this job that allows the tx (``role`` is what it would need)."""
 

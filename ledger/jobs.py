@@ -1,8 +1,11 @@
-"""The job lifecycle as ledger rules: escrow, bids, assignment, commit/reveal, verdict, disputes and deadlines.
+"""The job lifecycle as ledger rules: escrow, offers and bids, assignment, commit/reveal, verdict, disputes and
+deadlines.
 
 Statuses and transitions (every arrow is a tx handler below or a deadline handled in ``process_deadlines``,
 which ``end_block`` calls; each transition appends ``(status, height)`` to ``job.history``)::
 
+    submit_job, assign="offers", a live offerer and a verifier found ─────▶ assigned   (at once: no bid phase)
+    submit_job, assign="bids"; or "offers" and no offer fits ─────────────▶ open       (bid window opens)
     open ──(bid window ends, a bidder and a verifier found)──────────────▶ assigned
     open ──(bid window ends, no eligible bidder or verifier; or cancel)──▶ refunded
     assigned ──(worker and verifier both committed)──────────────────────▶ revealing
@@ -19,7 +22,9 @@ which ``end_block`` calls; each transition appends ``(status, height)`` to ``job
 
 Every non-terminal status has a deadline and every deadline moves the job on, and the number of reassignments
 is capped, so no job lives longer than ``bid + (r+1)·commit + reveal + (r+1)·(commit + reveal)`` blocks where
-``r = max_reassignments``. Every token leaving the escrow goes to a balance (payee or client), so none vanish.
+``r = max_reassignments`` and ``bid`` is the bid window (0 for a job assigned at submission: its
+``bid_deadline`` is its submission height). Every token leaving the escrow goes to a balance (payee or client),
+so none vanish.
 
 Payments on ``verified``: the accepted worker gets its bid ``price``, the accepted verifier the
 ``verification_fee``, the client gets the rest back. When the referee sides with the verifier the referee took
@@ -29,6 +34,15 @@ fee; when it agrees with both (each within tolerance of it) verifier and referee
 Assignment: among eligible bidders the lowest effective price ``price·1001/(1001+reputation)`` wins (a perfect
 reputation halves a bid), ties by worker id. Verifier and referee are drawn uniformly from the other eligible
 workers with ``blake2b(role ‖ seed ‖ job id ‖ reassignments)`` so every validator draws the same one.
+
+Offers (issue 8: a job in 3 blocks): a worker posts ``offer(price, until)``, a standing price per job valid
+through height ``until``. A job submitted with ``assign="offers"`` is assigned inside its submit tx: the worker
+is the eligible offerer with a live offer, ``price <= reward`` and free capacity (``active_jobs < capacity``
+when ``capacity > 0``) at the lowest effective price (same formula as bids); exact ties are broken by a seeded
+draw, not by id, so equally priced workers share the load. The verifier is drawn as above but only among live
+offerers (an offer says the worker is online). With no such worker or verifier the job opens for bids as if
+submitted with ``assign="bids"`` (an ``offers_unavailable`` event says why); nothing is refunded for that.
+Everything after assignment is the same for both paths.
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ from ledger.errors import (
     BadCommitment,
     DeadlinePassed,
     DuplicateAction,
+    IneligibleWorker,
     InvalidField,
     NotClient,
     NotCommitted,
@@ -63,19 +78,22 @@ from ledger.state import (
     Job,
     State,
 )
-from ledger.tx import Bid, CancelJob, CommitResult, RevealResult, SignedTx, SubmitJob, compute_commitment
+from ledger.tx import Bid, CancelJob, CommitResult, Offer, RevealResult, SignedTx, SubmitJob, compute_commitment
 from ledger.types import REPUTATION_MAX, AccountId, Tokens
 from ledger.verdict import PPM, summaries_agree
 
 __all__ = ["compute_commitment", "max_job_lifetime", "process_deadlines"]
 
 JOB_DEVICES = ("any", "gpu")
+ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS = "bids", "offers"
+ASSIGN_MODES = ("", ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS)
 
 
 def max_job_lifetime(state: State, job: Job) -> int:
     """Blocks after submission by which the job is certainly terminal (see the module docstring)."""
     r = state.params.max_reassignments
-    return (job.bid_window + (r + 1) * job.commit_window + job.reveal_window
+    bid_phase = job.bid_deadline - job.submitted_at  # the bid window, or 0 when assigned at submission
+    return (bid_phase + (r + 1) * job.commit_window + job.reveal_window
             + (r + 1) * (job.commit_window + job.reveal_window))
 
 
@@ -106,6 +124,18 @@ def eligibility_problem(state: State, account: AccountId, job: Job) -> str | Non
     return None
 
 
+def worker_problem(state: State, account: AccountId) -> str | None:
+    """Why ``account`` cannot take any job now (the job-independent part of ``eligibility_problem``)."""
+    w = state.workers.get(account)
+    if w is None:
+        return "not a registered worker"
+    if w.stake < state.params.min_stake:
+        return "stake below min_stake"
+    if w.reputation < state.params.min_reputation:
+        return "reputation below min_reputation"
+    return None
+
+
 def _window(value: int, default: int, max_window: int, name: str) -> int:
     w = value or default
     if w > max_window:
@@ -129,6 +159,8 @@ def process_submit_job(state: State, stx: SignedTx, p: SubmitJob, ctx: BlockCont
         raise InvalidField("submit_job.reward", "must be positive")
     if p.tolerance_ppm > PPM:
         raise InvalidField("submit_job.tolerance_ppm", f"must be at most {PPM}")
+    if p.assign not in ASSIGN_MODES:
+        raise InvalidField("submit_job.assign", f"expected {ASSIGN_BY_BIDS!r} or {ASSIGN_BY_OFFERS!r}")
     bid_window = _window(p.bid_window, params.default_bid_window, params.max_window, "bid_window")
     commit_window = _window(p.commit_window, params.default_commit_window, params.max_window, "commit_window")
     reveal_window = _window(p.reveal_window, params.default_reveal_window, params.max_window, "reveal_window")
@@ -145,8 +177,33 @@ def process_submit_job(state: State, stx: SignedTx, p: SubmitJob, ctx: BlockCont
     )
     state.put_job(job)
     state.set_active(job.job_id, True)
+    assigned = _assign_from_offers(state, job, ctx) if p.assign == ASSIGN_BY_OFFERS else []
     return [Event("job_submitted", {"job_id": job.job_id, "client": client, "escrow": escrow,
-                                    "bid_deadline": job.bid_deadline})]
+                                    "bid_deadline": job.bid_deadline}), *assigned]
+
+
+def process_offer(state: State, stx: SignedTx, p: Offer, ctx: BlockContext) -> list[Event]:
+    sender = stx.tx.sender
+    # Only a registered worker has an offer to set or withdraw.
+    if sender not in state.workers:
+        raise UnknownWorker(sender)
+    if p.until == 0:
+        # Withdrawing is always allowed, even for a worker that lost its eligibility meanwhile.
+        w = state.w_worker(sender)
+        w.offer_price, w.offer_until = 0, 0
+        return [Event("offer_withdrawn", {"worker": sender})]
+    # A worker that could not be assigned must not look available.
+    problem = worker_problem(state, sender)
+    if problem is not None:
+        raise IneligibleWorker(sender, problem)
+    if p.until < ctx.height:
+        raise InvalidField("offer.until", f"height {p.until} has passed (now {ctx.height}); 0 withdraws")
+    # Bounded like a job window, so a worker that goes away stops being assigned jobs soon.
+    if p.until > ctx.height + state.params.max_window:
+        raise InvalidField("offer.until", f"more than max_window={state.params.max_window} blocks ahead")
+    w = state.w_worker(sender)
+    w.offer_price, w.offer_until = p.price, p.until
+    return [Event("offer", {"worker": sender, "price": p.price, "until": p.until})]
 
 
 def process_bid(state: State, stx: SignedTx, p: Bid, ctx: BlockContext) -> list[Event]:
@@ -356,16 +413,66 @@ def _pick_worker(state: State, job: Job, exclude: set[AccountId]) -> tuple[Accou
     return None if best is None else (best[1], best[2])
 
 
-def _draw(state: State, job: Job, ctx: BlockContext, role: str, exclude: set[AccountId]) -> AccountId | None:
-    candidates = sorted(
-        a for a in state.workers if a not in exclude and eligibility_problem(state, a, job) is None
-    )
+def _seeded_pick(candidates: list[AccountId], job: Job, ctx: BlockContext, role: str) -> AccountId | None:
+    """One of ``candidates`` (sorted), drawn with the block seed so every validator picks the same one."""
     if not candidates:
         return None
     digest = blake2b256(
         b"dacn/draw/" + role.encode() + b"\x00" + ctx.seed + job.job_id + job.reassignments.to_bytes(8, "big")
     )
     return candidates[int.from_bytes(digest, "big") % len(candidates)]
+
+
+def _draw(state: State, job: Job, ctx: BlockContext, role: str, exclude: set[AccountId],
+          *, offering: bool = False) -> AccountId | None:
+    """A uniformly drawn eligible worker not in ``exclude`` (with ``offering``: only those with a live offer)."""
+    candidates = sorted(
+        a for a, w in state.workers.items()
+        if a not in exclude and (not offering or w.offer_live_at(ctx.height))
+        and eligibility_problem(state, a, job) is None
+    )
+    return _seeded_pick(candidates, job, ctx, role)
+
+
+def _pick_offer(state: State, job: Job, ctx: BlockContext) -> tuple[AccountId, Tokens] | None:
+    """The cheapest live offer that fits the job and has free capacity; exact ties by a seeded draw."""
+    best: Fraction | None = None
+    tied: list[AccountId] = []
+    for account, w in state.workers.items():
+        if not w.offer_live_at(ctx.height) or w.offer_price > job.reward:
+            continue
+        if w.capacity and w.active_jobs >= w.capacity:
+            continue
+        if eligibility_problem(state, account, job) is not None:
+            continue
+        effective = Fraction(w.offer_price * (REPUTATION_MAX + 1), REPUTATION_MAX + 1 + w.reputation)
+        if best is None or effective < best:
+            best, tied = effective, [account]
+        elif effective == best:
+            tied.append(account)
+    worker = _seeded_pick(sorted(tied), job, ctx, "offer")
+    return None if worker is None else (worker, state.workers[worker].offer_price)
+
+
+def _assign_from_offers(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """Assign a just-submitted job from standing offers, or leave it open for bids and say why."""
+    pick = _pick_offer(state, job, ctx)
+    verifier = None if pick is None else _draw(state, job, ctx, "verifier", exclude={pick[0]}, offering=True)
+    if pick is None or verifier is None:
+        reason = "no_worker_offer" if pick is None else "no_verifier_offer"
+        return [Event("offers_unavailable", {"job_id": job.job_id, "reason": reason,
+                                             "bid_deadline": job.bid_deadline})]
+    worker, price = pick
+    job.worker, job.price, job.verifier = worker, price, verifier
+    state.w_worker(worker).active_jobs += 1
+    state.w_worker(verifier).active_jobs += 1
+    # No bid phase: the history starts at assigned, and the bid deadline is the assignment height.
+    job.status = ASSIGNED
+    job.history = [(ASSIGNED, ctx.height)]
+    job.bid_deadline = ctx.height
+    job.deadline = ctx.height + job.commit_window
+    return [Event("job_assigned", {"job_id": job.job_id, "worker": worker, "verifier": verifier, "price": price,
+                                   "deadline": job.deadline, "via": ASSIGN_BY_OFFERS})]
 
 
 def _assign(state: State, job: Job, ctx: BlockContext) -> list[Event]:

@@ -25,6 +25,7 @@ from ledger.jobs import (
     process_cancel_job,
     process_commit_result,
     process_deadlines,
+    process_offer,
     process_reveal_result,
     process_submit_job,
 )
@@ -36,6 +37,7 @@ from ledger.tx import (
     Bid,
     CancelJob,
     CommitResult,
+    Offer,
     Payload,
     RegisterWorker,
     RevealResult,
@@ -104,6 +106,7 @@ HANDLERS: dict[type[Payload], Handler] = {
     CommitResult: process_commit_result,
     RevealResult: process_reveal_result,
     CancelJob: process_cancel_job,
+    Offer: process_offer,
 }
 
 

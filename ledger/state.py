@@ -58,7 +58,8 @@ class Account:
 
 
 class Worker:
-    """A registered worker: bonded stake, stake on its way out, reputation, counters and its declared device."""
+    """A registered worker: bonded stake, stake on its way out, reputation, counters, its declared device, and
+    its standing offer (``offer_price`` per job through height ``offer_until``; ``offer_until = 0``: none)."""
 
     __slots__ = (
         "active_jobs",
@@ -68,6 +69,8 @@ class Worker:
         "jobs_done",
         "jobs_failed",
         "memory_mb",
+        "offer_price",
+        "offer_until",
         "registered_at",
         "reputation",
         "stake",
@@ -87,6 +90,8 @@ class Worker:
         jobs_done: int = 0,
         jobs_failed: int = 0,
         active_jobs: int = 0,
+        offer_price: Tokens = 0,
+        offer_until: Height = 0,
     ) -> None:
         self.stake = stake
         self.reputation = reputation
@@ -99,6 +104,12 @@ class Worker:
         self.jobs_done = jobs_done
         self.jobs_failed = jobs_failed
         self.active_jobs = active_jobs
+        self.offer_price = offer_price
+        self.offer_until = offer_until
+
+    def offer_live_at(self, height: Height) -> bool:
+        """Whether the worker's standing offer covers ``height``."""
+        return self.offer_until != 0 and height <= self.offer_until
 
     @property
     def unbonding_total(self) -> Tokens:
@@ -108,14 +119,14 @@ class Worker:
         return Worker(
             self.stake, self.reputation, self.device_kind, self.device_name, self.memory_mb, self.capacity,
             self.registered_at, [list(u) for u in self.unbonding], self.jobs_done, self.jobs_failed,
-            self.active_jobs,
+            self.active_jobs, self.offer_price, self.offer_until,
         )
 
     def to_list(self) -> list[Any]:
         return [
             self.stake, self.reputation, self.device_kind, self.device_name, self.memory_mb, self.capacity,
             self.registered_at, [list(u) for u in self.unbonding], self.jobs_done, self.jobs_failed,
-            self.active_jobs,
+            self.active_jobs, self.offer_price, self.offer_until,
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,6 +136,7 @@ class Worker:
             "reputation": self.reputation, "jobs_done": self.jobs_done, "jobs_failed": self.jobs_failed,
             "active_jobs": self.active_jobs, "device_kind": self.device_kind, "device_name": self.device_name,
             "memory_mb": self.memory_mb, "capacity": self.capacity, "registered_at": self.registered_at,
+            "offer_price": self.offer_price, "offer_until": self.offer_until,
         }
 
     @classmethod

@@ -178,7 +178,10 @@ class Unbond(Payload):
 
 @dataclass(frozen=True, slots=True)
 class SubmitJob(Payload):
-    """Post a job and escrow ``reward + verification_fee``; windows are in blocks (0 = the chain's default)."""
+    """Post a job and escrow ``reward + verification_fee``; windows are in blocks (0 = the chain's default).
+
+    ``assign`` picks how the worker is found: ``"bids"`` (or empty) opens a bid window; ``"offers"`` assigns at
+    once from workers' standing offers, falling back to the bid window when no offer fits."""
 
     KIND = "submit_job"
     CODE = 7
@@ -195,6 +198,7 @@ class SubmitJob(Payload):
         ("bid_window", _u64),
         ("commit_window", _u64),
         ("reveal_window", _u64),
+        ("assign", _str_max(16)),
     )
     SPENDS = ("reward", "verification_fee")
     model: str
@@ -209,6 +213,7 @@ class SubmitJob(Payload):
     bid_window: int = 0
     commit_window: int = 0
     reveal_window: int = 0
+    assign: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +269,18 @@ class CancelJob(Payload):
     job_id: JobId
 
 
+@dataclass(frozen=True, slots=True)
+class Offer(Payload):
+    """A worker's standing offer to take jobs submitted with ``assign="offers"`` for ``price`` each, through
+    height ``until`` (``until = 0`` withdraws it)."""
+
+    KIND = "offer"
+    CODE = 12
+    FIELDS = (("price", _u64), ("until", _u64))
+    price: Tokens
+    until: int
+
+
 PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     Transfer,
     Approve,
@@ -276,6 +293,7 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     CommitResult,
     RevealResult,
     CancelJob,
+    Offer,
 )
 BY_CODE: dict[int, type[Payload]] = {p.CODE: p for p in PAYLOAD_TYPES}
 BY_KIND: dict[str, type[Payload]] = {p.KIND: p for p in PAYLOAD_TYPES}

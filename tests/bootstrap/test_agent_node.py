@@ -98,6 +98,37 @@ async def test_a_job_goes_to_verified_with_the_node_key_and_a_keystore_key(tmp_p
         assert status["counters"]["commits"] == 2 and status["counters"]["reveals"] == 2
 
 
+async def test_a_job_submitted_with_offers_is_assigned_at_once_and_verified_without_a_bid_phase(
+        tmp_path: Path) -> None:
+    home, acct = make_home(tmp_path, ["w2"])
+    async with running(home) as node:
+        # pre: both worker keys' agents have an offer standing
+        with trio.fail_after(30):
+            while not all(node.state.workers[acct[n]].offer_live_at(node.height + 1) for n in ("node", "w2")):
+                await trio.sleep(0.05)
+        assert node.agent.status()["offering"] is True
+        events = node.events.subscribe()
+        # operation
+        res = await node.submit_job("alice", "linear_regression", None, None, reward=100, verification_fee=20,
+                                    assign="offers")
+        job_id = bytes.fromhex(res["job_id"])
+        seen = await wait_terminal(node, job_id, events)
+        # post: no bid phase anywhere
+        job = node.state.jobs[job_id]
+        assert seen == ["assigned", "revealing", "verified"], seen
+        assert [s for s, _ in job.history] == ["assigned", "revealing", "verified"]
+        assert job.history[0][1] == job.submitted_at == job.bid_deadline and job.bids == {}
+        assert {job.worker, job.verifier} == {acct["node"], acct["w2"]}
+        assert job.price == node.config.agent.offer_price
+        view = node.job_view(job_id)
+        assert view is not None and view["status"] == "verified"
+        # the agent stops offering when stopped
+        node.agent.stop()
+        with trio.fail_after(30):
+            while any(node.state.workers[acct[n]].offer_live_at(node.height + 1) for n in ("node", "w2")):
+                await trio.sleep(0.05)
+
+
 async def test_stopped_agent_does_not_bid_and_trigger_runs_one_scan(tmp_path: Path) -> None:
     home, _ = make_home(tmp_path, ["w2"])
     async with running(home) as node:

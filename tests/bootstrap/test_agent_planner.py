@@ -18,6 +18,7 @@ from bootstrap.agent import (
     Planner,
     PostBid,
     PostCommit,
+    PostOffer,
     PostReveal,
     RunJob,
     RunRecord,
@@ -340,27 +341,44 @@ def simulate(chain: Chain, nodes: list[SimNode], job_id: bytes, max_blocks: int 
     simulate_jobs(chain, nodes, [job_id], max_blocks)
 
 
-def simulate_jobs(chain: Chain, nodes: list[SimNode], job_ids: list[bytes], max_blocks: int = 60) -> None:
-    """Like ``simulate``, until every one of ``job_ids`` has ended."""
+def simulate_jobs(chain: Chain, nodes: list[SimNode], job_ids: list[bytes], max_blocks: int = 60,
+                  offering: bool | None = None, extra_txs: list | None = None, rescan: bool = False) -> None:
+    """Like ``simulate``, until every one of ``job_ids`` has ended (``extra_txs`` go into the first block).
+    ``rescan``: a node plans again in the same block after a run finished at once, as the shell's wake-up
+    after a run does (so a commit need not wait for the next block)."""
     wallets = {k.name: Wallet(k.name) for n in nodes for k in n.keys}
+
+    def execute(node: SimNode, actions: list, txs: list) -> bool:
+        """Carry out one plan; whether it started a run."""
+        ran = False
+        for action in actions:
+            if isinstance(action, FetchSpec):
+                node.memory.specs[action.digest] = SPEC
+            elif isinstance(action, RunJob):
+                node.start_run(action.job_id, chain.state.height)
+                ran = True
+            else:
+                kind = type(action).__name__
+                if isinstance(action, PostOffer):
+                    node.memory.offers_posted[action.key.account] = (chain.state.height, action.until)
+                else:
+                    node.memory.posted[(action.job_id, action.key.account, kind[4:].lower())] = chain.state.height
+                if isinstance(action, PostCommit) and action.opening is not None:
+                    node.memory.openings[(action.job_id, action.key.account)] = action.opening
+                w = wallets[action.key.name]
+                w.next_nonce = chain.state.nonce(w.account) + sum(t.sender == w.account for t in txs)
+                txs.append(w.sign(payload_for(action)))
+                node.posted.append(f"{kind}:{action.key.name}")
+        return ran
+
     for _ in range(max_blocks):
-        txs = []
+        txs = list(extra_txs or [])
+        extra_txs = None
         for node in nodes:
             node.finish_runs(chain.state.height)
-            for action in node.planner.plan(chain.state, node.keys, node.memory):
-                if isinstance(action, FetchSpec):
-                    node.memory.specs[action.digest] = SPEC
-                elif isinstance(action, RunJob):
-                    node.start_run(action.job_id, chain.state.height)
-                else:
-                    kind = type(action).__name__
-                    node.memory.posted[(action.job_id, action.key.account, kind[4:].lower())] = chain.state.height
-                    if isinstance(action, PostCommit) and action.opening is not None:
-                        node.memory.openings[(action.job_id, action.key.account)] = action.opening
-                    w = wallets[action.key.name]
-                    w.next_nonce = chain.state.nonce(w.account) + sum(t.sender == w.account for t in txs)
-                    txs.append(w.sign(payload_for(action)))
-                    node.posted.append(f"{kind}:{action.key.name}")
+            ran = execute(node, node.planner.plan(chain.state, node.keys, node.memory, offering=offering), txs)
+            if ran and rescan and node.run_blocks == 0:
+                execute(node, node.planner.plan(chain.state, node.keys, node.memory), txs)
         chain.block(*txs)
         if all(chain.state.jobs[j].is_terminal for j in job_ids):
             return
@@ -475,3 +493,73 @@ def test_a_node_that_cannot_fit_another_run_leaves_that_job_unbid_rather_than_st
     assert left.verdict == "no_eligible_bid" and left.bids == {}
     for n in ("w1", "w2"):
         assert chain.state.workers[account(n)].jobs_failed == 0
+
+
+# ---- standing offers (issue 8) --------------------------------------------------------------------------------
+def offers_of(actions) -> list[tuple[str, int, int]]:
+    return [(a.key.name, a.price, a.until) for a in actions if isinstance(a, PostOffer)]
+
+
+def test_each_eligible_key_keeps_an_offer_standing_and_renews_it_when_half_has_run_out():
+    state = make_state(workers=["w1", "w2"])
+    chain = Chain(state)
+    chain.blocks(2)
+    keys = [key("w1"), key("w2"), key("stranger")]  # stranger is not registered: no offer
+    planner, memory = Planner(CPU, offer_price=15, offer_blocks=10), AgentMemory()
+    assert planner.plan(state, keys, memory) == []  # offering=None leaves offers alone
+    h = state.height
+    assert offers_of(planner.plan(state, keys, memory, offering=True)) == [("w1", 15, h + 10), ("w2", 15, h + 10)]
+    chain.block(Wallet("w1").offer(15, h + 10), Wallet("w2").offer(15, h + 10))
+    assert offers_of(planner.plan(state, keys, memory, offering=True)) == []  # standing: nothing to post
+    chain.blocks(5)  # 10 - 6 = 4 blocks left, fewer than half: renew
+    assert offers_of(planner.plan(state, keys, memory, offering=True)) == [
+        ("w1", 15, state.height + 10), ("w2", 15, state.height + 10)]
+
+
+def test_a_renewal_in_flight_is_not_posted_twice_and_the_span_is_capped_by_max_window():
+    state = make_state(workers=["w1"], params={"max_window": 6, "default_commit_window": 5})
+    planner, memory = Planner(CPU, offer_blocks=20), AgentMemory()
+    [offer] = planner.plan(state, [key("w1")], memory, offering=True)
+    assert offer.until == state.height + 6  # max_window, not offer_blocks
+    memory.offers_posted[account("w1")] = (state.height, offer.until)
+    assert planner.plan(state, [key("w1")], memory, offering=True) == []
+
+
+def test_offers_are_withdrawn_when_stopped_and_never_made_by_a_node_that_cannot_compute():
+    state = make_state(workers=["w1", "w2"])
+    chain = Chain(state)
+    chain.block(Wallet("w1").offer(20, 30))
+    planner, memory = Planner(CPU), AgentMemory()
+    assert offers_of(planner.plan(state, [key("w1"), key("w2")], memory, offering=False)) == [("w1", 0, 0)]
+    memory.offers_posted[account("w1")] = (state.height, 0)
+    assert planner.plan(state, [key("w1"), key("w2")], memory, offering=False) == []  # withdrawal in flight
+    chain.block(Wallet("w1", nonce=1).offer(0, 0))
+    assert planner.plan(state, [key("w1"), key("w2")], AgentMemory(), offering=False) == []
+    assert Planner(CPU, can_compute=False).plan(state, [key("w1")], AgentMemory(), offering=True) == []
+
+
+def test_an_ineligible_key_makes_no_offer():
+    state = make_state(workers={"w1": {"stake": 1_000}}, params={"min_stake": 1_000})
+    state.w_worker(account("w1")).stake = 999
+    assert Planner(CPU).plan(state, [key("w1")], AgentMemory(), offering=True) == []
+
+
+def test_a_job_assigned_at_submission_is_run_at_once_and_verified_two_blocks_later():
+    state = make_state(workers=["w1", "w2", "w3"])
+    chain = Chain(state)
+    nodes = [SimNode(Planner(CPU), [key(n)], memory=known()) for n in ("w1", "w2", "w3")]
+    # one block of offers from every node's agent
+    simulate_jobs(chain, nodes, [], max_blocks=1, offering=True)
+    assert all(state.workers[account(n)].offer_live_at(state.height + 1) for n in ("w1", "w2", "w3"))
+    tol = SPEC.tolerance
+    stx = Wallet("alice").sign(SubmitJob(SPEC.model, SPEC.digest, SPEC.dataset_digest, 1_000, 200, tol.abs,
+                                         tol.ppm, "any", 0, 3, 10, 5, "offers"))
+    submitted_at = chain.height + 1
+    simulate_jobs(chain, nodes, [stx.tx_id], offering=True, extra_txs=[stx], rescan=True)
+    job = state.jobs[stx.tx_id]
+    assert job.status == VERIFIED and job.price == 20  # the agent's default offer price
+    assert job.history == [(ASSIGNED, submitted_at), (REVEALING, submitted_at + 1), (VERIFIED, submitted_at + 2)]
+    for node in nodes:
+        if node.keys[0].account in (job.worker, job.verifier):
+            assert node.ran == [stx.tx_id]
+            assert not any(p.startswith("PostBid") for p in node.posted)

@@ -57,3 +57,73 @@ async def test_block_time_is_measured_from_the_heights_the_agent_sees(mock_clock
         mock_clock.jump(0.25)
         agent._note_height(h)
     assert abs(agent.planner.block_time_s - 0.25) < 0.01
+
+
+# ---- standing offers ------------------------------------------------------------------------------------------
+def offering_node(pool_size: int, offer_until: int = 0) -> tuple[WorkerAgent, SimpleNamespace]:
+    """A fake node whose key is the genesis worker w1 (offer standing through ``offer_until``); it records what
+    the agent signs."""
+    from tests.ledger.factories import account, make_state
+
+    state = make_state(workers=["w1"])
+    state.workers[account("w1")].offer_price, state.workers[account("w1")].offer_until = 20, offer_until
+    posted: list[object] = []
+
+    async def sign_and_submit(name: str, payload: object, **_: object) -> str:
+        posted.append(payload)
+        return "ab" * 32
+
+    node = SimpleNamespace(pool=None, pool_ready=trio.Event(), config=SimpleNamespace(pool_size=pool_size),
+                           faulty=None, state=state, account_of=lambda name: account("w1"),
+                           sign_and_submit=sign_and_submit, posted=posted)
+    return WorkerAgent(node, AgentConfig(offer_price=20, offer_blocks=20), device=CPU), node
+
+
+async def test_a_coordinating_agent_with_a_pool_offers_and_stopping_withdraws() -> None:
+    from ledger.tx import Offer
+
+    agent, node = offering_node(pool_size=1)
+    await agent.scan(bidding=True)
+    assert node.posted == [Offer(20, node.state.height + 20)]
+    assert agent.status()["offering"] is True
+    node.state.workers[agent.local_keys()[0].account].offer_until = node.state.height + 20  # it landed
+    agent.stop()
+    assert agent.can_offer() is False
+    await agent.scan(bidding=False)
+    assert node.posted[-1] == Offer(0, 0)
+
+
+async def test_no_offer_without_a_compute_pool_or_after_the_pool_failed() -> None:
+    agent, node = offering_node(pool_size=0)
+    await agent.scan(bidding=True)
+    assert node.posted == []
+    agent, node = offering_node(pool_size=1)
+    node.pool_failed = True
+    await agent.scan(bidding=True)
+    assert node.posted == []
+
+
+async def test_shutdown_withdraws_a_live_offer_best_effort() -> None:
+    from ledger.tx import Offer
+
+    agent, node = offering_node(pool_size=1, offer_until=50)
+    await agent._withdraw_offers_on_exit()
+    assert node.posted == [Offer(0, 0)]
+
+
+async def test_withdraw_offers_posts_and_waits_for_the_commit() -> None:
+    from ledger.tx import Offer
+
+    agent, node = offering_node(pool_size=1, offer_until=50)
+    waited: list[str] = []
+
+    async def wait_for_tx(tx_id: str, timeout: float) -> dict[str, str]:
+        waited.append(tx_id)
+        return {"status": "committed"}
+
+    node.wait_for_tx = wait_for_tx
+    agent.stop()
+    assert await agent.withdraw_offers() == ["ab" * 32] and waited == ["ab" * 32]
+    assert node.posted == [Offer(0, 0)]
+    await agent.scan(bidding=False)  # the withdrawal is in flight: the scan does not post another
+    assert node.posted == [Offer(0, 0)]

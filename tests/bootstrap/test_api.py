@@ -123,6 +123,20 @@ async def test_seed_basic_flow(home: Path) -> None:
         assert "test_client" in [x["name"] for x in clients["clients"]]
 
 
+async def test_submit_takes_an_assignment_mode_offers_by_default(home: Path) -> None:
+    async with running_node(home) as (node, client):
+        status, _ = await call(client, "POST", "/client/register", {**SEED_CLIENT, "client_address": "modes"})
+        assert status == 200
+        job = {**SEED_JOB, "client_address": "modes"}
+        status, bad = await call(client, "POST", "/job/submit", {**job, "assign": "fastest"})
+        assert status == 400 and "assign" in str(bad)
+        for body in (job, {**job, "assign": "bids"}):
+            status, j = await call(client, "POST", "/job/submit", body)
+            assert status == 200 and j["tx_status"] == "committed", j
+            # one worker key and no compute pool here: no offer stands, so "offers" falls back to a bid window
+            assert j["status"] == "open" and node.state.jobs[bytes.fromhex(j["job_id"])].history[0][0] == "open"
+
+
 async def test_amounts_are_whole_tokens(home: Path) -> None:
     async with running_node(home) as (node, client):
         status, doc = await call(client, "POST", "/client/register",

@@ -254,6 +254,16 @@ def test_timeline_steps() -> None:
     assert [s["step"] for s in disputed][-2:] == ["disputed", "failed"]
 
 
+def test_a_job_assigned_at_submission_shows_an_offer_step_and_no_bid_wait() -> None:
+    job = _job(status="assigned", worker=b"a", history=[("assigned", 5)], bid_deadline=5)
+    steps = timeline(job)
+    assert [s["step"] for s in steps] == ["submitted", "offer", "assigned", "committed", "revealed", "verified"]
+    assert steps[1] == {"step": "offer", "done": True, "height": 5} and steps[2]["height"] == 5
+    assert why_waiting(_state(_worker()), job) is None
+    # fell back to bids (no offer fitted): an ordinary bid phase
+    assert timeline(_job(history=[("open", 5)]))[1]["step"] == "bids"
+
+
 def test_plot_data_for_each_model() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3000, 4))

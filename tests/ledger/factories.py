@@ -22,6 +22,7 @@ from ledger.tx import (
     Bid,
     CancelJob,
     CommitResult,
+    Offer,
     Payload,
     RegisterWorker,
     RevealResult,
@@ -141,11 +142,15 @@ class Wallet:
 
     def submit_job(self, reward: int = 1_000, verification_fee: int = 200, *, tolerance_abs: int = 0,
                    tolerance_ppm: int = 0, device: str = "any", min_memory_mb: int = 0, bid_window: int = 0,
-                   commit_window: int = 0, reveal_window: int = 0, model: str = "linreg", **kw: Any) -> SignedTx:
+                   commit_window: int = 0, reveal_window: int = 0, model: str = "linreg", assign: str = "",
+                   **kw: Any) -> SignedTx:
         return self.sign(SubmitJob(
             model, blake2b256(b"params"), blake2b256(b"dataset"), reward, verification_fee, tolerance_abs,
-            tolerance_ppm, device, min_memory_mb, bid_window, commit_window, reveal_window,
+            tolerance_ppm, device, min_memory_mb, bid_window, commit_window, reveal_window, assign,
         ), **kw)
+
+    def offer(self, price: int, until: int, **kw: Any) -> SignedTx:
+        return self.sign(Offer(price, until), **kw)
 
     def bid(self, job_id: bytes, price: int, **kw: Any) -> SignedTx:
         return self.sign(Bid(job_id, price), **kw)

@@ -1,10 +1,12 @@
 """Stateful property tests: random sequences of every tx kind and block boundaries keep the ledger's invariants.
 
-Checked after every step: total supply conserved; no negative balance, stake, unbonding or escrow; reputation in
-0..1000; nonces only grow, by one per accepted tx; a rejected tx leaves the state root unchanged; the cached root
-equals a full recomputation; worker ``active_jobs`` counts match the jobs. After every ``end_block`` no active job
-is past its deadline. At teardown: running empty blocks past every job's lifetime bound makes all jobs terminal,
-and replaying the recorded blocks from genesis gives the same state root.
+Offers and the ``assign="offers"`` submit mode are exercised too (a job assigned at submission starts in
+``assigned`` with no bid phase). Checked after every step: total supply conserved; no negative balance, stake,
+unbonding or escrow; reputation in 0..1000; nonces only grow, by one per accepted tx; a rejected tx leaves the
+state root unchanged; the cached root equals a full recomputation; worker ``active_jobs`` counts match the jobs;
+no active job outlives ``max_job_lifetime``; offers stand at most ``max_window`` ahead. After every
+``end_block`` no active job is past its deadline. At teardown: running empty blocks past every job's lifetime
+bound makes all jobs terminal, and replaying the recorded blocks from genesis gives the same state root.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ledger.tx import (
     Bid,
     CancelJob,
     CommitResult,
+    Offer,
     Payload,
     RegisterWorker,
     RevealResult,
@@ -54,7 +57,7 @@ windows = st.integers(0, 4)
 def _genesis():
     return make_genesis(
         balances={"alice": 50_000, "bob": 50_000, "carol": 20_000, "dave": 5_000},
-        workers={"w1": {}, "w2": {}, "w3": {"device_kind": "gpu"}, "w4": {"memory_mb": 1_000}},
+        workers={"w1": {}, "w2": {"capacity": 1}, "w3": {"device_kind": "gpu"}, "w4": {"memory_mb": 1_000}},
         params=PARAMS,
     )
 
@@ -121,11 +124,27 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(client=names, reward=st.integers(0, 4_000), fee=st.integers(0, 500), tol=st.integers(0, 1),
           device=st.sampled_from(["any", "any", "gpu", "tpu"]), memory=st.sampled_from([0, 0, 8_000]),
-          bw=windows, cw=windows, rw=windows)
+          bw=windows, cw=windows, rw=windows, assign=st.sampled_from(["", "bids", "offers", "offers", "fast"]))
     def submit_job(self, client: str, reward: int, fee: int, tol: int, device: str, memory: int, bw: int,
-                   cw: int, rw: int) -> None:
-        self._apply(client, SubmitJob("model", blake2b256(b"p"), blake2b256(b"d"), reward, fee, tol, 0, device,
-                                      memory, bw, cw, rw))
+                   cw: int, rw: int, assign: str) -> None:
+        if self._apply(client, SubmitJob("model", blake2b256(b"p"), blake2b256(b"d"), reward, fee, tol, 0, device,
+                                         memory, bw, cw, rw, assign)):
+            job = self.state.jobs[self.blocks[-1][-1].tx_id]
+            event(f"submit {assign or 'bids'} -> {job.status}")
+            if assign != "offers":
+                assert job.status == "open"
+
+    @rule(name=names, price=st.integers(0, 4_500), until=st.sampled_from([0, -1, 0, 1, 3, 4, 5]))
+    def offer(self, name: str, price: int, until: int) -> None:
+        """A standing offer (``until`` relative to now; 0 withdraws, -1 has passed, 5 is beyond max_window)."""
+        self._apply(name, Offer(price, 0 if until == 0 else max(1, self.height + until)))
+
+    @rule(data=st.data(), until=st.integers(0, 4))
+    def every_worker_offers(self, data: st.DataObject, until: int) -> None:
+        """Make the offers path likely: each genesis worker offers (prices drawn, often tied)."""
+        for name in WORKERS:
+            price = data.draw(st.sampled_from([0, 100, 100, 2_000]), label="price")
+            self._apply(name, Offer(price, self.height + until))
 
     @precondition(lambda self: self.state.jobs)
     @rule(data=st.data(), name=names, price=st.integers(0, 4_500))
@@ -243,6 +262,19 @@ class LedgerMachine(RuleBasedStateMachine):
         for a, w in self.state.workers.items():
             assert w.active_jobs == busy.get(a, 0)
         assert set(self.state.active_jobs) == {k for k, j in self.state.jobs.items() if not j.is_terminal}
+
+    @invariant()
+    def jobs_within_their_lifetime(self) -> None:
+        for j in self.state.jobs.values():
+            if not j.is_terminal:
+                assert self.height <= j.submitted_at + max_job_lifetime(self.state, j)
+            if j.history[0][0] == "assigned":  # assigned from offers inside the submit tx: no bid phase
+                assert j.bid_deadline == j.submitted_at == j.history[0][1] and not j.bids
+
+    @invariant()
+    def offers_are_bounded(self) -> None:
+        for w in self.state.workers.values():
+            assert w.offer_until == 0 or w.offer_until <= self.height + self.state.params.max_window
 
     @invariant()
     def cached_root_is_exact(self) -> None:

@@ -42,6 +42,8 @@ SAMPLES = [
     Wallet("a").commit(D, [1, -2]),
     Wallet("a").reveal(D, [1, -2]),
     Wallet("a").cancel(D),
+    Wallet("a").offer(7, 40),
+    Wallet("a").submit_job(assign="offers"),
 ]
 
 
@@ -111,7 +113,9 @@ def _body(kind: int = 1, fields: list | None = None, sender: bytes | None = None
         (_body(kind=10, fields=[D, [1, "x"], D, b"s" * 16]), "reveal_result.summary[1]"),
         (_body(kind=10, fields=[D, [2**63], D, b"s" * 16]), "reveal_result.summary[0]"),
         (_body(kind=10, fields=[D, [1], D, b"s" * 8]), "reveal_result.salt"),
-        (_body(kind=7, fields=["m" * 200, D, D, 1, 1, 0, 0, "any", 0, 0, 0, 0]), "submit_job.model"),
+        (_body(kind=7, fields=["m" * 200, D, D, 1, 1, 0, 0, "any", 0, 0, 0, 0, ""]), "submit_job.model"),
+        (_body(kind=7, fields=["m", D, D, 1, 1, 0, 0, "any", 0, 0, 0, 0, 1]), "submit_job.assign"),
+        (_body(kind=12, fields=[5, -1]), "offer.until"),
         (b"\x00" * (MAX_TX_BYTES + 1), "tx"),
     ],
 )
