@@ -42,7 +42,9 @@ when ``capacity > 0``) at the lowest effective price (same formula as bids); exa
 draw, not by id, so equally priced workers share the load. The verifier is drawn as above but only among live
 offerers (an offer says the worker is online). With no such worker or verifier the job opens for bids as if
 submitted with ``assign="bids"`` (an ``offers_unavailable`` event says why); nothing is refunded for that.
-Everything after assignment is the same for both paths.
+Everything after assignment is the same for both paths, except where a stalled worker's replacement comes
+from: a job assigned at submission has no bids, so it takes the cheapest other live offer (and a stalled
+verifier is redrawn among live offerers).
 """
 
 from __future__ import annotations
@@ -434,12 +436,13 @@ def _draw(state: State, job: Job, ctx: BlockContext, role: str, exclude: set[Acc
     return _seeded_pick(candidates, job, ctx, role)
 
 
-def _pick_offer(state: State, job: Job, ctx: BlockContext) -> tuple[AccountId, Tokens] | None:
+def _pick_offer(state: State, job: Job, ctx: BlockContext, exclude: frozenset[AccountId] = frozenset()
+                ) -> tuple[AccountId, Tokens] | None:
     """The cheapest live offer that fits the job and has free capacity; exact ties by a seeded draw."""
     best: Fraction | None = None
     tied: list[AccountId] = []
     for account, w in state.workers.items():
-        if not w.offer_live_at(ctx.height) or w.offer_price > job.reward:
+        if account in exclude or not w.offer_live_at(ctx.height) or w.offer_price > job.reward:
             continue
         if w.capacity and w.active_jobs >= w.capacity:
             continue
@@ -507,14 +510,17 @@ def _commit_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
     if job.reassignments >= state.params.max_reassignments:
         return events + _close(state, job, ctx, REFUNDED, "commit_timeout", {})
     job.reassignments += 1
+    # A job assigned at submission has no bids to fall back on: its replacements come from live offers.
+    from_offers = not job.bids
     if worker_stalled:
-        pick = _pick_worker(state, job, exclude={job.verifier} if job.verifier else set())
+        keep = {job.verifier} if job.verifier else set()
+        pick = _pick_offer(state, job, ctx, frozenset(keep)) if from_offers else _pick_worker(state, job, keep)
         if pick is None:
             return events + _close(state, job, ctx, REFUNDED, "commit_timeout_no_worker", {})
         job.worker, job.price = pick
         state.w_worker(job.worker).active_jobs += 1
     if verifier_stalled:
-        verifier = _draw(state, job, ctx, "verifier", exclude={job.worker})
+        verifier = _draw(state, job, ctx, "verifier", exclude={job.worker}, offering=from_offers)
         if verifier is None:
             return events + _close(state, job, ctx, REFUNDED, "commit_timeout_no_verifier", {})
         job.verifier = verifier

@@ -229,3 +229,32 @@ def test_the_client_never_takes_its_own_job() -> None:
     net.chain.block(stx)
     job = net.state.jobs[stx.tx_id]
     assert job.status == "open"  # w1 is the client; w2 alone has no verifier
+
+
+def test_a_stalled_instant_worker_is_replaced_from_live_offers() -> None:
+    # Without bids to fall back on, the commit timeout must still find a replacement: another live offer.
+    net = Net(params={"max_reassignments": 1})
+    net.offers({"w1": 10, "w2": 10, "w3": 10})
+    job_id, _ = net.submit(reward=100, verification_fee=20, commit_window=2)
+    job = net.state.jobs[job_id]
+    first_worker, verifier = job.worker, job.verifier
+    net.chain.block(net.w[net.name(verifier)].commit(job_id, [1]))  # only the verifier commits
+    net.chain.blocks(2)
+    assert job.status == "assigned" and job.reassignments == 1
+    assert job.worker not in (first_worker, verifier) and net.name(job.worker) in ("w1", "w2", "w3")
+    assert first_worker in job.excluded and job.price == 10
+    worker = net.w[net.name(job.worker)]
+    net.chain.block(worker.commit(job_id, [1]))
+    net.chain.block(worker.reveal(job_id, [1]), net.w[net.name(verifier)].reveal(job_id, [1]))
+    assert job.status == "verified"
+    net.check()
+
+
+def test_a_stalled_instant_job_without_another_offer_is_refunded() -> None:
+    net = Net(params={"max_reassignments": 1})
+    net.offers({"w1": 10, "w2": 10})  # worker and verifier: nobody left to replace either
+    job_id, _ = net.submit(reward=100, verification_fee=20, commit_window=2)
+    net.chain.blocks(3)
+    job = net.state.jobs[job_id]
+    assert job.status == "refunded" and job.verdict.startswith("commit_timeout")
+    net.check()
