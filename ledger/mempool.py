@@ -161,9 +161,7 @@ class Mempool:
             raise TxTooLarge(len(raw), MAX_TX_BYTES)
         if stx.tx_id in self.txs or stx.tx_id in self.queued:
             raise AlreadyInMempool(stx.tx_id)
-        if stx.tx_id not in self.verified:
-            verify_tx_signature(stx, self.chain_id)  # the chain id is part of the signed message
-            self._remember_verified(stx.tx_id)
+        self.check_signature(stx)
         expected = self.next_nonce(stx.sender)
         if stx.nonce > expected:
             self._queue(stx, expected, len(raw))
@@ -173,6 +171,14 @@ class Mempool:
         self._check_pending(stx, len(raw))
         self._insert(stx)
         return Admission(stx, queued=False, promoted=tuple(self._promote(stx.sender)))
+
+    def check_signature(self, stx: SignedTx) -> None:
+        """Verify the tx's signature (raises ``BadSignature``) unless this mempool already did; remembered, so
+        neither its admission nor its block's execution verifies it again. A batch relayer checks a whole batch's
+        signatures with this before admitting any of it."""
+        if stx.tx_id not in self.verified:
+            verify_tx_signature(stx, self.chain_id)  # the chain id is part of the signed message
+            self._remember_verified(stx.tx_id)
 
     def next_nonce(self, sender: AccountId) -> int:
         """The nonce the sender's next pending tx needs: the state's nonce plus its pending txs."""
