@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ledger.block import (
     MAX_BLOCK_TX_BYTES,
@@ -92,6 +93,21 @@ def execute_block(
 
 
 @dataclass(frozen=True)
+class _Executed:
+    """A validated block's effect on the committed state ``root``: its writes (``State.changes_since``), receipts
+    and events, so that committing it replays the writes instead of running every tx again."""
+
+    root: bytes
+    changes: list[tuple[Any, Any, Any, str | None]]
+    receipts: list[Receipt]
+    events: list[Event]
+
+
+# Validated blocks whose effect is kept for their commit (one per round at most; a few rounds are plenty).
+EXECUTED_KEEP = 4
+
+
+@dataclass(frozen=True)
 class CommittedBlock:
     """What a commit produced: the block, its commit, the state root after it, receipts and events."""
 
@@ -106,9 +122,10 @@ class Chain:
     """A node's view of the chain: committed state, last block and commit, mempool, optional store.
 
     ``state`` is always the committed state: the mempool admits against it and readers see it. Validating or
-    proposing a block runs it under a savepoint that is rolled back at once; the hashes of blocks found valid are
-    remembered, so committing one of them re-runs only the state transition (its signatures and header were
-    checked), which costs a small fraction of a signature check per tx.
+    proposing a block runs it under a savepoint that is rolled back at once. A block found valid keeps what its
+    execution wrote (``State.changes_since``, taken before the rollback) with its receipts and events, so its
+    commit replays those writes instead of executing the block a second time; a block committed without that
+    record (never validated here, or validated on a state that has moved since) is executed as before.
     """
 
     def __init__(
@@ -133,6 +150,7 @@ class Chain:
         self.mempool.state = self.state
         self._root = state_root(self.state)
         self._validated: set[bytes] = set()  # hashes of blocks at next_height found valid
+        self._executed: dict[bytes, _Executed] = {}  # their effects, by block hash (at most EXECUTED_KEEP)
         # Without a store, committed blocks and commits stay in memory (simulations, tests).
         self._recent: list[Block] = []
         self._commits: dict[Height, Commit] = {}
@@ -169,10 +187,16 @@ class Chain:
         self._check_header_and_evidence(block)
         sp = self.state.savepoint()
         try:
-            execute_block(self.state, block, verified=self.mempool.verified, decoded=self.mempool.get)
+            _, receipts, events = execute_block(
+                self.state, block, verified=self.mempool.verified, decoded=self.mempool.get
+            )
+            changes = self.state.changes_since(sp)
         finally:
             self.state.rollback_to(sp)
         self._validated.add(bh)
+        self._executed[bh] = _Executed(self._root, changes, receipts, events)
+        while len(self._executed) > EXECUTED_KEEP:
+            del self._executed[next(iter(self._executed))]
 
     def validate(self, height: Height, block: Block) -> bool:
         """The consensus machine's validity predicate."""
@@ -279,12 +303,19 @@ class Chain:
             raise BlockError("the commit is not for this block")
         if bh not in self._validated:
             self._check_header_and_evidence(block)
-        # A block validated earlier had its signatures checked then; only the state transition runs again.
-        _, receipts, events = execute_block(
-            self.state, block, verified=self.mempool.verified, check_signatures=bh not in self._validated,
-            decoded=self.mempool.get,
-        )
+        done = self._executed.get(bh)
+        if done is not None and done.root == self._root:
+            # Validated on this very committed state (only rolled-back speculation ran since): replay its writes.
+            self.state.redo(done.changes)
+            receipts, events = done.receipts, done.events
+        else:
+            # A block validated earlier had its signatures checked then; only the state transition runs again.
+            _, receipts, events = execute_block(
+                self.state, block, verified=self.mempool.verified, check_signatures=bh not in self._validated,
+                decoded=self.mempool.get,
+            )
         self._validated.clear()
+        self._executed.clear()
         root = state_root(self.state)
         if self.store is not None:
             self.store.save_block(block, commit, self.state, root)  # type: ignore[attr-defined]

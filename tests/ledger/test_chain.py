@@ -236,3 +236,31 @@ def test_a_tx_missing_from_the_mempool_is_decoded_and_checked():
     assert other.validate(1, block)
     other.commit_block(block, commit)
     assert other.root == chain.commit_block(block, commit).state_root
+
+
+def test_a_validated_block_commits_by_replaying_its_writes_not_by_executing_it_again(monkeypatch):
+    """Validation at prevote executed the block already; its commit replays those writes, even after other
+    speculation (building a block for a later round) ran on the same state, and ends where executing ends."""
+    chain, other = Chain(genesis4()), Chain(genesis4())
+    alice, bob = users(2)
+    newcomer = account("newcomer")
+    block, commit = next_block(chain, [alice.transfer(bob.account, 5), alice.transfer(newcomer, 9),
+                                       bob.transfer(alice.account, 1)])
+    assert chain.validate(1, block)
+    # speculation in between: the next round's proposal, built from the same mempool (and rolled back)
+    chain.build(1, 1, chain.validators[2], block.header.time_ms + 1)
+    runs = []
+    real = chain_module.execute_block
+    monkeypatch.setattr(chain_module, "execute_block", lambda *a, **k: runs.append(1) or real(*a, **k))
+    done = chain.commit_block(block, commit)
+    assert runs == []  # replayed, not executed
+    # the same block committed by a node that never validated it (executed at commit)
+    direct = other.commit_block(block, commit)
+    assert runs == [1]
+    assert done.state_root == direct.state_root == state_root_uncached(chain.state) == other.root
+    assert done.receipts == direct.receipts and done.events == direct.events
+    assert chain.state.balance(newcomer) == 9 and chain.state.nonce(alice.account) == 2
+    # the next block runs on the replayed state as on the executed one
+    b2, c2 = next_block(chain, [alice.transfer(newcomer, 1)])
+    assert other.validate(2, b2)
+    assert chain.commit_block(b2, c2).state_root == other.commit_block(b2, c2).state_root
