@@ -589,8 +589,7 @@ class Node:
         block = cb.block
         height = block.height
         self.counters["blocks_committed"] += 1
-        for raw in block.txs:
-            tx_id = blake2b256(raw)
+        for tx_id in block.tx_ids:
             self._tx_heights[tx_id] = height
             self._tx_was_pending.discard(tx_id)
             ev = self._tx_waiters.pop(tx_id, None)
@@ -614,8 +613,8 @@ class Node:
             "state_root": cb.state_root.hex(), "time_ms": block.header.time_ms,
             "proposer": self.display_id(block.header.proposer),
         })
-        for raw in block.txs:
-            self.events.publish({"type": "tx", "tx_id": blake2b256(raw).hex(), "status": "committed",
+        for tx_id in block.tx_ids:
+            self.events.publish({"type": "tx", "tx_id": tx_id.hex(), "status": "committed",
                                  "height": height})
         self._emit_job_changes(height)
 

@@ -28,7 +28,6 @@ from ledger.block import (
     verify_commit,
 )
 from ledger.context import BlockContext, Event, Receipt
-from ledger.crypto import blake2b256
 from ledger.errors import DecodeError, InvalidTx
 from ledger.genesis import Genesis, genesis_state
 from ledger.mempool import Mempool
@@ -69,9 +68,9 @@ def execute_block(
         receipts: list[Receipt] = []
         state, events = begin_block(state, ctx)
         events = list(events)
-        for i, raw in enumerate(block.txs):
+        for i, (raw, tx_id) in enumerate(zip(block.txs, block.tx_ids, strict=True)):
             try:
-                stx = decoded(blake2b256(raw)) if decoded is not None else None
+                stx = decoded(tx_id) if decoded is not None else None
                 if stx is None:
                     stx = decode_signed_tx(raw)
                 if check_signatures and stx.tx_id not in verified:
@@ -326,8 +325,7 @@ class Chain:
         self.last_header = block.header
         self.last_commit = commit
         self._note_evidence(block)
-        committed_ids = [blake2b256(raw) for raw in block.txs]
-        self.mempool.update(self.state, committed_ids)
+        self.mempool.update(self.state, block.tx_ids)
         return CommittedBlock(block, commit, root, receipts, events)
 
     def commit(self, block: Block, commit: Commit) -> None:

@@ -264,3 +264,18 @@ def test_a_validated_block_commits_by_replaying_its_writes_not_by_executing_it_a
     b2, c2 = next_block(chain, [alice.transfer(newcomer, 1)])
     assert other.validate(2, b2)
     assert chain.commit_block(b2, c2).state_root == other.commit_block(b2, c2).state_root
+
+
+def test_each_tx_of_a_block_is_hashed_once_for_its_root_execution_and_commit(monkeypatch):
+    chain, other = Chain(genesis4()), Chain(genesis4())
+    alice, bob = users(2)
+    block, commit = next_block(chain, [alice.transfer(bob.account, 1), alice.transfer(bob.account, 2)])
+    block = b.Block.decode(block.encode())  # as a peer receives it: nothing computed yet
+    hashed = []
+    real = b.blake2b256
+    monkeypatch.setattr(b, "blake2b256", lambda data: hashed.append(data) or real(data))
+    assert other.validate(1, block)
+    other.commit_block(block, commit)
+    assert block.tx_ids == tuple(real(t) for t in block.txs)
+    assert sorted(d for d in hashed if d in block.txs) == sorted(block.txs)  # once each, not per use
+    assert other.root == chain.commit_block(block, commit).state_root
