@@ -28,7 +28,7 @@ from ledger.block import (
     verify_commit,
 )
 from ledger.context import BlockContext, Event, Receipt
-from ledger.errors import DecodeError, InvalidTx
+from ledger.errors import DecodeError, InvalidTx, LedgerError
 from ledger.genesis import Genesis, genesis_state
 from ledger.mempool import Mempool
 from ledger.rules import apply_tx, begin_block, end_block, process_evidence
@@ -124,7 +124,8 @@ class Chain:
     proposing a block runs it under a savepoint that is rolled back at once. A block found valid keeps what its
     execution wrote (``State.changes_since``, taken before the rollback) with its receipts and events, so its
     commit replays those writes instead of executing the block a second time; a block committed without that
-    record (never validated here, or validated on a state that has moved since) is executed as before.
+    record (never validated here, or validated on a state that has moved since) is executed as before. A block
+    this node built is kept the same way from the build, so validating its own proposal checks only the header.
     """
 
     def __init__(
@@ -184,16 +185,21 @@ class Chain:
         if bh in self._validated:
             return
         self._check_header_and_evidence(block)
-        sp = self.state.savepoint()
-        try:
-            _, receipts, events = execute_block(
-                self.state, block, verified=self.mempool.verified, decoded=self.mempool.get
-            )
-            changes = self.state.changes_since(sp)
-        finally:
-            self.state.rollback_to(sp)
+        done = self._executed.get(bh)
+        if done is None or done.root != self._root:  # else: our own proposal, executed as it was built
+            sp = self.state.savepoint()
+            try:
+                _, receipts, events = execute_block(
+                    self.state, block, verified=self.mempool.verified, decoded=self.mempool.get
+                )
+                changes = self.state.changes_since(sp)
+            finally:
+                self.state.rollback_to(sp)
+            self._keep_executed(bh, _Executed(self._root, changes, receipts, events))
         self._validated.add(bh)
-        self._executed[bh] = _Executed(self._root, changes, receipts, events)
+
+    def _keep_executed(self, block_hash: bytes, done: _Executed) -> None:
+        self._executed[block_hash] = done
         while len(self._executed) > EXECUTED_KEEP:
             del self._executed[next(iter(self._executed))]
 
@@ -266,16 +272,30 @@ class Chain:
         time_ms = max(now_ms, prev_time + 1)
         prev_hash = bytes(32) if prev is None else prev.hash()
         ctx = BlockContext(height=height, time_ms=time_ms, seed=prev_hash, proposer=proposer)
+        chosen_evidence = self.pending_evidence(evidence)
         chosen: list[SignedTx] = []
+        receipts: list[Receipt] = []
+        changes = None
         sp = self.state.savepoint()
         try:
-            begin_block(self.state, ctx)
+            _, begun = begin_block(self.state, ctx)
+            events = list(begun)
             for stx in self.mempool.reap(max_txs, max_bytes):
                 try:
-                    apply_tx(self.state, stx, ctx, verified=True)
+                    _, receipt = apply_tx(self.state, stx, ctx, verified=True)
                 except InvalidTx:
-                    continue
+                    continue  # apply_tx left no trace of it: the state is as if the block never held it
                 chosen.append(stx)
+                receipts.append(receipt)
+            # The rest of the block's execution (as execute_block runs it), so that validating our own proposal
+            # need not run it all again; should it fail, validation finds out as it always did.
+            try:
+                for ev in chosen_evidence:
+                    events.extend(process_evidence(self.state, ev.offender, ctx)[1])
+                events.extend(end_block(self.state, ctx)[1])
+                changes = self.state.changes_since(sp)
+            except LedgerError:
+                changes = None
         finally:
             self.state.rollback_to(sp)
         block = make_block(
@@ -289,8 +309,10 @@ class Chain:
             validators=self.validators,
             txs=[s.encode() for s in chosen],
             last_commit=self.last_commit,
-            evidence=self.pending_evidence(evidence),
+            evidence=chosen_evidence,
         )
+        if changes is not None:
+            self._keep_executed(block.hash(), _Executed(self._root, changes, receipts, events))
         return block
 
     # ---------------------------------------------------------------------------------------- committing

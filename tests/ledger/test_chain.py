@@ -279,3 +279,23 @@ def test_each_tx_of_a_block_is_hashed_once_for_its_root_execution_and_commit(mon
     assert block.tx_ids == tuple(real(t) for t in block.txs)
     assert sorted(d for d in hashed if d in block.txs) == sorted(block.txs)  # once each, not per use
     assert other.root == chain.commit_block(block, commit).state_root
+
+
+def test_the_proposer_executes_its_own_block_once_while_building_it(monkeypatch):
+    chain, other = Chain(genesis4()), Chain(genesis4())
+    alice, bob = users(2)
+    block, commit = next_block(chain, [alice.transfer(bob.account, 5), alice.transfer(account("fresh"), 2)])
+
+    def no_execute(*args, **kw):
+        raise AssertionError("the block was executed again")
+
+    monkeypatch.setattr(chain_module, "execute_block", no_execute)
+    checked = []
+    real_check = chain._check_header_and_evidence
+    monkeypatch.setattr(chain, "_check_header_and_evidence", lambda blk: checked.append(blk) or real_check(blk))
+    assert chain.validate(1, block) and checked == [block]  # the header is still checked ...
+    done = chain.commit_block(block, commit)  # ... and the build's writes are replayed
+    monkeypatch.undo()
+    direct = other.commit_block(block, commit)
+    assert done.state_root == direct.state_root == state_root_uncached(chain.state)
+    assert done.receipts == direct.receipts and done.events == direct.events
