@@ -60,7 +60,7 @@ from ledger.errors import (
 )
 from ledger.mempool import AlreadyInMempool, MempoolError, MempoolFull, TxTooLarge
 from ledger.state import TERMINAL_STATUSES, total_supply
-from ledger.tx import RegisterWorker, Transfer, decode_signed_tx
+from ledger.tx import RegisterWorker, SignedTx, Transfer, decode_signed_tx
 
 log = logging.getLogger("dacn.api")
 
@@ -1073,17 +1073,24 @@ def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
         """Admit a batch of signed txs (load generators): one result per item, in order, never waiting for
         commits. An item's error does not stop the rest: ``{"status": "pending", "tx_id"}`` or
         ``{"status": "rejected", "error", "detail"}`` (the error ``POST /tx`` would have answered)."""
-        results: list[dict[str, Any]] = []
+        def rejected(exc: ApiError) -> dict[str, Any]:
+            return {"status": "rejected", "error": exc.message, "detail": jsonable(exc.detail)}
+
+        results: list[dict[str, Any]] = [{} for _ in body.txs]
+        decoded: list[tuple[int, SignedTx]] = []
         for i, text in enumerate(body.txs):
             try:
                 try:
                     raw = bytes.fromhex(text)
                 except ValueError:
                     raise ApiError(400, f"txs[{i}]: not valid hex", {"field": f"txs[{i}]"}) from None
-                tx_id = await call(node.submit_tx, await call(decode_signed_tx, raw))
-                results.append({"status": "pending", "tx_id": tx_id})
+                decoded.append((i, await call(decode_signed_tx, raw)))
             except ApiError as exc:
-                results.append({"status": "rejected", "error": exc.message, "detail": jsonable(exc.detail)})
+                results[i] = rejected(exc)
+        # admitted in order and gossiped as one batch message (dacn/txs/1), not one message per tx
+        outcomes = await call(node.submit_txs, [stx for _, stx in decoded])
+        for (i, _), out in zip(decoded, outcomes, strict=True):
+            results[i] = {"status": "pending", "tx_id": out} if isinstance(out, str) else rejected(error_for(out))
         accepted = sum(1 for r in results if r["status"] == "pending")
         return {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
 

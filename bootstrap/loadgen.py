@@ -6,21 +6,27 @@
 
 How it works: ``accounts`` keys are derived from a seed (so a rerun reuses them); with ``faucet_home`` the
 faucet key from that home funds any that hold less than they will spend (faucet transfers signed here, batch
-``POST /txs``). Then every ``batch_ms`` the generator signs as many transfers as the offered rate owes (round
-robin over the accounts, each account's nonces consecutive) and sends them as one ``POST /txs`` batch to the
-next node URL. A watcher follows the chain through ``/chain/head`` and ``/blocks/{h}`` and notes when each
-sent tx shows up in a committed block: end-to-end latency is submit → first seen committed (so it includes up
-to one poll interval). After ``duration`` it keeps watching for up to ``settle_s`` until every accepted tx is
-committed. The report gives offered vs committed tx/s, latency p50/p99, block times, and rejections by reason.
+``POST /txs``). Before the clock starts, the generator signs the run's transfers (round robin over the accounts,
+each account's nonces consecutive; at most ``PRESIGN_MAX``, a longer run signs the rest as it goes), so the
+offered rate is bounded by posting, not by signing on the same cores as the nodes it loads. Then every
+``batch_ms`` it takes as many as the offered rate owes and hands them as one ``POST /txs`` batch to the next node
+URL's poster; each node has its own poster task and connection, so a slow answer from one node does not hold up
+the batches for the others (a poster still busy with its last batch makes the sender wait: offered load then
+falls below the rate, honestly). A watcher follows the chain through ``/chain/head`` and ``/blocks/{h}`` and
+notes when each sent tx shows up in a committed block: end-to-end latency is submit → first seen committed (so
+it includes up to one poll interval). After ``duration`` it keeps watching for up to ``settle_s`` until every
+accepted tx is committed. The report gives offered vs committed tx/s, latency p50/p99, block times, and
+rejections by reason.
 
-HTTP is blocking ``http.client`` (keep-alive, one connection per task) run in trio worker threads, so the event
-loop only paces and counts.
+HTTP is blocking ``http.client`` (keep-alive, one connection per poster and per watcher) run in trio worker
+threads, so the event loop only paces and counts. Bodies are the API's compact JSON (hex txs), serialised with
+no spaces.
 """
 
 from __future__ import annotations
 
+import collections
 import http.client
-import itertools
 import json
 import math
 import statistics
@@ -42,6 +48,9 @@ from ledger.tx import Transfer, make_tx
 SINK = blake2b256(b"dacn-loadgen-sink")
 # At most this many txs in one POST /txs (the API's bound is 4096).
 MAX_BATCH = 2048
+# At most this many transfers are signed before a run's clock starts (about 100 MB of prepared txs); a run that
+# offers more signs the rest while it runs, as every transfer was before.
+PRESIGN_MAX = 500_000
 
 
 class LoadgenError(NodeError):
@@ -118,6 +127,7 @@ class LoadReport:
     committed_ids: set[str] = field(default_factory=set)
     uncommitted: int = 0
     resent: int = 0
+    signed_late: int = 0  # transfers signed during the run (the prepared ones ran out), not before its clock
 
     @property
     def offered_tps(self) -> float:
@@ -147,6 +157,7 @@ class LoadReport:
             "block_time_median_ms": self.block_time_median_ms, "blocks": len(self.block_times_ms),
             "max_block_txs": max(self.block_txs, default=0), "heights": [self.first_height, self.last_height],
             "rejections": dict(self.rejections), "send_errors": dict(self.send_errors),
+            "signed_late": self.signed_late,
         }
 
     def table(self) -> str:
@@ -177,7 +188,7 @@ class _Http:
         self.conn: http.client.HTTPConnection | None = None
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {"Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
@@ -251,6 +262,37 @@ class Account:
         self.key, self.address, self.nonce = key, bytes(key.verify_key), nonce
 
 
+class Prepared:
+    """Signed transfers ready to post, in the order they will be offered; signs more on demand once empty."""
+
+    def __init__(self, accounts: list[Account], chain_id: str, amount: int, fee: int) -> None:
+        self.accounts, self.chain_id, self.amount, self.fee = accounts, chain_id, amount, fee
+        self.ready: collections.deque[tuple[int, int, str, str]] = collections.deque()  # account, nonce, id, hex
+        self.signed = 0
+        self.signed_late = 0  # signed during the run because the prepared ones ran out
+
+    def sign(self, n: int) -> None:
+        """Sign the next ``n`` transfers (round robin over the accounts) and append them to :attr:`ready`."""
+        accounts, ready = self.accounts, self.ready
+        transfer = Transfer(to=SINK, amount=self.amount)
+        for _ in range(n):
+            k = self.signed % len(accounts)
+            acct = accounts[k]
+            stx = make_tx(transfer, acct.key, self.chain_id, nonce=acct.nonce, fee=self.fee)
+            ready.append((k, acct.nonce, stx.tx_id.hex(), stx.encode().hex()))
+            acct.nonce += 1
+            self.signed += 1
+
+    def take(self, n: int) -> list[tuple[int, int, str, str]]:
+        """The next ``n`` transfers: prepared ones first, then signed here and now."""
+        short = n - len(self.ready)
+        if short > 0:
+            self.sign(short)
+            self.signed_late += short
+        ready = self.ready
+        return [ready.popleft() for _ in range(n)]
+
+
 async def _account_state(h: _Http, address: bytes) -> tuple[int, int]:
     doc = await _get(h, f"/client/{address.hex()}/balance")
     return int(doc["balance"]), int(doc["nonce"])
@@ -321,6 +363,10 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
         fee = cfg.fee if cfg.fee is not None else 1
         accounts = await fund_accounts(cfg, watch, chain_id, fee)
         report = LoadReport(rate=cfg.rate, duration=cfg.duration)
+        total = round(cfg.rate * cfg.duration)
+        prepared = Prepared(accounts, chain_id, cfg.amount, fee)
+        # Signing during the run took CPU from the nodes and the posting on the same cores: sign before the clock.
+        await trio.to_thread.run_sync(prepared.sign, min(total, PRESIGN_MAX))
         sent_at: dict[str, float] = {}
         done = trio.Event()
         sending_over = trio.Event()
@@ -374,15 +420,13 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
         # resending the same signed bytes is harmless (a node that has it answers AlreadyInMempool).
         outstanding: list[dict[int, list[Any]]] = [{} for _ in accounts]
         where: dict[str, tuple[int, int]] = {}
-        round_robin = itertools.count()
 
         def forget(tid: str) -> None:
             loc = where.pop(tid, None)
             if loc is not None:
                 outstanding[loc[0]].pop(loc[1], None)
 
-        async def post(batch: list[str], ids: list[str], resends: int) -> None:
-            node = nodes[next(round_robin) % len(nodes)]
+        async def post(node: _Http, batch: list[str], ids: list[str], resends: int) -> None:
             fresh = len(batch) - resends
             try:
                 status, doc = await _call(node, "POST", "/txs", {"txs": batch})
@@ -401,6 +445,13 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
                     sent_at.pop(tid, None)
                     forget(tid)
 
+        async def poster(node: _Http, batches: trio.MemoryReceiveChannel[tuple[list[str], list[str], int]]) -> None:
+            """Post one node's batches, one at a time over its own keep-alive connection."""
+            async for batch, ids, resends in batches:
+                await post(node, batch, ids, resends)
+                if on_progress is not None:
+                    on_progress(report)
+
         def due_resends(now: float) -> tuple[list[str], list[str]]:
             batch, ids = [], []
             for pend in outstanding:
@@ -415,25 +466,21 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
             report.resent += len(batch)
             return batch, ids
 
+        # Unbuffered: the sender hands a poster its next batch only once the last one is posted.
+        channels = [trio.open_memory_channel[tuple[list[str], list[str], int]](0) for _ in nodes]
+
         async def sender() -> None:
-            i = 0
-            total = round(cfg.rate * cfg.duration)
             tick = cfg.batch_ms / 1000
+            turn = 0
             while not done.is_set():
                 elapsed = time.perf_counter() - t0
                 owed = min(total, int(cfg.rate * elapsed) + 1) - report.offered
                 now = time.perf_counter()
                 more, more_ids = due_resends(now)
                 batch, ids = [], []
-                for _ in range(max(0, min(owed, MAX_BATCH - len(more)))):
-                    k = i % len(accounts)
-                    acct = accounts[k]
-                    i += 1
-                    stx = make_tx(Transfer(to=SINK, amount=cfg.amount), acct.key, chain_id, nonce=acct.nonce, fee=fee)
-                    raw, tid = stx.encode().hex(), stx.tx_id.hex()
-                    outstanding[k][acct.nonce] = [tid, raw, now]
-                    where[tid] = (k, acct.nonce)
-                    acct.nonce += 1
+                for k, nonce, tid, raw in prepared.take(max(0, min(owed, MAX_BATCH - len(more)))):
+                    outstanding[k][nonce] = [tid, raw, now]
+                    where[tid] = (k, nonce)
                     batch.append(raw)
                     ids.append(tid)
                     sent_at[tid] = now  # before the POST returns: a block may commit it before it does
@@ -442,18 +489,20 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
                     report.send_seconds = time.perf_counter() - t0
                     sending_over.set()
                 if batch or more:
-                    await post(batch + more, ids + more_ids, len(more))
-                    if on_progress is not None:
-                        on_progress(report)
+                    await channels[turn % len(channels)][0].send((batch + more, ids + more_ids, len(more)))
+                    turn += 1
                 await trio.sleep(max(0.0, t0 + tick * math.floor(elapsed / tick + 1) - time.perf_counter()))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watcher)
+            for node, (_send, receive) in zip(nodes, channels, strict=True):
+                nursery.start_soon(poster, node, receive)
             nursery.start_soon(sender)
             await done.wait()
             nursery.cancel_scope.cancel()
         report.commit_seconds = last_commit - t0 if report.committed else 0.0
         report.uncommitted = len(sent_at)
+        report.signed_late = prepared.signed_late
         return report
     finally:
         for h in (*nodes, *watchers):

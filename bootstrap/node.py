@@ -23,7 +23,7 @@ import os
 import signal
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,13 +43,16 @@ from bootstrap.wire import (
     TOPIC_CONSENSUS,
     TOPIC_JOBDATA,
     TOPIC_TX,
+    TOPIC_TXS,
     JobDataAnnouncement,
     ProposalMsg,
     Status,
     VoteMsg,
     decode_announcement,
     decode_consensus,
+    decode_tx_batch,
     encode_announcement,
+    split_tx_batches,
 )
 from compute import Dataset, JobSpec, dataset_from_csv, make_dataset, make_spec, synthetic
 from compute.dataset import encode_dataset
@@ -58,7 +61,7 @@ from compute.pool import PoolConfig
 from ledger.block import BlockError
 from ledger.chain import Chain, CommittedBlock
 from ledger.crypto import blake2b256
-from ledger.errors import BadNonce, DecodeError, InvalidTx, LedgerError
+from ledger.errors import BadNonce, BadSignature, DecodeError, InvalidTx, LedgerError
 from ledger.genesis import Genesis, genesis_state
 from ledger.mempool import Admission, AlreadyInMempool, Mempool, MempoolConfig, MempoolError
 from ledger.state import TERMINAL_STATUSES, Job, State
@@ -247,6 +250,9 @@ class Node:
         self.counters: dict[str, int] = {
             "txs_submitted": 0, "txs_gossip_in": 0, "txs_gossip_rejected": 0, "blocks_committed": 0,
             "sync_requests": 0, "sync_failures": 0, "blobs_fetched": 0, "announcements": 0,
+            # dacn/txs/1: batches (and the txs in them) received, refused as garbage, and published
+            "tx_batches_in": 0, "tx_batch_txs_in": 0, "tx_batches_rejected": 0, "tx_batches_out": 0,
+            "tx_batch_txs_out": 0,
         }
 
     # ============================================================================================ lifecycle
@@ -300,9 +306,11 @@ class Node:
                 host.set_blob_provider(self.blobs.get)
                 await nursery.start(host.run)
                 txs = host.gossip.subscribe(TOPIC_TX, self._validate_tx)
+                tx_batches = host.gossip.subscribe(TOPIC_TXS, self._validate_tx_batch)
                 cons = host.gossip.subscribe(TOPIC_CONSENSUS, self._validate_consensus)
                 jobdata = host.gossip.subscribe(TOPIC_JOBDATA, self._validate_jobdata)
                 nursery.start_soon(self._drain, txs, None)
+                nursery.start_soon(self._drain, tx_batches, None)
                 nursery.start_soon(self._drain, cons, self._on_consensus)
                 nursery.start_soon(self._drain, jobdata, self._on_jobdata)
                 self.driver = ConsensusDriver(
@@ -470,6 +478,36 @@ class Node:
         self._note_admission(admission)
         return ValidationResult.ACCEPT  # queued early txs too: signature checked, and others may need them
 
+    def _validate_tx_batch(self, peer: PeerId, data: bytes) -> ValidationResult:
+        """A ``dacn/txs/1`` batch: admit each new tx, then forward the batch once (ACCEPT) if any was new.
+
+        REJECT (the relayer is blamed) if the batch or any tx in it does not decode or any new tx's signature is
+        bad; every signature is checked before anything is admitted, so a bad item cannot leave us holding txs we
+        then decline to relay (the honest batch carrying them would find nothing new and stop here). IGNORE if
+        nothing in it was new. Txs refused for state reasons (a stale nonce, a spent balance) are not the
+        relayer's fault: like early nonces, they do not change the verdict."""
+        assert self.mempool is not None
+        mempool = self.mempool
+        self.counters["tx_batches_in"] += 1
+        try:
+            stxs = [decode_signed_tx(raw) for raw in decode_tx_batch(data)]
+            fresh = [stx for stx in stxs if mempool.get(stx.tx_id) is None]
+            for stx in fresh:
+                mempool.check_signature(stx)
+        except (WireError, DecodeError, BadSignature):
+            self.counters["tx_batches_rejected"] += 1
+            return ValidationResult.REJECT
+        self.counters["tx_batch_txs_in"] += len(stxs)
+        new = 0
+        for stx in fresh:
+            try:
+                admission = mempool.admit_tx(stx)
+            except LedgerError:  # a state reason, a full pool, or the same tx twice in the batch
+                continue
+            self._note_admission(admission)
+            new += 1
+        return ValidationResult.ACCEPT if new else ValidationResult.IGNORE
+
     def _note_admission(self, admission: Admission) -> None:
         """Bookkeeping for txs that became pending: waiters may now learn of a drop, watchers see them."""
         now_pending = admission.promoted if admission.queued else (admission.tx, *admission.promoted)
@@ -553,8 +591,7 @@ class Node:
         block = cb.block
         height = block.height
         self.counters["blocks_committed"] += 1
-        for raw in block.txs:
-            tx_id = blake2b256(raw)
+        for tx_id in block.tx_ids:
             self._tx_heights[tx_id] = height
             self._tx_was_pending.discard(tx_id)
             ev = self._tx_waiters.pop(tx_id, None)
@@ -578,8 +615,8 @@ class Node:
             "state_root": cb.state_root.hex(), "time_ms": block.header.time_ms,
             "proposer": self.display_id(block.header.proposer),
         })
-        for raw in block.txs:
-            self.events.publish({"type": "tx", "tx_id": blake2b256(raw).hex(), "status": "committed",
+        for tx_id in block.tx_ids:
+            self.events.publish({"type": "tx", "tx_id": tx_id.hex(), "status": "committed",
                                  "height": height})
         self._emit_job_changes(height)
 
@@ -804,16 +841,47 @@ class Node:
 
     # ============================================================================================ write side
 
-    async def submit_tx(self, stx: SignedTx) -> str:
-        """Admit a signed tx to the mempool (typed ledger errors if it is bad) and gossip it; its id in hex."""
+    def _admit_local(self, stx: SignedTx) -> None:
+        """Admit a tx submitted here (typed ledger errors if it is bad), without gossiping it yet."""
         if self.mempool is None or self.host is None:
             raise NodeNotRunning("the node is not running")
-        raw = stx.encode()
         admission = self.mempool.admit_tx(stx)  # decoded once, by the caller
         self.counters["txs_submitted"] += 1
         self._note_admission(admission)
-        await self.host.gossip.publish(TOPIC_TX, raw)
+
+    async def submit_tx(self, stx: SignedTx) -> str:
+        """Admit a signed tx to the mempool (typed ledger errors if it is bad) and gossip it; its id in hex."""
+        self._admit_local(stx)
+        assert self.host is not None
+        await self.host.gossip.publish(TOPIC_TX, stx.encode())
         return stx.tx_id.hex()
+
+    async def submit_txs(self, stxs: Sequence[SignedTx]) -> list[str | LedgerError]:
+        """``POST /txs``: admit each tx in order, then gossip the admitted ones as ``dacn/txs/1`` batches (split
+        to the wire bounds). Per tx, its id in hex or the ledger error that refused it; one bad tx does not stop
+        the rest."""
+        if self.mempool is None or self.host is None:
+            raise NodeNotRunning("the node is not running")
+        out: list[str | LedgerError] = []
+        admitted: list[bytes] = []
+        for stx in stxs:
+            try:
+                self._admit_local(stx)
+            except LedgerError as exc:
+                out.append(exc)
+                continue
+            out.append(stx.tx_id.hex())
+            admitted.append(stx.encode())
+        if admitted:
+            batches = split_tx_batches(admitted)
+            # Shielded: these txs are in our mempool already, and a client hanging up must not leave them
+            # unannounced (publish waits at most the gossip forward timeout per peer).
+            with trio.CancelScope(shield=True):
+                for data in batches:
+                    await self.host.gossip.publish(TOPIC_TXS, data)
+            self.counters["tx_batches_out"] += len(batches)
+            self.counters["tx_batch_txs_out"] += len(admitted)
+        return out
 
     async def submit_raw_tx(self, raw: bytes) -> str:
         """``POST /tx``: an externally signed tx's bytes (decoded and checked like gossip)."""

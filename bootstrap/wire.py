@@ -4,8 +4,15 @@ Every gossip payload is canonical MessagePack (``ledger.encoding.pack``), decode
 objects before anything else looks at it::
 
     dacn/tx/1           the signed tx's own canonical bytes
+    dacn/txs/1          [signed tx bytes, ...]: 1..MAX_TX_BATCH txs, at most MAX_TX_BATCH_BYTES in all
     dacn/consensus/1    [1, proposal, block, seq]   or   [2, vote, seq]
     dacn/jobdata/1      [1, spec bytes, dataset digest, provider peer id bytes, dataset size]
+
+A tx batch carries the txs one node admitted from one ``POST /txs`` (in admission order, so a sender's nonces
+ascend), split into as many messages as the bounds need; each item is a tx's canonical signed encoding, exactly
+what ``dacn/tx/1`` carries alone. One message and one forward per batch instead of per tx is what makes the
+batch topic worth having: per-tx gossip cost a seen-cache entry, a validation call and a frame per peer for
+every tx. A node's own txs and ``POST /tx`` still use ``dacn/tx/1``, and every node reads both topics.
 
 ``seq`` is 0 for a first broadcast and grows on each rebroadcast: gossip drops a payload it has already seen,
 so a rebroadcast needs different bytes to get past the seen-caches of peers that lost the first copy.
@@ -16,14 +23,17 @@ Request protocols: ``/dacn/sync/1`` carries ``ledger.sync`` GetBlocks/Blocks byt
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bootstrap.errors import WireError
 from ledger.block import MAX_BLOCK_BYTES, Block, Proposal, Vote
 from ledger.encoding import pack, unpack
 from ledger.errors import DecodeError, LedgerError
+from ledger.tx import MAX_TX_BYTES
 
 TOPIC_TX = "dacn/tx/1"
+TOPIC_TXS = "dacn/txs/1"
 TOPIC_CONSENSUS = "dacn/consensus/1"
 TOPIC_JOBDATA = "dacn/jobdata/1"
 PROTO_SYNC = "/dacn/sync/1"
@@ -34,6 +44,9 @@ _ANNOUNCE = 1
 MAX_CONSENSUS_BYTES = MAX_BLOCK_BYTES + 4096
 MAX_SPEC_BYTES = 16 * 1024
 MAX_ANNOUNCE_BYTES = MAX_SPEC_BYTES + 1024
+# Bounds of one dacn/txs/1 message: a quarter of p2pnet's default 4 MiB frame, so a batch always fits a frame.
+MAX_TX_BATCH = 1024
+MAX_TX_BATCH_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,56 @@ def decode_announcement(data: bytes) -> JobDataAnnouncement:
     if type(size) is not int or size < 0:
         raise WireError("jobdata.dataset_size", "expected a non-negative integer")
     return JobDataAnnouncement(spec, digest, provider, size)
+
+
+def encode_tx_batch(raws: Sequence[bytes]) -> bytes:
+    """One ``dacn/txs/1`` message; raises :class:`WireError` if ``raws`` is empty or over a bound (use
+    :func:`split_tx_batches` for any number of txs)."""
+    if not 0 < len(raws) <= MAX_TX_BATCH:
+        raise WireError("txs", f"a batch holds 1..{MAX_TX_BATCH} txs, got {len(raws)}")
+    data = pack(list(raws))
+    if len(data) > MAX_TX_BATCH_BYTES:
+        raise WireError("txs", f"{len(data)} bytes exceeds the batch limit of {MAX_TX_BATCH_BYTES}")
+    return data
+
+
+def _bin_header(n: int) -> int:
+    """Bytes msgpack spends in front of a bin of ``n`` bytes."""
+    return 2 if n < 1 << 8 else 3 if n < 1 << 16 else 5
+
+
+def split_tx_batches(raws: Iterable[bytes]) -> list[bytes]:
+    """``dacn/txs/1`` messages carrying every tx of ``raws``, in order, each within the count and byte bounds."""
+    out: list[bytes] = []
+    batch: list[bytes] = []
+    size = 5  # the largest array header
+    for raw in raws:
+        if len(raw) > MAX_TX_BYTES:
+            raise WireError("txs", f"a tx of {len(raw)} bytes exceeds {MAX_TX_BYTES}")
+        n = len(raw) + _bin_header(len(raw))
+        if batch and (len(batch) == MAX_TX_BATCH or size + n > MAX_TX_BATCH_BYTES):
+            out.append(encode_tx_batch(batch))
+            batch, size = [], 5
+        batch.append(raw)
+        size += n
+    if batch:
+        out.append(encode_tx_batch(batch))
+    return out
+
+
+def decode_tx_batch(data: bytes) -> list[bytes]:
+    """The signed-tx bytes of an untrusted ``dacn/txs/1`` message (structure and bounds only: each tx is decoded
+    and checked by the mempool); raises :class:`WireError`."""
+    try:
+        obj = unpack(data, max_size=MAX_TX_BATCH_BYTES, max_container_len=MAX_TX_BYTES, field="txs")
+    except DecodeError as exc:
+        raise WireError("txs", str(exc)) from None
+    if not isinstance(obj, list) or not 0 < len(obj) <= MAX_TX_BATCH:
+        raise WireError("txs", f"expected a list of 1..{MAX_TX_BATCH} signed txs")
+    for i, raw in enumerate(obj):
+        if type(raw) is not bytes:
+            raise WireError(f"txs[{i}]", f"expected bytes, got {type(raw).__name__}")
+    return obj
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cached_property
 
 from nacl.signing import SigningKey
 
@@ -515,6 +516,12 @@ class Block:
     def hash(self) -> bytes:
         return self.header.hash()
 
+    @cached_property
+    def tx_ids(self) -> tuple[bytes, ...]:
+        """The ids of :attr:`txs` (BLAKE2b-256 of each), in order; hashed once per block object, not once for
+        the tx root, once per execution and again for the commit's bookkeeping."""
+        return tuple(blake2b256(tx) for tx in self.txs)
+
     def to_wire(self) -> list:
         return [
             self.header.to_wire(),
@@ -621,7 +628,7 @@ def validate_block_header(
     size = sum(len(t) for t in block.txs)
     if size > MAX_BLOCK_TX_BYTES:
         raise BlockTooLarge("tx bytes", MAX_BLOCK_TX_BYTES, size)
-    root = tx_root(block.txs)
+    root = merkle_root(block.tx_ids)
     if h.tx_root != root:
         raise BadTxRoot(root, h.tx_root)
     lch = last_commit_hash(block.last_commit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ledger.block import (
     MAX_BLOCK_TX_BYTES,
@@ -27,8 +28,7 @@ from ledger.block import (
     verify_commit,
 )
 from ledger.context import BlockContext, Event, Receipt
-from ledger.crypto import blake2b256
-from ledger.errors import DecodeError, InvalidTx
+from ledger.errors import DecodeError, InvalidTx, LedgerError
 from ledger.genesis import Genesis, genesis_state
 from ledger.mempool import Mempool
 from ledger.rules import apply_tx, begin_block, end_block, process_evidence
@@ -68,9 +68,9 @@ def execute_block(
         receipts: list[Receipt] = []
         state, events = begin_block(state, ctx)
         events = list(events)
-        for i, raw in enumerate(block.txs):
+        for i, (raw, tx_id) in enumerate(zip(block.txs, block.tx_ids, strict=True)):
             try:
-                stx = decoded(blake2b256(raw)) if decoded is not None else None
+                stx = decoded(tx_id) if decoded is not None else None
                 if stx is None:
                     stx = decode_signed_tx(raw)
                 if check_signatures and stx.tx_id not in verified:
@@ -92,6 +92,21 @@ def execute_block(
 
 
 @dataclass(frozen=True)
+class _Executed:
+    """A validated block's effect on the committed state ``root``: its writes (``State.changes_since``), receipts
+    and events, so that committing it replays the writes instead of running every tx again."""
+
+    root: bytes
+    changes: list[tuple[Any, Any, Any, str | None]]
+    receipts: list[Receipt]
+    events: list[Event]
+
+
+# Validated blocks whose effect is kept for their commit (one per round at most; a few rounds are plenty).
+EXECUTED_KEEP = 4
+
+
+@dataclass(frozen=True)
 class CommittedBlock:
     """What a commit produced: the block, its commit, the state root after it, receipts and events."""
 
@@ -106,9 +121,11 @@ class Chain:
     """A node's view of the chain: committed state, last block and commit, mempool, optional store.
 
     ``state`` is always the committed state: the mempool admits against it and readers see it. Validating or
-    proposing a block runs it under a savepoint that is rolled back at once; the hashes of blocks found valid are
-    remembered, so committing one of them re-runs only the state transition (its signatures and header were
-    checked), which costs a small fraction of a signature check per tx.
+    proposing a block runs it under a savepoint that is rolled back at once. A block found valid keeps what its
+    execution wrote (``State.changes_since``, taken before the rollback) with its receipts and events, so its
+    commit replays those writes instead of executing the block a second time; a block committed without that
+    record (never validated here, or validated on a state that has moved since) is executed as before. A block
+    this node built is kept the same way from the build, so validating its own proposal checks only the header.
     """
 
     def __init__(
@@ -133,6 +150,7 @@ class Chain:
         self.mempool.state = self.state
         self._root = state_root(self.state)
         self._validated: set[bytes] = set()  # hashes of blocks at next_height found valid
+        self._executed: dict[bytes, _Executed] = {}  # their effects, by block hash (at most EXECUTED_KEEP)
         # Without a store, committed blocks and commits stay in memory (simulations, tests).
         self._recent: list[Block] = []
         self._commits: dict[Height, Commit] = {}
@@ -167,12 +185,23 @@ class Chain:
         if bh in self._validated:
             return
         self._check_header_and_evidence(block)
-        sp = self.state.savepoint()
-        try:
-            execute_block(self.state, block, verified=self.mempool.verified, decoded=self.mempool.get)
-        finally:
-            self.state.rollback_to(sp)
+        done = self._executed.get(bh)
+        if done is None or done.root != self._root:  # else: our own proposal, executed as it was built
+            sp = self.state.savepoint()
+            try:
+                _, receipts, events = execute_block(
+                    self.state, block, verified=self.mempool.verified, decoded=self.mempool.get
+                )
+                changes = self.state.changes_since(sp)
+            finally:
+                self.state.rollback_to(sp)
+            self._keep_executed(bh, _Executed(self._root, changes, receipts, events))
         self._validated.add(bh)
+
+    def _keep_executed(self, block_hash: bytes, done: _Executed) -> None:
+        self._executed[block_hash] = done
+        while len(self._executed) > EXECUTED_KEEP:
+            del self._executed[next(iter(self._executed))]
 
     def validate(self, height: Height, block: Block) -> bool:
         """The consensus machine's validity predicate."""
@@ -243,16 +272,30 @@ class Chain:
         time_ms = max(now_ms, prev_time + 1)
         prev_hash = bytes(32) if prev is None else prev.hash()
         ctx = BlockContext(height=height, time_ms=time_ms, seed=prev_hash, proposer=proposer)
+        chosen_evidence = self.pending_evidence(evidence)
         chosen: list[SignedTx] = []
+        receipts: list[Receipt] = []
+        changes = None
         sp = self.state.savepoint()
         try:
-            begin_block(self.state, ctx)
+            _, begun = begin_block(self.state, ctx)
+            events = list(begun)
             for stx in self.mempool.reap(max_txs, max_bytes):
                 try:
-                    apply_tx(self.state, stx, ctx, verified=True)
+                    _, receipt = apply_tx(self.state, stx, ctx, verified=True)
                 except InvalidTx:
-                    continue
+                    continue  # apply_tx left no trace of it: the state is as if the block never held it
                 chosen.append(stx)
+                receipts.append(receipt)
+            # The rest of the block's execution (as execute_block runs it), so that validating our own proposal
+            # need not run it all again; should it fail, validation finds out as it always did.
+            try:
+                for ev in chosen_evidence:
+                    events.extend(process_evidence(self.state, ev.offender, ctx)[1])
+                events.extend(end_block(self.state, ctx)[1])
+                changes = self.state.changes_since(sp)
+            except LedgerError:
+                changes = None
         finally:
             self.state.rollback_to(sp)
         block = make_block(
@@ -266,8 +309,10 @@ class Chain:
             validators=self.validators,
             txs=[s.encode() for s in chosen],
             last_commit=self.last_commit,
-            evidence=self.pending_evidence(evidence),
+            evidence=chosen_evidence,
         )
+        if changes is not None:
+            self._keep_executed(block.hash(), _Executed(self._root, changes, receipts, events))
         return block
 
     # ---------------------------------------------------------------------------------------- committing
@@ -279,12 +324,19 @@ class Chain:
             raise BlockError("the commit is not for this block")
         if bh not in self._validated:
             self._check_header_and_evidence(block)
-        # A block validated earlier had its signatures checked then; only the state transition runs again.
-        _, receipts, events = execute_block(
-            self.state, block, verified=self.mempool.verified, check_signatures=bh not in self._validated,
-            decoded=self.mempool.get,
-        )
+        done = self._executed.get(bh)
+        if done is not None and done.root == self._root:
+            # Validated on this very committed state (only rolled-back speculation ran since): replay its writes.
+            self.state.redo(done.changes)
+            receipts, events = done.receipts, done.events
+        else:
+            # A block validated earlier had its signatures checked then; only the state transition runs again.
+            _, receipts, events = execute_block(
+                self.state, block, verified=self.mempool.verified, check_signatures=bh not in self._validated,
+                decoded=self.mempool.get,
+            )
         self._validated.clear()
+        self._executed.clear()
         root = state_root(self.state)
         if self.store is not None:
             self.store.save_block(block, commit, self.state, root)  # type: ignore[attr-defined]
@@ -295,8 +347,7 @@ class Chain:
         self.last_header = block.header
         self.last_commit = commit
         self._note_evidence(block)
-        committed_ids = [blake2b256(raw) for raw in block.txs]
-        self.mempool.update(self.state, committed_ids)
+        self.mempool.update(self.state, block.tx_ids)
         return CommittedBlock(block, commit, root, receipts, events)
 
     def commit(self, block: Block, commit: Commit) -> None:

@@ -161,9 +161,7 @@ class Mempool:
             raise TxTooLarge(len(raw), MAX_TX_BYTES)
         if stx.tx_id in self.txs or stx.tx_id in self.queued:
             raise AlreadyInMempool(stx.tx_id)
-        if stx.tx_id not in self.verified:
-            verify_tx_signature(stx, self.chain_id)  # the chain id is part of the signed message
-            self._remember_verified(stx.tx_id)
+        self.check_signature(stx)
         expected = self.next_nonce(stx.sender)
         if stx.nonce > expected:
             self._queue(stx, expected, len(raw))
@@ -173,6 +171,14 @@ class Mempool:
         self._check_pending(stx, len(raw))
         self._insert(stx)
         return Admission(stx, queued=False, promoted=tuple(self._promote(stx.sender)))
+
+    def check_signature(self, stx: SignedTx) -> None:
+        """Verify the tx's signature (raises ``BadSignature``) unless this mempool already did; remembered, so
+        neither its admission nor its block's execution verifies it again. A batch relayer checks a whole batch's
+        signatures with this before admitting any of it."""
+        if stx.tx_id not in self.verified:
+            verify_tx_signature(stx, self.chain_id)  # the chain id is part of the signed message
+            self._remember_verified(stx.tx_id)
 
     def next_nonce(self, sender: AccountId) -> int:
         """The nonce the sender's next pending tx needs: the state's nonce plus its pending txs."""
@@ -265,28 +271,39 @@ class Mempool:
         for tx_id in included:
             self.verified.pop(tx_id, None)
         gaps_grew = False  # a sender's next nonce went down (pending txs invalidated): queued gaps grew
-        for sender in list(self.by_sender):
-            q = self.by_sender.pop(sender)
-            del self.pending_fees[sender]
+        for sender, q in list(self.by_sender.items()):
             old_next = q[-1].nonce + 1
-            for stx in q:
-                del self.txs[stx.tx_id]
-                self.bytes -= len(stx.encode())
-            nonce = state.nonce(sender)
-            fees = 0
-            for stx in q:
-                if stx.nonce < nonce:
-                    continue
-                if stx.nonce != nonce + len(self.by_sender.get(sender, [])):
+            nonce, balance = state.nonce(sender), state.balance(sender)
+            # Survivors are q[first:keep]: after the txs the block included (nonces below the state's), the
+            # run that still holds (contiguous nonces, each tx valid, the fees together covered). They stay
+            # where they are: re-inserting every pending tx after every block was most of this method's cost.
+            first = 0
+            while first < len(q) and q[first].nonce < nonce:
+                first += 1
+            keep, fees, kept_fees = first, 0, 0
+            for stx in q[first:]:
+                if stx.nonce != nonce + (keep - first):
                     break
                 fees += stx.fee
                 try:
                     check_tx(state, stx)
                 except InvalidTx:
                     break
-                if fees > state.balance(sender):
+                if fees > balance:
                     break
-                self._insert(stx)
+                kept_fees = fees
+                keep += 1
+            if first == 0 and keep == len(q):
+                continue  # nothing of this sender's was included or went stale
+            for stx in q[:first] + q[keep:]:
+                del self.txs[stx.tx_id]
+                self.bytes -= len(stx.encode())
+            if keep > first:
+                self.by_sender[sender] = q[first:keep]
+                self.pending_fees[sender] = kept_fees
+            else:
+                del self.by_sender[sender]
+                del self.pending_fees[sender]
             gaps_grew |= sender in self.future and self.next_nonce(sender) < old_next
         dropped = before - len(self.txs)
         self._far_stale |= gaps_grew

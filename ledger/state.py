@@ -327,6 +327,32 @@ class State:
         if self._depth == 0:
             journal.clear()
 
+    def changes_since(self, sp: int) -> list[tuple[Any, Any, Any, str | None]]:
+        """Every key written since savepoint ``sp``, once, as (container, key, value now, section); the value is
+        ``MISSING`` for a key that is gone. Taken just before ``rollback_to(sp)``, it lets :meth:`redo` replay
+        those writes later without running what made them (a validated block, at its commit). The values are
+        the objects the writes left, which the rollback detaches from the state, so nothing mutates them."""
+        journal = self._journal
+        seen: set[tuple[int, Any]] = set()
+        out: list[tuple[Any, Any, Any, str | None]] = []
+        for i in range(len(journal) - 1, sp - 1, -1):
+            container, key, _old, section = journal[i]
+            ident = (id(container), key)
+            if ident not in seen:
+                seen.add(ident)
+                out.append((container, key, container.get(key, MISSING), section))
+        return out
+
+    def redo(self, changes: list[tuple[Any, Any, Any, str | None]]) -> None:
+        """Replay :meth:`changes_since` on the state it was taken from, back at that savepoint's values (the
+        caller makes sure nothing was kept in between); journaled and marked dirty like any write."""
+        for container, key, value, section in changes:
+            self._record(container, key, container.get(key, MISSING), section)
+            if value is MISSING:
+                container.pop(key, None)
+            else:
+                container[key] = value
+
     def _record(self, container: Any, key: Any, old: Any, section: str | None) -> None:
         if self._depth:
             self._journal.append((container, key, old, section))

@@ -1,4 +1,4 @@
-"""Fuzzing the node's gossip and request decoders (``bootstrap.wire``): consensus messages, job-data
+"""Fuzzing the node's gossip and request decoders (``bootstrap.wire``): consensus messages, tx batches, job-data
 announcements and status answers. Random bytes and mutants of valid encodings raise ``WireError`` and nothing
 else; whatever decodes re-encodes to exactly its input.
 
@@ -12,16 +12,22 @@ from hypothesis import strategies as st
 
 from bootstrap.errors import WireError
 from bootstrap.wire import (
+    MAX_TX_BATCH,
+    MAX_TX_BATCH_BYTES,
     JobDataAnnouncement,
     ProposalMsg,
     Status,
     VoteMsg,
     decode_announcement,
     decode_consensus,
+    decode_tx_batch,
     encode_announcement,
     encode_consensus,
+    encode_tx_batch,
+    split_tx_batches,
 )
 from ledger.encoding import pack
+from ledger.tx import MAX_TX_BYTES
 from p2pnet.errors import ProtocolError
 from p2pnet.framing import Response, decode_message, encode_message
 from tests.fuzzing import FUZZ, Target, target_tests
@@ -38,6 +44,7 @@ announcements = st.builds(
     JobDataAnnouncement, st.binary(min_size=1, max_size=200), _h32, st.binary(min_size=1, max_size=64), _u64
 )
 statuses = st.builds(Status, _u64, _h32, _h32)
+tx_batches = st.lists(st.binary(min_size=0, max_size=300), min_size=1, max_size=20)
 
 
 def _status_from_frame(frame: bytes) -> Status:
@@ -56,6 +63,11 @@ def _check_announcement(a: JobDataAnnouncement, data: bytes) -> None:
     assert encode_announcement(a) == data
 
 
+def _check_tx_batch(raws: list[bytes], data: bytes) -> None:
+    assert encode_tx_batch(raws) == data
+    assert 0 < len(raws) <= MAX_TX_BATCH and all(type(r) is bytes and len(r) <= MAX_TX_BYTES for r in raws)
+
+
 def _check_status(s: Status, data: bytes) -> None:
     assert Status.from_wire(s.to_wire()) == s
     assert s.height >= 0 and len(s.head_hash) == len(s.state_root) == 32
@@ -64,6 +76,8 @@ def _check_status(s: Status, data: bytes) -> None:
 TARGETS = [
     Target("bootstrap.decode_consensus", decode_consensus, (WireError,), consensus_messages.map(encode_consensus),
            _check_consensus),
+    Target("bootstrap.decode_tx_batch", decode_tx_batch, (WireError,), tx_batches.map(encode_tx_batch),
+           _check_tx_batch),
     Target("bootstrap.decode_announcement", decode_announcement, (WireError,),
            announcements.map(encode_announcement), _check_announcement),
     Target(
@@ -113,3 +127,49 @@ def test_invalid_announcements_name_the_field(data: bytes, field: str) -> None:
     with pytest.raises(WireError) as info:
         decode_announcement(data)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (b"\xc1", "txs"),  # not MessagePack
+        (pack([]), "txs"),  # empty
+        (pack(b"tx"), "txs"),  # not a list
+        (pack([b"tx", 5]), "txs[1]"),
+        (pack([b"tx", [b"nested"]]), "txs[1]"),
+        (pack([bytes(MAX_TX_BYTES + 1)]), "txs"),  # one tx over its own bound
+        (pack([b"t"] * (MAX_TX_BATCH + 1)), "txs"),  # too many txs
+        (b"\x91\xc4\x02tx" + b"\x00", "txs"),  # trailing bytes
+        (b"\x91\xc5\x00\x02tx", "txs"),  # bin16 where bin8 is the canonical spelling
+    ],
+)
+def test_invalid_tx_batches_are_wire_errors(data: bytes, field: str) -> None:
+    with pytest.raises(WireError) as info:
+        decode_tx_batch(data)
+    assert info.value.field == field and info.value.reason
+
+
+def test_a_tx_batch_over_the_byte_bound_is_refused_whole() -> None:
+    big = [bytes(MAX_TX_BYTES)] * (MAX_TX_BATCH_BYTES // MAX_TX_BYTES + 1)
+    with pytest.raises(WireError):
+        encode_tx_batch(big)
+    with pytest.raises(WireError):
+        decode_tx_batch(pack(big))
+    with pytest.raises(WireError):
+        encode_tx_batch([])
+
+
+def test_split_tx_batches_keeps_every_tx_in_order_within_both_bounds() -> None:
+    # pre: more txs than one batch may count, and (separately) more bytes than one batch may hold
+    many = [i.to_bytes(4, "big") for i in range(2 * MAX_TX_BATCH + 5)]
+    big = [bytes([i % 256]) * MAX_TX_BYTES for i in range(3 * (MAX_TX_BATCH_BYTES // MAX_TX_BYTES) + 1)]
+    for raws, expect in ((many, 3), (big, 4)):
+        # operation
+        msgs = split_tx_batches(raws)
+        # post: every message is a valid batch within the bounds, and together they carry raws, in order
+        assert len(msgs) == expect
+        assert all(len(m) <= MAX_TX_BATCH_BYTES for m in msgs)
+        assert [raw for m in msgs for raw in decode_tx_batch(m)] == raws
+    assert split_tx_batches([]) == []
+    with pytest.raises(WireError):
+        split_tx_batches([bytes(MAX_TX_BYTES + 1)])

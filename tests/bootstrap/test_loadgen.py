@@ -60,6 +60,52 @@ async def test_loadgen_funds_offers_and_sees_every_tx_committed(home: Path) -> N
         assert node.state.balance(SINK) == 110
 
 
+async def test_transfers_are_signed_before_the_clock_starts_and_posted_to_every_node(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signing happens before the first load batch is posted (it used to share the run's time with posting), and
+    batches still go round robin over the node URLs (here the same node twice, one poster each)."""
+    from bootstrap import loadgen
+
+    events: list[tuple[str, int]] = []
+    real_make_tx, real_call = loadgen.make_tx, loadgen._call
+
+    def make_tx(*args: Any, **kw: Any) -> Any:
+        events.append(("sign", 0))
+        return real_make_tx(*args, **kw)
+
+    async def call(h: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        if path == "/txs":
+            events.append(("post", id(h)))
+        return await real_call(h, method, path, body)
+
+    monkeypatch.setattr(loadgen, "make_tx", make_tx)
+    monkeypatch.setattr(loadgen, "_call", call)
+    async with running_node(home) as (_node, url):
+        # pre: accounts funded by an earlier run, so every POST /txs below carries load transfers
+        cfg = LoadConfig([url, url], rate=100, duration=1.0, accounts=4, faucet_home=home, batch_ms=50, settle_s=20)
+        await run_load(cfg)
+        events.clear()
+        report = await run_load(cfg)
+    assert report.offered == report.committed == 100 and report.signed_late == 0
+    first_post = next(i for i, (what, _) in enumerate(events) if what == "post")
+    assert [what for what, _ in events[:first_post]] == ["sign"] * 100
+    assert all(what == "post" for what, _ in events[first_post:])
+    assert len({conn for what, conn in events if what == "post"}) == 2
+
+
+def test_prepared_transfers_keep_each_accounts_nonces_and_sign_late_when_they_run_out() -> None:
+    from bootstrap.loadgen import Account, Prepared
+
+    accounts = [Account(k, nonce=5 * i) for i, k in enumerate(account_keys(b"p", 3))]
+    prepared = Prepared(accounts, "c", amount=1, fee=1)
+    prepared.sign(4)
+    got = prepared.take(3) + prepared.take(4)
+    assert [(k, n) for k, n, _, _ in got] == [(0, 0), (1, 5), (2, 10), (0, 1), (1, 6), (2, 11), (0, 2)]
+    assert prepared.signed_late == 3 and not prepared.ready
+    assert len({tid for _, _, tid, _ in got}) == 7
+    assert [a.nonce for a in accounts] == [3, 7, 12]
+
+
 async def test_unfunded_accounts_without_a_faucet_home_are_refused(home: Path) -> None:
     async with running_node(home) as (_node, url):
         with pytest.raises(LoadgenError) as err:

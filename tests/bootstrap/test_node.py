@@ -21,13 +21,20 @@ from bootstrap.config import NodeConfig
 from bootstrap.errors import BlobNotFound, HomeError, UnknownAccount
 from bootstrap.home import NODE_KEY, HomeInfo, init_home, make_testnet
 from bootstrap.node import DISPLAY_ID_CACHE, NODE_GC_THRESHOLD, CsvSource, Node, SyntheticSource, tune_gc_for_node
-from bootstrap.wire import TOPIC_CONSENSUS, VoteMsg, decode_consensus, encode_consensus
+from bootstrap.wire import (
+    MAX_TX_BATCH,
+    TOPIC_CONSENSUS,
+    VoteMsg,
+    decode_consensus,
+    encode_consensus,
+    encode_tx_batch,
+)
 from compute import JobSpec
 from compute.errors import DatasetError, SpecError
 from ledger.block import Vote, VoteType
 from ledger.errors import BadSignature, InsufficientFunds
 from ledger.state import total_supply
-from ledger.tx import Transfer, make_tx
+from ledger.tx import SignedTx, Transfer, make_tx
 from p2pnet.gossip import Received, ValidationResult
 from p2pnet.identity import PeerId
 
@@ -235,6 +242,41 @@ def test_an_accepted_consensus_message_reaches_the_driver_decoded_once(tmp_path:
         node._close()
 
 
+def test_a_tx_batch_from_gossip_is_accepted_ignored_or_rejected(tmp_path: Path) -> None:
+    info = init_home(tmp_path / "n0", config=fast())
+    node = Node(info.home, info.config)
+    node._open()
+    try:
+        assert node.chain is not None and node.keystore is not None and node.mempool is not None
+        faucet, cid = node.keystore.load("faucet"), node.chain.chain_id
+        t = [make_tx(Transfer(BOB, 1), faucet, cid, nonce=n, fee=1) for n in range(6)]
+        stale = make_tx(Transfer(BOB, 2), faucet, cid, nonce=0, fee=1)  # nonce 0 is taken once t[0] is in
+        forged = SignedTx(t[5].tx, t[5].body_bytes, bytes(64))
+        peer = PeerId.from_public_key(BOB)
+
+        def validate(*txs: SignedTx | bytes) -> ValidationResult:
+            return node._validate_tx_batch(peer, encode_tx_batch([x if type(x) is bytes else x.encode() for x in txs]))
+
+        # new txs: admitted, forwarded
+        assert validate(t[0], t[1]) is ValidationResult.ACCEPT
+        assert t[0].tx_id in node.mempool and t[1].tx_id in node.mempool
+        # nothing new (already held, or refused for a stale nonce: not the relayer's fault): not forwarded
+        assert validate(t[1]) is ValidationResult.IGNORE
+        assert validate(stale, t[0]) is ValidationResult.IGNORE
+        # some new: forwarded, even with a stale tx and an early nonce (queued) beside it
+        assert validate(stale, t[2], t[4]) is ValidationResult.ACCEPT
+        assert t[2].tx_id in node.mempool and node.mempool.is_queued(t[4].tx_id)
+        # garbage, an undecodable item, a bad signature: rejected, and nothing of that batch admitted
+        assert node._validate_tx_batch(peer, b"\x93garbage") is ValidationResult.REJECT
+        assert validate(t[3], b"\xc1") is ValidationResult.REJECT
+        assert validate(t[3], forged) is ValidationResult.REJECT
+        assert t[3].tx_id not in node.mempool
+        assert node.counters["tx_batches_in"] == 7 and node.counters["tx_batches_rejected"] == 3
+        assert len(node.mempool) == 3 and node.counters["txs_gossip_in"] == 0
+    finally:
+        node._close()
+
+
 # ------------------------------------------------------------------------------------------ several nodes
 
 
@@ -341,6 +383,38 @@ async def test_a_burst_from_one_sender_commits_despite_gossip_reordering(tmp_pat
         finally:
             for n in nodes:
                 n.stop()
+
+
+async def test_a_batch_submitted_at_one_node_reaches_the_others_as_batches_and_commits(tmp_path: Path) -> None:
+    """``POST /txs``'s path: the admitted txs go out as dacn/txs/1 messages (split at the count bound), one
+    message per batch rather than per tx, and every node admits them from those and commits them."""
+    infos = make_testnet(4, tmp_path, validators=4, config=fast())
+    async with trio.open_nursery() as nursery:
+        nodes = await start_network(infos, nursery)
+        try:
+            await wait_until(lambda: all(len(n.peers()) >= 3 for n in nodes), 20, "a full mesh")
+            # pre: more txs than one batch message may carry, one of them bad
+            src = nodes[1]
+            faucet, cid = src.keystore.load("faucet"), src.chain.chain_id  # type: ignore[union-attr]
+            first = src.next_nonce(bytes(faucet.verify_key))
+            n = MAX_TX_BATCH + 76
+            stxs = [make_tx(Transfer(BOB, 1), faucet, cid, nonce=first + i, fee=1) for i in range(n)]
+            wrong_chain = make_tx(Transfer(BOB, 1), faucet, "other", nonce=first + n, fee=1)
+            balance = nodes[0].state.balance(BOB)
+            # operation
+            out = await src.submit_txs([*stxs, wrong_chain])
+            # post: each tx answered; the admitted ones gossiped as two batch messages, none as single txs
+            assert out[:n] == [s.tx_id.hex() for s in stxs] and isinstance(out[n], BadSignature)
+            assert src.counters["tx_batches_out"] == 2 and src.counters["tx_batch_txs_out"] == n
+            await wait_until(lambda: all(nd.state.balance(BOB) == balance + n for nd in nodes), 60,
+                             f"{n} transfers committed everywhere")
+            for other in nodes[:1] + nodes[2:]:
+                assert other.counters["tx_batches_in"] >= 2 and other.counters["tx_batches_rejected"] == 0
+                assert other.counters["txs_gossip_in"] == 0
+            assert len({nd.state.nonce(bytes(faucet.verify_key)) for nd in nodes}) == 1
+        finally:
+            for nd in nodes:
+                nd.stop()
 
 
 async def test_node_serves_its_api_and_runs_its_agent_when_configured(tmp_path: Path) -> None:

@@ -236,3 +236,66 @@ def test_a_tx_missing_from_the_mempool_is_decoded_and_checked():
     assert other.validate(1, block)
     other.commit_block(block, commit)
     assert other.root == chain.commit_block(block, commit).state_root
+
+
+def test_a_validated_block_commits_by_replaying_its_writes_not_by_executing_it_again(monkeypatch):
+    """Validation at prevote executed the block already; its commit replays those writes, even after other
+    speculation (building a block for a later round) ran on the same state, and ends where executing ends."""
+    chain, other = Chain(genesis4()), Chain(genesis4())
+    alice, bob = users(2)
+    newcomer = account("newcomer")
+    block, commit = next_block(chain, [alice.transfer(bob.account, 5), alice.transfer(newcomer, 9),
+                                       bob.transfer(alice.account, 1)])
+    assert chain.validate(1, block)
+    # speculation in between: the next round's proposal, built from the same mempool (and rolled back)
+    chain.build(1, 1, chain.validators[2], block.header.time_ms + 1)
+    runs = []
+    real = chain_module.execute_block
+    monkeypatch.setattr(chain_module, "execute_block", lambda *a, **k: runs.append(1) or real(*a, **k))
+    done = chain.commit_block(block, commit)
+    assert runs == []  # replayed, not executed
+    # the same block committed by a node that never validated it (executed at commit)
+    direct = other.commit_block(block, commit)
+    assert runs == [1]
+    assert done.state_root == direct.state_root == state_root_uncached(chain.state) == other.root
+    assert done.receipts == direct.receipts and done.events == direct.events
+    assert chain.state.balance(newcomer) == 9 and chain.state.nonce(alice.account) == 2
+    # the next block runs on the replayed state as on the executed one
+    b2, c2 = next_block(chain, [alice.transfer(newcomer, 1)])
+    assert other.validate(2, b2)
+    assert chain.commit_block(b2, c2).state_root == other.commit_block(b2, c2).state_root
+
+
+def test_each_tx_of_a_block_is_hashed_once_for_its_root_execution_and_commit(monkeypatch):
+    chain, other = Chain(genesis4()), Chain(genesis4())
+    alice, bob = users(2)
+    block, commit = next_block(chain, [alice.transfer(bob.account, 1), alice.transfer(bob.account, 2)])
+    block = b.Block.decode(block.encode())  # as a peer receives it: nothing computed yet
+    hashed = []
+    real = b.blake2b256
+    monkeypatch.setattr(b, "blake2b256", lambda data: hashed.append(data) or real(data))
+    assert other.validate(1, block)
+    other.commit_block(block, commit)
+    assert block.tx_ids == tuple(real(t) for t in block.txs)
+    assert sorted(d for d in hashed if d in block.txs) == sorted(block.txs)  # once each, not per use
+    assert other.root == chain.commit_block(block, commit).state_root
+
+
+def test_the_proposer_executes_its_own_block_once_while_building_it(monkeypatch):
+    chain, other = Chain(genesis4()), Chain(genesis4())
+    alice, bob = users(2)
+    block, commit = next_block(chain, [alice.transfer(bob.account, 5), alice.transfer(account("fresh"), 2)])
+
+    def no_execute(*args, **kw):
+        raise AssertionError("the block was executed again")
+
+    monkeypatch.setattr(chain_module, "execute_block", no_execute)
+    checked = []
+    real_check = chain._check_header_and_evidence
+    monkeypatch.setattr(chain, "_check_header_and_evidence", lambda blk: checked.append(blk) or real_check(blk))
+    assert chain.validate(1, block) and checked == [block]  # the header is still checked ...
+    done = chain.commit_block(block, commit)  # ... and the build's writes are replayed
+    monkeypatch.undo()
+    direct = other.commit_block(block, commit)
+    assert done.state_root == direct.state_root == state_root_uncached(chain.state)
+    assert done.receipts == direct.receipts and done.events == direct.events

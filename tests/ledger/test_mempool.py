@@ -108,6 +108,28 @@ def test_update_after_commit_drops_included_and_invalidated():
     assert chain.mempool.update(chain.state, []) == 1 and pending.tx_id not in chain.mempool
 
 
+def test_update_keeps_the_run_that_still_holds_with_its_fees_and_bytes():
+    """After a block took a sender's first txs and left it poorer, the pending txs that still run stay, in
+    order, and the pool's fee sums, byte count and next nonce match what is left."""
+    mp, (a, b, *_) = pool()
+    txs = [a.transfer(b.account, 1) for _ in range(5)]
+    other = b.transfer(a.account, 3)
+    for t in (*txs, other):
+        mp.add(t.encode())
+    # the block: a's first two txs, and a balance that now covers the fees of only two more
+    state = mp.state.copy()
+    acc = state.w_account(a.account)
+    acc.nonce, acc.balance = 2, 2
+    dropped = mp.update(state, [txs[0].tx_id, txs[1].tx_id])
+    assert dropped == 3  # two included, one no longer covered
+    assert [t.tx_id for t in mp.by_sender[a.account]] == [txs[2].tx_id, txs[3].tx_id]
+    assert txs[4].tx_id not in mp and other.tx_id in mp and len(mp) == 3
+    assert mp.pending_fees == {a.account: 2, b.account: 1}
+    assert mp.bytes == sum(len(t.encode()) for t in (txs[2], txs[3], other))
+    assert mp.next_nonce(a.account) == 4
+    assert [t.tx_id for t in mp.reap(10, 1 << 20) if t.sender == a.account] == [txs[2].tx_id, txs[3].tx_id]
+
+
 # ---- the future-nonce queue -----------------------------------------------------------------------------------
 def test_reordered_arrival_is_queued_then_admitted_in_nonce_order():
     mp, (a, b, *_) = pool()

@@ -4,6 +4,7 @@ import pytest
 
 from ledger.errors import DecodeError
 from ledger.state import (
+    State,
     Worker,
     decode_state,
     encode_state,
@@ -118,3 +119,42 @@ def test_json_views_of_workers_and_jobs() -> None:
     assert job["job_id"] == job_id.hex() and job["bids"] == {account("w1").hex(): 300}
     assert job["history"] == [{"status": "open", "height": 1}, {"status": "assigned", "height": 2}]
     json.dumps([w, job])  # both serialise as they are
+
+
+def test_writes_taken_before_a_rollback_are_replayed_by_redo() -> None:
+    """What a validated block's commit relies on: changes_since + rollback_to, then (after more speculation that
+    was rolled back too) redo gives exactly the state the writes made, root included."""
+    state, job_id = _busy_state()
+
+    def writes(st: State) -> None:
+        st.w_account(account("alice")).balance -= 10
+        st.w_account(account("alice")).nonce += 1  # a second write to one key: its last value counts
+        st.w_account(account("new")).balance += 10  # a key that did not exist
+        st.set_allowance(account("alice"), account("bob"), 0)  # a key removed
+        st.w_worker(account("w2")).stake -= 1
+        st.put_worker(account("x"), Worker(1, 1, "cpu", "", 0, 0))
+        st.w_job(job_id).bids.clear()
+        st.set_slashed(99)
+        st.set_active(job_id, False)
+        st.set_height(st.height + 1)
+
+    straight = state.copy()
+    writes(straight)
+    before = encode_state(state)
+    # pre: the writes, captured, then undone
+    sp = state.savepoint()
+    writes(state)
+    changes = state.changes_since(sp)
+    state.rollback_to(sp)
+    assert encode_state(state) == before
+    # speculation on the same keys, rolled back (as building or validating another block does)
+    sp = state.savepoint()
+    state.w_account(account("alice")).balance = 1
+    state.w_account(account("new")).balance = 5
+    state.rollback_to(sp)
+    # operation
+    state.redo(changes)
+    # post
+    assert encode_state(state) == encode_state(straight) != before
+    assert state_root(state) == state_root_uncached(straight) == state_root_uncached(state)
+    assert job_id not in state.active_jobs and account("new") in state.accounts
