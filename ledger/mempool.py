@@ -127,7 +127,7 @@ class Mempool:
         self.queued_bytes = 0
         # Eviction candidates, farthest first: (-gap when pushed, fee, inverted tx id, tx id). Lazy: an entry whose
         # tx left the queue is skipped, one whose gap shrank (its sender's next nonce moved on) is pushed again.
-        self._far: list[tuple[int, int, bytes, bytes]] = []
+        self._far: list[tuple[int, int, int, bytes]] = []
         self._far_stale = False  # some sender's next nonce went down: queued gaps grew, rebuild before use
         self.queued_evicted = 0  # pushed out of a full queue by a tx closer to its turn
         self.queued_dropped = 0  # superseded by another tx for the same nonce, or invalid when its turn came
@@ -410,13 +410,18 @@ class Mempool:
         """
         out: list[SignedTx] = []
         q = self.future.get(sender)
+        if not q:
+            return out
+        expected = self.next_nonce(sender)
+        # Once, not per promoted tx: each promotion moves the next nonce on by one, past the tx it took out of
+        # the queue, so no other queued nonce falls behind (making room evicts only other senders' tails).
+        for nonce in [n for n in q if n < expected]:
+            stale = q[nonce]
+            self._unqueue(stale)
+            if stale.tx_id not in included:
+                self.queued_dropped += 1
+        q = self.future.get(sender)
         while q:
-            expected = self.next_nonce(sender)
-            for nonce in [n for n in q if n < expected]:
-                stale = q[nonce]
-                self._unqueue(stale)
-                if stale.tx_id not in included:
-                    self.queued_dropped += 1
             stx = q.get(expected)
             if stx is None:
                 break
@@ -432,6 +437,7 @@ class Mempool:
             self._insert(stx)
             self.promoted += 1
             out.append(stx)
+            expected += 1
             q = self.future.get(sender)
         return out
 
@@ -441,6 +447,7 @@ def _cost(stx: SignedTx) -> int:
     return stx.fee + stx.payload.spend()
 
 
-def _inverted(tx_id: bytes) -> bytes:
-    """A key that sorts tx ids from highest to lowest."""
-    return bytes(255 - b for b in tx_id)
+def _inverted(tx_id: bytes) -> int:
+    """A key that sorts tx ids (all 32 bytes) from highest to lowest; an int, not a byte-by-byte generator, since
+    every queued tx needs one."""
+    return -int.from_bytes(tx_id, "big")

@@ -366,3 +366,14 @@ def test_nothing_invalid_stays_pending_after_a_block(seed):
         _commit_on_both(producer, observer)
         _assert_every_pending_tx_holds(observer.mempool)
         _assert_every_pending_tx_holds(producer.mempool)
+
+
+def test_a_long_run_of_early_nonces_is_promoted_whole_when_the_gap_fills():
+    mp, (a, b, *_) = pool()
+    txs = [a.transfer(b.account, 1) for _ in range(50)]
+    for t in reversed(txs[1:]):
+        assert mp.admit(t.encode()).queued
+    admission = mp.admit(txs[0].encode())
+    assert [t.tx_id for t in admission.promoted] == [t.tx_id for t in txs[1:]]
+    assert [t.tx_id for t in mp.by_sender[a.account]] == [t.tx_id for t in txs]
+    assert not mp.queued and not mp.future and mp.promoted == 49 and mp.queued_dropped == 0
