@@ -1041,10 +1041,17 @@ def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
         return jsonable(node.head())
 
     @app.get("/blocks/{height}")
-    async def block(height: Annotated[int, PathParam(ge=0, le=2**62)]) -> dict[str, Any]:
+    async def block(
+        height: Annotated[int, PathParam(ge=0, le=2**62)],
+        txs: Annotated[Literal["full", "ids"], Query(
+            description="`full` (the default): `txs` lists each tx's id, kind, sender, nonce and fee. `ids`: "
+                        "`tx_ids` lists only the tx ids (hex, in block order) instead, computed from the stored "
+                        "bytes without decoding a tx; cheap enough for a watcher that polls every block.")] = "full",
+    ) -> dict[str, Any]:
+        """A committed block: header fields, its txs (see ``txs``), evidence count and the commit's signers."""
         if height < 0:
             raise ApiError(400, "height: must be non-negative", {"field": "height"})
-        got = node.get_block(height)
+        got = node.get_block(height, ids_only=txs == "ids")
         if got is None:
             raise ApiError(404, f"no block at height {height} (head is {node.height})",
                            {"kind": "unknown_block", "head": node.height})

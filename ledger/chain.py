@@ -325,10 +325,13 @@ class Chain:
         if bh not in self._validated:
             self._check_header_and_evidence(block)
         done = self._executed.get(bh)
+        touched: list[AccountId] | None = None  # unknown: the mempool re-checks every sender
         if done is not None and done.root == self._root:
             # Validated on this very committed state (only rolled-back speculation ran since): replay its writes.
             self.state.redo(done.changes)
             receipts, events = done.receipts, done.events
+            # Those writes are all the block changed, so the mempool re-checks only their accounts' senders.
+            touched = [key for _container, key, _value, section in done.changes if section == "account"]
         else:
             # A block validated earlier had its signatures checked then; only the state transition runs again.
             _, receipts, events = execute_block(
@@ -347,7 +350,7 @@ class Chain:
         self.last_header = block.header
         self.last_commit = commit
         self._note_evidence(block)
-        self.mempool.update(self.state, block.tx_ids)
+        self.mempool.update(self.state, block.tx_ids, touched)
         return CommittedBlock(block, commit, root, receipts, events)
 
     def commit(self, block: Block, commit: Commit) -> None:

@@ -9,7 +9,8 @@ Bounds and eviction: at most ``max_txs`` txs and ``max_bytes`` bytes. When a new
 *last* pending tx of any sender (the tail of a nonce run, so no gap opens) is evicted if its fee is strictly lower
 than the newcomer's, repeatedly until the newcomer fits; otherwise the newcomer is refused with
 :class:`MempoolFull`. After each commit, :meth:`Mempool.update` drops included and stale txs and re-checks the
-rest against the new state.
+rest against the new state: only the senders whose accounts the block wrote, when the chain says which, and a
+sender whose balance covers all its pending fees and spends at once without looking at each tx.
 
 Early nonces: gossip can reorder a sender's txs (a relayed copy overtakes the direct one), so a tx whose nonce is
 ahead of the sender's next one waits in a per-sender *future queue* instead of being refused. It is checked
@@ -114,6 +115,9 @@ class Mempool:
         self.by_sender: dict[AccountId, list[SignedTx]] = {}
         # The sum of each sender's pending fees, kept with ``by_sender`` (summing per admission was quadratic).
         self.pending_fees: dict[AccountId, int] = {}
+        # The sum of each sender's pending fees and spends: when the balance covers it, every pending tx of the
+        # sender passes ``check_tx`` and the fees together are covered, so ``update`` need not look at each.
+        self.pending_cost: dict[AccountId, int] = {}
         self.bytes = 0
         self.verified: OrderedDict[bytes, None] = OrderedDict()
         self.evicted = 0
@@ -123,7 +127,7 @@ class Mempool:
         self.queued_bytes = 0
         # Eviction candidates, farthest first: (-gap when pushed, fee, inverted tx id, tx id). Lazy: an entry whose
         # tx left the queue is skipped, one whose gap shrank (its sender's next nonce moved on) is pushed again.
-        self._far: list[tuple[int, int, bytes, bytes]] = []
+        self._far: list[tuple[int, int, int, bytes]] = []
         self._far_stale = False  # some sender's next nonce went down: queued gaps grew, rebuild before use
         self.queued_evicted = 0  # pushed out of a full queue by a tx closer to its turn
         self.queued_dropped = 0  # superseded by another tx for the same nonce, or invalid when its turn came
@@ -224,6 +228,7 @@ class Mempool:
         self.txs[stx.tx_id] = stx
         self.by_sender.setdefault(stx.sender, []).append(stx)
         self.pending_fees[stx.sender] = self.pending_fees.get(stx.sender, 0) + stx.fee
+        self.pending_cost[stx.sender] = self.pending_cost.get(stx.sender, 0) + _cost(stx)
         self.bytes += len(stx.encode())
 
     def _remove_tail(self, sender: AccountId) -> None:
@@ -232,8 +237,10 @@ class Mempool:
         if not q:
             del self.by_sender[sender]
             del self.pending_fees[sender]
+            del self.pending_cost[sender]
         else:
             self.pending_fees[sender] -= stx.fee
+            self.pending_cost[sender] -= _cost(stx)
         del self.txs[stx.tx_id]
         self.bytes -= len(stx.encode())
 
@@ -262,37 +269,55 @@ class Mempool:
 
     # ------------------------------------------------------------------------------------- after commit
 
-    def update(self, state: State, committed: Iterable[bytes] = ()) -> int:
+    def update(self, state: State, committed: Iterable[bytes] = (), touched: Iterable[AccountId] | None = None) -> int:
         """Adopt the new committed state: drop included txs, re-check the rest, promote queued txs whose turn
-        came. Returns how many pending txs were dropped."""
+        came. Returns how many pending txs were dropped.
+
+        ``touched``: every account whose record changed since the last update (the block's writes), when the
+        caller knows them and ``state`` is the object this mempool already holds, mutated in place. A sender not
+        among them has the nonce and balance its pending txs were checked against (and the params are the same),
+        so only touched senders are re-checked. ``None``: unknown, every sender is."""
+        if touched is None or state is not self.state:
+            senders: Iterable[AccountId] = list(self.by_sender)
+        else:
+            senders = [a for a in set(touched) if a in self.by_sender]
         self.state = state
         before = len(self.txs)
         included = set(committed)
         for tx_id in included:
             self.verified.pop(tx_id, None)
         gaps_grew = False  # a sender's next nonce went down (pending txs invalidated): queued gaps grew
-        for sender, q in list(self.by_sender.items()):
+        for sender in senders:
+            q = self.by_sender[sender]
             old_next = q[-1].nonce + 1
             nonce, balance = state.nonce(sender), state.balance(sender)
             # Survivors are q[first:keep]: after the txs the block included (nonces below the state's), the
             # run that still holds (contiguous nonces, each tx valid, the fees together covered). They stay
             # where they are: re-inserting every pending tx after every block was most of this method's cost.
-            first = 0
+            first, cost, fees = 0, self.pending_cost[sender], self.pending_fees[sender]
             while first < len(q) and q[first].nonce < nonce:
+                cost -= _cost(q[first])
+                fees -= q[first].fee
                 first += 1
-            keep, fees, kept_fees = first, 0, 0
-            for stx in q[first:]:
-                if stx.nonce != nonce + (keep - first):
-                    break
-                fees += stx.fee
-                try:
-                    check_tx(state, stx)
-                except InvalidTx:
-                    break
-                if fees > balance:
-                    break
-                kept_fees = fees
-                keep += 1
+            if first == len(q) or (q[first].nonce == nonce and cost <= balance):
+                # Pending nonces are contiguous, and a balance that covers every fee and spend at once covers
+                # each tx's and the fees together (each fee met the same min_fee at admission): all hold.
+                keep, kept_fees, kept_cost = len(q), fees, cost
+            else:
+                keep, fees, kept_fees, kept_cost = first, 0, 0, 0
+                for stx in q[first:]:
+                    if stx.nonce != nonce + (keep - first):
+                        break
+                    fees += stx.fee
+                    try:
+                        check_tx(state, stx)
+                    except InvalidTx:
+                        break
+                    if fees > balance:
+                        break
+                    kept_fees = fees
+                    kept_cost += _cost(stx)
+                    keep += 1
             if first == 0 and keep == len(q):
                 continue  # nothing of this sender's was included or went stale
             for stx in q[:first] + q[keep:]:
@@ -301,9 +326,11 @@ class Mempool:
             if keep > first:
                 self.by_sender[sender] = q[first:keep]
                 self.pending_fees[sender] = kept_fees
+                self.pending_cost[sender] = kept_cost
             else:
                 del self.by_sender[sender]
                 del self.pending_fees[sender]
+                del self.pending_cost[sender]
             gaps_grew |= sender in self.future and self.next_nonce(sender) < old_next
         dropped = before - len(self.txs)
         self._far_stale |= gaps_grew
@@ -383,13 +410,18 @@ class Mempool:
         """
         out: list[SignedTx] = []
         q = self.future.get(sender)
+        if not q:
+            return out
+        expected = self.next_nonce(sender)
+        # Once, not per promoted tx: each promotion moves the next nonce on by one, past the tx it took out of
+        # the queue, so no other queued nonce falls behind (making room evicts only other senders' tails).
+        for nonce in [n for n in q if n < expected]:
+            stale = q[nonce]
+            self._unqueue(stale)
+            if stale.tx_id not in included:
+                self.queued_dropped += 1
+        q = self.future.get(sender)
         while q:
-            expected = self.next_nonce(sender)
-            for nonce in [n for n in q if n < expected]:
-                stale = q[nonce]
-                self._unqueue(stale)
-                if stale.tx_id not in included:
-                    self.queued_dropped += 1
             stx = q.get(expected)
             if stx is None:
                 break
@@ -405,10 +437,17 @@ class Mempool:
             self._insert(stx)
             self.promoted += 1
             out.append(stx)
+            expected += 1
             q = self.future.get(sender)
         return out
 
 
-def _inverted(tx_id: bytes) -> bytes:
-    """A key that sorts tx ids from highest to lowest."""
-    return bytes(255 - b for b in tx_id)
+def _cost(stx: SignedTx) -> int:
+    """What the tx takes from its sender's balance: the fee and the payload's spend (``check_tx``'s need)."""
+    return stx.fee + stx.payload.spend()
+
+
+def _inverted(tx_id: bytes) -> int:
+    """A key that sorts tx ids (all 32 bytes) from highest to lowest; an int, not a byte-by-byte generator, since
+    every queued tx needs one."""
+    return -int.from_bytes(tx_id, "big")

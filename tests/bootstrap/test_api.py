@@ -224,6 +224,16 @@ async def test_chain_endpoints_and_external_tx(home: Path) -> None:
         status, doc = await call(client, "POST", "/tx", {"tx": stx.encode().hex()}, wait=20)
         assert status == 200 and doc["status"] == "committed" and doc["tx_id"] == stx.tx_id.hex(), doc
         assert node.state.balance(to) == before + 7
+        # its block lists it in full by default, and by id alone with ?txs=ids (same order, nothing else)
+        status, full = await call(client, "GET", f"/blocks/{doc['height']}")
+        assert status == 200 and "tx_ids" not in full
+        assert {"tx_id": stx.tx_id.hex(), "kind": "transfer", "nonce": stx.nonce}.items() <= next(
+            t for t in full["txs"] if t["tx_id"] == stx.tx_id.hex()).items()
+        status, ids = await call(client, "GET", f"/blocks/{doc['height']}", txs="ids")
+        assert status == 200 and "txs" not in ids and ids["tx_ids"] == [t["tx_id"] for t in full["txs"]]
+        assert {k: v for k, v in ids.items() if k != "tx_ids"} == {k: v for k, v in full.items() if k != "txs"}
+        status, err = await call(client, "GET", "/blocks/1", txs="kinds")
+        assert status == 400, err
         # the same tx again is a replay: refused, nothing moves
         status, doc = await call(client, "POST", "/tx", {"tx": stx.encode().hex()})
         assert 400 <= status < 500 and set(doc) == {"error", "detail"}

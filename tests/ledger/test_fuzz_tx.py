@@ -21,6 +21,7 @@ from ledger.tx import (
     Payload,
     SignedTx,
     Tx,
+    _split_canonical,
     decode_signed_tx,
     decode_tx_body,
     make_tx,
@@ -150,3 +151,38 @@ def test_invalid_txs_name_the_field(data: bytes, field: str) -> None:
     with pytest.raises(DecodeError) as info:
         decode_signed_tx(data)
     assert info.value.field == field
+
+
+def _split_by_unpacking(data: bytes) -> tuple[bytes, bytes] | None:
+    """What ``_split_canonical`` must agree with: the full canonical unpack of the outer ``[body, signature]``."""
+    try:
+        obj = unpack(data, max_size=8192, field="tx")
+    except DecodeError:
+        return None
+    if type(obj) is list and len(obj) == 2 and type(obj[0]) is bytes and type(obj[1]) is bytes and len(obj[1]) == 64:
+        return obj[0], obj[1]
+    return None
+
+
+@FUZZ
+@given(signed_txs, st.data())
+def test_the_hand_read_outer_list_agrees_with_unpacking(stx: SignedTx, data: st.DataObject) -> None:
+    raw = bytearray(stx.encode())
+    # Mutate the outer framing mostly (the first bytes and the signature's header), sometimes anywhere.
+    sig_header = len(raw) - 66
+    i = data.draw(st.sampled_from([0, 1, 2, 3, sig_header, sig_header + 1]) | st.integers(0, len(raw) - 1))
+    raw[i] ^= 1 << data.draw(st.integers(0, 7))
+    cut = data.draw(st.integers(0, 2))
+    mutated = bytes(raw[: len(raw) - cut]) if cut else bytes(raw)
+    assert _split_canonical(stx.encode()) == (stx.body_bytes, stx.signature)
+    assert _split_canonical(mutated) == _split_by_unpacking(mutated)
+
+
+def test_a_short_body_spelled_as_bin16_is_not_canonical() -> None:
+    stx = make_tx(PAYLOAD_TYPES[0](bytes(32), 5), signing_key_from_seed(bytes(32)), CHAIN_ID, nonce=0, fee=1)
+    body = stx.body_bytes
+    assert len(body) < 256
+    spelled = b"\x92\xc5" + len(body).to_bytes(2) + body + b"\xc4\x40" + stx.signature
+    assert _split_canonical(spelled) is None
+    with pytest.raises(DecodeError, match="canonical"):
+        decode_signed_tx(spelled)

@@ -19,6 +19,7 @@ from ledger.mempool import (
     MempoolFull,
     NonceQueued,
 )
+from ledger.rules import check_tx
 from ledger.tx import SignedTx
 from tests.ledger.chainkit import genesis4, next_block, users
 from tests.ledger.factories import Wallet, make_state
@@ -291,3 +292,88 @@ def test_admit_tx_takes_a_decoded_tx_with_the_same_checks():
     forged = SignedTx(first.tx, first.body_bytes, bytes(64))
     with pytest.raises(BadSignature):
         mp.admit_tx(forged)
+
+
+def _assert_every_pending_tx_holds(mp: Mempool) -> None:
+    """What ``update`` keeps: each sender's pending run starts at its state nonce with no gap, every tx passes
+    ``check_tx``, the fees together are covered, and the per-sender sums match the txs."""
+    state = mp.state
+    for sender, q in mp.by_sender.items():
+        start = state.nonce(sender)
+        assert [t.nonce for t in q] == list(range(start, start + len(q)))
+        for t in q:
+            check_tx(state, t)
+        assert sum(t.fee for t in q) <= state.balance(sender)
+        assert mp.pending_fees[sender] == sum(t.fee for t in q)
+        assert mp.pending_cost[sender] == sum(t.fee + t.payload.spend() for t in q)
+    assert set(mp.txs) == {t.tx_id for q in mp.by_sender.values() for t in q}
+    assert set(mp.pending_fees) == set(mp.pending_cost) == set(mp.by_sender)
+
+
+def _commit_on_both(producer: Chain, observer: Chain) -> None:
+    """The producer builds and commits its next block; the observer validates it, then commits (so its commit
+    replays the validated writes and tells its mempool which accounts they touched)."""
+    block, commit = next_block(producer, [])
+    observer.validate_block(block)
+    observer.commit_block(block, commit)
+    producer.commit_block(block, commit)
+
+
+def test_update_drops_txs_of_an_owner_drained_by_someone_elses_transfer_from():
+    """Only the spender's tx is in the block, yet the owner's pending txs become unaffordable: the owner's
+    account was written, so it is re-checked even though it sent nothing."""
+    producer, observer = Chain(genesis4()), Chain(genesis4())
+    owner, spender, payee = users(3)
+    producer.mempool.add(owner.approve(spender.account, 10_000_000).encode())
+    _commit_on_both(producer, observer)
+    pending = [owner.transfer(payee.account, 1) for _ in range(3)]
+    for t in pending:
+        observer.mempool.add(t.encode())
+    assert [t.tx_id for t in observer.mempool.by_sender[owner.account]] == [t.tx_id for t in pending]
+    drain = spender.transfer_from(owner.account, payee.account, observer.state.balance(owner.account) - 1)
+    producer.mempool.add(drain.encode())
+    _commit_on_both(producer, observer)
+    assert observer.state.balance(owner.account) == 1  # less than any of its txs' fee and amount
+    assert owner.account not in observer.mempool.by_sender and not observer.mempool.txs
+    _assert_every_pending_tx_holds(observer.mempool)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nothing_invalid_stays_pending_after_a_block(seed):
+    """Random transfers, approvals, transfer_froms and rival txs for the same nonce, some seen only by the
+    block's producer, some only by an observer; after each block the observer's pool holds only valid runs."""
+    rng = random.Random(seed)
+    producer, observer = Chain(genesis4()), Chain(genesis4())
+    ws = users(5)
+    for _ in range(8):
+        for _ in range(rng.randrange(4, 20)):
+            w, other = rng.sample(ws, 2)
+            for chain in rng.choice([(producer,), (observer,), (producer, observer)]):
+                nonce = chain.mempool.next_nonce(w.account)
+                balance = chain.state.balance(w.account)
+                kind = rng.random()
+                if kind < 0.5:
+                    stx = w.transfer(other.account, rng.choice([1, balance // 3, balance]), nonce=nonce,
+                                     fee=rng.randrange(1, 4))
+                elif kind < 0.7:
+                    stx = w.approve(other.account, rng.randrange(0, 10_000_000), nonce=nonce)
+                else:
+                    stx = w.transfer_from(other.account, w.account,
+                                          rng.randrange(0, chain.state.allowance(other.account, w.account) + 2),
+                                          nonce=nonce)
+                with contextlib.suppress(LedgerError):
+                    chain.mempool.add(stx.encode())
+        _commit_on_both(producer, observer)
+        _assert_every_pending_tx_holds(observer.mempool)
+        _assert_every_pending_tx_holds(producer.mempool)
+
+
+def test_a_long_run_of_early_nonces_is_promoted_whole_when_the_gap_fills():
+    mp, (a, b, *_) = pool()
+    txs = [a.transfer(b.account, 1) for _ in range(50)]
+    for t in reversed(txs[1:]):
+        assert mp.admit(t.encode()).queued
+    admission = mp.admit(txs[0].encode())
+    assert [t.tx_id for t in admission.promoted] == [t.tx_id for t in txs[1:]]
+    assert [t.tx_id for t in mp.by_sender[a.account]] == [t.tx_id for t in txs]
+    assert not mp.queued and not mp.future and mp.promoted == 49 and mp.queued_dropped == 0

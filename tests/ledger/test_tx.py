@@ -158,3 +158,9 @@ def test_payload_spend_is_what_the_sender_pays_beyond_the_fee() -> None:
     assert Bid(D, 99).spend() == 0
     assert SubmitJob("m", D, D, 100, 30, 0, 0).spend() == 130
     assert RevealResult(D, [1], D, b"s" * 16).spend() == 0
+
+
+@pytest.mark.parametrize("stx", SAMPLES, ids=lambda s: s.kind)
+def test_spend_is_the_sum_of_the_declared_spend_fields_for_every_kind(stx) -> None:
+    p = stx.payload
+    assert p.spend() == sum(getattr(p, name) for name in p.SPENDS)
