@@ -79,16 +79,21 @@ def execute_block(
             except (DecodeError, InvalidTx) as exc:
                 raise BadBlockTx(i, str(exc)) from exc
             receipts.append(receipt)
-        for ev in block.evidence:
-            state, evs = process_evidence(state, ev.offender, ctx)
-            events.extend(evs)
-        state, evs = end_block(state, ctx)
-        events.extend(evs)
+        events.extend(_after_txs(state, block.evidence, ctx))
     except BaseException:
         state.rollback_to(sp)
         raise
     state.release(sp)
     return state, receipts, events
+
+
+def _after_txs(state: State, evidence: Sequence[Evidence], ctx: BlockContext) -> list[Event]:
+    """The part of a block's execution after its txs: evidence, then ``end_block`` (``state`` written in place)."""
+    events: list[Event] = []
+    for ev in evidence:
+        events.extend(process_evidence(state, ev.offender, ctx)[1])
+    events.extend(end_block(state, ctx)[1])
+    return events
 
 
 @dataclass(frozen=True)
@@ -290,9 +295,7 @@ class Chain:
             # The rest of the block's execution (as execute_block runs it), so that validating our own proposal
             # need not run it all again; should it fail, validation finds out as it always did.
             try:
-                for ev in chosen_evidence:
-                    events.extend(process_evidence(self.state, ev.offender, ctx)[1])
-                events.extend(end_block(self.state, ctx)[1])
+                events.extend(_after_txs(self.state, chosen_evidence, ctx))
                 changes = self.state.changes_since(sp)
             except LedgerError:
                 changes = None
