@@ -575,18 +575,23 @@ class WorkerAgent:
         committed, so that once this returns no job submitted later is assigned to this node from an offer.
         Call after ``stop()``; returns the withdrawal tx ids."""
         async with self._scan_lock:  # no scan posts its own withdrawal (or a renewal) meanwhile
-            state = self.node.state
-            tx_ids = []
-            for k in self.local_keys():
-                w = state.workers.get(k.account)
-                posted = self.memory.offers_posted.get(k.account)
-                # An offer still on its way in counts too: the withdrawal's later nonce lands after it.
-                in_flight = posted is not None and posted[1] > 0
-                if w is not None and (w.offer_live_at(state.height + 1) or in_flight):
-                    self.memory.offers_posted[k.account] = (state.height, 0)
-                    tx_ids.append(await self.node.sign_and_submit(k.name, Offer(0, 0)))
+            tx_ids = await self._post_withdrawals()
         for tx_id in tx_ids:
             await self.node.wait_for_tx(tx_id, timeout_s)
+        return tx_ids
+
+    async def _post_withdrawals(self) -> list[str]:
+        """Post ``offer(0, 0)`` for each local key with a live offer or one still on its way in (the
+        withdrawal's later nonce lands after it); the withdrawal tx ids."""
+        state = self.node.state
+        tx_ids = []
+        for k in self.local_keys():
+            w = state.workers.get(k.account)
+            posted = self.memory.offers_posted.get(k.account)
+            in_flight = posted is not None and posted[1] > 0
+            if w is not None and (w.offer_live_at(state.height + 1) or in_flight):
+                self.memory.offers_posted[k.account] = (state.height, 0)
+                tx_ids.append(await self.node.sign_and_submit(k.name, Offer(0, 0)))
         return tx_ids
 
     def can_offer(self) -> bool:
@@ -628,11 +633,7 @@ class WorkerAgent:
         this fails, the offers lapse by themselves within ``offer_blocks``)."""
         with trio.CancelScope(shield=True), trio.move_on_after(1.0):
             try:
-                state = self.node.state
-                for k in self.local_keys():
-                    w = state.workers.get(k.account)
-                    if w is not None and w.offer_live_at(state.height + 1):
-                        await self.node.sign_and_submit(k.name, Offer(0, 0))
+                await self._post_withdrawals()
             except Exception as exc:  # the node may be half torn down already
                 log.info("agent could not withdraw its offers on exit: %s", exc)
 

@@ -63,6 +63,7 @@ from ledger.chain import Chain, CommittedBlock
 from ledger.crypto import blake2b256
 from ledger.errors import BadNonce, BadSignature, DecodeError, InvalidTx, LedgerError
 from ledger.genesis import Genesis, genesis_state
+from ledger.jobs import ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS
 from ledger.mempool import Admission, AlreadyInMempool, Mempool, MempoolConfig, MempoolError
 from ledger.state import TERMINAL_STATUSES, Job, State
 from ledger.store import StoreError, open_chain
@@ -997,7 +998,7 @@ class Node:
 
         if type(reward) is not int or reward <= 0:
             raise InvalidField("submit_job.reward", f"must be a positive integer, got {reward!r}")
-        if assign not in ("offers", "bids"):
+        if assign not in (ASSIGN_BY_OFFERS, ASSIGN_BY_BIDS):
             raise InvalidField("submit_job.assign", f"expected 'offers' or 'bids', got {assign!r}")
         vfee = max(1, reward // 10) if verification_fee is None else verification_fee
         built = self.build_dataset(dataset if dataset is not None else default_dataset(model))
