@@ -5,7 +5,7 @@ validation ceiling measured in the same run; then small-job latency and jobs/min
     .venv/bin/python -m bench.load_devnet --no-load --jobs 8     # job latency only: offers vs bids
 
 Steps: measure the ceiling (decode + canonical check + BLAKE2b id + Ed25519 verify of signed transfers, one
-core, this process); start a devnet on free ports; run ``bootstrap.loadgen`` at increasing offered rates (batches
+core, this process); start a devnet on free ports; run ``bootstrap.cli.loadgen`` at increasing offered rates (batches
 spread over all four nodes' ``POST /txs``), stopping once committed tx/s falls below 80% of the offered rate;
 then submit small jobs one at a time, alternating ``assign="offers"`` and ``"bids"`` (submit → verified
 latency in seconds and blocks, the median block time while they ran, the pool execution time, and issue 8's goal
@@ -26,8 +26,8 @@ from typing import Any
 
 import trio
 
-from bootstrap.devnet import devnet_down, devnet_up, find_port_base
-from bootstrap.loadgen import SINK, LoadConfig, account_keys, run_load
+from bootstrap.cli.devnet import devnet_down, devnet_up, find_port_base
+from bootstrap.cli.loadgen import SINK, LoadConfig, account_keys, run_load
 from compute.device import cpu_model
 from ledger.tx import Transfer, decode_signed_tx, make_tx, verify_tx_signature
 
@@ -82,7 +82,7 @@ def run_jobs(nodes: list[Any], n_burst: int, *, modes: tuple[str, ...] = ("offer
     both see the same devnet (submit → verified latency in seconds and blocks, block times during the runs,
     execution time, and the issue-8 goal check), then a burst of ``n_burst`` at once with the first mode
     (jobs/minute). Each node funds its own client key from the faucet (the key lives in that node's keystore)."""
-    from bootstrap.client import NodeClient
+    from bootstrap.cli.client import NodeClient
 
     clients = [NodeClient(n.api_url, timeout=120) for n in nodes]
     for k, cl in enumerate(clients):

@@ -6,7 +6,7 @@ The public surface, for the node and the worker agent:
 * :func:`synthetic`, :func:`dataset_from_npy`, :func:`dataset_from_csv`, :func:`encode_dataset` /
   :func:`decode_dataset` — datasets by digest;
 * :func:`execute` — run a spec in this process; :class:`compute.pool.WorkerPool` (blocking) or
-  ``bootstrap.compute_pool`` (trio) run it in sandboxed worker processes;
+  ``bootstrap.agent.pool`` (trio) run it in sandboxed worker processes;
 * :class:`JobResult` — ``summary`` (ints), ``precision``, ``artifact``, ``artifact_digest``, ``display``;
 * :func:`check_certificate` — cheap verification of a claimed result;
 * :func:`detect_device` — hardware and measured capacity for ``register_worker``.

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bootstrap.device import LocalDevice, probe_device, torch_installed
-from bootstrap.faults import FAULT_MODES, Faults, FaultSpecError, parse_faults, perturb_summary
+from bootstrap.agent.device import LocalDevice, probe_device, torch_installed
+from bootstrap.agent.faults import FAULT_MODES, Faults, FaultSpecError, parse_faults, perturb_summary
 from compute.executor import backends_for
 from compute.spec import MODELS
 from ledger.tx import I64_MAX, I64_MIN

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bootstrap.agent import (
+from bootstrap.agent.device import LocalDevice
+from bootstrap.agent.faults import parse_faults
+from bootstrap.agent.shell import (
     AgentMemory,
     FetchSpec,
     LocalKey,
@@ -24,8 +26,6 @@ from bootstrap.agent import (
     RunRecord,
     payload_for,
 )
-from bootstrap.device import LocalDevice
-from bootstrap.faults import parse_faults
 from compute.spec import MODELS, make_spec
 from ledger.crypto import blake2b256
 from ledger.state import ASSIGNED, DISPUTED, OPEN, REFUNDED, REVEALING, VERIFIED

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from bootstrap.blobs import BlobStore
 from bootstrap.errors import BlobTooLarge, NodeError
-from bootstrap.events import EventBus
+from bootstrap.jobs.blobs import BlobStore
+from bootstrap.node.events import EventBus
 from p2pnet import blob_digest
 
 

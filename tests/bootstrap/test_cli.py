@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from bootstrap.cli import build_parser, export_state, main
-from bootstrap.config import NodeConfig
-from bootstrap.devnet import find_port_base
-from bootstrap.home import init_home
-from bootstrap.node import Node
+from bootstrap.cli.devnet import find_port_base
+from bootstrap.cli.main import build_parser, export_state, main
+from bootstrap.home.config import NodeConfig
+from bootstrap.home.layout import init_home
+from bootstrap.node.node import Node
 from ledger.genesis import genesis_state
 from ledger.state import state_root, total_supply
 from ledger.tx import Transfer

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import trio
 
-import bootstrap.dashboard as dashboard
-from bootstrap.config import NodeConfig
-from bootstrap.dashboard import plot_data, sse_message, timeline, why_waiting
-from bootstrap.events import EventBus
-from bootstrap.home import init_home
-from bootstrap.node import Node
+import bootstrap.dashboard.routes as dashboard
+from bootstrap.dashboard.routes import plot_data, sse_message, timeline, why_waiting
+from bootstrap.home.config import NodeConfig
+from bootstrap.home.layout import init_home
+from bootstrap.node.events import EventBus
+from bootstrap.node.node import Node
 from ledger.tx import Transfer
 
 

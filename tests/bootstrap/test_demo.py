@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.demo import JOBS, run_demo
-from bootstrap.devnet import find_port_base, load_devnet, node_pid
+from bootstrap.cli.demo import JOBS, run_demo
+from bootstrap.cli.devnet import find_port_base, load_devnet, node_pid
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.cli import main
-from bootstrap.devnet import (
+from bootstrap.cli.devnet import (
     DevnetError,
     create_devnet,
     devnet_down,
@@ -19,6 +18,7 @@ from bootstrap.devnet import (
     load_devnet,
     node_pid,
 )
+from bootstrap.cli.main import main
 
 pytestmark = pytest.mark.slow
 

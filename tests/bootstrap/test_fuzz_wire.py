@@ -1,4 +1,4 @@
-"""Fuzzing the node's gossip and request decoders (``bootstrap.wire``): consensus messages, tx batches, job-data
+"""Fuzzing the node's gossip and request decoders (``bootstrap.gossip.wire``): consensus messages, tx batches, job-data
 announcements and status answers. Random bytes and mutants of valid encodings raise ``WireError`` and nothing
 else; whatever decodes re-encodes to exactly its input.
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bootstrap.errors import WireError
-from bootstrap.wire import (
+from bootstrap.gossip.wire import (
     MAX_TX_BATCH,
     MAX_TX_BATCH_BYTES,
     JobDataAnnouncement,

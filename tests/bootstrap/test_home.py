@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.config import NodeConfig, parse_host_port
 from bootstrap.errors import ConfigError, HomeError
-from bootstrap.home import (
+from bootstrap.home.config import NodeConfig, parse_host_port
+from bootstrap.home.keystore import Keystore, WrongPassphrase
+from bootstrap.home.layout import (
     FAUCET_KEY,
     NODE_KEY,
     home_paths,
@@ -19,7 +20,6 @@ from bootstrap.home import (
     load_node_identity,
     make_testnet,
 )
-from bootstrap.keystore import Keystore, WrongPassphrase
 from ledger.genesis import genesis_state
 
 

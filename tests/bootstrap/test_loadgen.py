@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import trio
 
-from bootstrap.config import NodeConfig
-from bootstrap.home import init_home
-from bootstrap.loadgen import SINK, LoadConfig, LoadgenError, LoadReport, account_keys, run_load
-from bootstrap.node import Node
+from bootstrap.cli.loadgen import SINK, LoadConfig, LoadgenError, LoadReport, account_keys, run_load
+from bootstrap.home.config import NodeConfig
+from bootstrap.home.layout import init_home
+from bootstrap.node.node import Node
 from ledger.state import total_supply
 from ledger.tx import Transfer, make_tx
 
@@ -64,7 +64,7 @@ async def test_transfers_are_signed_before_the_clock_starts_and_posted_to_every_
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Signing happens before the first load batch is posted (it used to share the run's time with posting), and
     batches still go round robin over the node URLs (here the same node twice, one poster each)."""
-    from bootstrap import loadgen
+    from bootstrap.cli import loadgen
 
     events: list[tuple[str, int]] = []
     real_make_tx, real_call = loadgen.make_tx, loadgen._call
@@ -94,7 +94,7 @@ async def test_transfers_are_signed_before_the_clock_starts_and_posted_to_every_
 
 
 def test_prepared_transfers_keep_each_accounts_nonces_and_sign_late_when_they_run_out() -> None:
-    from bootstrap.loadgen import Account, Prepared
+    from bootstrap.cli.loadgen import Account, Prepared
 
     accounts = [Account(k, nonce=5 * i) for i, k in enumerate(account_keys(b"p", 3))]
     prepared = Prepared(accounts, "c", amount=1, fee=1)
@@ -114,7 +114,7 @@ async def test_unfunded_accounts_without_a_faucet_home_are_refused(home: Path) -
 
 
 async def test_batch_endpoint_reports_each_item(home: Path) -> None:
-    from bootstrap.loadgen import _call, _Http, load_faucet_key
+    from bootstrap.cli.loadgen import _call, _Http, load_faucet_key
 
     async with running_node(home) as (node, url):
         faucet = load_faucet_key(home)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from bootstrap.config import NodeConfig
-from bootstrap.home import init_home
-from bootstrap.metrics import CONTENT_TYPE, DeviceSampler, Exposition
-from bootstrap.node import Node
+from bootstrap.api.metrics import CONTENT_TYPE, DeviceSampler, Exposition
+from bootstrap.home.config import NodeConfig
+from bootstrap.home.layout import init_home
+from bootstrap.node.node import Node
 from ledger.state import JOB_STATUSES
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? (\S+)$')

@@ -16,12 +16,8 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
-from bootstrap import node as node_module
-from bootstrap.config import NodeConfig
 from bootstrap.errors import BlobNotFound, HomeError, UnknownAccount
-from bootstrap.home import NODE_KEY, HomeInfo, init_home, make_testnet
-from bootstrap.node import DISPLAY_ID_CACHE, NODE_GC_THRESHOLD, CsvSource, Node, SyntheticSource, tune_gc_for_node
-from bootstrap.wire import (
+from bootstrap.gossip.wire import (
     MAX_TX_BATCH,
     TOPIC_CONSENSUS,
     VoteMsg,
@@ -29,6 +25,10 @@ from bootstrap.wire import (
     encode_consensus,
     encode_tx_batch,
 )
+from bootstrap.home.config import NodeConfig
+from bootstrap.home.layout import NODE_KEY, HomeInfo, init_home, make_testnet
+from bootstrap.node import node as node_module
+from bootstrap.node.node import DISPLAY_ID_CACHE, NODE_GC_THRESHOLD, CsvSource, Node, SyntheticSource, tune_gc_for_node
 from compute import JobSpec
 from compute.errors import DatasetError, SpecError
 from ledger.block import Vote, VoteType
@@ -418,8 +418,8 @@ async def test_a_batch_submitted_at_one_node_reaches_the_others_as_batches_and_c
 
 
 async def test_node_serves_its_api_and_runs_its_agent_when_configured(tmp_path: Path) -> None:
-    pytest.importorskip("bootstrap.api")
-    pytest.importorskip("bootstrap.agent")
+    pytest.importorskip("bootstrap.api.app")
+    pytest.importorskip("bootstrap.agent.shell")
     import json
     import urllib.request
 

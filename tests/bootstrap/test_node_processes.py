@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from bootstrap.config import NodeConfig
-from bootstrap.home import HomeInfo, init_home, make_testnet
+from bootstrap.gossip.wire import PROTO_STATUS, PROTO_SYNC, Status
+from bootstrap.home.config import NodeConfig
+from bootstrap.home.layout import HomeInfo, init_home, make_testnet
 from bootstrap.node import Node
-from bootstrap.wire import PROTO_STATUS, PROTO_SYNC, Status
 from ledger.store import open_chain
 from ledger.sync import Blocks, GetBlocks, decode_sync_message
 from ledger.tx import Transfer

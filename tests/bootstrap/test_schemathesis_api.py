@@ -18,9 +18,9 @@ import trio
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 
-from bootstrap.config import NodeConfig
-from bootstrap.home import init_home
-from bootstrap.node import Node
+from bootstrap.home.config import NodeConfig
+from bootstrap.home.layout import init_home
+from bootstrap.node.node import Node
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis (a dev dependency)")
 requests = pytest.importorskip("requests")

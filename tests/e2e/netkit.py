@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bootstrap.cli import export_state
-from bootstrap.client import NodeClient
-from bootstrap.devnet import DevnetNode, devnet_down, devnet_up, find_port_base
+from bootstrap.cli.client import NodeClient
+from bootstrap.cli.devnet import DevnetNode, devnet_down, devnet_up, find_port_base
+from bootstrap.cli.main import export_state
 
 
 @contextmanager

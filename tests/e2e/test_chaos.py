@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 import trio
 
-from bootstrap.client import ClientError, NodeClient
-from bootstrap.devnet import (
+from bootstrap.cli.client import ClientError, NodeClient
+from bootstrap.cli.devnet import (
     DevnetNode,
     create_devnet,
     devnet_down,
@@ -39,7 +39,7 @@ from bootstrap.devnet import (
     start_node,
     wait_ready,
 )
-from bootstrap.loadgen import LoadConfig, LoadReport, run_load
+from bootstrap.cli.loadgen import LoadConfig, LoadReport, run_load
 from tests.e2e.netkit import wait_for
 
 pytestmark = pytest.mark.slow
@@ -262,7 +262,7 @@ def test_netns_partition_heals(tmp_path: Path) -> None:
                         .replace(f"{host_ip}:{p2p + 3}", f"{ns_ip}:{p2p + 3}"))
         procs.update({i: start_node(d, nodes[i]) for i in range(3)})
         # the namespaced node: the same command run inside the namespace
-        from bootstrap.devnet import node_command
+        from bootstrap.cli.devnet import node_command
 
         log_file = open(d / "logs" / "node3.log", "ab")  # noqa: SIM115 (closed in finally)
         procs[3] = subprocess.Popen(["ip", "netns", "exec", ns, *node_command(nodes[3])], stdout=log_file,

@@ -77,7 +77,7 @@ test_fuzzed_input_raises_only_the_typed_error, test_valid_input_decodes_and_roun
 @FUZZ
 @given(proposals)
 def test_proposals_round_trip_through_the_wire_form(p: Proposal) -> None:
-    # Proposals travel inside consensus messages (bootstrap.wire); pol_round -1 is stored as 0.
+    # Proposals travel inside consensus messages (bootstrap.gossip.wire); pol_round -1 is stored as 0.
     assert Proposal.from_wire(p.to_wire()) == p
 
 

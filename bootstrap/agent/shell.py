@@ -39,9 +39,9 @@ from typing import Any
 
 import trio
 
-from bootstrap.device import LocalDevice, probe_device
+from bootstrap.agent.device import LocalDevice, probe_device
+from bootstrap.agent.faults import COPY_COMMIT, NO_REVEAL, RANDOM_RESULTS, Faults, parse_faults, perturb_summary
 from bootstrap.errors import NodeError
-from bootstrap.faults import COPY_COMMIT, NO_REVEAL, RANDOM_RESULTS, Faults, parse_faults, perturb_summary
 from compute.canonical import JobResult, blake2b256
 from compute.dataset import Dataset, decode_dataset
 from compute.errors import ComputeError
@@ -513,7 +513,7 @@ class Planner:
 def _agent_config(config: Any) -> Any:
     """Accept a NodeConfig (uses its ``agent``), an AgentConfig, or None (defaults)."""
     if config is None:
-        from bootstrap.config import AgentConfig
+        from bootstrap.home.config import AgentConfig
 
         return AgentConfig()
     return getattr(config, "agent", config)

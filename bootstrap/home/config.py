@@ -38,7 +38,7 @@ def parse_host_port(text: str, fld: str) -> tuple[str, int]:
 
 @dataclass
 class AgentConfig:
-    """The worker agent's policy (read by ``bootstrap.agent``)."""
+    """The worker agent's policy (read by ``bootstrap.agent.shell``)."""
 
     auto_coordinate: bool = True
     # Bid this share of a job's reward (per mille), never above the reward and never below 1 token.

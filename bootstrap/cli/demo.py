@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bootstrap.client import TERMINAL_JOB_STATUSES, ApiRequestError, NodeClient
-from bootstrap.devnet import (
+from bootstrap.cli.client import TERMINAL_JOB_STATUSES, ApiRequestError, NodeClient
+from bootstrap.cli.devnet import (
     STATE_FILE,
     DevnetNode,
     devnet_down,

@@ -22,9 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bootstrap.config import NodeConfig
 from bootstrap.errors import HomeError
-from bootstrap.keystore import Keystore
+from bootstrap.home.config import NodeConfig
+from bootstrap.home.keystore import Keystore
 from ledger.genesis import Genesis, load_genesis
 from p2pnet import Identity, PeerId
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bootstrap.client import ClientError, JobWaitTimeout, NodeClient
+from bootstrap.cli.client import ClientError, JobWaitTimeout, NodeClient
 from bootstrap.errors import NodeError
 
 DEFAULT_NODE = "http://127.0.0.1:5000"
@@ -45,8 +45,8 @@ def _client(args: argparse.Namespace) -> NodeClient:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from bootstrap.config import NodeConfig
-    from bootstrap.home import init_home
+    from bootstrap.home.config import NodeConfig
+    from bootstrap.home.layout import init_home
 
     cfg = NodeConfig()
     if args.p2p:
@@ -63,7 +63,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_testnet(args: argparse.Namespace) -> int:
-    from bootstrap.home import make_testnet
+    from bootstrap.home.layout import make_testnet
 
     infos = make_testnet(args.nodes, Path(args.out), validators=args.validators, p2p_port=args.p2p_port,
                          api_port=args.api_port, host=args.host, chain_id=args.chain_id,
@@ -76,8 +76,8 @@ def cmd_testnet(args: argparse.Namespace) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    from bootstrap.config import NodeConfig
-    from bootstrap.node import main_node
+    from bootstrap.home.config import NodeConfig
+    from bootstrap.node.node import main_node
 
     home = Path(args.home)
     cfg = NodeConfig.load(home)
@@ -97,7 +97,7 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 def _announce_api_token(home: Path, api: tuple[str, int] | None) -> None:
     """An API off loopback guards its writes with a bearer token: create it on first start and print it once."""
-    from bootstrap.api import ensure_api_token, token_required
+    from bootstrap.api.app import ensure_api_token, token_required
 
     if api is None or not token_required(api[0]):
         return
@@ -121,7 +121,7 @@ def _parse_faulty(items: Sequence[str] | None) -> dict[int, str]:
 
 
 def cmd_devnet_up(args: argparse.Namespace) -> int:
-    from bootstrap.devnet import devnet_status, devnet_up, format_table
+    from bootstrap.cli.devnet import devnet_status, devnet_up, format_table
 
     def progress(line: str) -> None:
         print(f"  {line}", flush=True)
@@ -137,7 +137,7 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
 
 
 def cmd_devnet_status(args: argparse.Namespace) -> int:
-    from bootstrap.devnet import devnet_status, format_table
+    from bootstrap.cli.devnet import devnet_status, format_table
 
     rows = devnet_status(Path(args.dir))
     if args.json:
@@ -148,7 +148,7 @@ def cmd_devnet_status(args: argparse.Namespace) -> int:
 
 
 def cmd_devnet_down(args: argparse.Namespace) -> int:
-    from bootstrap.devnet import devnet_down
+    from bootstrap.cli.devnet import devnet_down
 
     stopped = devnet_down(Path(args.dir), timeout=args.timeout)
     print(f"stopped {len(stopped)} node(s){': ' + ', '.join(f'node{i}' for i in stopped) if stopped else ''}; "
@@ -282,7 +282,7 @@ def export_state(home: Path, height: int | None = None) -> dict[str, Any]:
     Reads the store through a read-only sqlite connection, so it is safe while the node runs: the nearest
     snapshot at or below ``height``, then the stored blocks replayed on it, each root checked.
     """
-    from bootstrap.home import home_paths, load_home_genesis
+    from bootstrap.home.layout import home_paths, load_home_genesis
     from ledger.block import Block
     from ledger.chain import execute_block
     from ledger.genesis import genesis_state
@@ -350,7 +350,7 @@ def cmd_state_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bootstrap.demo import run_demo
+    from bootstrap.cli.demo import run_demo
 
     return run_demo(Path(args.dir), nodes=args.nodes, api_port=args.api_port, p2p_port=args.p2p_port,
                     keep_running=not args.no_keep, timeout=args.timeout, fresh=not args.reuse)
@@ -359,7 +359,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_loadgen(args: argparse.Namespace) -> int:
     import trio
 
-    from bootstrap.loadgen import LoadConfig, run_load
+    from bootstrap.cli.loadgen import LoadConfig, run_load
 
     urls = [u for item in args.node for u in item.split(",") if u]
     cfg = LoadConfig(urls, rate=args.rate, duration=args.duration, accounts=args.accounts,
@@ -538,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:
         # Library errors (ledger, compute, keystore) are typed and carry their fields; show them, not a trace.
-        from bootstrap.keystore import KeystoreError
+        from bootstrap.home.keystore import KeystoreError
         from compute.errors import ComputeError
         from ledger.errors import LedgerError
 
@@ -547,6 +547,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         raise
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -37,11 +37,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bootstrap.dashboard import install_dashboard, timeline, why_waiting
+from bootstrap.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bootstrap.api.metrics import DeviceSampler, render_metrics
+from bootstrap.dashboard.routes import install_dashboard, timeline, why_waiting
 from bootstrap.errors import BlobNotFound, BlobTooLarge, NodeError, NodeNotRunning, UnknownAccount
-from bootstrap.keystore import KeystoreError, WrongPassphrase, check_key_name
-from bootstrap.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from bootstrap.metrics import DeviceSampler, render_metrics
+from bootstrap.home.keystore import KeystoreError, WrongPassphrase, check_key_name
 from compute.canonical import decode_artifact, dequantise
 from compute.errors import BackendUnavailable, ComputeError, DatasetError, SpecError
 from ledger.errors import (
@@ -258,7 +258,7 @@ def normalise_model(name: str) -> str:
 def dataset_source(body: DatasetBody | None) -> Any:
     """The ``Node.submit_job`` dataset source for a request's ``dataset`` (None: the node's default synthetic
     data for the model, as the seed did)."""
-    from bootstrap.node import CsvSource, DigestSource, InlineSource, SyntheticSource
+    from bootstrap.node.node import CsvSource, DigestSource, InlineSource, SyntheticSource
 
     if body is None:
         return None
@@ -1178,7 +1178,7 @@ def _artifact_value(value: Any) -> Any:
 def _measure_device() -> Any:
     from dataclasses import replace
 
-    from bootstrap.device import measure_device, probe_device
+    from bootstrap.agent.device import measure_device, probe_device
     from compute.device import measure_cpu_gflops
 
     quick = probe_device()

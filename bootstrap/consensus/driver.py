@@ -31,7 +31,7 @@ from typing import Any
 import trio
 from nacl.signing import SigningKey
 
-from bootstrap.wire import ProposalMsg, VoteMsg, encode_consensus
+from bootstrap.gossip.wire import ProposalMsg, VoteMsg, encode_consensus
 from ledger import consensus as c
 from ledger.block import Block, BlockError, Vote
 from ledger.chain import Chain, CommittedBlock

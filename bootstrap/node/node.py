@@ -30,14 +30,9 @@ from typing import Any
 
 import trio
 
-from bootstrap.blobs import BlobStore
-from bootstrap.config import NodeConfig
-from bootstrap.driver import BYZANTINE_MODES, ConsensusDriver
+from bootstrap.consensus.driver import BYZANTINE_MODES, ConsensusDriver
 from bootstrap.errors import BlobNotFound, HomeError, NodeError, NodeNotRunning, UnknownAccount, WireError
-from bootstrap.events import EventBus
-from bootstrap.home import NODE_KEY, home_paths, load_home_genesis
-from bootstrap.keystore import Keystore, KeystoreError
-from bootstrap.wire import (
+from bootstrap.gossip.wire import (
     PROTO_STATUS,
     PROTO_SYNC,
     TOPIC_CONSENSUS,
@@ -54,6 +49,11 @@ from bootstrap.wire import (
     encode_announcement,
     split_tx_batches,
 )
+from bootstrap.home.config import NodeConfig
+from bootstrap.home.keystore import Keystore, KeystoreError
+from bootstrap.home.layout import NODE_KEY, home_paths, load_home_genesis
+from bootstrap.jobs.blobs import BlobStore
+from bootstrap.node.events import EventBus
 from compute import Dataset, JobSpec, dataset_from_csv, make_dataset, make_spec, synthetic
 from compute.dataset import encode_dataset
 from compute.errors import ComputeError
@@ -411,7 +411,7 @@ class Node:
                         n.start_soon(bye, conn)
 
     async def _run_pool(self) -> None:
-        from bootstrap.compute_pool import open_compute_pool
+        from bootstrap.agent.pool import open_compute_pool
 
         cfg = PoolConfig(size=self.config.pool_size, preload=tuple(self.config.pool_preload))
         try:
@@ -427,7 +427,7 @@ class Node:
         if not self.config.run_agent:
             return
         try:
-            from bootstrap.agent import WorkerAgent  # W's module; the node runs without it while it lands
+            from bootstrap.agent.shell import WorkerAgent  # W's module; the node runs without it while it lands
         except ImportError as exc:
             log.warning("no worker agent (%s); this node follows the chain but runs no jobs", exc)
             return
@@ -438,7 +438,7 @@ class Node:
         hp = self.config.api_host_port()
         if hp is None:
             return
-        from bootstrap.api import serve_api  # H's module
+        from bootstrap.api.app import serve_api  # H's module
 
         urls = await nursery.start(serve_api, self, hp[0], hp[1])
         self.api_address = hp
@@ -1211,6 +1211,3 @@ def _cli(argv: list[str] | None = None) -> int:
         return 2
     return main_node(args.home, config, passphrase=os.environ.get("DACN_PASSPHRASE"), faulty=args.faulty)
 
-
-if __name__ == "__main__":
-    raise SystemExit(_cli())

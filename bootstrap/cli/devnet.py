@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bootstrap.client import ClientError, NodeClient
+from bootstrap.cli.client import ClientError, NodeClient
 from bootstrap.errors import NodeError
 
 STATE_FILE = "devnet.json"
@@ -226,7 +226,7 @@ def create_devnet(
     params: dict[str, Any] | None = None,
 ) -> list[DevnetNode]:
     """Make the homes and ``devnet.json`` (no processes yet)."""
-    from bootstrap.home import make_testnet
+    from bootstrap.home.layout import make_testnet
 
     directory = Path(directory)
     if (directory / STATE_FILE).exists():

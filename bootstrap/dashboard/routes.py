@@ -47,7 +47,7 @@ JOB_ID_PATH = Annotated[str, Path(min_length=1, max_length=128, description="the
 
 
 def _static(name: str) -> bytes:
-    return resources.files("bootstrap").joinpath("static", name).read_bytes()
+    return resources.files("bootstrap.dashboard").joinpath("static", name).read_bytes()
 
 
 def sse_message(event: dict[str, Any]) -> bytes:

@@ -1,0 +1,7 @@
+"""``python -m bootstrap.cli``: the ``dacn`` command without the installed script."""
+
+import sys
+
+from bootstrap.cli.main import main
+
+sys.exit(main())
