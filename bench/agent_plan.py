@@ -12,8 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from bootstrap.agent.device import LocalDevice
-from bootstrap.agent.shell import AgentMemory, LocalKey, Planner, RunRecord
+from bootstrap.agent import AgentMemory, LocalDevice, LocalKey, Planner, RunRecord
 from compute.spec import MODELS, make_spec
 from ledger.crypto import blake2b256
 from ledger.tx import SubmitJob

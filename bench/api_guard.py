@@ -13,8 +13,8 @@ from typing import Any
 
 import trio
 
-from bootstrap.api.app import ApiSettings, Guard
-from bootstrap.dashboard.routes import sse_message
+from bootstrap.api import ApiSettings, Guard
+from bootstrap.dashboard import sse_message
 
 BATCH = 2000
 ROUNDS = 7

@@ -82,7 +82,7 @@ def run_jobs(nodes: list[Any], n_burst: int, *, modes: tuple[str, ...] = ("offer
     both see the same devnet (submit → verified latency in seconds and blocks, block times during the runs,
     execution time, and the issue-8 goal check), then a burst of ``n_burst`` at once with the first mode
     (jobs/minute). Each node funds its own client key from the faucet (the key lives in that node's keystore)."""
-    from bootstrap.cli.client import NodeClient
+    from bootstrap.cli import NodeClient
 
     clients = [NodeClient(n.api_url, timeout=120) for n in nodes]
     for k, cl in enumerate(clients):

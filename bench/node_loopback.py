@@ -17,9 +17,8 @@ from pathlib import Path
 
 import trio
 
-from bootstrap.home.config import NodeConfig
-from bootstrap.home.layout import make_testnet
-from bootstrap.node.node import Node
+from bootstrap.home import NodeConfig, make_testnet
+from bootstrap.node import Node
 from ledger.tx import Transfer
 
 

@@ -38,10 +38,10 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from bootstrap.consensus.driver import ConsensusDriver
+from bootstrap.consensus import ConsensusDriver
 from bootstrap.errors import WireError
-from bootstrap.gossip.wire import TOPIC_CONSENSUS, ProposalMsg, decode_consensus
-from bootstrap.home.config import NodeConfig
+from bootstrap.gossip import TOPIC_CONSENSUS, ProposalMsg, decode_consensus
+from bootstrap.home import NodeConfig
 from ledger.chain import Chain, CommittedBlock
 from ledger.crypto import signing_key_from_seed
 from ledger.genesis import Genesis

@@ -2,6 +2,6 @@
 
 import sys
 
-from bootstrap.cli.main import main
+from bootstrap.cli import main
 
 sys.exit(main())

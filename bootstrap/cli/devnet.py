@@ -226,7 +226,7 @@ def create_devnet(
     params: dict[str, Any] | None = None,
 ) -> list[DevnetNode]:
     """Make the homes and ``devnet.json`` (no processes yet)."""
-    from bootstrap.home.layout import make_testnet
+    from bootstrap.home import make_testnet
 
     directory = Path(directory)
     if (directory / STATE_FILE).exists():

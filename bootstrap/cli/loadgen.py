@@ -238,8 +238,7 @@ def load_faucet_key(home: Path) -> SigningKey:
     """The devnet faucet's key from a node home (``keys/faucet.json``; ``DACN_PASSPHRASE`` if encrypted)."""
     import os
 
-    from bootstrap.home.keystore import Keystore, KeystoreError
-    from bootstrap.home.layout import FAUCET_KEY, home_paths
+    from bootstrap.home import FAUCET_KEY, Keystore, KeystoreError, home_paths
 
     try:
         return Keystore(home_paths(Path(home))["keys"], os.environ.get("DACN_PASSPHRASE")).load(FAUCET_KEY)

@@ -18,10 +18,8 @@ conflicting vote beside every vote of its own (nil against a block, a made-up ha
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,7 +29,8 @@ from typing import Any
 import trio
 from nacl.signing import SigningKey
 
-from bootstrap.gossip.wire import ProposalMsg, VoteMsg, encode_consensus
+from bootstrap.consensus.signstate import SignState
+from bootstrap.gossip import ProposalMsg, VoteMsg, encode_consensus
 from ledger import consensus as c
 from ledger.block import Block, BlockError, Vote
 from ledger.chain import Chain, CommittedBlock
@@ -74,43 +73,6 @@ class DriverStats:
     byzantine_proposals: int = 0
     publish_failures: int = 0
     last_commit_time: float = 0.0
-
-
-class SignState:
-    """A validator's last own votes (height, round, type → block hash), persisted before each broadcast."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.height = 0
-        self.votes: dict[tuple[int, int], str] = {}
-        if path is not None and path.exists():
-            try:
-                doc = json.loads(path.read_text())
-                self.height = int(doc["height"])
-                self.votes = {(int(r), int(t)): h for r, t, h in doc["votes"]}
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("ignoring unreadable sign state %s: %s", path, exc)
-
-    def allows(self, vote: Vote) -> bool:
-        """False if we already signed a different vote for this height/round/step (before a restart)."""
-        if vote.height != self.height:
-            return vote.height > self.height
-        prev = self.votes.get((vote.round, int(vote.vote_type)))
-        return prev is None or prev == (vote.block_hash or b"").hex()
-
-    def record(self, vote: Vote) -> None:
-        if vote.height != self.height:
-            self.height, self.votes = vote.height, {}
-        self.votes[(vote.round, int(vote.vote_type))] = (vote.block_hash or b"").hex()
-        if self.path is None:
-            return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        doc = {"height": self.height, "votes": [[r, t, h] for (r, t), h in self.votes.items()]}
-        with open(tmp, "w") as f:
-            f.write(json.dumps(doc))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
 
 
 class ConsensusDriver:

@@ -6,8 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bootstrap.agent.device import LocalDevice, probe_device, torch_installed
-from bootstrap.agent.faults import FAULT_MODES, Faults, FaultSpecError, parse_faults, perturb_summary
+from bootstrap.agent import (
+    FAULT_MODES,
+    Faults,
+    FaultSpecError,
+    LocalDevice,
+    parse_faults,
+    perturb_summary,
+    probe_device,
+    torch_installed,
+)
 from compute.executor import backends_for
 from compute.spec import MODELS
 from ledger.tx import I64_MAX, I64_MIN

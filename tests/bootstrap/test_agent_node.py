@@ -15,11 +15,9 @@ from typing import Any
 import pytest
 import trio
 
-from bootstrap.agent.shell import WorkerAgent
-from bootstrap.home.config import NodeConfig
-from bootstrap.home.keystore import Keystore
-from bootstrap.home.layout import devnet_genesis, init_home
-from bootstrap.node.node import Node
+from bootstrap.agent import WorkerAgent
+from bootstrap.home import Keystore, NodeConfig, devnet_genesis, init_home
+from bootstrap.node import Node
 from compute.canonical import decode_artifact
 from ledger.state import FAILED, REFUNDED, VERIFIED, total_supply
 
@@ -206,7 +204,7 @@ async def test_openings_survive_a_restart_between_commit_and_reveal(tmp_path: Pa
 async def test_a_worker_on_another_node_fetches_the_dataset_from_the_submitter(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from bootstrap.home.layout import make_testnet
+    from bootstrap.home import make_testnet
 
     infos = make_testnet(2, tmp_path / "net", validators=1, config=NodeConfig.test(pool_size=1),
                          params=PARAMS, chain_id="agent-p2p")

@@ -11,21 +11,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bootstrap.agent.device import LocalDevice
-from bootstrap.agent.faults import parse_faults
-from bootstrap.agent.shell import (
-    AgentMemory,
-    FetchSpec,
-    LocalKey,
-    Planner,
-    PostBid,
-    PostCommit,
-    PostOffer,
-    PostReveal,
-    RunJob,
-    RunRecord,
-    payload_for,
-)
+from bootstrap.agent import AgentMemory, LocalDevice, LocalKey, Planner, RunRecord, parse_faults
+from bootstrap.agent.planner import FetchSpec, PostBid, PostCommit, PostOffer, PostReveal, RunJob, payload_for
 from compute.spec import MODELS, make_spec
 from ledger.crypto import blake2b256
 from ledger.state import ASSIGNED, DISPUTED, OPEN, REFUNDED, REVEALING, VERIFIED

@@ -8,9 +8,8 @@ from types import SimpleNamespace
 import trio
 import trio.testing
 
-from bootstrap.agent.device import LocalDevice
-from bootstrap.agent.shell import WorkerAgent
-from bootstrap.home.config import AgentConfig
+from bootstrap.agent import LocalDevice, WorkerAgent
+from bootstrap.home import AgentConfig
 from compute.spec import MODELS
 
 CPU = LocalDevice("cpu", "test-cpu", 16_384, 100, frozenset(MODELS))

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 import trio
 
-from bootstrap.cli.client import ApiRequestError, NodeClient
-from bootstrap.home.config import NodeConfig
-from bootstrap.home.layout import init_home
-from bootstrap.node.node import Node
+from bootstrap.cli import ApiRequestError, NodeClient
+from bootstrap.home import NodeConfig, init_home
+from bootstrap.node import Node
 from ledger.tx import Transfer, make_tx
 
 # The seed README's curl bodies, byte for byte in meaning.
@@ -260,7 +259,7 @@ async def test_no_faucet_names_the_shortfall(tmp_path: Path) -> None:
 
 async def test_concurrent_faucet_use_from_two_nodes_all_lands(tmp_path: Path) -> None:
     """Two nodes share the devnet faucet key; registrations at the same moment on both still all commit."""
-    from bootstrap.home.layout import make_testnet
+    from bootstrap.home import make_testnet
 
     infos = make_testnet(2, tmp_path / "net", config=NodeConfig.test())
     n0 = Node(infos[0].home, NodeConfig.test(api_listen="127.0.0.1:0"))

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import trio
 
-from bootstrap.api.app import (
+from bootstrap.api import (
     TOKEN_FILE,
     ApiSettings,
     RateLimiter,
@@ -28,9 +28,8 @@ from bootstrap.api.app import (
     settings_for,
     token_required,
 )
-from bootstrap.home.config import NodeConfig
-from bootstrap.home.layout import init_home
-from bootstrap.node.node import Node
+from bootstrap.home import NodeConfig, init_home
+from bootstrap.node import Node
 from ledger.errors import InvalidField
 
 REMOTE = ("203.0.113.7", 40000)
@@ -305,7 +304,7 @@ async def test_a_node_on_all_interfaces_wants_its_token(tmp_path: Path) -> None:
 
 
 def test_dacn_node_prints_a_new_token_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bootstrap.cli.main import _announce_api_token
+    from bootstrap.cli.commands import _announce_api_token
 
     _announce_api_token(tmp_path, ("127.0.0.1", 5000))
     assert capsys.readouterr().err == "" and not (tmp_path / TOKEN_FILE).exists()

@@ -8,8 +8,8 @@ import pytest
 import trio
 
 from bootstrap.errors import BlobTooLarge, NodeError
-from bootstrap.jobs.blobs import BlobStore
-from bootstrap.node.events import EventBus
+from bootstrap.jobs import BlobStore
+from bootstrap.node import EventBus
 from p2pnet import blob_digest
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from bootstrap.cli import build_parser, export_state, main
 from bootstrap.cli.devnet import find_port_base
-from bootstrap.cli.main import build_parser, export_state, main
-from bootstrap.home.config import NodeConfig
-from bootstrap.home.layout import init_home
-from bootstrap.node.node import Node
+from bootstrap.home import NodeConfig, init_home
+from bootstrap.node import Node
 from ledger.genesis import genesis_state
 from ledger.state import state_root, total_supply
 from ledger.tx import Transfer

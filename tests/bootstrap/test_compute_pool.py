@@ -8,7 +8,7 @@ import signal
 import pytest
 import trio
 
-from bootstrap.agent.pool import open_compute_pool
+from bootstrap.agent import open_compute_pool
 from compute.dataset import synthetic
 from compute.executor import execute
 from compute.pool import JobRequest, PoolConfig

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import trio
 
-import bootstrap.dashboard.routes as dashboard
-from bootstrap.dashboard.routes import plot_data, sse_message, timeline, why_waiting
-from bootstrap.home.config import NodeConfig
-from bootstrap.home.layout import init_home
-from bootstrap.node.events import EventBus
-from bootstrap.node.node import Node
+import bootstrap.dashboard.plots as plots
+import bootstrap.dashboard.stream as dashboard
+from bootstrap.dashboard import plot_data, sse_message
+from bootstrap.home import NodeConfig, init_home
+from bootstrap.node import EventBus, Node
+from bootstrap.views import timeline, why_waiting
 from ledger.tx import Transfer
 
 
@@ -270,7 +270,7 @@ def test_plot_data_for_each_model() -> None:
     labels = (X[:, 0] > 0).astype(np.int32)
     km = plot_data("kmeans", X, None, {"centres": np.zeros((2, 4)), "labels": labels, "inertia": 1.5, "n_iter": 3})
     sc = km["charts"][0]
-    assert sc["kind"] == "scatter" and len(sc["points"]) == km["shown"] == dashboard.MAX_PLOT_POINTS
+    assert sc["kind"] == "scatter" and len(sc["points"]) == km["shown"] == plots.MAX_PLOT_POINTS
     assert len(sc["centres"]) == 2 and {p[2] for p in sc["points"]} == {0.0, 1.0}
     pca = plot_data("pca", X, None, {"components": np.eye(4)[:2], "mean": np.zeros(4),
                                      "explained_variance_ratio": [0.3, 0.25]})

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bootstrap.cli import main
 from bootstrap.cli.devnet import (
     DevnetError,
     create_devnet,
@@ -18,7 +19,6 @@ from bootstrap.cli.devnet import (
     load_devnet,
     node_pid,
 )
-from bootstrap.cli.main import main
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
-from bootstrap.consensus.driver import SignState
+from bootstrap.consensus import SignState
 from bootstrap.errors import WireError
-from bootstrap.gossip.wire import (
+from bootstrap.gossip import (
     JobDataAnnouncement,
     ProposalMsg,
     Status,
@@ -92,7 +92,7 @@ async def test_relayed_votes_are_sent_but_never_enter_the_double_sign_guard(tmp_
     """A relayed prevote (someone else's signature) goes out as is; our own later vote is not withheld."""
     import trio
 
-    from bootstrap.consensus.driver import ConsensusDriver
+    from bootstrap.consensus import ConsensusDriver
     from ledger import consensus as c
     from ledger.chain import Chain
     from tests.ledger.chainkit import genesis4, validator_keys

@@ -22,10 +22,8 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bootstrap.home.config import NodeConfig
-from bootstrap.home.keystore import KeystoreError, check_key_name
-from bootstrap.home.layout import init_home
-from bootstrap.node.node import Node
+from bootstrap.home import KeystoreError, NodeConfig, check_key_name, init_home
+from bootstrap.node import Node
 from ledger.crypto import signing_key_from_seed
 from ledger.tx import Transfer, make_tx
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bootstrap.errors import WireError
-from bootstrap.gossip.wire import (
+from bootstrap.gossip import (
     MAX_TX_BATCH,
     MAX_TX_BATCH_BYTES,
     JobDataAnnouncement,

@@ -9,16 +9,18 @@ from pathlib import Path
 import pytest
 
 from bootstrap.errors import ConfigError, HomeError
-from bootstrap.home.config import NodeConfig, parse_host_port
-from bootstrap.home.keystore import Keystore, WrongPassphrase
-from bootstrap.home.layout import (
+from bootstrap.home import (
     FAUCET_KEY,
     NODE_KEY,
+    Keystore,
+    NodeConfig,
+    WrongPassphrase,
     home_paths,
     init_home,
     load_home_genesis,
     load_node_identity,
     make_testnet,
+    parse_host_port,
 )
 from ledger.genesis import genesis_state
 

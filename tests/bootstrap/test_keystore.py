@@ -6,7 +6,7 @@ import os
 import nacl.pwhash
 import pytest
 
-from bootstrap.home.keystore import Keystore, KeystoreError, WrongPassphrase
+from bootstrap.home import Keystore, KeystoreError, WrongPassphrase
 
 
 @pytest.fixture(autouse=True)

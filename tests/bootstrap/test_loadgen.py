@@ -14,9 +14,8 @@ import pytest
 import trio
 
 from bootstrap.cli.loadgen import SINK, LoadConfig, LoadgenError, LoadReport, account_keys, run_load
-from bootstrap.home.config import NodeConfig
-from bootstrap.home.layout import init_home
-from bootstrap.node.node import Node
+from bootstrap.home import NodeConfig, init_home
+from bootstrap.node import Node
 from ledger.state import total_supply
 from ledger.tx import Transfer, make_tx
 

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from bootstrap.api.metrics import CONTENT_TYPE, DeviceSampler, Exposition
-from bootstrap.home.config import NodeConfig
-from bootstrap.home.layout import init_home
-from bootstrap.node.node import Node
+from bootstrap.api import CONTENT_TYPE, DeviceSampler, Exposition
+from bootstrap.home import NodeConfig, init_home
+from bootstrap.node import Node
 from ledger.state import JOB_STATUSES
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? (\S+)$')

@@ -17,18 +17,12 @@ import trio
 from nacl.signing import SigningKey
 
 from bootstrap.errors import BlobNotFound, HomeError, UnknownAccount
-from bootstrap.gossip.wire import (
-    MAX_TX_BATCH,
-    TOPIC_CONSENSUS,
-    VoteMsg,
-    decode_consensus,
-    encode_consensus,
-    encode_tx_batch,
-)
-from bootstrap.home.config import NodeConfig
-from bootstrap.home.layout import NODE_KEY, HomeInfo, init_home, make_testnet
-from bootstrap.node import node as node_module
-from bootstrap.node.node import DISPLAY_ID_CACHE, NODE_GC_THRESHOLD, CsvSource, Node, SyntheticSource, tune_gc_for_node
+from bootstrap.gossip import MAX_TX_BATCH, TOPIC_CONSENSUS, VoteMsg, decode_consensus, encode_consensus, encode_tx_batch
+from bootstrap.gossip import consensus as consensus_module
+from bootstrap.home import NODE_KEY, HomeInfo, NodeConfig, init_home, make_testnet
+from bootstrap.jobs import CsvSource, SyntheticSource
+from bootstrap.node import NODE_GC_THRESHOLD, Node, tune_gc_for_node
+from bootstrap.views import DISPLAY_ID_CACHE
 from compute import JobSpec
 from compute.errors import DatasetError, SpecError
 from ledger.block import Vote, VoteType
@@ -192,7 +186,7 @@ def test_display_id_is_the_peer_id_text_and_its_memory_is_bounded(tmp_path: Path
     assert [node.display_id(a) for a in accounts[:3]] == [str(PeerId.from_public_key(a)) for a in accounts[:3]]
     for a in accounts:
         node.display_id(a)
-    assert 0 < len(node._display_ids) <= DISPLAY_ID_CACHE
+    assert 0 < len(node.views._display_ids) <= DISPLAY_ID_CACHE
     assert node.display_id(accounts[0]) == str(PeerId.from_public_key(accounts[0]))
 
 
@@ -229,14 +223,14 @@ def test_an_accepted_consensus_message_reaches_the_driver_decoded_once(tmp_path:
         stranger = Vote.sign(SigningKey(bytes(32)), node.chain.chain_id, VoteType.PREVOTE, 1, 0, bytes(32))
         node.driver = _Recorder()  # type: ignore[assignment]
         peer = PeerId.from_public_key(BOB)
-        assert node._validate_consensus(peer, encode_consensus(VoteMsg(stranger))) is ValidationResult.REJECT
-        assert node._validate_consensus(peer, data) is ValidationResult.ACCEPT
+        assert node.consensus_topic.validate(peer, encode_consensus(VoteMsg(stranger))) is ValidationResult.REJECT
+        assert node.consensus_topic.validate(peer, data) is ValidationResult.ACCEPT
         decodes: list[bytes] = []
-        monkeypatch.setattr(node_module, "decode_consensus", lambda d: decodes.append(d) or decode_consensus(d))
-        node._on_consensus(Received(TOPIC_CONSENSUS, data, b"mid", peer))
+        monkeypatch.setattr(consensus_module, "decode_consensus", lambda d: decodes.append(d) or decode_consensus(d))
+        node.consensus_topic.deliver(Received(TOPIC_CONSENSUS, data, b"mid", peer))
         assert node.driver.fed == [VoteMsg(vote, 7)] and decodes == []  # type: ignore[attr-defined]
         # delivered without passing the validator here (a copy of the bytes): decoded on delivery
-        node._on_consensus(Received(TOPIC_CONSENSUS, bytes(bytearray(data)), b"mid", peer))
+        node.consensus_topic.deliver(Received(TOPIC_CONSENSUS, bytes(bytearray(data)), b"mid", peer))
         assert len(decodes) == 1 and node.driver.fed[-1] == VoteMsg(vote, 7)  # type: ignore[attr-defined]
     finally:
         node._close()
@@ -255,7 +249,8 @@ def test_a_tx_batch_from_gossip_is_accepted_ignored_or_rejected(tmp_path: Path) 
         peer = PeerId.from_public_key(BOB)
 
         def validate(*txs: SignedTx | bytes) -> ValidationResult:
-            return node._validate_tx_batch(peer, encode_tx_batch([x if type(x) is bytes else x.encode() for x in txs]))
+            batch = encode_tx_batch([x if type(x) is bytes else x.encode() for x in txs])
+            return node.tx_topics.validate_tx_batch(peer, batch)
 
         # new txs: admitted, forwarded
         assert validate(t[0], t[1]) is ValidationResult.ACCEPT
@@ -267,7 +262,7 @@ def test_a_tx_batch_from_gossip_is_accepted_ignored_or_rejected(tmp_path: Path) 
         assert validate(stale, t[2], t[4]) is ValidationResult.ACCEPT
         assert t[2].tx_id in node.mempool and node.mempool.is_queued(t[4].tx_id)
         # garbage, an undecodable item, a bad signature: rejected, and nothing of that batch admitted
-        assert node._validate_tx_batch(peer, b"\x93garbage") is ValidationResult.REJECT
+        assert node.tx_topics.validate_tx_batch(peer, b"\x93garbage") is ValidationResult.REJECT
         assert validate(t[3], b"\xc1") is ValidationResult.REJECT
         assert validate(t[3], forged) is ValidationResult.REJECT
         assert t[3].tx_id not in node.mempool

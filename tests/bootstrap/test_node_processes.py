@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from bootstrap.gossip.wire import PROTO_STATUS, PROTO_SYNC, Status
-from bootstrap.home.config import NodeConfig
-from bootstrap.home.layout import HomeInfo, init_home, make_testnet
+from bootstrap.gossip import PROTO_STATUS, PROTO_SYNC, Status
+from bootstrap.home import HomeInfo, NodeConfig, init_home, make_testnet
 from bootstrap.node import Node
 from ledger.store import open_chain
 from ledger.sync import Blocks, GetBlocks, decode_sync_message
@@ -160,7 +159,7 @@ async def test_kill9_under_load_keeps_committing_and_the_restarted_validator_res
             await wait_until(caught_up, 60, f"the restarted validator to reach height {target}")
             # blocks are hash-linked: the same block at ``target`` means the same chain below it, so every tx
             # committed before, during and after the kill is in the restarted node's store
-            assert max(observer._tx_heights[bytes.fromhex(t)] for t in committed) <= target
+            assert max(observer.txs.heights[bytes.fromhex(t)] for t in committed) <= target
             ours = bytes.fromhex(observer.get_block(target)["hash"])  # type: ignore[index]
             assert await block_hash_at(observer, again.peer_id, target) == ours
             # same state root once both stand at the same head

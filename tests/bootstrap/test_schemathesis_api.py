@@ -18,9 +18,8 @@ import trio
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 
-from bootstrap.home.config import NodeConfig
-from bootstrap.home.layout import init_home
-from bootstrap.node.node import Node
+from bootstrap.home import NodeConfig, init_home
+from bootstrap.node import Node
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis (a dev dependency)")
 requests = pytest.importorskip("requests")

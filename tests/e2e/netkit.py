@@ -11,9 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bootstrap.cli.client import NodeClient
+from bootstrap.cli import NodeClient, export_state
 from bootstrap.cli.devnet import DevnetNode, devnet_down, devnet_up, find_port_base
-from bootstrap.cli.main import export_state
 
 
 @contextmanager

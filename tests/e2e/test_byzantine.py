@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from bootstrap.cli.client import NodeClient
+from bootstrap.cli import NodeClient
 from bootstrap.cli.devnet import create_devnet, devnet_down, find_port_base, start_node, stop_node, wait_ready
-from bootstrap.node.node import MAX_CLOCK_SKEW_MS, TestSwitchError, TestSwitches
+from bootstrap.node import MAX_CLOCK_SKEW_MS, TestSwitchError, TestSwitches
 from tests.e2e.netkit import wait_for
 
 

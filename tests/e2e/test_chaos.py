@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import trio
 
-from bootstrap.cli.client import ClientError, NodeClient
+from bootstrap.cli import ClientError, NodeClient
 from bootstrap.cli.devnet import (
     DevnetNode,
     create_devnet,

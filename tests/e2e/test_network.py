@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.cli.client import NodeClient
+from bootstrap.cli import NodeClient, export_state
 from bootstrap.cli.devnet import DevnetNode, node_pid, start_node, stop_node
-from bootstrap.cli.main import export_state
 from tests.e2e.netkit import (
     common_block,
     post_raw,

@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -19,13 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.cli.client import ClientError, JobWaitTimeout, NodeClient
+from bootstrap.cli.export import CliError, export_state
 from bootstrap.errors import NodeError
 
 DEFAULT_NODE = "http://127.0.0.1:5000"
-
-
-class CliError(Exception):
-    """A command that cannot go on; its message is shown to the user as is."""
 
 
 def _passphrase(args: argparse.Namespace) -> str | None:
@@ -45,8 +41,7 @@ def _client(args: argparse.Namespace) -> NodeClient:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from bootstrap.home.config import NodeConfig
-    from bootstrap.home.layout import init_home
+    from bootstrap.home import NodeConfig, init_home
 
     cfg = NodeConfig()
     if args.p2p:
@@ -63,7 +58,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_testnet(args: argparse.Namespace) -> int:
-    from bootstrap.home.layout import make_testnet
+    from bootstrap.home import make_testnet
 
     infos = make_testnet(args.nodes, Path(args.out), validators=args.validators, p2p_port=args.p2p_port,
                          api_port=args.api_port, host=args.host, chain_id=args.chain_id,
@@ -76,8 +71,8 @@ def cmd_testnet(args: argparse.Namespace) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    from bootstrap.home.config import NodeConfig
-    from bootstrap.node.node import main_node
+    from bootstrap.home import NodeConfig
+    from bootstrap.node import main_node
 
     home = Path(args.home)
     cfg = NodeConfig.load(home)
@@ -97,7 +92,7 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 def _announce_api_token(home: Path, api: tuple[str, int] | None) -> None:
     """An API off loopback guards its writes with a bearer token: create it on first start and print it once."""
-    from bootstrap.api.app import ensure_api_token, token_required
+    from bootstrap.api import ensure_api_token, token_required
 
     if api is None or not token_required(api[0]):
         return
@@ -271,71 +266,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"jobs      {stats['total_jobs']} total, {json.dumps(stats['jobs_by_status'])}")
     print(f"supply    {stats['total_supply']}  escrow {stats['escrow_balance']}  staked {stats['total_staked']}")
     return 0
-
-
-# ------------------------------------------------------------------------------------------------ state export
-
-
-def export_state(home: Path, height: int | None = None) -> dict[str, Any]:
-    """The ledger state of a home's chain at ``height`` (default: the last committed) as a JSON document.
-
-    Reads the store through a read-only sqlite connection, so it is safe while the node runs: the nearest
-    snapshot at or below ``height``, then the stored blocks replayed on it, each root checked.
-    """
-    from bootstrap.home.layout import home_paths, load_home_genesis
-    from ledger.block import Block
-    from ledger.chain import execute_block
-    from ledger.genesis import genesis_state
-    from ledger.state import decode_state, state_root, total_supply
-    from p2pnet import PeerId
-
-    home = Path(home)
-    genesis = load_home_genesis(home)
-    path = home_paths(home)["chain"]
-    if not path.exists():
-        raise CliError(f"{path}: no chain store yet (the node has not run)")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        top_row = db.execute("SELECT MAX(height) FROM blocks").fetchone()
-        top = int(top_row[0]) if top_row[0] is not None else 0
-        target = top if height is None else height
-        if not 0 <= target <= top:
-            raise CliError(f"--height {target}: the store holds heights 0..{top}")
-        snap = db.execute("SELECT height, state FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1",
-                          (target,)).fetchone()
-        if snap is None:
-            base, state = 0, genesis_state(genesis)
-        else:
-            base, state = int(snap[0]), decode_state(bytes(snap[1]))
-        block_hash = None
-        for h, raw, root in db.execute("SELECT height, block, state_root FROM blocks WHERE height > ? AND "
-                                       "height <= ? ORDER BY height", (base, target)):
-            block = Block.decode(bytes(raw))
-            execute_block(state, block, check_signatures=False)
-            if state_root(state) != bytes(root):
-                raise CliError(f"replayed state root at height {h} differs from the stored one")
-        row = db.execute("SELECT hash FROM blocks WHERE height = ?", (target,)).fetchone()
-        block_hash = bytes(row[0]).hex() if row else None
-    finally:
-        db.close()
-
-    def pid(acct: bytes) -> str:
-        return str(PeerId.from_public_key(acct))
-
-    return {
-        "chain_id": state.chain_id,
-        "height": target,
-        "block_hash": block_hash,
-        "state_root": state_root(state).hex(),
-        "total_supply": total_supply(state),
-        "slashed_pool": state.slashed_pool,
-        "validators": [pid(v) for v in state.validators],
-        "params": state.params.to_dict(),
-        "accounts": {pid(a): {"balance": acc.balance, "nonce": acc.nonce}
-                     for a, acc in sorted(state.accounts.items())},
-        "workers": {pid(a): w.to_dict() for a, w in sorted(state.workers.items())},
-        "jobs": {j.hex(): job.to_dict() for j, job in sorted(state.jobs.items())},
-    }
 
 
 def cmd_state_export(args: argparse.Namespace) -> int:
@@ -538,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:
         # Library errors (ledger, compute, keystore) are typed and carry their fields; show them, not a trace.
-        from bootstrap.home.keystore import KeystoreError
+        from bootstrap.home import KeystoreError
         from compute.errors import ComputeError
         from ledger.errors import LedgerError
 

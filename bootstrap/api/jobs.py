@@ -1,0 +1,109 @@
+"""Jobs: submission (spec, dataset, reward, how the worker is found), one job's status and verified result, and
+the lists of all and of unfinished jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query
+from fastapi.responses import JSONResponse
+
+from bootstrap.api.bodies import (
+    DEFAULT_MODEL_PARAMS,
+    MAX_INLINE_ARRAY,
+    JobIdParam,
+    JobSubmission,
+    WaitQuery,
+    dataset_source,
+    jsonable,
+    normalise_model,
+)
+from bootstrap.api.env import Env
+from bootstrap.api.errors import ApiError
+from compute.canonical import decode_artifact, dequantise
+from compute.errors import ComputeError
+
+
+def add_routes(app: FastAPI, env: Env) -> None:
+    """``POST /job/submit``, ``GET /job/{job_id}/status``, ``GET /job/{job_id}/result``, ``GET /jobs``,
+    ``GET /jobs/pending``."""
+    node = env.node
+    call, wait_s, tx_outcome = env.call, env.wait_s, env.tx_outcome
+
+    @app.post("/job/submit")
+    async def submit_job(body: JobSubmission, wait: WaitQuery = None) -> JSONResponse:
+        timeout = wait_s(wait)
+        model = normalise_model(body.model_type)
+        params = body.params if body.params is not None else dict(DEFAULT_MODEL_PARAMS.get(model, {}))
+        source = dataset_source(body.dataset)
+        kwargs: dict[str, Any] = {"reward": body.reward, "device": body.device, "assign": body.assign}
+        if body.verification_fee is not None:
+            kwargs["verification_fee"] = body.verification_fee
+        if not node.keystore.exists(body.client_address):
+            raise ApiError(404, f"client_address: no local key {body.client_address!r}; register the client first",
+                           {"field": "client_address"})
+        res = jsonable(await call(node.submit_job, body.client_address, model, params, source, **kwargs))
+        outcome = await tx_outcome(res["tx_id"], timeout)
+        if outcome.get("status") == "rejected":
+            raise ApiError(400, f"submit_job rejected: {outcome.get('reason')}", outcome)
+        out = {"message": "job submitted", "model_type": model, **res, **outcome}
+        out["tx_status"] = out.pop("status")
+        view = node.job_view(bytes.fromhex(res["job_id"])) if outcome.get("status") == "committed" else None
+        out["status"] = (view or {}).get("status", "pending")
+        return JSONResponse(jsonable(out), status_code=200 if outcome["status"] == "committed" else 202)
+
+    @app.get("/job/{job_id}/status")
+    async def job_status(job_id: JobIdParam) -> dict[str, Any]:
+        jid = env.job_id_of(job_id)
+        view = node.views.job_detail(jid)
+        if view is None:
+            raise ApiError(404, f"unknown job {jid.hex()}", {"kind": "unknown_job"})
+        return jsonable(view)
+
+    @app.get("/job/{job_id}/result")
+    async def job_result(job_id: JobIdParam) -> dict[str, Any]:
+        jid = env.job_id_of(job_id)
+        job = node.state.jobs.get(jid)
+        if job is None:
+            raise ApiError(404, f"unknown job {job_id}", {"kind": "unknown_job"})
+        if not job.result_artifact:
+            raise ApiError(404, f"job {job_id} has no accepted result yet (status {job.status})",
+                           {"kind": "no_result", "status": job.status})
+        out: dict[str, Any] = {"job_id": job_id, "status": job.status, "model": job.model,
+                               "summary": list(job.result_summary or []),
+                               "artifact_digest": job.result_artifact.hex()}
+        spec = node.spec_of(job.params_digest) if hasattr(node, "spec_of") else None
+        if spec is not None:
+            out["precision"] = spec.precision
+            out["values"] = dequantise(out["summary"], spec.precision)
+        data = await call(node.fetch_blob, job.result_artifact, max_size=node.config.max_blob_bytes)
+        try:
+            artifact = decode_artifact(data)
+        except ComputeError as exc:
+            # The artifact matched its digest but is not one: the worker's data is bad, not this request.
+            raise ApiError(409, f"the result artifact does not decode: {exc}", {"kind": "bad_artifact"}) from None
+        out["artifact"] = {name: artifact_value(v) for name, v in sorted(artifact.fields.items())}
+        local = getattr(node.agent, "result_for", None) if getattr(node, "agent", None) is not None else None
+        mine = local(jid) if local is not None else None
+        if mine is not None:
+            out["display"] = jsonable(mine.display)
+            out["backend"] = mine.backend
+            out["elapsed_s"] = mine.elapsed_s
+        return out
+
+    @app.get("/jobs")
+    async def jobs(status: Annotated[str | None, Query(max_length=32)] = None) -> dict[str, Any]:
+        views = node.views.jobs(status)
+        return {"count": len(views), "jobs": jsonable(views)}
+
+    @app.get("/jobs/pending")
+    async def jobs_pending() -> dict[str, Any]:
+        views = node.views.jobs(unfinished=True)
+        return {"count": len(views), "jobs": jsonable(views)}
+
+
+def artifact_value(value: Any) -> Any:
+    """An artifact field as JSON; big arrays (per-sample labels, say) are described rather than inlined."""
+    if hasattr(value, "shape") and getattr(value, "size", 0) > MAX_INLINE_ARRAY:
+        return {"dtype": str(value.dtype), "shape": list(value.shape), "omitted": "too large to inline"}
+    return jsonable(value)

@@ -1,0 +1,162 @@
+"""Job submission and job data: a client's job built and checked here, its spec and dataset kept and announced,
+and any job's blobs fetched from peers by digest.
+
+:class:`JobDesk` builds the spec and dataset (``compute`` checks them, typed errors before any tx), keeps both in
+the content-addressed blob store, announces them on the job-data topic, and signs ``SubmitJob``. It remembers who
+announced which dataset, so a worker fetches from a provider first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from bootstrap.errors import BlobNotFound, NodeError, NodeNotRunning
+from bootstrap.gossip import TOPIC_JOBDATA, JobDataAnnouncement, encode_announcement
+from bootstrap.jobs.sources import DatasetSource, build_dataset, default_dataset
+from compute import JobSpec, make_spec
+from compute.dataset import encode_dataset
+from compute.errors import ComputeError
+from ledger.errors import InvalidField
+from ledger.jobs import ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS
+from ledger.tx import SubmitJob
+from p2pnet import P2PError, PeerId
+
+PROVIDERS_KEPT = 8  # announcers remembered per dataset
+
+
+class JobDesk:
+    """One node's job desk. ``node`` is the facade it uses (blobs, host, config, counters, peer id, and
+    ``sign_and_submit`` for the submit tx)."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self._providers: dict[bytes, list[PeerId]] = {}
+
+    async def submit_job(
+        self,
+        client: str,
+        model: str,
+        params: dict[str, Any] | None,
+        dataset: DatasetSource | None,
+        *,
+        reward: int,
+        verification_fee: int | None = None,
+        device: str = "any",
+        min_memory_mb: int = 0,
+        time_limit_ms: int = 600_000,
+        memory_limit_mb: int = 4096,
+        bid_window: int = 0,
+        commit_window: int = 0,
+        reveal_window: int = 0,
+        fee: int | None = None,
+        assign: str = "bids",
+    ) -> dict[str, Any]:
+        """Build and check the job's spec and dataset, keep both in the blob store, announce them, and sign
+        ``SubmitJob`` with key ``client``. Compute errors (bad model, params or data) raise typed before any tx.
+        ``assign="offers"`` asks the ledger to assign the job in its submit block from standing offers."""
+        node = self.node
+        blobs, host = node.blobs, node.host
+        if blobs is None or host is None:
+            raise NodeNotRunning("the node is not running")
+        if type(reward) is not int or reward <= 0:
+            raise InvalidField("submit_job.reward", f"must be a positive integer, got {reward!r}")
+        if assign not in (ASSIGN_BY_OFFERS, ASSIGN_BY_BIDS):
+            raise InvalidField("submit_job.assign", f"expected 'offers' or 'bids', got {assign!r}")
+        vfee = max(1, reward // 10) if verification_fee is None else verification_fee
+        built = build_dataset(dataset if dataset is not None else default_dataset(model))
+        if isinstance(built, bytes):
+            digest = built
+            data = blobs.get(digest)
+            if data is None:
+                data = await self.fetch_blob(digest, max_size=node.config.max_blob_bytes)
+        else:
+            data = encode_dataset(built)
+            digest = blobs.put(data)
+            if digest != built.digest:
+                raise NodeError("dataset digest differs from the blob digest (compute and p2pnet disagree)")
+        spec = make_spec(model, params, digest, device=device, min_memory_mb=min_memory_mb,
+                         time_limit_ms=time_limit_ms, memory_limit_mb=memory_limit_mb)
+        spec_bytes = spec.encode()
+        spec_digest = blobs.put(spec_bytes)
+        payload = SubmitJob(
+            model=model, params_digest=spec_digest, dataset_digest=digest, reward=reward, verification_fee=vfee,
+            tolerance_abs=spec.tolerance.abs, tolerance_ppm=spec.tolerance.ppm, device=device,
+            min_memory_mb=spec.requirements.min_memory_mb, bid_window=bid_window, commit_window=commit_window,
+            reveal_window=reveal_window, assign=assign,
+        )
+        # Announce the data before the tx: a job assigned at submission is run as soon as its block commits,
+        # and its worker must find the spec and dataset by then.
+        ann = JobDataAnnouncement(spec_bytes, digest, node.peer_id.to_bytes(), len(data))
+        self.note_announcement(ann)
+        await host.gossip.publish(TOPIC_JOBDATA, encode_announcement(ann))
+        tx_id = await node.sign_and_submit(client, payload, fee=fee)
+        return {"job_id": tx_id, "tx_id": tx_id, "spec_digest": spec_digest.hex(), "dataset_digest": digest.hex()}
+
+    async def announce_job_data(self, spec_bytes: bytes) -> None:
+        """Re-announce a spec whose dataset this node holds (e.g. after a restart, for late workers)."""
+        node = self.node
+        assert node.host is not None and node.blobs is not None
+        spec = JobSpec.decode(spec_bytes)
+        size = node.blobs.size(spec.dataset_digest)
+        if size is None:
+            raise BlobNotFound(spec.dataset_digest, 0, "not held locally")
+        ann = JobDataAnnouncement(spec_bytes, spec.dataset_digest, node.peer_id.to_bytes(), size)
+        await node.host.gossip.publish(TOPIC_JOBDATA, encode_announcement(ann))
+
+    def note_announcement(self, a: JobDataAnnouncement) -> None:
+        """Keep an announced spec (specs are small: every node keeps them, so job views can show them) and
+        remember its announcer as a provider of the dataset."""
+        assert self.node.blobs is not None
+        self.node.counters["announcements"] += 1
+        self.node.blobs.put(a.spec)
+        provider = PeerId.from_bytes(a.provider)
+        known = self._providers.setdefault(a.dataset_digest, [])
+        if provider not in known:
+            known.append(provider)
+            del known[:-PROVIDERS_KEPT]
+
+    def providers(self, digest: bytes) -> list[PeerId]:
+        """Peers known (from announcements) to hold ``digest``."""
+        return list(self._providers.get(digest, []))
+
+    async def fetch_blob(self, digest: bytes, *, max_size: int, timeout: float = 30.0) -> bytes:
+        """The blob named ``digest``: the local store first, then announced providers, then any connected peer.
+        The digest is checked (by the host) before the bytes are kept locally and returned."""
+        node = self.node
+        blobs, host = node.blobs, node.host
+        if blobs is None or host is None:
+            raise NodeNotRunning("the node is not running")
+        data = blobs.get(digest)
+        if data is not None:
+            return data
+        connected = host.peers()
+        order = [p for p in self._providers.get(digest, []) if p in connected]
+        order += [p for p in connected if p not in order]
+        tried, last = 0, ""
+        for peer in order:
+            tried += 1
+            try:
+                with trio.fail_after(timeout):
+                    data = await host.fetch_blob(peer, digest, max_size=max_size)
+            except (P2PError, trio.TooSlowError) as exc:
+                last = f"{peer.short()}: {exc!r}"[:200]
+                continue
+            blobs.put_expected(data, digest)
+            node.counters["blobs_fetched"] += 1
+            return data
+        raise BlobNotFound(digest, tried, last)
+
+    def spec_of(self, digest: bytes) -> JobSpec | None:
+        """A job spec from the local blob store, if this node has seen it."""
+        blobs = self.node.blobs
+        if blobs is None:
+            return None
+        data = blobs.get(digest)
+        if data is None:
+            return None
+        try:
+            return JobSpec.decode(data)
+        except ComputeError:
+            return None

@@ -1,0 +1,118 @@
+"""Block sync: serving this node's status and blocks to peers, and catching up from the highest peer.
+
+:class:`BlockSync` answers ``/dacn/status/1`` (height, head hash, state root) and ``/dacn/sync/1``
+(``GetBlocks`` → blocks with their commits) and runs the catch-up loop: when consensus says the node is behind,
+and every ``interval_s`` anyway, it asks peers for their heights and fetches what it lacks from the highest,
+handing each batch to the consensus driver, which checks the commits before applying anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from bootstrap.errors import WireError
+from bootstrap.gossip import PROTO_STATUS, PROTO_SYNC, Status
+from ledger.chain import Chain
+from ledger.errors import DecodeError
+from ledger.sync import GetBlocks, decode_sync_message, serve
+from p2pnet import Host, P2PError, PeerId
+
+log = logging.getLogger("bootstrap.node")
+
+ZERO_HASH = bytes(32)
+STATUS_PEERS = 16  # peers asked for their height in one round
+BLOCKS_PER_REQUEST = 16
+
+
+class BlockSync:
+    """Serving and fetching blocks for one chain; ``attach`` gives it the host and driver once they exist."""
+
+    def __init__(self, chain: Chain, counters: dict[str, int], interval_s: float) -> None:
+        self.chain = chain
+        self.counters = counters
+        self.interval_s = interval_s
+        self.host: Host | None = None
+        self.driver: Any = None
+        self._wake = trio.Event()
+
+    def attach(self, host: Host, driver: Any) -> None:
+        self.host, self.driver = host, driver
+
+    def wake(self, seen_height: int = 0) -> None:
+        """Consensus saw a later height: sync now rather than at the next interval."""
+        self._wake.set()
+
+    # ------------------------------------------------------------------------------------------- serving
+
+    def status(self) -> Status:
+        head = self.chain.last_header
+        return Status(self.chain.height, head.hash() if head is not None else ZERO_HASH, self.chain.root)
+
+    async def serve_status(self, peer: PeerId, payload: Any) -> list:
+        return self.status().to_wire()
+
+    async def serve_sync(self, peer: PeerId, payload: Any) -> bytes:
+        if not isinstance(payload, bytes):
+            raise WireError("sync", "expected GetBlocks bytes")
+        try:
+            req = decode_sync_message(payload)
+        except DecodeError as exc:
+            raise WireError("sync", str(exc)) from None
+        if not isinstance(req, GetBlocks):
+            raise WireError("sync", "expected a GetBlocks request")
+        return serve(self.chain, req).encode()
+
+    # ------------------------------------------------------------------------------------------- fetching
+
+    async def run(self) -> None:
+        """Catch up from peers: when consensus says we are behind, and every ``interval_s`` anyway."""
+        while True:
+            with trio.move_on_after(self.interval_s):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            try:
+                await self.sync_once()
+            except Exception as exc:  # one bad peer or a transient error must not end sync
+                self.counters["sync_failures"] += 1
+                log.warning("block sync round failed: %r", exc)
+
+    async def sync_once(self) -> int:
+        """Ask peers for their height and fetch missing blocks from the highest; returns blocks applied."""
+        host, driver, chain = self.host, self.driver, self.chain
+        assert host is not None and driver is not None
+        heights: dict[PeerId, int] = {}
+
+        async def ask(peer: PeerId) -> None:
+            try:
+                heights[peer] = Status.from_wire(await host.request(peer, PROTO_STATUS, None, timeout=2.0)).height
+            except (P2PError, WireError) as exc:
+                log.debug("status from %s failed: %s", peer.short(), exc)
+
+        async with trio.open_nursery() as n:
+            for peer in host.peers()[:STATUS_PEERS]:
+                n.start_soon(ask, peer)
+        applied = 0
+        for peer, height in sorted(heights.items(), key=lambda kv: -kv[1]):
+            while height > chain.height:
+                start = chain.next_height
+                req = GetBlocks(start, min(height, start + BLOCKS_PER_REQUEST - 1))
+                self.counters["sync_requests"] += 1
+                try:
+                    raw = await host.request(peer, PROTO_SYNC, req.encode(), timeout=5.0)
+                    resp = decode_sync_message(raw) if isinstance(raw, bytes) else None
+                except (P2PError, DecodeError) as exc:
+                    self.counters["sync_failures"] += 1
+                    log.info("sync from %s failed: %s", peer.short(), exc)
+                    break
+                if resp is None or isinstance(resp, GetBlocks) or not resp.blocks:
+                    break
+                result = await driver.apply_synced(resp)
+                applied += len(result.applied)
+                if result.error is not None or not result.applied:
+                    break
+            if chain.height >= height:
+                break
+        return applied
