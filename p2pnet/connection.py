@@ -201,12 +201,17 @@ class Connection:
             self._scope.cancel()
 
     async def close_gracefully(self, reason: str) -> None:
-        """Tell the remote why (best effort, bounded) and close."""
-        with trio.move_on_after(0.5):
-            await self.send(Goodbye(reason))
-            # let the writer flush the goodbye before the scope is cancelled
-            while self._recv.statistics().current_buffer_used:
-                await trio.sleep(0.01)
+        """Tell the remote why (best effort, bounded) and close. Idempotent: on a connection already closing or
+        closed it only makes sure it is closed (pruning and shutdown may race the remote's own close)."""
+        if self.close_reason is None:
+            with trio.move_on_after(0.5):
+                try:
+                    await self.send(Goodbye(reason))
+                    # let the writer flush the goodbye before the scope is cancelled
+                    while self._recv.statistics().current_buffer_used:
+                        await trio.sleep(0.01)
+                except P2PError as exc:  # closed under us (the remote left first): nothing more to say
+                    log.debug("%r: no goodbye sent (%s)", self, exc)
         self.close(reason)
 
     async def _guard(self, fn: Callable[[], Awaitable[None]]) -> None:

@@ -3,6 +3,7 @@ protocols and blobs, runs gossip and discovery. One Host per node, run in the no
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import random
@@ -64,6 +65,11 @@ class Transport(Protocol):
     async def dial(self, host: Host, addr: Multiaddr) -> tuple[FrameTransport, PeerId, str]: ...
 
 
+# accept() errors that mean "out of descriptors or kernel buffers for now", not a broken listener.
+ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_BACKOFF_S = 0.1
+
+
 class TcpTransport:
     """TCP with the Noise XX handshake; inbound connections are admitted (limits, bans) before the handshake."""
 
@@ -93,7 +99,17 @@ class TcpTransport:
     async def _accept_loop(self, host: Host, listener: trio.SocketListener) -> None:
         async with listener:
             while True:
-                stream = await listener.accept()
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_RESOURCE_ERRNOS:
+                        raise
+                    # Out of descriptors or buffers (a flood of idle connections, here or on the node's API):
+                    # wait for some to close instead of dying, as trio's serve_listeners does.
+                    log.warning("accept on %s failed: %s; retrying in %gs", listener.socket.getsockname(), exc,
+                                ACCEPT_BACKOFF_S)
+                    await trio.sleep(ACCEPT_BACKOFF_S)
+                    continue
                 host._nursery_start_soon(self._inbound, host, stream)
 
     async def _inbound(self, host: Host, stream: trio.SocketStream) -> None:
@@ -110,8 +126,13 @@ class TcpTransport:
         host._inbound_pending += 1
         try:
             session = await _handshake(host, stream, initiator=False, expected=None)
-        except (HandshakeError, ConnectionClosed) as exc:
-            log.warning("inbound handshake from %s failed: %s", addr, exc)
+        except Exception as exc:
+            # Nothing a stranger sends before the handshake completes may leave this task: a typed error is the
+            # remote's doing, anything else is a bug to log, and either way only this stream closes.
+            if isinstance(exc, P2PError):
+                log.warning("inbound handshake from %s failed: %s", addr, exc)
+            else:
+                log.exception("inbound handshake from %s: internal error", addr)
             with trio.move_on_after(0.5):
                 await stream.aclose()
             return

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 
+import nacl.bindings
 import nacl.public
 from noise.connection import Keypair, NoiseConnection
 
@@ -25,6 +26,20 @@ MAX_NOISE_MESSAGE = 65535
 _TAG = 16
 MAX_PLAINTEXT_CHUNK = MAX_NOISE_MESSAGE - _TAG
 _LEN = struct.Struct(">H")
+
+
+# Any clamped scalar: X25519 with it gives the all-zero secret exactly for the small-order points.
+_PROBE_SCALAR = bytes(range(1, 33))
+
+
+def is_low_order(public: bytes) -> bool:
+    """Whether an X25519 public key has small order: every Diffie-Hellman with it yields the all-zero secret, so
+    the Noise spec has implementations refuse it (libsodium refuses exactly these points, all encodings)."""
+    try:
+        nacl.bindings.crypto_scalarmult(_PROBE_SCALAR, public)
+    except RuntimeError:
+        return True
+    return False
 
 
 def generate_static_key() -> bytes:
@@ -156,8 +171,16 @@ class NoiseHandshake:
             self._on_message(msg)
 
     def _write(self, payload: bytes) -> None:
-        msg = self._noise.write_message(payload)
+        try:
+            msg = self._noise.write_message(payload)
+        except Exception as exc:  # a DH with the remote's key failed: the remote's key, not ours, is at fault
+            raise HandshakeError(f"cannot answer the remote's handshake: {type(exc).__name__}: {exc}") from None
         self._out += _LEN.pack(len(msg)) + msg
+
+    def _refuse_low_order(self, which: str, key: object) -> None:
+        public = getattr(key, "public_bytes", None)
+        if isinstance(public, bytes) and is_low_order(public):
+            raise HandshakeError(f"remote {which} key is a low-order X25519 point")
 
     def _read(self, msg: bytes) -> bytes:
         try:
@@ -188,6 +211,7 @@ class NoiseHandshake:
             self.complete = True
         elif step == 0:
             self._read(msg)  # -> e
+            self._refuse_low_order("ephemeral", self._hs.re)  # before any DH with it
             self._write(self._prove())
         elif step == 1:
             self._check(self._read(msg))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import resource
 import signal
 from pathlib import Path
 
@@ -26,6 +27,7 @@ log = logging.getLogger("bootstrap.node")
 # the old generations walks that whole heap: 16% of a validator's samples at saturation sat in allocation sites
 # of block execution. Collect the young generation less often and keep what startup built out of the walks.
 NODE_GC_THRESHOLD = (50_000, 20, 100)
+OPEN_FILES_WANTED = 65_536  # the soft limit asked for when the hard limit is unlimited
 
 
 def tune_gc_for_node() -> None:
@@ -33,6 +35,27 @@ def tune_gc_for_node() -> None:
     Cyclic garbage is still collected, only later; called once at node process start."""
     gc.freeze()
     gc.set_threshold(*NODE_GC_THRESHOLD)
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise this process's soft ``RLIMIT_NOFILE`` to its hard limit; returns (before, after).
+
+    Every peer link and API connection costs a descriptor, and so do the node's own files (the store, the sign
+    state, blobs). The common shell default of 1024 let a stranger's idle API connections exhaust them, and the
+    next write of the double-sign guard failed with ``EMFILE``; the hard limit is usually far higher."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return (-1, -1)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, OPEN_FILES_WANTED)
+    if soft == resource.RLIM_INFINITY or target <= soft:
+        return (soft, soft)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+        return (soft, soft)
+    return (soft, target)
 
 
 def main_node(home: Path, config: NodeConfig, *, passphrase: str | None = None, faulty: str | None = None,
@@ -49,6 +72,9 @@ def main_node(home: Path, config: NodeConfig, *, passphrase: str | None = None, 
     if switches.active:
         log.warning("TEST SWITCHES ON: %s", switches)
     tune_gc_for_node()
+    before, after = raise_open_file_limit()
+    if after != before:
+        log.info("open-file limit raised from %d to %d", before, after)
     node = Node(home, config, passphrase=passphrase, faulty=faulty, switches=switches)
     watched = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGUSR1] if switches.isolate_signal else [])
 

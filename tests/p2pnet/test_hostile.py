@@ -200,3 +200,34 @@ async def test_mute_peer_is_closed_as_idle(caplog) -> None:
         assert "idle for over" in caplog.text
         assert not victim.is_banned(mallory.peer_id)  # quiet is not hostile
         await stream.aclose()
+
+
+async def test_a_low_order_ephemeral_key_closes_one_stream_not_the_host(caplog) -> None:
+    """Noise message 1 carrying a small-order X25519 key once took the whole node down (the responder's DH raised
+    a bare ValueError out of the connection's task)."""
+    caplog.set_level(logging.INFO)
+    async with running_hosts(2) as (victim, honest):
+        addr = victim.listen_addrs[0]
+        for point in (bytes(32), b"\x01" + bytes(31), b"\xec" + b"\xff" * 30 + b"\x7f"):
+            stream = await trio.open_tcp_stream(addr.host, addr.port)
+            await stream.send_all(b"\x00\x20" + point)
+            with trio.fail_after(5):
+                while await stream.receive_some(65536):
+                    pass  # refused: EOF without an answer
+            await stream.aclose()
+        assert "low-order" in caplog.text
+        await honest.dial(addr)
+        await _honest_round_trip(honest, victim)
+
+
+async def test_closing_an_already_closed_connection_gracefully_is_quiet() -> None:
+    """Pruning may pick a connection the remote is closing at that moment: a graceful close of a closed
+    connection must neither raise nor send."""
+    async with running_hosts(2) as (a, b):
+        await a.dial(b.listen_addrs[0])
+        conn = a.connection(b.peer_id)
+        assert conn is not None
+        conn.close("the remote left first")
+        await conn.close_gracefully("pruned: over the peer limit")
+        await conn.close_gracefully("pruned again")
+        assert conn.close_reason == "the remote left first"

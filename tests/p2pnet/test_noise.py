@@ -1,12 +1,21 @@
 """The sans-IO Noise XX handshake and session."""
 
+import struct
+
+import nacl.public
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pnet.errors import DecryptError, HandshakeError, PeerIdMismatch
 from p2pnet.identity import Identity
-from p2pnet.noise import MAX_PLAINTEXT_CHUNK, NoiseHandshake, decode_handshake_payload, encode_handshake_payload
+from p2pnet.noise import (
+    MAX_PLAINTEXT_CHUNK,
+    NoiseHandshake,
+    decode_handshake_payload,
+    encode_handshake_payload,
+    is_low_order,
+)
 
 ALICE, BOB, MALLORY = Identity.generate(), Identity.generate(), Identity.generate()
 
@@ -95,3 +104,30 @@ def test_forged_transport_message_fails() -> None:
     sr.receive_data(bytes(wire))
     with pytest.raises(DecryptError):
         sr.next_plaintext()
+
+
+# Every small-order X25519 point (and the non-canonical encodings of 0 and 1 with the top bit set): a DH with any
+# of them gives the all-zero secret.
+LOW_ORDER_POINTS = [
+    bytes(32),
+    b"\x01" + bytes(31),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+    b"\xec" + b"\xff" * 30 + b"\x7f",
+    b"\xed" + b"\xff" * 30 + b"\x7f",
+    b"\xee" + b"\xff" * 30 + b"\x7f",
+    bytes(31) + b"\x80",
+    b"\xee" + b"\xff" * 31,
+]
+
+
+@pytest.mark.parametrize("point", LOW_ORDER_POINTS, ids=lambda p: p.hex()[:8] + p.hex()[-2:])
+def test_a_low_order_ephemeral_key_is_a_handshake_error_not_a_crash(point: bytes) -> None:
+    assert is_low_order(point)
+    responder = NoiseHandshake(Identity.generate(), initiator=False)
+    with pytest.raises(HandshakeError, match="low-order"):
+        responder.receive_data(struct.pack(">H", 32) + point)
+
+
+def test_an_ordinary_key_is_not_low_order() -> None:
+    assert not is_low_order(bytes(nacl.public.PrivateKey.generate().public_key))
