@@ -31,7 +31,7 @@ from ledger.context import BlockContext, Event, Receipt
 from ledger.errors import DecodeError, InvalidTx, LedgerError
 from ledger.genesis import Genesis, genesis_state
 from ledger.mempool import Mempool
-from ledger.rules import apply_tx, begin_block, end_block, process_evidence
+from ledger.rules import apply_block_tx, begin_block, end_block, process_evidence
 from ledger.state import State, state_root
 from ledger.tx import SignedTx, decode_signed_tx, verify_tx_signature
 from ledger.types import AccountId, Height
@@ -58,7 +58,9 @@ def execute_block(
 ) -> tuple[State, list[Receipt], list[Event]]:
     """Apply a block: begin_block → every tx → evidence → end_block. All or nothing.
 
-    A block is invalid if any tx fails (:class:`BadBlockTx`). Signatures whose tx id is in ``verified`` were
+    A block is invalid if any tx cannot pay for itself (:class:`BadBlockTx`: undecodable, a bad signature, a wrong
+    nonce, a fee it cannot pay); a tx whose payload fails is kept as a failed tx, charged its fee
+    (``ledger.rules.apply_block_tx``; its receipt carries the error). Signatures whose tx id is in ``verified`` were
     checked at mempool admission and are not checked again. ``decoded`` maps a tx id to a tx already decoded
     (the mempool's): the id is the hash of the encoded bytes, so a hit is that same tx and is not decoded again.
     """
@@ -75,7 +77,7 @@ def execute_block(
                     stx = decode_signed_tx(raw)
                 if check_signatures and stx.tx_id not in verified:
                     verify_tx_signature(stx, block.header.chain_id)
-                state, receipt = apply_tx(state, stx, ctx, verified=True)
+                state, receipt = apply_block_tx(state, stx, ctx, verified=True)
             except (DecodeError, InvalidTx) as exc:
                 raise BadBlockTx(i, str(exc)) from exc
             receipts.append(receipt)
@@ -106,6 +108,9 @@ class _Executed:
     receipts: list[Receipt]
     events: list[Event]
 
+
+# How many mempool candidates a block build may examine per tx slot before it stops looking.
+REAP_LOOKAHEAD = 2
 
 # Validated blocks whose effect is kept for their commit (one per round at most; a few rounds are plenty).
 EXECUTED_KEEP = 4
@@ -269,7 +274,8 @@ class Chain:
         max_txs: int = MAX_BLOCK_TXS,
         max_bytes: int = MAX_BLOCK_TX_BYTES,
     ) -> Block:
-        """Build the next block from the mempool, dropping any tx that fails when run in order."""
+        """Build the next block from the mempool: txs in fee order, each run as the block will run it; a tx that
+        cannot pay for itself is left out (with its sender's later txs) and the block refilled from the rest."""
         if height != self.next_height:
             raise BlockError(f"asked to build height {height}, next is {self.next_height}")
         prev = self.last_header
@@ -285,13 +291,29 @@ class Chain:
         try:
             _, begun = begin_block(self.state, ctx)
             events = list(begun)
-            for stx in self.mempool.reap(max_txs, max_bytes):
+            # Pending txs in block order; a tx that cannot pay for itself is skipped with every later tx of its
+            # sender (they need its nonce), and the block is refilled from the rest, at most REAP_LOOKAHEAD
+            # candidates per slot so a pool of unpayable txs cannot make building slow.
+            blocked: set[AccountId] = set()
+            size = examined = 0
+            for stx in self.mempool.iter_reap():
+                examined += 1
+                if len(chosen) >= max_txs or examined > REAP_LOOKAHEAD * max_txs:
+                    break
+                if stx.sender in blocked:
+                    continue
+                n = len(stx.encode())
+                if size + n > max_bytes:
+                    blocked.add(stx.sender)
+                    continue
                 try:
-                    _, receipt = apply_tx(self.state, stx, ctx, verified=True)
+                    _, receipt = apply_block_tx(self.state, stx, ctx, verified=True)
                 except InvalidTx:
-                    continue  # apply_tx left no trace of it: the state is as if the block never held it
+                    blocked.add(stx.sender)  # it left no trace: the state is as if the block never held it
+                    continue
                 chosen.append(stx)
                 receipts.append(receipt)
+                size += n
             # The rest of the block's execution (as execute_block runs it), so that validating our own proposal
             # need not run it all again; should it fail, validation finds out as it always did.
             try:

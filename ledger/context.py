@@ -36,7 +36,8 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """The outcome of one applied tx."""
+    """The outcome of one applied tx. ``error`` is set for a tx that is in its block but failed: its nonce was
+    used and its fee paid, and nothing else it asked for happened (see ``ledger.rules.apply_block_tx``)."""
 
     tx_id: bytes
     kind: str
@@ -45,11 +46,17 @@ class Receipt:
     fee: Tokens
     height: Height
     events: tuple[Event, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "tx_id": self.tx_id.hex(), "kind": self.kind, "sender": self.sender.hex(), "nonce": self.nonce,
             "fee": self.fee, "height": self.height, "events": [e.to_dict() for e in self.events],
+            "ok": self.ok, "error": self.error,
         }
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ledger.errors import BadNonce, FeeTooLow, InsufficientFunds, InvalidTx, LedgerError
@@ -245,6 +245,20 @@ class Mempool:
         self.bytes -= len(stx.encode())
 
     # ------------------------------------------------------------------------------------------ reaping
+
+    def iter_reap(self) -> Iterator[SignedTx]:
+        """Every pending tx in block order, lazily: highest fee first among each sender's next tx, nonce order
+        within a sender. The mempool must not change while the iterator is in use."""
+        heap: list[tuple[int, int, bytes, AccountId, int]] = []
+        for sender, q in self.by_sender.items():
+            heapq.heappush(heap, (-q[0].fee, q[0].nonce, q[0].tx_id, sender, 0))
+        while heap:
+            _, _, _, sender, i = heapq.heappop(heap)
+            q = self.by_sender[sender]
+            yield q[i]
+            if i + 1 < len(q):
+                nxt = q[i + 1]
+                heapq.heappush(heap, (-nxt.fee, nxt.nonce, nxt.tx_id, sender, i + 1))
 
     def reap(self, max_txs: int, max_bytes: int) -> list[SignedTx]:
         """Txs for a block: highest fee first among each sender's next tx, nonce order within a sender."""

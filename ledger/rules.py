@@ -11,6 +11,13 @@ state (and its root) exactly as it was.
 Common steps of every tx, in order: signature (unless ``verified``), nonce equals the account's next nonce, fee at
 least ``min_fee``, balance covers fee plus what the payload spends; then the nonce is bumped, the fee moves to the
 block proposer, and the handler runs.
+
+Inside a block every tx pays or is refused (``apply_block_tx``): a tx whose envelope is sound (signature, nonce,
+fee, a balance that covers the fee) but whose payload fails (an allowance too small, a job in the wrong state,
+a balance that covers the fee but not the spend) stays in the block as a failed tx: its nonce is used and its fee
+paid, nothing else happens. Otherwise txs that can never execute would fill a proposer's reap for free, and one
+such tx would freeze its sender's later nonces for good. The incentive reads: a junk tx costs its sender
+``fee >= min_fee``, the same as a useful one, and earns it nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +26,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ledger.context import BlockContext, Event, Receipt
-from ledger.errors import BadNonce, FeeTooLow, InsufficientAllowance, InsufficientFunds, InvalidField
+from ledger.errors import (
+    BadNonce,
+    BadSignature,
+    FeeTooLow,
+    InsufficientAllowance,
+    InsufficientFunds,
+    InvalidField,
+    InvalidTx,
+)
 from ledger.jobs import (
     process_bid,
     process_cancel_job,
@@ -55,10 +70,12 @@ __all__ = [
     "BlockContext",
     "Event",
     "Receipt",
+    "apply_block_tx",
     "apply_tx",
     "begin_block",
     "check_tx",
     "end_block",
+    "envelope_problem",
     "process_evidence",
 ]
 
@@ -150,6 +167,53 @@ def apply_tx(state: State, stx: SignedTx, ctx: BlockContext, *, verified: bool =
         raise
     state.release(sp)
     return state, Receipt(stx.tx_id, payload.KIND, sender, tx.nonce, tx.fee, ctx.height, tuple(events))
+
+
+def envelope_problem(state: State, stx: SignedTx) -> InvalidTx | None:
+    """Why ``stx`` cannot even pay for itself in the next block (its nonce, fee, or a balance short of the fee),
+    or None when it can. The signature is checked separately (before this)."""
+    tx = stx.tx
+    acc = state.accounts.get(tx.sender)
+    expected = acc.nonce if acc is not None else 0
+    if tx.nonce != expected:
+        return BadNonce(tx.sender, expected, tx.nonce)
+    if tx.fee < state.params.min_fee:
+        return FeeTooLow(state.params.min_fee, tx.fee)
+    available = acc.balance if acc is not None else 0
+    if available < tx.fee:
+        return InsufficientFunds(tx.sender, tx.fee, available)
+    return None
+
+
+def apply_block_tx(state: State, stx: SignedTx, ctx: BlockContext, *,
+                   verified: bool = False) -> tuple[State, Receipt]:
+    """``apply_tx`` as a block runs it: every tx pays or is refused (see the module docstring).
+
+    Raises (and changes nothing) only when the tx cannot pay for itself: a bad signature, a wrong nonce, a fee
+    below ``min_fee`` or a balance short of the fee. Any other ``InvalidTx`` is a failed tx: the nonce is bumped,
+    the fee moves to the proposer, and the receipt carries the error."""
+    try:
+        return apply_tx(state, stx, ctx, verified=verified)
+    except BadSignature:
+        raise
+    except InvalidTx as exc:
+        if envelope_problem(state, stx) is not None:
+            raise
+        failure = f"{type(exc).__name__}: {exc}"
+    tx = stx.tx
+    _check_proposer(ctx)
+    sp = state.savepoint()
+    try:
+        acc = state.w_account(tx.sender)
+        acc.nonce += 1
+        if tx.fee:
+            acc.balance -= tx.fee
+            state.w_account(ctx.proposer).balance += tx.fee
+    except BaseException:
+        state.rollback_to(sp)
+        raise
+    state.release(sp)
+    return state, Receipt(stx.tx_id, tx.payload.KIND, tx.sender, tx.nonce, tx.fee, ctx.height, (), failure)
 
 
 def check_tx(state: State, stx: SignedTx) -> None:

@@ -55,8 +55,8 @@ def add_routes(app: FastAPI, env: Env) -> None:
         stx = await call(decode_signed_tx, raw)
         tx_id = await call(node.submit_tx, stx)
         outcome = await tx_outcome(tx_id, wait_s(wait))
-        if outcome.get("status") == "rejected":
-            raise ApiError(400, f"tx rejected: {outcome.get('reason')}", outcome)
+        if outcome.get("status") in ("rejected", "failed"):
+            raise ApiError(400, f"tx {outcome['status']}: {outcome.get('reason')}", outcome)
         return JSONResponse(jsonable(outcome), status_code=200 if outcome["status"] == "committed" else 202)
 
     @app.post("/txs")

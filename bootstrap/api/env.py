@@ -95,8 +95,8 @@ class Env:
             if res.get("status") == "rejected" and attempt + 1 < FAUCET_ATTEMPTS:
                 log.info("%s dropped (%s); retrying", what_tx, res.get("reason"))
                 continue
-            if res.get("status") == "rejected":
-                raise ApiError(400, f"{what_tx} was rejected: {res.get('reason')}", res)
+            if res.get("status") in ("rejected", "failed"):
+                raise ApiError(400, f"{what_tx} was {res['status']}: {res.get('reason')}", res)
             if res.get("status") != "committed":
                 raise ApiError(409, f"{what_tx} not committed within {timeout:g}s; retry the request", res)
             return {"tx_id": tx_id, "amount": short, "height": res.get("height")}

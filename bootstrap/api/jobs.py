@@ -44,8 +44,8 @@ def add_routes(app: FastAPI, env: Env) -> None:
                            {"field": "client_address"})
         res = jsonable(await call(node.submit_job, body.client_address, model, params, source, **kwargs))
         outcome = await tx_outcome(res["tx_id"], timeout)
-        if outcome.get("status") == "rejected":
-            raise ApiError(400, f"submit_job rejected: {outcome.get('reason')}", outcome)
+        if outcome.get("status") in ("rejected", "failed"):
+            raise ApiError(400, f"submit_job {outcome['status']}: {outcome.get('reason')}", outcome)
         out = {"message": "job submitted", "model_type": model, **res, **outcome}
         out["tx_status"] = out.pop("status")
         view = node.job_view(bytes.fromhex(res["job_id"])) if outcome.get("status") == "committed" else None

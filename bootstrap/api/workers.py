@@ -54,8 +54,8 @@ def add_routes(app: FastAPI, env: Env) -> None:
         declared = {"gpu_type": body.gpu_type, "compute_capacity": body.compute_capacity}
         write_declared(node.home, body.worker_id, declared)
         outcome = await tx_outcome(tx_id, timeout)
-        if outcome.get("status") == "rejected":
-            raise ApiError(400, f"register_worker rejected: {outcome.get('reason')}", outcome)
+        if outcome.get("status") in ("rejected", "failed"):
+            raise ApiError(400, f"register_worker {outcome['status']}: {outcome.get('reason')}", outcome)
         out = {
             "message": "worker registered" if outcome["status"] == "committed" else "registration submitted",
             "worker_id": body.worker_id,

@@ -39,11 +39,16 @@ class TxDesk:
         self.heights: OrderedDict[bytes, int] = OrderedDict()
         self._waiters: dict[bytes, trio.Event] = {}
         self._rejected: OrderedDict[bytes, str] = OrderedDict()
+        # Txs committed as failed (their fee paid, nothing else done): the error each receipt carries.
+        self._failed: OrderedDict[bytes, str] = OrderedDict()
         # Waited-on txs that were in our mempool at some point: only those can be declared dropped.
         self._was_pending: set[bytes] = set()
 
     def rejected_reason(self, tx_id: bytes) -> str | None:
-        """Why a tx this node waited on was dropped, if it was."""
+        """Why a tx was dropped (one this node waited on) or failed in its block, if it was or did."""
+        failed = self._failed.get(tx_id)
+        if failed is not None:
+            return f"failed in block {self.heights.get(tx_id, '?')}: {failed}"
         return self._rejected.get(tx_id)
 
     def _in_pool(self, tx_id: bytes) -> bool:
@@ -77,6 +82,11 @@ class TxDesk:
                 ev.set()
         while len(self.heights) > TX_INDEX_SIZE:
             self.heights.popitem(last=False)
+        for receipt in cb.receipts:
+            if receipt.error is not None:
+                self._failed[receipt.tx_id] = receipt.error
+        while len(self._failed) > REJECTED_KEPT:
+            self._failed.popitem(last=False)
         # Txs we are waiting on that the mempool dropped after this commit can no longer be included (the
         # mempool promoted queued txs whose turn came when the chain updated it).
         for tx_id in list(self._waiters):
@@ -179,6 +189,9 @@ class TxDesk:
             with trio.move_on_after(timeout):
                 await ev.wait()
         if tx_id in self.heights:
+            if tx_id in self._failed:  # in a block, its fee paid, and nothing else done
+                return {"status": "failed", "tx_id": tx_id_hex, "height": self.heights[tx_id],
+                        "reason": self._failed[tx_id]}
             return {"status": "committed", "tx_id": tx_id_hex, "height": self.heights[tx_id]}
         if tx_id in self._rejected:
             return {"status": "rejected", "tx_id": tx_id_hex, "reason": self._rejected[tx_id]}

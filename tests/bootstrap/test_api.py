@@ -14,7 +14,7 @@ import trio
 from bootstrap.cli import ApiRequestError, NodeClient
 from bootstrap.home import NodeConfig, init_home
 from bootstrap.node import Node
-from ledger.tx import Transfer, make_tx
+from ledger.tx import Transfer, TransferFrom, make_tx
 
 # The seed README's curl bodies, byte for byte in meaning.
 SEED_WORKER = {"worker_id": "test_worker", "gpu_type": "RTX 4090", "compute_capacity": 82.6, "stake_amount": 150}
@@ -243,6 +243,28 @@ async def test_chain_endpoints_and_external_tx(home: Path) -> None:
         assert status == 200 and doc["coordination"] is False
         status, doc = await call(client, "POST", "/network/coordination/start")
         assert status == 200 and doc["coordination"] is True
+
+
+async def test_a_tx_that_fails_in_its_block_is_charged_and_reported_as_failed(home: Path) -> None:
+    """A ``transfer_from`` without an allowance can pay its fee but never execute: it lands in a block as a
+    failed tx (its nonce used, its fee paid), ``POST /tx`` answers 400 naming the error, and the sender's next
+    tx is not stuck behind it."""
+    async with running_node(home) as (node, client):
+        await trio.to_thread.run_sync(lambda: client.wait_healthy(timeout=20, min_height=1))
+        faucet = node.keystore.load("faucet")
+        me = bytes(faucet.verify_key)
+        owner = bytes(node.keystore.get_or_create("owner").verify_key)
+        fee = node.state.params.min_fee
+        nonce = node.state.nonce(me)
+        junk = make_tx(TransferFrom(owner=owner, to=me, amount=5), faucet, node.state.chain_id, nonce=nonce, fee=fee)
+        before = node.state.balance(me)
+        status, doc = await call(client, "POST", "/tx", {"tx": junk.encode().hex()}, wait=20)
+        assert status == 400 and doc["detail"]["status"] == "failed", doc
+        assert "InsufficientAllowance" in doc["error"] and doc["detail"]["height"] >= 1
+        assert node.state.nonce(me) == nonce + 1 and node.state.balance(me) <= before - fee
+        nxt = make_tx(Transfer(to=owner, amount=3), faucet, node.state.chain_id, nonce=nonce + 1, fee=fee)
+        status, doc = await call(client, "POST", "/tx", {"tx": nxt.encode().hex()}, wait=20)
+        assert status == 200 and doc["status"] == "committed", doc
 
 
 async def test_no_faucet_names_the_shortfall(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from ledger import block as b
 from ledger import chain as chain_module
 from ledger.chain import Chain, execute_block
+from ledger.consensus import proposer_for
 from ledger.crypto import blake2b256
 from ledger.state import state_root, state_root_uncached
 from tests.ledger.chainkit import genesis4, next_block, sign_commit, users, validator_keys
@@ -31,13 +32,40 @@ def test_block_with_transfers_commits_and_moves_the_state():
     chain.commit_block(block2, commit2)
 
 
-def test_proposer_drops_failing_txs():
+def test_proposer_keeps_a_tx_that_pays_its_fee_but_fails_and_charges_it():
+    """Every tx pays or is refused: the second transfer could pay its fee but not its amount once the first was
+    in, so it is in the block as a failed tx, its nonce used and its fee paid, and nothing else moved."""
     chain = Chain(genesis4())
     alice, bob = users(2)
-    chain.mempool.add(alice.transfer(bob.account, 9_000_000).encode())
-    chain.mempool.add(alice.transfer(bob.account, 2_000_000).encode())  # admitted alone, fails after the first
-    block, _ = next_block(chain)
-    assert len(block.txs) == 1
+    first = alice.transfer(bob.account, 9_000_000)
+    second = alice.transfer(bob.account, 2_000_000)  # admitted alone, cannot spend after the first
+    chain.mempool.add(first.encode())
+    chain.mempool.add(second.encode())
+    block, commit = next_block(chain)
+    assert block.tx_ids == (first.tx_id, second.tx_id)
+    out = chain.commit_block(block, commit)
+    assert [r.ok for r in out.receipts] == [True, False]
+    assert "InsufficientFunds" in (out.receipts[1].error or "")
+    assert chain.state.nonce(alice.account) == 2
+    assert chain.state.balance(alice.account) == 10_000_000 - 9_000_000 - first.fee - second.fee
+    assert chain.state.balance(bob.account) == 10_000_000 + 9_000_000
+
+
+def test_proposer_leaves_out_a_tx_that_cannot_pay_for_itself_and_refills_the_block():
+    """A tx whose fee its sender cannot pay once an earlier one is in is left out with the sender's later txs,
+    and the block is filled from the other senders instead (capped at max_txs)."""
+    chain = Chain(genesis4())
+    alice, bob, carol = users(3)
+    chain.mempool.add(alice.transfer(bob.account, 10_000_000 - 1, fee=1).encode())  # leaves nothing for fees
+    chain.mempool.add(alice.transfer(bob.account, 0, fee=1).encode())  # cannot pay its fee after the first
+    chain.mempool.add(alice.transfer(bob.account, 0, fee=1).encode())  # needs the one before
+    carols = [carol.transfer(bob.account, i + 1) for i in range(3)]
+    for stx in carols:
+        chain.mempool.add(stx.encode())
+    block = _build(chain, max_txs=3)
+    assert len(block.txs) == 3
+    senders = [tx_id in {c.tx_id for c in carols} for tx_id in block.tx_ids]
+    assert senders.count(True) == 2  # one slot for alice's first, two for carol: alice's unpayable two refilled
 
 
 def _fresh_pair():
@@ -70,10 +98,10 @@ def test_header_mismatches_raise_typed_errors(change, error):
     other.validate_block(block)  # the original is fine
 
 
-def test_block_with_a_failing_tx_is_invalid_and_changes_nothing():
+def test_block_with_a_tx_that_cannot_pay_for_itself_is_invalid_and_changes_nothing():
     chain = Chain(genesis4())
     alice, bob = users(2)
-    bad_tx = alice.transfer(bob.account, 10**12)
+    bad_tx = alice.transfer(bob.account, 1, nonce=5)  # a nonce alice has not reached: it cannot be applied
     good, _ = next_block(chain)
     bad = b.make_block(
         chain_id=good.header.chain_id,
@@ -180,7 +208,7 @@ def test_execute_block_is_all_or_nothing():
     chain = Chain(genesis4())
     alice, bob = users(2)
     ok = alice.transfer(bob.account, 1)
-    bad = bob.transfer(alice.account, 10**12)
+    bad = bob.transfer(alice.account, 1, fee=10**12)  # a fee bob cannot pay
     blk, _ = next_block(chain)
     mixed = b.make_block(
         chain_id=blk.header.chain_id,
@@ -299,3 +327,40 @@ def test_the_proposer_executes_its_own_block_once_while_building_it(monkeypatch)
     direct = other.commit_block(block, commit)
     assert done.state_root == direct.state_root == state_root_uncached(chain.state)
     assert done.receipts == direct.receipts and done.events == direct.events
+
+
+def _build(chain: Chain, max_txs: int) -> b.Block:
+    proposer = proposer_for(chain.validators, chain.next_height, 0)
+    now = (chain.last_header.time_ms if chain.last_header else 0) + 10**12
+    return chain.build(chain.next_height, 0, proposer, now, max_txs=max_txs)
+
+
+def _commit_next(chain: Chain, max_txs: int) -> list:
+    block = _build(chain, max_txs)
+    return chain.commit_block(block, sign_commit(block, validator_keys())).receipts
+
+
+def test_a_flood_of_never_executable_txs_pays_for_its_slots_and_cannot_starve_honest_txs():
+    """Issue 17, case 4: txs that can never execute (``transfer_from`` with no allowance) at a higher fee than
+    honest ones once filled every block for free. Now each is charged its fee where it lands, honest txs commit
+    as soon as the junk ahead of them is paid for, and the attacker's later nonces are not frozen."""
+    chain = Chain(genesis4())
+    attacker, owner, bob, honest = users(4)
+    junk = [attacker.transfer_from(owner.account, bob.account, 1, fee=2) for _ in range(120)]
+    for stx in junk:
+        chain.mempool.add(stx.encode())
+    fair = [honest.transfer(bob.account, i + 1) for i in range(30)]
+    for stx in fair:
+        chain.mempool.add(stx.encode())
+    later = attacker.transfer(bob.account, 5, fee=2)  # behind the junk: once frozen for good
+    chain.mempool.add(later.encode())
+    receipts = []
+    for _ in range(4):  # 151 txs, 50 a block
+        receipts += _commit_next(chain, max_txs=50)
+    by_id = {r.tx_id: r for r in receipts}
+    assert all(stx.tx_id in by_id and not by_id[stx.tx_id].ok for stx in junk)
+    assert "InsufficientAllowance" in (by_id[junk[0].tx_id].error or "")
+    assert all(by_id[stx.tx_id].ok for stx in fair)
+    assert by_id[later.tx_id].ok and chain.state.nonce(attacker.account) == len(junk) + 1
+    assert chain.state.balance(attacker.account) == 10_000_000 - 2 * (len(junk) + 1) - 5
+    assert len(chain.mempool) == 0
