@@ -74,6 +74,13 @@ class NoiseTransport:
     async def receive_frames(self) -> list[bytes]:
         decoder, session = self.decoder, self.session
         while True:
+            # What the session holds already comes first: the handshake's last read may have carried frames
+            # after Noise message 3, and those must not wait for the remote to send more.
+            while (plain := session.next_plaintext()) is not None:
+                decoder.receive_data(plain)
+            frames = decoder.frames()
+            if frames:
+                return frames
             try:
                 data = await self.stream.receive_some(_RECEIVE_BYTES)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -84,11 +91,6 @@ class NoiseTransport:
                 decoder.end_of_stream()
                 raise ConnectionClosed("remote closed the stream")
             session.receive_data(data)
-            while (plain := session.next_plaintext()) is not None:
-                decoder.receive_data(plain)
-            frames = decoder.frames()
-            if frames:
-                return frames
 
     async def aclose(self) -> None:
         await self.stream.aclose()

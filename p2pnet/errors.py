@@ -113,6 +113,11 @@ class ProtocolError(RemoteProtocolError):
 # --- connections and requests ---------------------------------------------------------------------------------
 
 
+class BadRequest(P2PError):
+    """A request handler refused the remote's payload as malformed. The remote gets an error response naming
+    why; the host logs no traceback (the fault is the remote's, not a bug here)."""
+
+
 class ConnectionClosed(P2PError):
     """The connection is closed (locally or by the remote); carries the reason when known."""
 

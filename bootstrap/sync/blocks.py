@@ -19,6 +19,7 @@ from ledger.chain import Chain
 from ledger.errors import DecodeError
 from ledger.sync import GetBlocks, decode_sync_message, serve
 from p2pnet import Host, P2PError, PeerId
+from p2pnet.errors import BadRequest
 
 log = logging.getLogger("bootstrap.node")
 
@@ -55,14 +56,15 @@ class BlockSync:
         return self.status().to_wire()
 
     async def serve_sync(self, peer: PeerId, payload: Any) -> bytes:
+        """``GetBlocks`` → blocks with their commits; a malformed request is the peer's fault (``BadRequest``)."""
         if not isinstance(payload, bytes):
-            raise WireError("sync", "expected GetBlocks bytes")
+            raise BadRequest("sync: expected GetBlocks bytes")
         try:
             req = decode_sync_message(payload)
         except DecodeError as exc:
-            raise WireError("sync", str(exc)) from None
+            raise BadRequest(f"sync: {exc}") from None
         if not isinstance(req, GetBlocks):
-            raise WireError("sync", "expected a GetBlocks request")
+            raise BadRequest("sync: expected a GetBlocks request")
         return serve(self.chain, req).encode()
 
     # ------------------------------------------------------------------------------------------- fetching

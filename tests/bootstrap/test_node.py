@@ -7,6 +7,7 @@ agent or compute pool, so they exercise the node core: store, driver, mempool, g
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -17,7 +18,15 @@ import trio
 from nacl.signing import SigningKey
 
 from bootstrap.errors import BlobNotFound, HomeError, UnknownAccount
-from bootstrap.gossip import MAX_TX_BATCH, TOPIC_CONSENSUS, VoteMsg, decode_consensus, encode_consensus, encode_tx_batch
+from bootstrap.gossip import (
+    MAX_TX_BATCH,
+    PROTO_SYNC,
+    TOPIC_CONSENSUS,
+    VoteMsg,
+    decode_consensus,
+    encode_consensus,
+    encode_tx_batch,
+)
 from bootstrap.gossip import consensus as consensus_module
 from bootstrap.home import NODE_KEY, HomeInfo, NodeConfig, init_home, make_testnet
 from bootstrap.jobs import CsvSource, SyntheticSource
@@ -29,6 +38,7 @@ from ledger.block import Vote, VoteType
 from ledger.errors import BadSignature, InsufficientFunds
 from ledger.state import total_supply
 from ledger.tx import SignedTx, Transfer, make_tx
+from p2pnet import Host, HostConfig, Identity, RemoteError
 from p2pnet.gossip import Received, ValidationResult
 from p2pnet.identity import PeerId
 
@@ -427,3 +437,20 @@ async def test_node_serves_its_api_and_runs_its_agent_when_configured(tmp_path: 
         body = await trio.to_thread.run_sync(lambda: urllib.request.urlopen(url, timeout=5).read())
         head = json.loads(body)
         assert head["chain_id"] == node.head()["chain_id"]
+
+
+@pytest.mark.parametrize("payload", [b"\xc1garbage", b"", 7, {"not": "bytes"}])
+async def test_a_malformed_sync_request_is_answered_as_the_peers_fault_without_a_traceback(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, payload: object) -> None:
+    caplog.set_level(logging.DEBUG)
+    info = init_home(tmp_path / "n0", config=fast())
+    async with running([Node(info.home, info.config)]) as (node,):
+        assert node.host is not None
+        asker = Host(Identity.generate(), HostConfig.test(target_peers=0))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(asker.run)
+            await asker.dial(node.host.listen_addrs[0])
+            with pytest.raises(RemoteError, match="BadRequest"):
+                await asker.request(node.peer_id, PROTO_SYNC, payload, timeout=5.0)
+            nursery.cancel_scope.cancel()
+    assert "Traceback" not in caplog.text and "handler for" not in caplog.text

@@ -5,8 +5,10 @@ import os
 
 import pytest
 import trio
+import trio.testing
 
 from p2pnet import HostConfig, Identity, ValidationResult
+from p2pnet.connection import NoiseTransport
 from p2pnet.framing import GossipMessage, GossipRPC, Request, encode_message, join_frames
 from p2pnet.identity import encode_public_key_protobuf
 from p2pnet.noise import NoiseHandshake, NoiseSession
@@ -231,3 +233,19 @@ async def test_closing_an_already_closed_connection_gracefully_is_quiet() -> Non
         await conn.close_gracefully("pruned: over the peer limit")
         await conn.close_gracefully("pruned again")
         assert conn.close_reason == "the remote left first"
+
+
+async def test_frames_in_the_same_read_as_noise_message_3_are_handled_at_once() -> None:
+    """A peer that sends its first frames together with the last handshake message must not wait for its next
+    write to be heard (and must not be banned if it then closes)."""
+    i = NoiseHandshake(Identity.generate(), initiator=True)
+    r = NoiseHandshake(Identity.generate(), initiator=False)
+    r.receive_data(i.bytes_to_send())
+    i.receive_data(r.bytes_to_send())
+    frame = encode_message(Request(1, "/dacn/px/1", None))
+    r.receive_data(i.bytes_to_send() + i.session().encrypt(join_frames([frame])))
+    assert r.complete
+    _, quiet = trio.testing.memory_stream_pair()  # the remote sends nothing more
+    transport = NoiseTransport(quiet, r.session(), max_frame=1 << 20)
+    with trio.fail_after(2):
+        assert await transport.receive_frames() == [frame]
