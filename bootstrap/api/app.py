@@ -64,7 +64,8 @@ def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message, "detail": jsonable(exc.detail)}, status_code=exc.status)
+        return JSONResponse({"error": exc.message, "detail": jsonable(exc.detail)}, status_code=exc.status,
+                            headers=exc.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -80,7 +81,8 @@ def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
         err = error_for(exc)
         if err.status >= 500:
             log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"error": err.message, "detail": jsonable(err.detail)}, status_code=err.status)
+        return JSONResponse({"error": err.message, "detail": jsonable(err.detail)}, status_code=err.status,
+                            headers=err.headers or None)
 
     env = Env(app, node)
     for resource in RESOURCES:

@@ -25,17 +25,20 @@ from ledger.errors import (
     UnknownWorker,
     WrongJobState,
 )
-from ledger.mempool import AlreadyInMempool, MempoolError, MempoolFull, TxTooLarge
+from ledger.mempool import AlreadyInMempool, FutureQueueFull, MempoolError, MempoolFull, TxTooLarge
+
+RETRY_AFTER_S = 1  # what a client told the mempool is full should wait before sending the same tx again
 
 
 class ApiError(Exception):
     """An error the API reports as ``{"error": message, "detail": detail}`` with ``status``."""
 
-    def __init__(self, status: int, message: str, detail: Any = None) -> None:
+    def __init__(self, status: int, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.detail = detail
+        self.headers = headers or {}
 
 
 
@@ -65,8 +68,11 @@ def error_for(exc: BaseException) -> ApiError:
     if isinstance(exc, DecodeError | InvalidField | EncodeError):
         return ApiError(400, str(exc), {"kind": type(exc).__name__, "field": getattr(exc, "field", None)
                                         or getattr(exc, "path", None)})
-    if isinstance(exc, MempoolFull):
-        return ApiError(429, str(exc), {"kind": "mempool_full"})
+    if isinstance(exc, MempoolFull | FutureQueueFull):
+        # Back-pressure, not a verdict on the tx: the same bytes may be sent again once there is room.
+        kind = "mempool_full" if isinstance(exc, MempoolFull) else "future_queue_full"
+        return ApiError(429, str(exc), {"kind": kind, "retry_after_s": RETRY_AFTER_S},
+                        {"retry-after": str(RETRY_AFTER_S)})
     if isinstance(exc, TxTooLarge):
         return ApiError(413, str(exc), {"kind": "tx_too_large", "size": exc.size, "limit": exc.limit})
     if isinstance(exc, InvalidTx | MempoolError | LedgerError):

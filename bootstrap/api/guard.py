@@ -203,14 +203,8 @@ class Guard:
                 await reject(403, f"origin {origin!r:.80} may not write to this node",
                              {"kind": "cors", "field": "Origin"})
                 return
-            if s.rate_limit_loopback or not is_loopback(client):
-                wait = self.limiter.check(client)
-                if wait > 0:
-                    retry = max(1, math.ceil(wait))
-                    await reject(429, f"too many write requests from {client}; retry in {retry}s",
-                                 {"kind": "rate_limited", "retry_after_s": retry},
-                                 [(b"retry-after", str(retry).encode())])
-                    return
+            # The token first: a stranger's unauthenticated writes must not spend the write budget of the
+            # address they share with the token holder (they would then get 429 for the stranger's traffic).
             if s.token is not None:
                 auth = headers.get("authorization", "")
                 given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
@@ -219,6 +213,14 @@ class Guard:
                                       "(the token is in the node's home, file api_token)",
                                  {"kind": "unauthorized", "field": "Authorization"},
                                  [(b"www-authenticate", b'Bearer realm="dacn"')])
+                    return
+            if s.rate_limit_loopback or not is_loopback(client):
+                wait = self.limiter.check(client)
+                if wait > 0:
+                    retry = max(1, math.ceil(wait))
+                    await reject(429, f"too many write requests from {client}; retry in {retry}s",
+                                 {"kind": "rate_limited", "retry_after_s": retry},
+                                 [(b"retry-after", str(retry).encode())])
                     return
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > s.max_body_bytes):
@@ -272,4 +274,5 @@ class Guard:
             err = error_for(exc)
             if err.status >= 500:
                 log.exception("unhandled error in %s %s", method, scope.get("path"), exc_info=exc)
-            await reject(err.status, err.message, err.detail)
+            await reject(err.status, err.message, err.detail,
+                         [(k.encode("latin-1"), v.encode("latin-1")) for k, v in err.headers.items()])

@@ -119,6 +119,7 @@ class LoadReport:
     commit_seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     rejections: Counter[str] = field(default_factory=Counter)
+    deferred: Counter[str] = field(default_factory=Counter)  # refused for back-pressure, kept and resent
     send_errors: Counter[str] = field(default_factory=Counter)
     block_times_ms: list[int] = field(default_factory=list)
     block_txs: list[int] = field(default_factory=list)
@@ -156,7 +157,8 @@ class LoadReport:
             "latency_p50_ms": round(self.percentile_ms(0.5), 1), "latency_p99_ms": round(self.percentile_ms(0.99), 1),
             "block_time_median_ms": self.block_time_median_ms, "blocks": len(self.block_times_ms),
             "max_block_txs": max(self.block_txs, default=0), "heights": [self.first_height, self.last_height],
-            "rejections": dict(self.rejections), "send_errors": dict(self.send_errors),
+            "rejections": dict(self.rejections), "deferred": dict(self.deferred),
+            "send_errors": dict(self.send_errors),
             "signed_late": self.signed_late,
         }
 
@@ -171,6 +173,7 @@ class LoadReport:
                 ("blocks, median block time ms", f"{d['blocks']}, {d['block_time_median_ms']}"),
                 ("largest block (txs)", str(d["max_block_txs"]))]
         rows += [(f"rejected: {reason}", str(n)) for reason, n in self.rejections.most_common(8)]
+        rows += [(f"deferred (resent): {reason}", str(n)) for reason, n in self.deferred.most_common(4)]
         rows += [(f"send error: {reason}", str(n)) for reason, n in self.send_errors.most_common(4)]
         return "\n".join(["| figure | value |", "| --- | --- |", *(f"| {a} | {b} |" for a, b in rows)])
 
@@ -244,6 +247,10 @@ def load_faucet_key(home: Path) -> SigningKey:
         return Keystore(home_paths(Path(home))["keys"], os.environ.get("DACN_PASSPHRASE")).load(FAUCET_KEY)
     except KeystoreError as exc:
         raise LoadgenError("faucet_home", str(exc)) from None
+
+
+# Refusals that say "not now" rather than "never": the tx is kept and sent again later.
+RETRYABLE = frozenset({"mempool_full", "future_queue_full", "rate_limited"})
 
 
 def _reason(result: dict[str, Any]) -> str:
@@ -441,6 +448,10 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
             for k, (tid, res) in enumerate(zip(ids, doc["results"], strict=True)):
                 if res.get("status") == "pending":
                     report.accepted += k < fresh
+                elif _reason(res) in RETRYABLE:
+                    # back-pressure (a full mempool or future queue): the tx stays outstanding and is resent,
+                    # so no nonce gap is left behind it
+                    report.deferred[_reason(res)] += 1
                 elif k < fresh or _reason(res) not in ("AlreadyInMempool", "BadNonce", "NonceQueued"):
                     # refused for its own sake: it will never commit, whatever we resend
                     report.rejections[_reason(res)] += 1

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from bootstrap.dashboard import stream
 from bootstrap.dashboard.plots import plot_data
-from bootstrap.dashboard.stream import EVENT_KINDS, STREAM_BUFFER, _stream
+from bootstrap.dashboard.stream import EVENT_KINDS, STREAM_BUFFER, _stream, is_loopback_address
 from compute.canonical import decode_artifact
 from compute.dataset import decode_dataset
 from compute.errors import ComputeError
@@ -42,7 +42,7 @@ def _static(name: str) -> bytes:
 def install_dashboard(app: FastAPI, node: Any, api_error: type[Exception], jsonable: Any) -> None:
     """Add the dashboard's routes to ``app`` (see the module docstring). ``api_error`` is the API's error class
     (status, message, detail) so errors keep the one JSON shape."""
-    streams = {"open": 0, "served": 0}
+    streams: dict[str, Any] = {"open": 0, "served": 0, "by_client": {}}
     app.state.streams = streams
 
     @app.get("/dashboard", response_class=HTMLResponse, tags=["dashboard"],
@@ -75,10 +75,18 @@ def install_dashboard(app: FastAPI, node: Any, api_error: type[Exception], jsona
         if streams["open"] >= stream.MAX_STREAMS:
             raise api_error(429, f"too many open event streams ({stream.MAX_STREAMS}); close one and retry",
                             {"kind": "too_many_streams"})
+        host = request.client.host if request.client is not None else ""
+        client = None if is_loopback_address(host) else host
+        per = streams["by_client"]
+        if client is not None and per.get(client, 0) >= stream.MAX_STREAMS_PER_CLIENT:
+            raise api_error(429, f"too many open event streams from {client} ({stream.MAX_STREAMS_PER_CLIENT}); "
+                                 "close one and retry", {"kind": "too_many_streams", "per_client": True})
         channel = node.events.subscribe(STREAM_BUFFER)
         streams["open"] += 1
         streams["served"] += 1
-        return StreamingResponse(_stream(node, channel, wanted, streams), media_type="text/event-stream",
+        if client is not None:
+            per[client] = per.get(client, 0) + 1
+        return StreamingResponse(_stream(node, channel, wanted, streams, client), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     @app.get("/blocks", tags=["chain"])

@@ -5,6 +5,7 @@ the node's peer set once a second and emits ``peer`` events for the differences.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +15,9 @@ import trio
 HEARTBEAT_S = 5.0
 PEER_CHECK_S = 1.0
 MAX_STREAMS = 32
+# One remote address may hold this many of them, so a single client cannot take every slot (loopback callers,
+# trusted like the API trusts them, share only the total).
+MAX_STREAMS_PER_CLIENT = 4
 STREAM_BUFFER = 2048
 EVENT_KINDS = ("block", "tx", "job", "peer")
 
@@ -24,7 +28,15 @@ def sse_message(event: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(event, separators=(',', ':'), default=str)}\n\n".encode()
 
 
-async def _stream(node: Any, channel: Any, wanted: set[str], streams: dict[str, int]) -> AsyncIterator[bytes]:
+def is_loopback_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+async def _stream(node: Any, channel: Any, wanted: set[str], streams: dict[str, Any],
+                  client: str | None = None) -> AsyncIterator[bytes]:
     """The body of one ``/events`` response. Yields happen outside every cancel scope (trio's rule for
     generators); the bus subscription is closed however the stream ends."""
     try:
@@ -67,3 +79,8 @@ async def _stream(node: Any, channel: Any, wanted: set[str], streams: dict[str, 
                         yield b": heartbeat\n\n"
     finally:
         streams["open"] -= 1
+        if client is not None:
+            per = streams["by_client"]
+            per[client] -= 1
+            if per[client] <= 0:
+                del per[client]

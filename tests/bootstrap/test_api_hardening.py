@@ -31,6 +31,7 @@ from bootstrap.api import (
 from bootstrap.home import NodeConfig, init_home
 from bootstrap.node import Node
 from ledger.errors import InvalidField
+from ledger.mempool import FutureQueueFull, MempoolFull
 
 REMOTE = ("203.0.113.7", 40000)
 LOCAL = ("127.0.0.1", 40000)
@@ -207,6 +208,23 @@ async def test_writes_are_rate_limited_per_remote_client() -> None:
     assert status == 400
 
 
+async def test_unauthenticated_writes_do_not_spend_the_token_holders_rate() -> None:
+    """A stranger sharing an address with the token holder (a NAT, a proxy) sends writes without the token: each
+    is a 401 and none counts against the address's write budget, so the token holder is never answered 429."""
+    app = create_app(FakeNode(), ApiSettings(token="s3cret-token", loopback_hosts_only=False, write_rate_per_s=0.5,
+                                             write_burst=3))
+    for _ in range(20):
+        status, _, body = await asgi_call(app, "POST", "/client/register", body=b"{}")
+        assert_error(status, body, 401, "Bearer")
+    for _ in range(3):
+        status, _, body = await asgi_call(app, "POST", "/client/register", body=b"{}",
+                                          headers={"authorization": "Bearer s3cret-token"})
+        assert_error(status, body, 400, "client_address")
+    status, _, body = await asgi_call(app, "POST", "/client/register", body=b"{}",
+                                      headers={"authorization": "Bearer s3cret-token"})
+    assert_error(status, body, 429, "too many")  # its own writes still count
+
+
 async def test_bodies_are_limited_with_or_without_content_length() -> None:
     app = create_app(FakeNode(), ApiSettings(max_body_bytes=1000))
     big = b'{"client_address": "' + b"a" * 2000 + b'"}'
@@ -221,6 +239,23 @@ async def test_bodies_are_limited_with_or_without_content_length() -> None:
     assert_error(status, body, 400, "client_address")
     status, _, body = await asgi_call(app, "POST", "/client/register", body=b"{not json", client=LOCAL)
     assert_error(status, body, 400, "")
+
+
+@pytest.mark.parametrize(("exc", "kind"), [(FutureQueueFull("txs", 10, 3), "future_queue_full"),
+                                           (MempoolFull("txs", 10, 1), "mempool_full")])
+async def test_a_full_mempool_or_future_queue_is_a_retryable_429_with_retry_after(exc: Exception, kind: str) -> None:
+    """Back-pressure, not a verdict: a client told 429 with Retry-After sends the same tx again (a 400 made load
+    generators drop it and strand every later nonce of its sender)."""
+    app = create_app(FakeNode(), ApiSettings())
+
+    async def full() -> None:
+        raise exc
+
+    app.add_api_route("/full", full, methods=["GET"])
+    status, hdrs, body = await asgi_call(app, "GET", "/full", client=LOCAL)
+    doc = assert_error(status, body, 429, "limit")
+    assert doc["detail"]["kind"] == kind and doc["detail"]["retry_after_s"] >= 1
+    assert int(hdrs["retry-after"]) >= 1
 
 
 async def test_a_bug_is_a_json_500_and_a_typed_error_its_4xx(caplog: pytest.LogCaptureFixture) -> None:

@@ -288,3 +288,69 @@ def test_plot_data_for_each_model() -> None:
     log = plot_data("logistic_regression", X, labels, {"coef": [[5.0, 0, 0, 0]], "intercept": [0.0],
                                                        "accuracy": 1.0, "log_loss": 0.1})
     assert {p[2] for p in log["charts"][0]["points"]} == {0.0, 1.0}
+
+
+class _StreamNode:
+    """Enough of a node for /events: an event bus, no peers, height 0."""
+
+    home = "/nonexistent"
+    height = 0
+
+    def __init__(self) -> None:
+        self.events = EventBus()
+
+    def peers(self) -> list[dict[str, str]]:
+        return []
+
+
+async def _open_stream(app: Any, nursery: trio.Nursery, client: tuple[str, int]) -> tuple[int, trio.Event]:
+    """Open ``GET /events`` from ``client`` through the ASGI app; (status, an event that hangs it up)."""
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.1"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": "/events", "raw_path": b"/events", "query_string": b"",
+             "root_path": "", "headers": [(b"host", b"127.0.0.1:5000")], "client": client,
+             "server": ("127.0.0.1", 5000)}
+    hang_up, started = trio.Event(), trio.Event()
+    status: list[int] = []
+    first = [True]
+
+    async def receive() -> dict[str, Any]:
+        if first[0]:
+            first[0] = False
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await hang_up.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+            started.set()
+
+    nursery.start_soon(app, scope, receive, send)
+    with trio.fail_after(5):
+        await started.wait()
+    return status[0], hang_up
+
+
+async def test_one_remote_client_cannot_take_every_event_stream_slot() -> None:
+    from bootstrap.api import ApiSettings, create_app
+
+    app = create_app(_StreamNode(), ApiSettings(loopback_hosts_only=False))
+    mallory, alice = ("203.0.113.7", 40000), ("198.51.100.2", 40000)
+    async with trio.open_nursery() as nursery:
+        hang_ups = []
+        for _ in range(dashboard.MAX_STREAMS_PER_CLIENT):
+            status, hang_up = await _open_stream(app, nursery, mallory)
+            assert status == 200
+            hang_ups.append(hang_up)
+        assert (await _open_stream(app, nursery, mallory))[0] == 429
+        status, alice_hang_up = await _open_stream(app, nursery, alice)  # another client still gets a slot
+        assert status == 200
+        hang_ups[0].set()  # one of mallory's streams ends: its slot is free again
+        with trio.fail_after(5):
+            while app.state.streams["by_client"].get(mallory[0]) != dashboard.MAX_STREAMS_PER_CLIENT - 1:
+                await trio.sleep(0.01)
+        status, hang_up = await _open_stream(app, nursery, mallory)
+        assert status == 200
+        for h in (*hang_ups, alice_hang_up, hang_up):
+            h.set()
+    assert app.state.streams["open"] == 0 and app.state.streams["by_client"] == {}

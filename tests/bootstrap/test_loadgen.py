@@ -21,8 +21,8 @@ from ledger.tx import Transfer, make_tx
 
 
 @asynccontextmanager
-async def running_node(home: Path) -> AsyncIterator[tuple[Node, str]]:
-    node = Node(home, NodeConfig.test(api_listen="127.0.0.1:0"))
+async def running_node(home: Path, **overrides: Any) -> AsyncIterator[tuple[Node, str]]:
+    node = Node(home, NodeConfig.test(api_listen="127.0.0.1:0", **overrides))
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
         assert node.api_address is not None
@@ -57,6 +57,19 @@ async def test_loadgen_funds_offers_and_sees_every_tx_committed(home: Path) -> N
         again = await run_load(LoadConfig([url], rate=40, duration=0.5, accounts=4, settle_s=20))
         assert again.committed == again.offered == 20
         assert node.state.balance(SINK) == 110
+
+
+async def test_a_full_mempool_defers_txs_instead_of_losing_them(home: Path) -> None:
+    """Offered faster than a 24-tx mempool drains: the node answers 429 for what does not fit, the load generator
+    keeps those txs and sends them again, and every offered tx commits (none dropped, no nonce gap left)."""
+    async with running_node(home, mempool_max_txs=24) as (node, url):
+        cfg = LoadConfig([url], rate=400, duration=1.0, accounts=4, faucet_home=home, batch_ms=50, settle_s=40,
+                         resend_s=0.5)
+        report = await run_load(cfg)
+        assert report.deferred.get("mempool_full", 0) > 0, report.to_dict()
+        assert not report.rejections, report.rejections
+        assert report.committed == report.offered == 400 and report.uncommitted == 0
+        assert node.state.balance(SINK) == 400
 
 
 async def test_transfers_are_signed_before_the_clock_starts_and_posted_to_every_node(
