@@ -1,4 +1,11 @@
-"""The peer table (known peers, their addresses, dial backoff), saved to disk and reused on restart."""
+"""The peer table (known peers, their addresses, dial backoff), saved to disk and reused on restart.
+
+Entries are *tried* (we have been connected to the peer) or *new* (another peer told us of it through peer
+exchange, and we have not connected yet), as in Bitcoin's addrman. What a stranger can do to the table is bounded:
+one source may vouch for at most ``MAX_PER_SOURCE`` new entries, new entries are at most ``MAX_NEW`` and are
+evicted oldest first in O(1) (never a tried one), a tried peer's addresses are not replaced by what others say of
+it, and an entry becomes tried only after a successful dial.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import logging
 import os
 import random
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +26,8 @@ log = logging.getLogger("p2pnet.discovery")
 
 MAX_ADDRS_PER_PEER = 8
 MAX_TABLE = 5000
+MAX_NEW = 1024  # entries learned from others and not yet dialed
+MAX_PER_SOURCE = 64  # new entries one peer may have put in the table
 
 
 @dataclass
@@ -28,6 +38,8 @@ class PeerRecord:
     last_seen: float = 0.0  # wall clock, for persistence
     failures: int = 0
     next_dial: float = 0.0  # trio clock
+    tried: bool = False  # we have been connected to it
+    source: PeerId | None = None  # who told us of it (new entries learned through peer exchange only)
 
 
 class PeerTable:
@@ -38,14 +50,29 @@ class PeerTable:
         self.rng = rng
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self._new: OrderedDict[PeerId, None] = OrderedDict()  # untried entries, oldest first
+        self._by_source: dict[PeerId, int] = {}  # new entries each source put in
+        self.refused = 0  # entries from peer exchange not taken (source over its share, or a tried peer's)
 
-    def add(self, peer: PeerId, addrs: list[str]) -> PeerRecord:
-        """Record (or merge) addresses for ``peer``; addresses that do not parse are skipped."""
+    def add(self, peer: PeerId, addrs: list[str], *, source: PeerId | None = None) -> PeerRecord | None:
+        """Record (or merge) addresses for ``peer``; addresses that do not parse are skipped. ``source`` is the
+        peer that told us (peer exchange), None for what we know first hand (bootstrap, the peer itself, our saved
+        table). Returns the record, or None when a source's entry was not taken."""
         rec = self.records.get(peer)
+        if source is not None:
+            if rec is not None and rec.tried:
+                self.refused += 1  # we know how to reach it: hearsay does not replace that
+                return None
+            if rec is None and self._by_source.get(source, 0) >= MAX_PER_SOURCE:
+                self.refused += 1
+                return None
         if rec is None:
-            if len(self.records) >= MAX_TABLE:
-                self._evict()
+            self._make_room(new=True)
             rec = self.records[peer] = PeerRecord()
+            self._new[peer] = None
+            if source is not None:
+                rec.source = source
+                self._by_source[source] = self._by_source.get(source, 0) + 1
         for a in addrs:
             try:
                 ma = Multiaddr.parse(a).without_peer_id()
@@ -57,18 +84,56 @@ class PeerTable:
         del rec.addrs[MAX_ADDRS_PER_PEER:]
         return rec
 
-    def _evict(self) -> None:
-        worst = max(self.records.items(), key=lambda kv: (kv[1].failures, -kv[1].last_seen))[0]
-        del self.records[worst]
+    def _make_room(self, *, new: bool) -> None:
+        if (new and len(self._new) >= MAX_NEW) or (len(self.records) >= MAX_TABLE and self._new):
+            self._remove(next(iter(self._new)))  # the oldest untried entry
+        elif len(self.records) >= MAX_TABLE:
+            # Only tried entries left: drop the one that failed most and was seen least recently (tried entries
+            # come from our own connections, so this scan is not something a stranger can repeat at will).
+            worst = max(self.records.items(), key=lambda kv: (kv[1].failures, -kv[1].last_seen))[0]
+            self._remove(worst)
+
+    def _remove(self, peer: PeerId) -> None:
+        rec = self.records.pop(peer)
+        self._forget_new(peer, rec)
+
+    def _forget_new(self, peer: PeerId, rec: PeerRecord) -> None:
+        was_new = peer in self._new
+        self._new.pop(peer, None)
+        if was_new and rec.source is not None:
+            left = self._by_source.get(rec.source, 1) - 1
+            if left > 0:
+                self._by_source[rec.source] = left
+            else:
+                self._by_source.pop(rec.source, None)
+        rec.source = None
+
+    @property
+    def new_entries(self) -> int:
+        return len(self._new)
+
+    def source_full(self, source: PeerId) -> bool:
+        """Whether ``source`` has put all the new entries it may in the table."""
+        return self._by_source.get(source, 0) >= MAX_PER_SOURCE
 
     def dial_succeeded(self, peer: PeerId) -> None:
-        rec = self.records.setdefault(peer, PeerRecord())
+        """We connected to ``peer``: its entry is tried from now on."""
+        rec = self.records.get(peer)
+        if rec is None:
+            self._make_room(new=False)
+            rec = self.records[peer] = PeerRecord()
+        else:
+            self._forget_new(peer, rec)
+        rec.tried = True
         rec.failures = 0
         rec.last_seen = time.time()
 
     def dial_failed(self, peer: PeerId, now: float) -> float:
         """Push the next dial out exponentially (with jitter); returns the delay."""
-        rec = self.records.setdefault(peer, PeerRecord())
+        rec = self.records.get(peer)
+        if rec is None:
+            rec = self.add(peer, [])
+            assert rec is not None
         rec.failures += 1
         delay = min(self.backoff_base * 2 ** min(rec.failures, 30), self.backoff_max)
         delay *= self.rng.uniform(0.8, 1.2)
@@ -96,7 +161,7 @@ class PeerTable:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         data = {
-            str(p): {"addrs": r.addrs, "last_seen": r.last_seen, "failures": r.failures}
+            str(p): {"addrs": r.addrs, "last_seen": r.last_seen, "failures": r.failures, "tried": r.tried}
             for p, r in self.records.items()
         }
         tmp = target.with_name(target.name + ".tmp")
@@ -121,7 +186,10 @@ class PeerTable:
             try:
                 peer = PeerId.from_string(text)
                 addrs = [a for a in entry["addrs"] if isinstance(a, str)]
+                if entry.get("tried") is True:
+                    self.dial_succeeded(peer)
                 rec = self.add(peer, addrs)
+                assert rec is not None
                 rec.last_seen = float(entry.get("last_seen", 0.0))
                 rec.failures = min(int(entry.get("failures", 0)), 30)
                 n += 1

@@ -391,7 +391,7 @@ class Gossip:
         self.mesh.get(topic, set()).discard(peer)
         self.backoff[(topic, peer)] = trio.current_time() + self.config.prune_backoff
         if px and self.score(peer) >= 0:
-            self.host._learn_peers(px, source=f"prune px from {peer.short()}")
+            self.host._learn_peers(px, peer, f"prune px on {topic[:64]}")
 
     # --- heartbeat ------------------------------------------------------------------------------------------
 

@@ -507,18 +507,23 @@ class Host:
     async def _serve_px(self, peer: PeerId, payload: Any) -> list[list[Any]]:
         return [[p, a] for p, a in self._px_entries(exclude=peer, limit=32)]
 
-    def _learn_peers(self, entries: list[Any], source: str) -> int:
+    def _learn_peers(self, entries: list[Any], source: PeerId, via: str) -> int:
+        """Take peer-exchange entries that ``source`` sent (``via`` says how, for logs) into the peer table, as
+        new entries it vouches for: at most 64 per message, and nothing once it has used its share."""
         n = 0
+        table = self.peer_table
         for entry in entries[:64]:
+            if table.source_full(source):
+                break
             try:
                 pid_bytes, addrs = entry
                 peer = PeerId.from_bytes(pid_bytes)
                 if peer == self.peer_id or not isinstance(addrs, list):
                     continue
-                self.peer_table.add(peer, [a for a in addrs[:8] if isinstance(a, str)])
-                n += 1
+                if table.add(peer, [a for a in addrs[:8] if isinstance(a, str)], source=source) is not None:
+                    n += 1
             except (InvalidPeerId, TypeError, ValueError):
-                log.info("ignoring malformed peer exchange entry from %s", source)
+                log.info("ignoring malformed peer exchange entry from %s (%s)", source.short(), via)
         return n
 
     # --- discovery ----------------------------------------------------------------------------------------------
@@ -608,7 +613,7 @@ class Host:
             log.info("peer exchange with %s failed: %s", peer.short(), exc)
             return
         if isinstance(entries, list):
-            self._learn_peers(entries, source=f"px from {peer.short()}")
+            self._learn_peers(entries, peer, "px")
 
     def _prune_peers(self, excess: int) -> None:
         in_mesh = set().union(*self.gossip.mesh.values()) if self.gossip.mesh else set()

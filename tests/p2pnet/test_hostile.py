@@ -9,6 +9,7 @@ import trio.testing
 
 from p2pnet import HostConfig, Identity, ValidationResult
 from p2pnet.connection import NoiseTransport
+from p2pnet.discovery import MAX_PER_SOURCE
 from p2pnet.framing import GossipMessage, GossipRPC, Request, encode_message, join_frames
 from p2pnet.identity import encode_public_key_protobuf
 from p2pnet.noise import NoiseHandshake, NoiseSession
@@ -249,3 +250,20 @@ async def test_frames_in_the_same_read_as_noise_message_3_are_handled_at_once() 
     transport = NoiseTransport(quiet, r.session(), max_frame=1 << 20)
     with trio.fail_after(2):
         assert await transport.receive_frames() == [frame]
+
+
+async def test_a_prune_flood_of_fake_peers_adds_at_most_one_sources_share() -> None:
+    """One RPC pruning 50 topics with 64 fake peers each once put 3,200 entries in the victim's table (and a
+    scan of the whole table per eviction on its event loop)."""
+    async with running_hosts(2) as (victim, mallory):
+        await mallory.dial(victim.listen_addrs[0])
+        conn = mallory.connection(victim.peer_id)
+        assert conn is not None
+        fake = [(Identity.generate().peer_id.to_bytes(), ["/ip4/10.66.0.1/tcp/4001"]) for _ in range(64)]
+        for round_ in range(3):
+            rpc = GossipRPC(prune=[(f"topic-{round_}-{i}", fake) for i in range(50)])
+            await conn.send_encoded(encode_message(rpc))
+        await _wait_for(lambda: victim.peer_table.source_full(mallory.peer_id) or False, timeout=5)
+        await _honest_round_trip(mallory, victim)  # every RPC above has been handled by now
+        learned = [p for p in victim.peer_table.records if p != mallory.peer_id]
+        assert len(learned) == MAX_PER_SOURCE
