@@ -8,7 +8,7 @@ The API the node uses::
     host.peers()                                   # connected PeerIds
     host.set_request_handler("/dacn/blocks/1", handler)   # async handler(peer_id, payload) -> payload
     reply = await host.request(peer, "/dacn/blocks/1", payload, timeout=5.0)
-    digest = host.provide_blob(data)               # or host.set_blob_provider(fn)
+    digest = host.provide_blob(data)               # or host.set_blob_reader(fn) / set_blob_provider(fn)
     data = await host.fetch_blob(peer, digest)     # chunked, BLAKE2b-256 checked
     inbox = host.gossip.subscribe("txs", validator)   # validator(peer, data) -> ValidationResult
     reached = await host.gossip.publish("txs", data)  # number of peers the message was queued to

@@ -40,6 +40,10 @@ BLOB_PROTOCOL = "/dacn/blob/1"
 
 RequestHandler = Callable[[PeerId, Any], Awaitable[Any]]
 BlobProvider = Callable[[bytes], "bytes | None"]
+# ``reader(digest, offset, length) -> (total size, bytes at offset)`` or None when the blob is not held; it is
+# called on a worker thread, so it may block on disk.
+BlobReader = Callable[[bytes, int, int], "tuple[int, bytes] | None"]
+BLOB_READ_THREADS = 4  # blob chunks read from disk at once (off the event loop)
 
 
 def blob_digest(data: bytes) -> bytes:
@@ -206,6 +210,8 @@ class Host:
         self._handlers: dict[str, RequestHandler] = {PX_PROTOCOL: self._serve_px, BLOB_PROTOCOL: self._serve_blob}
         self._blobs: dict[bytes, bytes] = {}
         self._blob_provider: BlobProvider | None = None
+        self._blob_reader: BlobReader | None = None
+        self._blob_read_limiter = trio.CapacityLimiter(BLOB_READ_THREADS)
         self._bans: dict[PeerId, float] = {}
         self._dialing: set[PeerId] = set()
         self._bootstrap_next: dict[str, float] = {}
@@ -326,6 +332,12 @@ class Host:
     def set_blob_provider(self, provider: BlobProvider) -> None:
         """Serve blobs from a callback ``provider(digest) -> bytes | None`` (checked after the local store)."""
         self._blob_provider = provider
+
+    def set_blob_reader(self, reader: BlobReader) -> None:
+        """Serve blobs chunk by chunk from ``reader(digest, offset, length) -> (size, chunk) | None``, run on a
+        worker thread (checked after the local store, before a provider): a chunk request then reads one chunk
+        from disk, off the event loop, instead of the whole blob on it."""
+        self._blob_reader = reader
 
     async def fetch_blob(self, peer: PeerId, digest: bytes, *, max_size: int | None = None) -> bytes:
         """Fetch a blob from ``peer`` in chunks and check its BLAKE2b-256 digest (:class:`BlobDigestMismatch`)."""
@@ -487,14 +499,25 @@ class Host:
         ):
             raise BlobError("blob request needs {'d': digest bytes, 'o': offset int}")
         digest, offset = payload["d"], payload["o"]
+        if offset < 0:
+            raise BlobError(f"offset {offset} is negative")
+        chunk = self.config.blob_chunk
         data = self._blobs.get(digest)
+        if data is None and self._blob_reader is not None:
+            reader = self._blob_reader
+            got = await trio.to_thread.run_sync(reader, digest, offset, chunk, limiter=self._blob_read_limiter)
+            if got is not None:
+                size, part = got
+                if offset > size:
+                    raise BlobError(f"offset {offset} outside 0..{size}")
+                return {"n": size, "b": part[:chunk]}
         if data is None and self._blob_provider is not None:
             data = self._blob_provider(digest)
         if data is None:
             raise BlobError(f"no blob {digest.hex()[:16]}")
         if not 0 <= offset <= len(data):
             raise BlobError(f"offset {offset} outside 0..{len(data)}")
-        return {"n": len(data), "b": data[offset : offset + self.config.blob_chunk]}
+        return {"n": len(data), "b": data[offset : offset + chunk]}
 
     def _px_entries(self, exclude: PeerId | None, limit: int) -> list[tuple[bytes, list[str]]]:
         out = []

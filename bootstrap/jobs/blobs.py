@@ -2,8 +2,8 @@
 
 Files live at ``<root>/<hex[:2]>/<hex>`` and are written atomically (temp file, fsync, rename), so a crash never
 leaves a half blob under a valid name. ``get`` re-checks nothing on the hot path (the name was the digest when
-it was written); ``verify`` rechecks a blob when asked. The node serves this store to peers through
-``Host.set_blob_provider(store.get)``.
+it was written); ``verify`` rechecks a blob when asked. The node serves this store to peers chunk by chunk through
+``Host.set_blob_reader(store.read_chunk)``: one chunk request reads one chunk from disk, off the event loop.
 """
 
 from __future__ import annotations
@@ -59,6 +59,19 @@ class BlobStore:
         """The blob, or None if this store does not have it (also None for a malformed digest: peers ask this)."""
         try:
             return self._path(digest).read_bytes()
+        except (FileNotFoundError, NodeError):
+            return None
+
+    def read_chunk(self, digest: bytes, offset: int, length: int) -> tuple[int, bytes] | None:
+        """``(size, up to length bytes at offset)`` of a stored blob, reading only that range; None if this store
+        does not have it (or the digest is malformed). Blocking: the host calls it on a worker thread."""
+        try:
+            path = self._path(digest)
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if not 0 <= offset <= size:
+                    return size, b""
+                return size, os.pread(f.fileno(), max(0, length), offset)
         except (FileNotFoundError, NodeError):
             return None
 

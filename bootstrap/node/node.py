@@ -163,7 +163,7 @@ class Node:
                 self.txs.publish = host.gossip.publish
                 host.set_request_handler(PROTO_STATUS, self.sync.serve_status)
                 host.set_request_handler(PROTO_SYNC, self.sync.serve_sync)
-                host.set_blob_provider(self.blobs.get)
+                host.set_blob_reader(self.blobs.read_chunk)
                 await nursery.start(host.run)
                 txs = host.gossip.subscribe(TOPIC_TX, self.tx_topics.validate_tx)
                 tx_batches = host.gossip.subscribe(TOPIC_TXS, self.tx_topics.validate_tx_batch)

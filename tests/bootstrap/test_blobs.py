@@ -51,3 +51,15 @@ async def test_event_bus_fans_out_and_drops_slow_subscribers_with_a_count() -> N
     fast.close()
     bus.publish({"type": "block", "height": 9})  # a reader that left is forgotten, not counted as slow
     assert bus.subscribers == 0 and bus.dropped_subscribers == 1
+
+
+def test_read_chunk_reads_a_range_and_reports_the_size(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs")
+    data = bytes(range(256)) * 40
+    digest = store.put(data)
+    assert store.read_chunk(digest, 0, 100) == (len(data), data[:100])
+    assert store.read_chunk(digest, 10_000, 500) == (len(data), data[10_000:])
+    assert store.read_chunk(digest, len(data), 10) == (len(data), b"")
+    assert store.read_chunk(digest, len(data) + 1, 10) == (len(data), b"")
+    assert store.read_chunk(bytes(32), 0, 10) is None
+    assert store.read_chunk(b"short", 0, 10) is None

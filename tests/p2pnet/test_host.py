@@ -1,5 +1,7 @@
 """Hosts on real loopback sockets: dialing, request/response, blobs, gossip, limits, bans, peer table."""
 
+import threading
+
 import pytest
 import trio
 
@@ -256,3 +258,30 @@ async def test_a_bug_in_handling_closes_one_connection_not_the_host(caplog) -> N
         assert "internal error" in caplog.text
         assert c.peer_id in b.peers()  # the host and its other connections carry on
         assert isinstance(await c.request(b.peer_id, "/dacn/px/1", None), list)
+
+
+async def test_a_blob_reader_is_asked_for_one_chunk_per_request_off_the_event_loop() -> None:
+    """Issue 17, case 9: serving a 64 KiB chunk once read the whole blob, on the event loop (928 chunk requests of
+    a 40 MB blob: ~625x read amplification). A reader is asked for just the chunk, from a worker thread."""
+    data = bytes(range(256)) * 1024  # 256 KiB: four chunks in the test preset
+    digest = blob_digest(data)
+    asked: list[tuple[int, int]] = []
+    threads: set[int] = set()
+
+    def reader(d: bytes, offset: int, length: int) -> tuple[int, bytes] | None:
+        if d != digest:
+            return None
+        threads.add(threading.get_ident())
+        asked.append((offset, length))
+        return len(data), data[offset:offset + length]
+
+    async with running_hosts(2) as (a, b):
+        b.set_blob_reader(reader)
+        peer = await a.dial(b.listen_addrs[0])
+        assert await a.fetch_blob(peer, digest) == data
+        chunk = b.config.blob_chunk
+        assert asked == [(i, chunk) for i in range(0, len(data), chunk)]
+        assert sum(min(n, len(data) - o) for o, n in asked) == len(data)  # each byte read once
+        assert threading.get_ident() not in threads  # never on the trio thread
+        with pytest.raises(RemoteError, match="no blob"):
+            await a.fetch_blob(peer, blob_digest(b"unknown"))
