@@ -1,18 +1,26 @@
 """Job submission and job data: a client's job built and checked here, its spec and dataset kept and announced,
 and any job's blobs fetched from peers by digest.
 
-:class:`JobDesk` builds the spec and dataset (``compute`` checks them, typed errors before any tx), keeps both in
-the content-addressed blob store, announces them on the job-data topic, and signs ``SubmitJob``. It remembers who
-announced which dataset, so a worker fetches from a provider first.
+:class:`JobDesk` builds the spec and dataset (``compute`` checks them, typed errors before any tx), signs
+``SubmitJob`` and has the mempool admit it (so a client that cannot pay stores and announces nothing), keeps both
+blobs in the content-addressed store, announces them on the job-data topic, and only then gossips the tx. It
+remembers who announced which dataset, so a worker fetches from a provider first.
+
+Disk is spent only on jobs that exist: an announcement ties its spec to no chain tx and costs its sender nothing,
+so announced specs wait in a bounded cache in memory (``ANNOUNCED_KEEP`` specs, at most
+``ANNOUNCED_PER_PROVIDER`` per provider and per relaying peer, oldest out) and reach the blob store when a
+committed job names them. Before, 20,000 announcements from one peer became 18,600 files on every node.
 """
 
 from __future__ import annotations
 
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 import trio
 
-from bootstrap.errors import BlobNotFound, NodeError, NodeNotRunning
+from bootstrap.errors import BlobNotFound, BlobTooLarge, NodeError, NodeNotRunning
 from bootstrap.gossip import TOPIC_JOBDATA, JobDataAnnouncement, encode_announcement
 from bootstrap.jobs.sources import DatasetSource, build_dataset, default_dataset
 from compute import JobSpec, make_spec
@@ -21,9 +29,11 @@ from compute.errors import ComputeError
 from ledger.errors import InvalidField
 from ledger.jobs import ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS
 from ledger.tx import SubmitJob
-from p2pnet import P2PError, PeerId
+from p2pnet import P2PError, PeerId, blob_digest
 
 PROVIDERS_KEPT = 8  # announcers remembered per dataset
+ANNOUNCED_KEEP = 512  # announced specs cached in memory (each at most MAX_SPEC_BYTES)
+ANNOUNCED_PER_PROVIDER = 32  # of those, named by one provider, and relayed by one peer
 
 
 class JobDesk:
@@ -33,6 +43,10 @@ class JobDesk:
     def __init__(self, node: Any) -> None:
         self.node = node
         self._providers: dict[bytes, list[PeerId]] = {}
+        # spec digest -> (spec bytes, provider, relaying peer), oldest first; per-provider and per-relayer counts
+        self._announced: OrderedDict[bytes, tuple[bytes, bytes, bytes | None]] = OrderedDict()
+        self._by_provider: Counter[bytes] = Counter()
+        self._by_relayer: Counter[bytes] = Counter()
 
     async def submit_job(
         self,
@@ -73,25 +87,33 @@ class JobDesk:
                 data = await self.fetch_blob(digest, max_size=node.config.max_blob_bytes)
         else:
             data = encode_dataset(built)
-            digest = blobs.put(data)
+            if len(data) > blobs.max_bytes:
+                raise BlobTooLarge(len(data), blobs.max_bytes)
+            digest = blob_digest(data)
             if digest != built.digest:
                 raise NodeError("dataset digest differs from the blob digest (compute and p2pnet disagree)")
         spec = make_spec(model, params, digest, device=device, min_memory_mb=min_memory_mb,
                          time_limit_ms=time_limit_ms, memory_limit_mb=memory_limit_mb)
         spec_bytes = spec.encode()
-        spec_digest = blobs.put(spec_bytes)
+        spec_digest = blob_digest(spec_bytes)
         payload = SubmitJob(
             model=model, params_digest=spec_digest, dataset_digest=digest, reward=reward, verification_fee=vfee,
             tolerance_abs=spec.tolerance.abs, tolerance_ppm=spec.tolerance.ppm, device=device,
             min_memory_mb=spec.requirements.min_memory_mb, bid_window=bid_window, commit_window=commit_window,
             reveal_window=reveal_window, assign=assign,
         )
-        # Announce the data before the tx: a job assigned at submission is run as soon as its block commits,
+        # The mempool admits the tx first (a client that cannot pay stores and announces nothing); the data is
+        # announced before the tx is gossiped: a job assigned at submission is run as soon as its block commits,
         # and its worker must find the spec and dataset by then.
+        stx = await node.txs.sign_and_admit(client, payload, fee=fee)
+        blobs.put(spec_bytes)
+        if not isinstance(built, bytes):
+            blobs.put(data)
         ann = JobDataAnnouncement(spec_bytes, digest, node.peer_id.to_bytes(), len(data))
         self.note_announcement(ann)
         await host.gossip.publish(TOPIC_JOBDATA, encode_announcement(ann))
-        tx_id = await node.sign_and_submit(client, payload, fee=fee)
+        await node.txs.publish_admitted(stx)
+        tx_id = stx.tx_id.hex()
         return {"job_id": tx_id, "tx_id": tx_id, "spec_digest": spec_digest.hex(), "dataset_digest": digest.hex()}
 
     async def announce_job_data(self, spec_bytes: bytes) -> None:
@@ -105,17 +127,59 @@ class JobDesk:
         ann = JobDataAnnouncement(spec_bytes, spec.dataset_digest, node.peer_id.to_bytes(), size)
         await node.host.gossip.publish(TOPIC_JOBDATA, encode_announcement(ann))
 
-    def note_announcement(self, a: JobDataAnnouncement) -> None:
-        """Keep an announced spec (specs are small: every node keeps them, so job views can show them) and
-        remember its announcer as a provider of the dataset."""
-        assert self.node.blobs is not None
+    def announcement_welcome(self, a: JobDataAnnouncement, relayer: bytes | None) -> bool:
+        """Whether an announcement is news this node takes (and so forwards): a spec it neither holds nor has
+        cached, from a provider and a relaying peer still within their shares of the cache."""
+        spec_digest = blob_digest(a.spec)
+        blobs = self.node.blobs
+        if spec_digest in self._announced or (blobs is not None and blobs.has(spec_digest)):
+            return False
+        if self._by_provider[a.provider] >= ANNOUNCED_PER_PROVIDER:
+            return False
+        return relayer is None or self._by_relayer[relayer] < ANNOUNCED_PER_PROVIDER
+
+    def note_announcement(self, a: JobDataAnnouncement, relayer: bytes | None = None) -> None:
+        """Cache an announced spec (so job views can show it, bounded; see the module docstring) and remember its
+        announcer as a provider of the dataset."""
         self.node.counters["announcements"] += 1
-        self.node.blobs.put(a.spec)
+        spec_digest = blob_digest(a.spec)
+        if spec_digest not in self._announced and self.announcement_welcome(a, relayer):
+            while len(self._announced) >= ANNOUNCED_KEEP:
+                self._drop_announced(next(iter(self._announced)))
+            self._announced[spec_digest] = (a.spec, a.provider, relayer)
+            self._by_provider[a.provider] += 1
+            if relayer is not None:
+                self._by_relayer[relayer] += 1
         provider = PeerId.from_bytes(a.provider)
         known = self._providers.setdefault(a.dataset_digest, [])
         if provider not in known:
             known.append(provider)
             del known[:-PROVIDERS_KEPT]
+        while len(self._providers) > ANNOUNCED_KEEP:
+            del self._providers[next(iter(self._providers))]
+
+    def _drop_announced(self, spec_digest: bytes) -> None:
+        _, provider, relayer = self._announced.pop(spec_digest)
+        for table, key in ((self._by_provider, provider), (self._by_relayer, relayer)):
+            if key is not None:
+                table[key] -= 1
+                if table[key] <= 0:
+                    del table[key]
+
+    @property
+    def announced_cached(self) -> int:
+        return len(self._announced)
+
+    def keep_specs_of(self, spec_digests: Iterable[bytes]) -> int:
+        """Move the cached specs that committed jobs name into the blob store; how many moved."""
+        blobs = self.node.blobs
+        moved = 0
+        for d in spec_digests:
+            if d in self._announced and blobs is not None:
+                blobs.put(self._announced[d][0])
+                self._drop_announced(d)
+                moved += 1
+        return moved
 
     def providers(self, digest: bytes) -> list[PeerId]:
         """Peers known (from announcements) to hold ``digest``."""
@@ -131,6 +195,11 @@ class JobDesk:
         data = blobs.get(digest)
         if data is not None:
             return data
+        cached = self._announced.get(digest)
+        if cached is not None:  # a spec announced to us: someone is about to need it, keep it
+            blobs.put(cached[0])
+            self._drop_announced(digest)
+            return cached[0]
         connected = host.peers()
         order = [p for p in self._providers.get(digest, []) if p in connected]
         order += [p for p in connected if p not in order]
@@ -149,11 +218,14 @@ class JobDesk:
         raise BlobNotFound(digest, tried, last)
 
     def spec_of(self, digest: bytes) -> JobSpec | None:
-        """A job spec from the local blob store, if this node has seen it."""
+        """A job spec from the local blob store or the announcement cache, if this node has seen it."""
         blobs = self.node.blobs
         if blobs is None:
             return None
         data = blobs.get(digest)
+        if data is None:
+            cached = self._announced.get(digest)
+            data = cached[0] if cached is not None else None
         if data is None:
             return None
         try:

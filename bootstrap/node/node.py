@@ -108,7 +108,7 @@ class Node:
         self.jobs = JobDesk(self)
         self.tx_topics: TxTopics | None = None
         self.consensus_topic: ConsensusTopic | None = None
-        self.jobdata_topic = JobDataTopic(self.jobs.note_announcement)
+        self.jobdata_topic = JobDataTopic(self.jobs.announcement_welcome, self.jobs.note_announcement)
         self.sync: BlockSync | None = None
 
     # ============================================================================================ lifecycle
@@ -287,6 +287,9 @@ class Node:
         height = block.height
         self.counters["blocks_committed"] += 1
         self.txs.on_commit(cb)
+        jobs = self.state.jobs
+        self.jobs.keep_specs_of(jobs[r.tx_id].params_digest for r in cb.receipts
+                                if r.kind == "submit_job" and r.ok and r.tx_id in jobs)
         self.events.publish({
             "type": "block", "height": height, "hash": block.hash().hex(), "txs": len(block.txs),
             "state_root": cb.state_root.hex(), "time_ms": block.header.time_ms,

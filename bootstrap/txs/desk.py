@@ -155,6 +155,14 @@ class TxDesk:
 
     async def sign_and_submit(self, key_name: str, payload: Payload, *, fee: int | None = None) -> str:
         """Sign ``payload`` with keystore key ``key_name`` (created on first use) at the next nonce, submit it."""
+        stx = await self.sign_and_admit(key_name, payload, fee=fee)
+        await self.publish_admitted(stx)
+        return stx.tx_id.hex()
+
+    async def sign_and_admit(self, key_name: str, payload: Payload, *, fee: int | None = None) -> SignedTx:
+        """Sign ``payload`` as :meth:`sign_and_submit` does and admit it to the local mempool (typed ledger errors
+        if it is refused), without gossiping it yet: the caller does what must come first, then
+        :meth:`publish_admitted`."""
         node = self.node
         keystore, chain = node.keystore, node.chain
         if keystore is None or chain is None:
@@ -165,13 +173,19 @@ class TxDesk:
         for attempt in range(3):
             stx = make_tx(payload, key, chain.chain_id, nonce=self.next_nonce(account), fee=use_fee)
             try:
-                return await self.submit_tx(stx)
+                self._admit_local(stx)
+                return stx
             except BadNonce:
                 # Another node used the same shared key (the devnet faucet) at this nonce; take the next one.
                 if attempt == 2:
                     raise
                 await trio.sleep(0)
         raise AssertionError("unreachable")
+
+    async def publish_admitted(self, stx: SignedTx) -> None:
+        """Gossip a tx already admitted here (see :meth:`sign_and_admit`)."""
+        assert self.publish is not None
+        await self.publish(TOPIC_TX, stx.encode())
 
     async def wait_for_tx(self, tx_id_hex: str, timeout: float) -> dict[str, Any]:
         """Wait until the tx is committed (or known rejected), at most ``timeout`` seconds."""

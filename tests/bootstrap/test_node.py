@@ -22,19 +22,24 @@ from bootstrap.gossip import (
     MAX_TX_BATCH,
     PROTO_SYNC,
     TOPIC_CONSENSUS,
+    TOPIC_JOBDATA,
+    JobDataAnnouncement,
     VoteMsg,
     decode_consensus,
+    encode_announcement,
     encode_consensus,
     encode_tx_batch,
 )
 from bootstrap.gossip import consensus as consensus_module
 from bootstrap.home import NODE_KEY, HomeInfo, NodeConfig, init_home, make_testnet
 from bootstrap.jobs import CsvSource, SyntheticSource
+from bootstrap.jobs.desk import ANNOUNCED_PER_PROVIDER
 from bootstrap.node import NODE_GC_THRESHOLD, Node, tune_gc_for_node
 from bootstrap.views import DISPLAY_ID_CACHE
-from compute import JobSpec
+from compute import JobSpec, make_spec
 from compute.errors import DatasetError, SpecError
 from ledger.block import Vote, VoteType
+from ledger.crypto import blake2b256
 from ledger.errors import BadSignature, InsufficientFunds
 from ledger.state import total_supply
 from ledger.tx import SignedTx, Transfer, make_tx
@@ -454,3 +459,50 @@ async def test_a_malformed_sync_request_is_answered_as_the_peers_fault_without_a
                 await asker.request(node.peer_id, PROTO_SYNC, payload, timeout=5.0)
             nursery.cancel_scope.cancel()
     assert "Traceback" not in caplog.text and "handler for" not in caplog.text
+
+
+def _announcement(i: int, provider: bytes) -> bytes:
+    dataset = blake2b256(b"dataset %d" % i)
+    spec = make_spec("linear_regression", {}, dataset)
+    return encode_announcement(JobDataAnnouncement(spec.encode(), dataset, provider, 1000))
+
+
+def test_a_flood_of_announcements_costs_no_disk_and_earns_the_sender_nothing(tmp_path: Path) -> None:
+    """Issue 17, case 8: announcements tie their spec to no chain tx; 20,000 from one peer once became 18,600
+    files on every node, each an ACCEPT that raised the sender's score."""
+    info = init_home(tmp_path / "n0", config=fast())
+    node = Node(info.home, info.config)
+    node._open()
+    try:
+        assert node.blobs is not None
+        files = len(node.blobs.digests())
+        mallory = PeerId.from_public_key(BOB)
+        verdicts = []
+        for i in range(500):
+            data = _announcement(i, Identity.generate().peer_id.to_bytes())  # a fresh "provider" each time
+            verdicts.append(node.jobdata_topic.validate(mallory, data))
+            if verdicts[-1] is ValidationResult.ACCEPT:
+                node.jobdata_topic.deliver(Received(TOPIC_JOBDATA, data, b"mid%d" % i, mallory))
+        assert verdicts.count(ValidationResult.ACCEPT) == ANNOUNCED_PER_PROVIDER  # the relayer's share
+        assert verdicts.count(ValidationResult.IGNORE) == 500 - ANNOUNCED_PER_PROVIDER
+        assert len(node.blobs.digests()) == files  # nothing written to disk
+        assert node.jobs.announced_cached == ANNOUNCED_PER_PROVIDER
+        # a spec some committed job names is kept on disk; the job view can show a cached one meanwhile
+        spec = make_spec("linear_regression", {}, blake2b256(b"dataset 0"))
+        assert node.spec_of(blake2b256(spec.encode())) == spec
+        assert node.jobs.keep_specs_of([blake2b256(spec.encode())]) == 1
+        assert node.blobs.has(blake2b256(spec.encode())) and len(node.blobs.digests()) == files + 1
+    finally:
+        node._close()
+
+
+async def test_a_job_its_client_cannot_pay_for_stores_and_announces_nothing(tmp_path: Path) -> None:
+    info = init_home(tmp_path / "n0", config=fast())
+    node = Node(info.home, info.config)
+    async with running([node]):
+        assert node.blobs is not None
+        node.keystore.get_or_create("pauper")  # type: ignore[union-attr]
+        files, announced = len(node.blobs.digests()), node.counters["announcements"]
+        with pytest.raises(InsufficientFunds):
+            await node.submit_job("pauper", "kmeans", {"k": 3}, SyntheticSource("blobs", 60, 3, seed=9), reward=50)
+        assert len(node.blobs.digests()) == files and node.counters["announcements"] == announced
