@@ -32,6 +32,7 @@ class GossipConfig:
     first_delivery_cap: float = 100.0
     invalid_weight: float = -10.0  # times invalid count squared
     behaviour_weight: float = -5.0  # times penalty squared
+    duplicate_allowance: int = 64  # duplicate copies per heartbeat beyond what honest relaying explains
     mesh_failure_weight: float = -2.0
     mesh_activation: int = 5  # heartbeats in the mesh before deficits count
     mesh_min_deliveries_of: int = (
@@ -55,6 +56,8 @@ class GossipConfig:
             )
         if not 0 < self.decay < 1:
             raise ConfigError("decay", self.decay, "must be in (0, 1)")
+        if self.duplicate_allowance < 1:
+            raise ConfigError("duplicate_allowance", self.duplicate_allowance, "must be at least 1")
         if not (
             0
             >= self.gossip_threshold

@@ -77,6 +77,7 @@ class PeerScore:
     mesh_deliveries: dict[str, int] = field(default_factory=dict)
     mesh_since: dict[str, int] = field(default_factory=dict)
     iwant_served: int = 0
+    duplicates: int = 0  # copies of already-seen messages sent to us this heartbeat
 
 
 def message_id(topic: str, data: bytes) -> bytes:
@@ -113,6 +114,8 @@ class Gossip:
         self.scores: dict[PeerId, PeerScore] = {}
         self.counters: dict[str, TopicCounters] = {}
         self.topic_volume: dict[str, int] = {}
+        self._new_this_heartbeat = 0  # message ids first seen in this heartbeat, and in the one before
+        self._new_last_heartbeat = 0
         self.heartbeats = 0
         self.graylisted_rpcs = 0
         self.seen_evicted = 0
@@ -213,6 +216,19 @@ class Gossip:
         log.info("penalty %.1f for %s: %s (score %.1f)", amount, peer.short(), reason, self.score(peer))
         self._check_disconnect(peer)
 
+    def _check_duplicates(self, peer: PeerId, s: PeerScore) -> None:
+        """A behaviour penalty (gossipsub's P7) for copies beyond what an honest peer can send.
+
+        An honest peer sends each message at most once, so its duplicates in a heartbeat stay below the number of
+        messages that were new to us in this heartbeat and the one before. Past twice that plus
+        ``duplicate_allowance``, every ``duplicate_allowance`` extra copies add 1 to the behaviour penalty
+        (weighted by its square): a peer replaying one message millions of times once kept a positive score."""
+        c = self.config
+        allowed = 2 * (self._new_this_heartbeat + self._new_last_heartbeat) + c.duplicate_allowance
+        excess = s.duplicates - allowed
+        if excess > 0 and excess % c.duplicate_allowance == 0:
+            self.penalize(peer, 1.0, f"{s.duplicates} duplicate messages in one heartbeat")
+
     def _check_disconnect(self, peer: PeerId) -> None:
         score = self.score(peer)
         if score < self.config.disconnect_threshold:
@@ -283,11 +299,14 @@ class Gossip:
         counters = self.counters[topic]
         if mid in self.seen:
             counters.duplicates += 1
+            s = self._score(peer)
             if peer in self.mesh.get(topic, ()):
-                s = self._score(peer)
                 s.mesh_deliveries[topic] = s.mesh_deliveries.get(topic, 0) + 1
+            s.duplicates += 1
+            self._check_duplicates(peer, s)
             return
         self._mark_seen(mid)
+        self._new_this_heartbeat += 1
         counters.received += 1
         result = ValidationResult.ACCEPT
         if sub.validator is not None:
@@ -407,6 +426,9 @@ class Gossip:
         now = trio.current_time()
         self.heartbeats += 1
         self._decay_scores()
+        self._new_last_heartbeat, self._new_this_heartbeat = self._new_this_heartbeat, 0
+        for s in self.scores.values():
+            s.duplicates = 0
         for topic in list(self.subscriptions):
             self._maintain_mesh(topic, now)
         for topic in list(self.fanout):

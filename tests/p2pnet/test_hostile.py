@@ -267,3 +267,29 @@ async def test_a_prune_flood_of_fake_peers_adds_at_most_one_sources_share() -> N
         await _honest_round_trip(mallory, victim)  # every RPC above has been handled by now
         learned = [p for p in victim.peer_table.records if p != mallory.peer_id]
         assert len(learned) == MAX_PER_SOURCE
+
+
+async def test_a_peer_replaying_one_message_is_penalised_and_cut_off(caplog) -> None:
+    """Issue 17, case 7: duplicates cost nothing (8.5 million left the sender with a positive score). An honest
+    peer sends a message once; thousands of copies in a heartbeat are a behaviour penalty, then a ban."""
+    caplog.set_level(logging.INFO)
+    async with running_hosts(3) as (victim, honest, mallory):
+        inbox = victim.gossip.subscribe("t")
+        honest.gossip.subscribe("t")
+        mallory.gossip.subscribe("t")
+        await honest.dial(victim.listen_addrs[0])
+        await mallory.dial(victim.listen_addrs[0])
+        conn = mallory.connection(victim.peer_id)
+        assert conn is not None
+        frame = encode_message(GossipRPC(messages=[GossipMessage("t", b"the same bytes")]))
+        for _ in range(3000):
+            if conn.close_reason is not None or not conn.try_send_encoded(frame):
+                await trio.sleep(0)
+        await _wait_for(lambda: mallory.peer_id not in victim.peers())
+        assert victim.is_banned(mallory.peer_id) and "duplicate messages" in caplog.text
+        with trio.fail_after(5):
+            assert (await inbox.receive()).data == b"the same bytes"  # the first copy was delivered, once
+        await _wait_for(lambda: honest.peer_id in victim.gossip.mesh.get("t", ()))
+        assert await honest.gossip.publish("t", b"good") >= 1
+        with trio.fail_after(5):
+            assert (await inbox.receive()).data == b"good"
