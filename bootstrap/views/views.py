@@ -256,10 +256,7 @@ class Views:
             if reason is not None:
                 return {"job_id": job_id.hex(), "status": "rejected", "reason": reason}
             return None
-        d = job.to_dict()
-        for role in ("client", "worker", "verifier", "referee"):
-            acct = getattr(job, role)
-            d[f"{role}_id"] = self.display_id(acct) if acct is not None else None
+        d = self._job_with_roles(job)
         spec = node.spec_of(job.params_digest)
         d["spec"] = None if spec is None else {
             "model": spec.model, "params": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.params.items()},
@@ -286,12 +283,17 @@ class Views:
             view["waiting_for"] = why_waiting(state, job) or view.get("waiting_for")
         return view
 
-    def job_row(self, job: Job) -> dict[str, Any]:
-        """A job as the ledger has it, plus its roles as peer ids, what it waits for, and its timeline."""
+    def _job_with_roles(self, job: Job) -> dict[str, Any]:
+        """The ledger's record of a job with each role (client, worker, verifier, referee) as a peer id too."""
         d = job.to_dict()
         for role in ("client", "worker", "verifier", "referee"):
             acct = getattr(job, role)
             d[f"{role}_id"] = self.display_id(acct) if acct is not None else None
+        return d
+
+    def job_row(self, job: Job) -> dict[str, Any]:
+        """A job as the ledger has it, plus its roles as peer ids, what it waits for, and its timeline."""
+        d = self._job_with_roles(job)
         d["waiting_for"] = why_waiting(self.node.state, job)
         d["timeline"] = timeline(job)
         return d
