@@ -67,8 +67,9 @@ class JobDesk:
         fee: int | None = None,
         assign: str = "bids",
     ) -> dict[str, Any]:
-        """Build and check the job's spec and dataset, keep both in the blob store, announce them, and sign
-        ``SubmitJob`` with key ``client``. Compute errors (bad model, params or data) raise typed before any tx.
+        """Build and check the job's spec and dataset, sign ``SubmitJob`` with key ``client`` and have the mempool
+        admit it, keep both blobs in the store, announce them, then gossip the tx. Compute errors (bad model,
+        params or data) and ledger refusals (a client that cannot pay) raise typed before anything is stored.
         ``assign="offers"`` asks the ledger to assign the job in its submit block from standing offers."""
         node = self.node
         blobs, host = node.blobs, node.host
