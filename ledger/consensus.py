@@ -16,6 +16,9 @@ What the caller's network must provide (the paper's gossip assumption, "a messag
 reaches every correct validator"): besides our own messages, the machine asks the caller to pass on other
 validators' signed prevotes with :class:`RelayVote` -- the proof of lock behind a proposal that re-proposes a valid
 value -- and repeats that, with our own current-round messages, on every :class:`Rebroadcast` tick.
+
+Why this file is long: it is one state machine, Algorithm 1's rules over one round state; the handlers read and
+write the same fields, and splitting them apart would hide which rule changes which field.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Generic, TypeVar
 from nacl.signing import SigningKey
 
 from ledger.block import Commit as CommitCert
-from ledger.block import CommitSig, Evidence, Proposal, Vote, VoteType
+from ledger.block import CommitSig, Evidence, Proposal, Vote, VoteType, proposer_for
 from ledger.types import AccountId, Height
 
 V = TypeVar("V")
@@ -133,11 +136,6 @@ def test_config() -> ConsensusConfig:
 
 
 test_config.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite the name
-
-
-def proposer_for(validators: Sequence[AccountId], height: Height, round_: int) -> AccountId:
-    """The proposer for (height, round): ``validators[(height + round) % n]``."""
-    return validators[(height + round_) % len(validators)]
 
 
 def quorum(n: int) -> int:

@@ -16,19 +16,32 @@ import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import trio
 
 from p2pnet.config import GossipConfig
+from p2pnet.connection import Connection
 from p2pnet.errors import LocalProtocolError
-from p2pnet.framing import GossipMessage, GossipRPC
+from p2pnet.framing import GossipMessage, GossipRPC, Message
 from p2pnet.identity import PeerId
 
-if TYPE_CHECKING:
-    from p2pnet.host import Host
-
 log = logging.getLogger("p2pnet.gossip")
+
+
+class GossipHost(Protocol):
+    """What the router needs of the host it runs in (``p2pnet.host.Host``): its live connections, frame encoding,
+    bans and peer exchange. Named here so the router does not import the host, which imports the router."""
+
+    _connections: dict[PeerId, Connection]
+
+    def _encode(self, msg: Message) -> bytes: ...
+
+    def ban(self, peer: PeerId, reason: str, duration: float | None = None) -> None: ...
+
+    def _px_entries(self, exclude: PeerId | None, limit: int) -> list[tuple[bytes, list[str]]]: ...
+
+    def _learn_peers(self, entries: list[Any], source: PeerId, via: str) -> int: ...
 
 
 class ValidationResult(enum.Enum):
@@ -98,7 +111,7 @@ class _Subscription:
 class Gossip:
     """The gossip router of one Host. ``subscribe`` and ``publish`` are the application's entry points."""
 
-    def __init__(self, host: Host, config: GossipConfig, rng: random.Random) -> None:
+    def __init__(self, host: GossipHost, config: GossipConfig, rng: random.Random) -> None:
         self.host = host
         self.config = config
         self.rng = rng

@@ -1,5 +1,10 @@
 """The Host: listens, dials, secures, keeps the connection table and its limits, serves request/response
-protocols and blobs, runs gossip and discovery. One Host per node, run in the node's trio nursery."""
+protocols and blobs, runs gossip and discovery. One Host per node, run in the node's trio nursery.
+
+Why this file is long: the TCP/Noise transport, the connection table it feeds, request/response, blobs and
+discovery share the admission limits, bans and the dial/accept lifecycle; the resource manager of issue 17 is
+where a connection manager of its own should split off.
+"""
 
 from __future__ import annotations
 

@@ -27,13 +27,18 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bootstrap.api import chain, clients, general, jobs, network, workers
 from bootstrap.api.bodies import jsonable
+from bootstrap.api.chain import add_routes as chain_routes
+from bootstrap.api.clients import add_routes as clients_routes
 from bootstrap.api.env import Env
 from bootstrap.api.errors import ApiError, error_for, validation_error
 from bootstrap.api.general import API_VERSION
+from bootstrap.api.general import add_routes as general_routes
 from bootstrap.api.guard import ApiSettings, Guard, settings_for
+from bootstrap.api.jobs import add_routes as jobs_routes
 from bootstrap.api.metrics import DeviceSampler
+from bootstrap.api.network import add_routes as network_routes
+from bootstrap.api.workers import add_routes as workers_routes
 from bootstrap.dashboard import install_dashboard
 
 log = logging.getLogger("dacn.api")
@@ -47,7 +52,7 @@ API_DESCRIPTION = (
 )
 
 # The order routes are added in is the order FastAPI matches them and the OpenAPI document lists them.
-RESOURCES = (general, workers, clients, jobs, network, chain)
+RESOURCES = (general_routes, workers_routes, clients_routes, jobs_routes, network_routes, chain_routes)
 
 
 def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
@@ -85,8 +90,8 @@ def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
                             headers=err.headers or None)
 
     env = Env(app, node)
-    for resource in RESOURCES:
-        resource.add_routes(app, env)
+    for add_routes in RESOURCES:
+        add_routes(app, env)
     install_dashboard(app, node, ApiError, jsonable)
     app.state.device_sampler = DeviceSampler()
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -24,9 +24,15 @@ import trio
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from bootstrap.dashboard import stream
 from bootstrap.dashboard.plots import plot_data
-from bootstrap.dashboard.stream import EVENT_KINDS, STREAM_BUFFER, _stream, is_loopback_address
+from bootstrap.dashboard.stream import (
+    EVENT_KINDS,
+    MAX_STREAMS,
+    MAX_STREAMS_PER_CLIENT,
+    STREAM_BUFFER,
+    _stream,
+    is_loopback_address,
+)
 from compute.canonical import decode_artifact
 from compute.dataset import decode_dataset
 from compute.errors import ComputeError
@@ -72,14 +78,14 @@ def install_dashboard(app: FastAPI, node: Any, api_error: type[Exception], jsona
             if unknown:
                 raise api_error(400, f"types: unknown event type(s) {sorted(unknown)}; known: {list(EVENT_KINDS)}",
                                 {"field": "types"})
-        if streams["open"] >= stream.MAX_STREAMS:
-            raise api_error(429, f"too many open event streams ({stream.MAX_STREAMS}); close one and retry",
+        if streams["open"] >= MAX_STREAMS:
+            raise api_error(429, f"too many open event streams ({MAX_STREAMS}); close one and retry",
                             {"kind": "too_many_streams"})
         host = request.client.host if request.client is not None else ""
         client = None if is_loopback_address(host) else host
         per = streams["by_client"]
-        if client is not None and per.get(client, 0) >= stream.MAX_STREAMS_PER_CLIENT:
-            raise api_error(429, f"too many open event streams from {client} ({stream.MAX_STREAMS_PER_CLIENT}); "
+        if client is not None and per.get(client, 0) >= MAX_STREAMS_PER_CLIENT:
+            raise api_error(429, f"too many open event streams from {client} ({MAX_STREAMS_PER_CLIENT}); "
                                  "close one and retry", {"kind": "too_many_streams", "per_client": True})
         channel = node.events.subscribe(STREAM_BUFFER)
         streams["open"] += 1

@@ -1,45 +1,12 @@
 """The model table: each model says which backends run it, what target it needs, how it fits, how its output
-is made canonical and summarised, and how a claimed output is certified without re-running it."""
+is made canonical and summarised, and how a claimed output is certified without re-running it. The definitions
+every model module uses are in ``base``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from compute.models.base import BACKENDS, Check, Fields, ModelDef
 
-import numpy as np
-
-from compute.canonical import ArtifactValue
-
-BACKENDS = ("numpy", "sklearn", "torch-cpu", "torch-cuda")
-
-Fields = dict[str, ArtifactValue]
-
-
-@dataclass(frozen=True)
-class Check:
-    """One certificate check: its measured value against the threshold it must not exceed."""
-
-    name: str
-    value: float
-    threshold: float
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.value <= self.threshold)  # NaN fails
-
-
-@dataclass(frozen=True)
-class ModelDef:
-    """How one model runs and is checked. ``fit`` returns canonical artifact fields; ``summarise`` turns those
-    fields into the summary floats (in order) and a display dict; ``certify`` returns the cheap checks."""
-
-    name: str
-    backends: tuple[str, ...]
-    target: str  # "none", "real" or "labels"
-    fit: Callable[[str, np.ndarray, np.ndarray | None, Mapping[str, Any]], Fields]
-    summarise: Callable[[Fields], tuple[np.ndarray, dict[str, Any]]]
-    certify: Callable[[np.ndarray, np.ndarray | None, Mapping[str, Any], Fields], list[Check]]
+__all__ = ["BACKENDS", "Check", "Fields", "ModelDef", "get_model"]
 
 
 def get_model(name: str) -> ModelDef:

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from compute.errors import SpecError
-from compute.models import Check, Fields, ModelDef
 from compute.models._torch import as_tensor, torch_for
+from compute.models.base import Check, Fields, ModelDef
 
 
 def initial_centres(X: np.ndarray, k: int, seed: int, init: str) -> np.ndarray:

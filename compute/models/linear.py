@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from compute.models import Check, Fields, ModelDef
 from compute.models._torch import as_tensor, torch_for
+from compute.models.base import Check, Fields, ModelDef
 
 
 def _centred(X: np.ndarray, y: np.ndarray, fit_intercept: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:

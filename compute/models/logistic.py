@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from compute.errors import DatasetError, ExecutionError
-from compute.models import Check, Fields, ModelDef
 from compute.models._torch import as_tensor, torch_for
+from compute.models.base import Check, Fields, ModelDef
 
 MAX_NEWTON_PARAMS = 4096
 _GRAD_TOL = 1e-12  # on the per-sample-averaged gradient; Newton reaches it in a handful of steps

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from compute.errors import BackendUnavailable, DatasetError
-from compute.models import Check, Fields, ModelDef
 from compute.models._torch import torch_for
+from compute.models.base import Check, Fields, ModelDef
 from compute.models.logistic import classes_of
 
 MAX_CURVE_POINTS = 64

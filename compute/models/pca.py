@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from compute.errors import SpecError
-from compute.models import Check, Fields, ModelDef
 from compute.models._torch import as_tensor, torch_for
+from compute.models.base import Check, Fields, ModelDef
 
 
 def _covariance_eigh(X: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
