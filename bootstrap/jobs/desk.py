@@ -128,10 +128,13 @@ class JobDesk:
         ann = JobDataAnnouncement(spec_bytes, spec.dataset_digest, node.peer_id.to_bytes(), size)
         await node.host.gossip.publish(TOPIC_JOBDATA, encode_announcement(ann))
 
-    def announcement_welcome(self, a: JobDataAnnouncement, relayer: bytes | None) -> bool:
+    def announcement_welcome(self, a: JobDataAnnouncement, relayer: bytes | None,
+                             spec_digest: bytes | None = None) -> bool:
         """Whether an announcement is news this node takes (and so forwards): a spec it neither holds nor has
-        cached, from a provider and a relaying peer still within their shares of the cache."""
-        spec_digest = blob_digest(a.spec)
+        cached, from a provider and a relaying peer still within their shares of the cache. ``spec_digest`` is
+        the spec's digest when the caller has it already."""
+        if spec_digest is None:
+            spec_digest = blob_digest(a.spec)
         blobs = self.node.blobs
         if spec_digest in self._announced or (blobs is not None and blobs.has(spec_digest)):
             return False
@@ -144,7 +147,7 @@ class JobDesk:
         announcer as a provider of the dataset."""
         self.node.counters["announcements"] += 1
         spec_digest = blob_digest(a.spec)
-        if spec_digest not in self._announced and self.announcement_welcome(a, relayer):
+        if self.announcement_welcome(a, relayer, spec_digest):
             while len(self._announced) >= ANNOUNCED_KEEP:
                 self._drop_announced(next(iter(self._announced)))
             self._announced[spec_digest] = (a.spec, a.provider, relayer)
