@@ -41,6 +41,7 @@ def build(n_accounts: int, n_txs: int, seed: int) -> tuple[Genesis, list[SignedT
         "chain_id": CHAIN_ID,
         "allocations": [{"account": a.hex(), "balance": 10**12} for a in accounts],
         "validators": [accounts[0].hex()],
+        "workers": [{"account": accounts[0].hex(), "stake": 1_000, "device_kind": "cpu"}],  # the validator's bond
     })
     nonces = [0] * n_accounts
     txs = []

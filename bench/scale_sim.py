@@ -44,7 +44,7 @@ from bootstrap.gossip import TOPIC_CONSENSUS, ProposalMsg, decode_consensus
 from bootstrap.home import NodeConfig
 from ledger.chain import Chain, CommittedBlock
 from ledger.crypto import signing_key_from_seed
-from ledger.genesis import Genesis
+from ledger.genesis import Genesis, GenesisWorker
 from p2pnet import Host, HostConfig, PeerId, ValidationResult
 from p2pnet import testing as p2ptesting
 from p2pnet.testing import LinkConfig, MemoryNetwork
@@ -310,11 +310,13 @@ async def _consensus(v: int, blocks: int, seed: int, limit: float) -> ConsensusR
     rng = random.Random(seed)
     net = MemoryNetwork(seed=seed, default_link=LINK)
     keys = validator_keys(v, seed)
+    validators = [bytes(k.verify_key) for k in keys]
     genesis = Genesis(
         chain_id="scale-sim",
         genesis_time=GENESIS_TIME_MS,
         allocations={},
-        validators=[bytes(k.verify_key) for k in keys],
+        validators=validators,
+        workers=[GenesisWorker(a, 1_000, "cpu") for a in validators],  # each validator's bond, as genesis requires
     )
     node_cfg = NodeConfig.test()
     meter = ByteMeter()

@@ -36,6 +36,9 @@ MAX_VALIDATORS = 1024
 # A block on the wire: its txs plus headers, commit and evidence, with room to spare.
 MAX_BLOCK_BYTES = MAX_BLOCK_TX_BYTES + 1024 * 1024
 MAX_VOTE_BYTES = 512
+# The latest block time a block may carry: the next block needs time + 1, and that must still encode as uint64,
+# so no proposer can make the block after its own unbuildable.
+MAX_BLOCK_TIME_MS = 2**63 - 1
 
 
 class BlockError(LedgerError):
@@ -386,6 +389,10 @@ class Evidence:
         return self.vote_a.validator
 
     @property
+    def height(self) -> Height:
+        return self.vote_a.height
+
+    @property
     def key(self) -> tuple[bytes, int, int, int]:
         """Identifies the offence: one validator, one height/round/step, punished once."""
         return (self.offender, self.vote_a.height, self.vote_a.round, int(self.vote_a.vote_type))
@@ -411,6 +418,159 @@ class Evidence:
     def from_wire(cls, obj: object) -> Evidence:
         f = _list(obj, "evidence", 2)
         return cls(Vote.from_wire(f[0]), Vote.from_wire(f[1]))
+
+
+# The step number a proposal offence is keyed by (votes use their VoteType, 1 and 2).
+PROPOSAL_STEP = 0
+
+
+@dataclass(frozen=True)
+class ProposalEvidence:
+    """Two different proposals signed by one proposer for the same height and round.
+
+    A proposer restarted mid-round that forgot what it proposed, or one that shows different blocks to different
+    validators, signs such a pair; either way it may split honest prevotes, so it is punished like a double vote.
+    """
+
+    proposal_a: Proposal
+    proposal_b: Proposal
+
+    @classmethod
+    def from_proposals(cls, a: Proposal, b: Proposal) -> ProposalEvidence:
+        if (a.block_hash, a.pol_round) > (b.block_hash, b.pol_round):
+            a, b = b, a
+        return cls(a, b)
+
+    @property
+    def offender(self) -> AccountId:
+        return self.proposal_a.proposer
+
+    @property
+    def height(self) -> Height:
+        return self.proposal_a.height
+
+    @property
+    def key(self) -> tuple[bytes, int, int, int]:
+        return (self.offender, self.proposal_a.height, self.proposal_a.round, PROPOSAL_STEP)
+
+    def validate(self, chain_id: str, validators: Sequence[AccountId]) -> None:
+        """Raise :class:`BadEvidence` unless both proposals are validly signed, conflicting, by the round's
+        proposer."""
+        a, b = self.proposal_a, self.proposal_b
+        if a.proposer != b.proposer:
+            raise BadEvidence("the two proposals are by different proposers")
+        if a.proposer not in set(validators):
+            raise BadEvidence(f"{a.proposer.hex()} is not a validator")
+        if (a.height, a.round) != (b.height, b.round):
+            raise BadEvidence("the proposals are for different heights or rounds")
+        if proposer_for(validators, a.height, a.round) != a.proposer:
+            raise BadEvidence("the signer is not the proposer of that round")
+        if (a.block_hash, a.pol_round) >= (b.block_hash, b.pol_round):
+            raise BadEvidence("the proposals do not conflict or are not in canonical order")
+        if not a.verify(chain_id) or not b.verify(chain_id):
+            raise BadEvidence("a proposal signature does not verify")
+
+    def to_wire(self) -> list:
+        # Tagged with a leading 0 so it can never be read as a vote pair (a 2-list).
+        return [PROPOSAL_STEP, self.proposal_a.to_wire(), self.proposal_b.to_wire()]
+
+    @classmethod
+    def from_wire(cls, obj: object) -> ProposalEvidence:
+        f = _list(obj, "proposal evidence", 3)
+        if _uint(f[0], "evidence.kind") != PROPOSAL_STEP:
+            raise DecodeError("evidence.kind", "unknown evidence kind")
+        return cls(Proposal.from_wire(f[1]), Proposal.from_wire(f[2]))
+
+
+AnyEvidence = Evidence | ProposalEvidence
+
+
+def evidence_from_wire(obj: object) -> AnyEvidence:
+    """Decode either kind of evidence: a vote pair is a 2-list, a proposal pair a tagged 3-list."""
+    if isinstance(obj, list) and len(obj) == 3:
+        return ProposalEvidence.from_wire(obj)
+    return Evidence.from_wire(obj)
+
+
+# ---------------------------------------------------------------------------------------- round state
+
+ROUND_STATE_DOMAIN = b"dacn/round-state/v1"
+# A round state describes at most this many rounds (the latest ones), so its size does not grow with the rounds
+# a height has taken.
+ROUND_STATE_ROUNDS = 16
+
+
+@dataclass(frozen=True)
+class RoundVotes:
+    """Which validators' votes one validator holds for one round: bit i is ``validators[i]``."""
+
+    round: int
+    has_proposal: bool
+    prevotes: int
+    precommits: int
+
+
+def round_state_sign_bytes(
+    chain_id: str, validator: bytes, height: Height, round_: int, step: int, rounds: Sequence[RoundVotes]
+) -> bytes:
+    body = [[r.round, int(r.has_proposal), r.prevotes, r.precommits] for r in rounds]
+    return ROUND_STATE_DOMAIN + pack([chain_id, validator, height, round_, step, body])
+
+
+@dataclass(frozen=True)
+class RoundState:
+    """A validator's signed "where I am and what I hold" (height, round, step, and per recent round which votes
+    and whether the proposal), so that peers can send it what it lacks, for earlier rounds too (CometBFT's
+    NewRoundStep plus HasVote/VoteSetBits, folded into one message). Signed so that a stranger cannot make
+    validators relay votes on its behalf."""
+
+    validator: AccountId
+    height: Height
+    round: int
+    step: int
+    rounds: tuple[RoundVotes, ...]
+    signature: bytes
+
+    @classmethod
+    def sign(
+        cls, key: SigningKey, chain_id: str, height: Height, round_: int, step: int, rounds: Sequence[RoundVotes]
+    ) -> RoundState:
+        validator = bytes(key.verify_key)
+        msg = round_state_sign_bytes(chain_id, validator, height, round_, step, rounds)
+        return cls(validator, height, round_, step, tuple(rounds), key.sign(msg).signature)
+
+    def verify(self, chain_id: str) -> bool:
+        msg = round_state_sign_bytes(chain_id, self.validator, self.height, self.round, self.step, self.rounds)
+        return verify(self.validator, msg, self.signature)
+
+    def to_wire(self) -> list:
+        body = [[r.round, int(r.has_proposal), r.prevotes, r.precommits] for r in self.rounds]
+        return [self.validator, self.height, self.round, self.step, body, self.signature]
+
+    @classmethod
+    def from_wire(cls, obj: object) -> RoundState:
+        f = _list(obj, "round_state", 6)
+        rounds = []
+        for i, item in enumerate(_list(f[4], "round_state.rounds", max_len=ROUND_STATE_ROUNDS)):
+            g = _list(item, f"round_state.rounds[{i}]", 4)
+            bits = [_uint(g[k], f"round_state.rounds[{i}]") for k in (2, 3)]
+            if any(b.bit_length() > MAX_VALIDATORS for b in bits):
+                raise DecodeError(f"round_state.rounds[{i}]", "more bits than validators")
+            has = _uint(g[1], f"round_state.rounds[{i}].has_proposal")
+            if has > 1:
+                raise DecodeError(f"round_state.rounds[{i}].has_proposal", "expected 0 or 1")
+            rounds.append(RoundVotes(_uint(g[0], f"round_state.rounds[{i}].round"), bool(has), bits[0], bits[1]))
+        step = _uint(f[3], "round_state.step")
+        if step > 3:
+            raise DecodeError("round_state.step", f"unknown step {step}")
+        return cls(
+            _field(f[0], "round_state.validator", bytes, length=32),  # type: ignore[arg-type]
+            _uint(f[1], "round_state.height"),
+            _uint(f[2], "round_state.round"),
+            step,
+            tuple(rounds),
+            _field(f[5], "round_state.signature", bytes, length=SIG_LEN),  # type: ignore[arg-type]
+        )
 
 
 # -------------------------------------------------------------------------------------------- blocks
@@ -442,7 +602,7 @@ def last_commit_hash(commit: Commit | None) -> bytes:
     return ZERO_HASH if commit is None else blake2b256(commit.encode())
 
 
-def evidence_hash(evidence: Sequence[Evidence]) -> bytes:
+def evidence_hash(evidence: Sequence[AnyEvidence]) -> bytes:
     return blake2b256(pack([e.to_wire() for e in evidence]))
 
 
@@ -511,7 +671,7 @@ class Block:
     header: BlockHeader
     txs: tuple[bytes, ...]
     last_commit: Commit | None
-    evidence: tuple[Evidence, ...] = ()
+    evidence: tuple[AnyEvidence, ...] = ()
 
     @property
     def height(self) -> Height:
@@ -545,7 +705,7 @@ class Block:
             BlockHeader.from_wire(f[0]),
             tuple(txs),
             None if f[2] is None else Commit.from_wire(f[2]),
-            tuple(Evidence.from_wire(e) for e in evidence),
+            tuple(evidence_from_wire(e) for e in evidence),
         )
 
     def encode(self) -> bytes:
@@ -572,7 +732,7 @@ def make_block(
     validators: Sequence[AccountId],
     txs: Sequence[bytes],
     last_commit: Commit | None,
-    evidence: Sequence[Evidence] = (),
+    evidence: Sequence[AnyEvidence] = (),
 ) -> Block:
     """Assemble a block, computing every derived header field."""
     header = BlockHeader(
@@ -621,7 +781,7 @@ def validate_block_header(
     if h.prev_hash != expected_prev:
         raise BadPrevHash(expected_prev, h.prev_hash)
     prev_time = genesis_time_ms if prev is None else prev.time_ms
-    if h.time_ms <= prev_time:
+    if h.time_ms <= prev_time or h.time_ms > MAX_BLOCK_TIME_MS:
         raise BadTime(prev_time, h.time_ms)
     expected_proposer = proposer_for(validators, h.height, h.round)
     if h.proposer != expected_proposer:
@@ -657,8 +817,8 @@ def validate_block_header(
     keys = set()
     for ev in block.evidence:
         ev.validate(chain_id, validators)
-        if ev.vote_a.height >= h.height:
-            raise BadEvidence(f"evidence at height {ev.vote_a.height} is not from before block {h.height}")
+        if ev.height >= h.height:
+            raise BadEvidence(f"evidence at height {ev.height} is not from before block {h.height}")
         if ev.key in keys:
             raise BadEvidence("the same offence is listed twice")
         keys.add(ev.key)

@@ -15,13 +15,13 @@ from typing import Any
 from ledger.block import (
     MAX_BLOCK_TX_BYTES,
     MAX_BLOCK_TXS,
+    AnyEvidence,
     BadBlockTx,
     BadEvidence,
     Block,
     BlockError,
     BlockHeader,
     Commit,
-    Evidence,
     WrongHeight,
     make_block,
     validate_block_header,
@@ -37,9 +37,6 @@ from ledger.tx import SignedTx, decode_signed_tx, verify_tx_signature
 from ledger.types import AccountId, Height
 
 INITIAL_HEIGHT: Height = 1
-# Evidence older than this many blocks is refused, so the set of punished offences a node must remember is
-# bounded by the recent blocks it keeps anyway.
-EVIDENCE_MAX_AGE = 100
 
 
 def block_context(block: Block) -> BlockContext:
@@ -89,7 +86,7 @@ def execute_block(
     return state, receipts, events
 
 
-def _after_txs(state: State, evidence: Sequence[Evidence], ctx: BlockContext) -> list[Event]:
+def _after_txs(state: State, evidence: Sequence[AnyEvidence], ctx: BlockContext) -> list[Event]:
     """The part of a block's execution after its txs: evidence, then ``end_block`` (``state`` written in place)."""
     events: list[Event] = []
     for ev in evidence:
@@ -236,27 +233,36 @@ class Chain:
         )
         self._check_evidence(block)
 
+    @property
+    def evidence_max_age(self) -> int:
+        """Evidence older than this many blocks is refused (``params.evidence_max_age``), so the set of punished
+        offences a node must remember is bounded by the recent blocks it keeps anyway, and stake unbonded after an
+        offence is still unbonding whenever its evidence can be included (``params.unbonding_period`` is longer)."""
+        return self.state.params.evidence_max_age
+
     def _check_evidence(self, block: Block) -> None:
+        max_age = self.evidence_max_age
         for ev in block.evidence:
-            if block.height - ev.vote_a.height > EVIDENCE_MAX_AGE:
-                raise BadEvidence(f"evidence from height {ev.vote_a.height} is older than {EVIDENCE_MAX_AGE} blocks")
+            if block.height - ev.height > max_age:
+                raise BadEvidence(f"evidence from height {ev.height} is older than {max_age} blocks")
             if ev.key in self._punished:
                 raise BadEvidence(f"offence already punished at height {self._punished[ev.key]}")
 
     def _note_evidence(self, block: Block) -> None:
         for ev in block.evidence:
             self._punished[ev.key] = block.height
-        cutoff = block.height - EVIDENCE_MAX_AGE
-        if len(self._punished) > 4 * EVIDENCE_MAX_AGE:
+        max_age = self.evidence_max_age
+        cutoff = block.height - max_age
+        if len(self._punished) > 4 * max_age:
             self._punished = {k: h for k, h in self._punished.items() if k[1] >= cutoff}
 
-    def pending_evidence(self, evidence: Sequence[Evidence]) -> list[Evidence]:
+    def pending_evidence(self, evidence: Sequence[AnyEvidence]) -> list[AnyEvidence]:
         """The evidence worth putting into the next block: fresh, unpunished, one per offence."""
-        out: dict[tuple[bytes, int, int, int], Evidence] = {}
+        out: dict[tuple[bytes, int, int, int], AnyEvidence] = {}
         for ev in evidence:
-            if ev.key in self._punished or self.next_height - ev.vote_a.height > EVIDENCE_MAX_AGE:
+            if ev.key in self._punished or self.next_height - ev.height > self.evidence_max_age:
                 continue
-            if ev.vote_a.height >= self.next_height:
+            if ev.height >= self.next_height:
                 continue
             out.setdefault(ev.key, ev)
         return list(out.values())[:64]
@@ -269,7 +275,7 @@ class Chain:
         round_: int,
         proposer: AccountId,
         now_ms: int,
-        evidence: Sequence[Evidence] = (),
+        evidence: Sequence[AnyEvidence] = (),
         *,
         max_txs: int = MAX_BLOCK_TXS,
         max_bytes: int = MAX_BLOCK_TX_BYTES,

@@ -1,24 +1,36 @@
 """Tendermint consensus as a sans-IO state machine (Buchman, Kwon, Milosevic 2018, Algorithm 1).
 
 The machine decides one value per height. It never touches the network, the clock or the store: the caller feeds
-it events (a proposal, a vote, a fired timeout, "the value you asked for is ready", a periodic rebroadcast tick)
-through :meth:`ConsensusMachine.handle`, one at a time, and carries out the returned actions in order (broadcast a
-message, schedule a timeout, build a proposal, commit a decided value). The value is opaque: the machine only sees
-it through two injected callbacks, ``value_id`` (its hash) and ``validate`` (is it a valid block at this height,
-evaluated against the state the caller has committed so far). Because the caller commits a decided value before it
-feeds the next event, ``validate`` and ``BuildProposal`` for height h+1 always see the state after height h.
+it events (a proposal, a vote, a peer's round state, a fired timeout, "the value you asked for is ready", a
+periodic rebroadcast tick) through :meth:`ConsensusMachine.handle`, one at a time, and carries out the returned
+actions in order (persist this, broadcast a message, schedule a timeout, build a proposal, commit a decided
+value). The value is opaque: the machine only sees it through injected callbacks, ``value_id`` (its hash),
+``validate`` (is it a valid block at this height, evaluated against the state the caller has committed so far)
+and optionally ``timely`` (is a fresh proposal's time close enough to the local clock). A ``Decide`` ends the
+handling of its event: the caller commits the value before it feeds the next one, so ``validate`` and
+``BuildProposal`` for height h+1 always see the state after height h.
+
+Crash recovery (the write-ahead log): every signature the machine makes, and every change of its lock and valid
+values, is first returned as a :class:`Persist` action, before the action that sends it. The caller must make
+those entries durable before it carries out any later broadcast. A machine built with ``restore=`` (the entries
+of the current height, read back after a crash) resumes mid-height: same round, same lock, the same signatures
+resent, and it never signs a second, different vote or proposal for a (round, step) it already signed.
 
 Voting power is equal; the proposer for (h, r) is ``validators[(h + r) % n]``. Two votes from one validator for
 one height, round and step with different block hashes are kept as :class:`~ledger.block.Evidence`, and both
-count, each for its own block hash (see :meth:`ConsensusMachine._add_vote`).
+count, each for its own block hash (see :meth:`ConsensusMachine._add_vote`); two proposals for one round are kept
+as :class:`~ledger.block.ProposalEvidence`.
 
 What the caller's network must provide (the paper's gossip assumption, "a message one correct validator received
-reaches every correct validator"): besides our own messages, the machine asks the caller to pass on other
-validators' signed prevotes with :class:`RelayVote` -- the proof of lock behind a proposal that re-proposes a valid
-value -- and repeats that, with our own current-round messages, on every :class:`Rebroadcast` tick.
+reaches every correct validator") is repaired here rather than assumed: on every :class:`Rebroadcast` tick a
+validator resends its own current-round messages and a signed :class:`~ledger.block.RoundState` (its height,
+round, step and which votes it holds per recent round); a validator that receives one answers with what the
+sender lacks (others' signed votes and proposals, as :class:`RelayVote` and :class:`RelayProposal`), for earlier
+rounds too. It also relays the proof of lock behind a proposal that re-proposes a valid value.
 
-Why this file is long: it is one state machine, Algorithm 1's rules over one round state; the handlers read and
-write the same fields, and splitting them apart would hide which rule changes which field.
+Why this file is long: it is one state machine, Algorithm 1's rules over one round state, plus the recovery and
+catch-up that keep it safe and live across restarts; the handlers read and write the same fields, and splitting
+them apart would hide which rule changes which field.
 """
 
 from __future__ import annotations
@@ -30,8 +42,20 @@ from typing import Generic, TypeVar
 
 from nacl.signing import SigningKey
 
+from ledger.block import (
+    ROUND_STATE_ROUNDS,
+    AnyEvidence,
+    CommitSig,
+    Evidence,
+    Proposal,
+    ProposalEvidence,
+    RoundState,
+    RoundVotes,
+    Vote,
+    VoteType,
+    proposer_for,
+)
 from ledger.block import Commit as CommitCert
-from ledger.block import CommitSig, Evidence, Proposal, Vote, VoteType, proposer_for
 from ledger.types import AccountId, Height
 
 V = TypeVar("V")
@@ -82,8 +106,16 @@ class ConsensusConfig:
     # Votes for rounds further ahead than this are dropped, so a Byzantine peer cannot fill memory.
     max_round_ahead: int = 64
     # Messages for the next height are buffered (they arrive before we decide); beyond this they are counted
-    # as dropped and the rebroadcast tick recovers them.
+    # as dropped and the round-state exchange recovers them. Each validator may fill at most its share
+    # (max_future_messages // n, at least 8), so one Byzantine validator cannot crowd out the others.
     max_future_messages: int = 4096
+    # Evidence kept for inclusion in a block: at most this many offences per validator, and none older than
+    # ``evidence_keep_heights`` (the chain refuses older evidence anyway).
+    max_evidence_per_validator: int = 8
+    evidence_keep_heights: int = 100
+    # How far into the future (by our clock) a fresh proposal's block time may be: further, and we prevote nil.
+    # Nothing a proposer writes can then push the chain's time beyond the validators' clocks plus this bound.
+    max_clock_drift_ms: int = 10_000
 
     def validate(self) -> None:
         """Raise :class:`InvalidConfig` naming the first field out of range."""
@@ -105,6 +137,9 @@ class ConsensusConfig:
             raise InvalidConfig("max_round_ahead", self.max_round_ahead, "must be at least 1")
         if self.max_future_messages < 0:
             raise InvalidConfig("max_future_messages", self.max_future_messages, "must be non-negative")
+        for name in ("max_evidence_per_validator", "evidence_keep_heights", "max_clock_drift_ms"):
+            if getattr(self, name) < 1:
+                raise InvalidConfig(name, getattr(self, name), "must be at least 1")
 
     def timeout_ms(self, step: Step, round_: int) -> int:
         """The timeout for a step in a round: base + round * delta."""
@@ -191,7 +226,15 @@ class ValueReady(Generic[V]):
 
 @dataclass(frozen=True)
 class Rebroadcast:
-    """A periodic tick: resend our own messages for the current round, so lost messages cannot stall us."""
+    """A periodic tick: resend our own current-round messages and our round state, so lost messages cannot stall
+    us or anyone else."""
+
+
+@dataclass(frozen=True)
+class RoundStateReceived:
+    """A validator's signed round state: answer with what it lacks."""
+
+    state: RoundState
 
 
 @dataclass(frozen=True)
@@ -201,9 +244,66 @@ class SyncedTo:
     height: Height
 
 
-Event = Start | ProposalReceived | VoteReceived | TimeoutFired | ValueReady | Rebroadcast | SyncedTo
+Event = (
+    Start | ProposalReceived | VoteReceived | RoundStateReceived | TimeoutFired | ValueReady | Rebroadcast | SyncedTo
+)
+
+# ------------------------------------------------------------------------------------ write-ahead log entries
+
+
+@dataclass(frozen=True)
+class WalValue(Generic[V]):
+    """A value that later entries name by its id (our proposal's, or the locked or valid one)."""
+
+    height: Height
+    value: V
+
+
+@dataclass(frozen=True)
+class WalProposal:
+    """A proposal we signed."""
+
+    proposal: Proposal
+
+
+@dataclass(frozen=True)
+class WalVote:
+    """A vote we signed."""
+
+    vote: Vote
+
+
+@dataclass(frozen=True)
+class WalLock:
+    """Our lock and valid values changed (ids of values written before as :class:`WalValue`; b"" for none)."""
+
+    height: Height
+    locked_round: int
+    locked_id: bytes
+    valid_round: int
+    valid_id: bytes
+
+
+WalEntry = WalValue | WalProposal | WalVote | WalLock
+
+
+def wal_height(entry: WalEntry) -> Height:
+    """The height an entry belongs to."""
+    if isinstance(entry, WalProposal):
+        return entry.proposal.height
+    if isinstance(entry, WalVote):
+        return entry.vote.height
+    return entry.height
+
 
 # --------------------------------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Append this entry to the write-ahead log; it must be durable before any later broadcast is sent."""
+
+    entry: WalEntry
 
 
 @dataclass(frozen=True)
@@ -227,6 +327,21 @@ class RelayVote:
     so it must not go through the caller's double-sign guard."""
 
     vote: Vote
+
+
+@dataclass(frozen=True)
+class RelayProposal(Generic[V]):
+    """Send this already-signed proposal (usually another validator's) and its value to every validator."""
+
+    proposal: Proposal
+    value: V
+
+
+@dataclass(frozen=True)
+class BroadcastRoundState:
+    """Send our signed round state to every validator."""
+
+    state: RoundState
 
 
 @dataclass(frozen=True)
@@ -257,9 +372,9 @@ class Decide(Generic[V]):
 
 @dataclass(frozen=True)
 class EvidenceFound:
-    """A validator signed two conflicting votes; keep this for inclusion in a block."""
+    """A validator signed two conflicting votes (or proposals); keep this for inclusion in a block."""
 
-    evidence: Evidence
+    evidence: AnyEvidence
 
 
 @dataclass(frozen=True)
@@ -271,7 +386,8 @@ class Behind:
 
 
 Action = (
-    BroadcastProposal | BroadcastVote | RelayVote | ScheduleTimeout | BuildProposal | Decide | EvidenceFound | Behind
+    Persist | BroadcastProposal | BroadcastVote | RelayVote | RelayProposal | BroadcastRoundState | ScheduleTimeout
+    | BuildProposal | Decide | EvidenceFound | Behind
 )
 
 
@@ -288,6 +404,14 @@ class ConsensusStats:
     invalid_value: int = 0
     duplicate: int = 0
     equivocations: int = 0
+    proposal_equivocations: int = 0
+    untimely: int = 0
+    evidence_dropped: int = 0
+    round_states_answered: int = 0
+    round_states_ignored: int = 0
+    relayed_votes: int = 0
+    relayed_proposals: int = 0
+    resent_signatures: int = 0
 
 
 @dataclass
@@ -307,7 +431,12 @@ class _RoundVotes:
 
 
 class ConsensusMachine(Generic[V]):
-    """One validator's (or an observer's, with ``me=None``) Tendermint instance, one height at a time."""
+    """One validator's (or an observer's, with ``me=None``) Tendermint instance, one height at a time.
+
+    ``restore`` is what the write-ahead log holds (entries of other heights are ignored); ``sign_from`` is the
+    first height this machine may sign at (the caller passes one above the log's highest height when its
+    committed chain is behind the log, so a node whose store lost a block never signs at that height again).
+    """
 
     def __init__(
         self,
@@ -319,6 +448,9 @@ class ConsensusMachine(Generic[V]):
         validate: Callable[[Height, V], bool],
         signing_key: SigningKey | None = None,
         config: ConsensusConfig | None = None,
+        timely: Callable[[Height, V], bool] | None = None,
+        restore: Sequence[WalEntry] = (),
+        sign_from: Height = 0,
     ) -> None:
         if not validators:
             raise ConsensusError("the validator set is empty")
@@ -329,24 +461,32 @@ class ConsensusMachine(Generic[V]):
         self.chain_id = chain_id
         self.validators: tuple[AccountId, ...] = tuple(validators)
         self._validator_set = frozenset(self.validators)
+        self._index = {v: i for i, v in enumerate(self.validators)}
         self._value_id = value_id
         self._validate = validate
+        self._timely = timely
         self._key = signing_key
+        self.sign_from = sign_from
         self.me: AccountId | None = bytes(signing_key.verify_key) if signing_key is not None else None
         if self.me is not None and self.me not in self._validator_set:
             raise NotAValidator(self.me)
         self.stats = ConsensusStats()
-        self.evidence: list[Evidence] = []
+        self.evidence: list[AnyEvidence] = []
         self._evidence_keys: set[tuple[AccountId, int, int, int]] = set()
         self._future: list[ProposalReceived[V] | VoteReceived] = []
+        self._future_by_sender: dict[AccountId, int] = {}
         self._behind_reported: set[Height] = set()
+        self._answered: set[AccountId] = set()
         self._started = False
+        self._halt = False
         self._reset_height(height)
+        self._restored = self._restore(restore)
         # The transition table: each input kind has one handler.
         self._handlers: dict[type, Callable[[object, list[Action]], None]] = {
             Start: self._on_start,  # type: ignore[dict-item]
             ProposalReceived: self._on_proposal,  # type: ignore[dict-item]
             VoteReceived: self._on_vote,  # type: ignore[dict-item]
+            RoundStateReceived: self._on_round_state,  # type: ignore[dict-item]
             TimeoutFired: self._on_timeout,  # type: ignore[dict-item]
             ValueReady: self._on_value_ready,  # type: ignore[dict-item]
             Rebroadcast: self._on_rebroadcast,  # type: ignore[dict-item]
@@ -368,10 +508,15 @@ class ConsensusMachine(Generic[V]):
         if handler is None:
             raise ConsensusError(f"unknown consensus event {type(event).__name__}")
         actions: list[Action] = []
+        self._halt = False
         handler(event, actions)
-        if self._started:
+        if self._started and not self._halt:
             self._run_rules(actions)
         return actions
+
+    def my_signatures(self) -> tuple[dict[int, Proposal], dict[tuple[int, VoteType], Vote]]:
+        """The proposals and votes we signed at the current height (for tests and the status page)."""
+        return dict(self._my_proposals), dict(self._my_votes)
 
     # ------------------------------------------------------------------------------------- per height
 
@@ -385,6 +530,9 @@ class ConsensusMachine(Generic[V]):
         self.valid_round = -1
         self.decided = False
         self._proposals: dict[int, tuple[Proposal, V]] = {}
+        # A second, conflicting proposal per round (from an equivocating proposer): kept so that a quorum formed
+        # on it elsewhere can still be seen and committed here.
+        self._other_proposals: dict[int, tuple[Proposal, V]] = {}
         self._votes: dict[tuple[int, VoteType], _RoundVotes] = {}
         self._prevote_timeout_rounds: set[int] = set()
         self._precommit_timeout_rounds: set[int] = set()
@@ -392,23 +540,73 @@ class ConsensusMachine(Generic[V]):
         self._awaiting_value: tuple[Height, int] | None = None
         self._valid_cache: dict[bytes, bool] = {}
         self._my_votes: dict[tuple[int, VoteType], Vote] = {}
+        self._my_proposals: dict[int, Proposal] = {}
+        self._persisted_values: set[bytes] = set()
 
     def _enter_height(self, height: Height, actions: list[Action]) -> None:
         self._reset_height(height)
         actions.append(ScheduleTimeout(height, 0, Step.NEW_HEIGHT, self.config.timeout_ms(Step.NEW_HEIGHT, 0)))
+        keep_from = height - self.config.evidence_keep_heights
+        if any(ev.height < keep_from for ev in self.evidence):
+            self.evidence = [ev for ev in self.evidence if ev.height >= keep_from]
+            self._evidence_keys = {ev.key for ev in self.evidence}
         # Replay what arrived early for this height; drop anything older.
         buffered, self._future = self._future, []
+        self._future_by_sender = {}
         # Buffered messages were verified on arrival, so they go straight to acceptance.
         for event in buffered:
-            if isinstance(event, ProposalReceived):
-                if event.proposal.height == height:
-                    self._accept_proposal(event)
-                elif event.proposal.height > height:
-                    self._future.append(event)
-            elif event.vote.height == height:
-                self._accept_vote(event.vote, actions)
-            elif event.vote.height > height:
-                self._future.append(event)
+            msg_height = event.proposal.height if isinstance(event, ProposalReceived) else event.vote.height
+            if msg_height > height:
+                self._buffer_future(event, self._sender(event))
+            elif msg_height == height:
+                if isinstance(event, ProposalReceived):
+                    self._accept_proposal(event, actions)
+                else:
+                    self._accept_vote(event.vote, actions)
+
+    def _restore(self, entries: Sequence[WalEntry]) -> bool:
+        """Rebuild this height's round state from the write-ahead log; True if it held anything for it."""
+        values: dict[bytes, V] = {}
+        found = False
+        lock: WalLock | None = None
+        for entry in entries:
+            if wal_height(entry) != self.height:
+                continue
+            found = True
+            if isinstance(entry, WalValue):
+                vid = self._value_id(entry.value)
+                values[vid] = entry.value
+                self._persisted_values.add(vid)
+            elif isinstance(entry, WalProposal):
+                p = entry.proposal
+                self._my_proposals[p.round] = p
+                if p.block_hash in values:
+                    self._proposals.setdefault(p.round, (p, values[p.block_hash]))
+                self._enter_restored(p.round, Step.PROPOSE)
+            elif isinstance(entry, WalVote):
+                vote = entry.vote
+                self._my_votes[(vote.round, vote.vote_type)] = vote
+                self._add_vote(vote, [])
+                step = Step.PREVOTE if vote.vote_type is VoteType.PREVOTE else Step.PRECOMMIT
+                self._enter_restored(vote.round, step)
+            else:
+                lock = entry
+        if lock is not None:
+            if lock.locked_id in values:
+                self.locked_round, self.locked_value = lock.locked_round, values[lock.locked_id]
+            if lock.valid_id in values:
+                self.valid_round, self.valid_value = lock.valid_round, values[lock.valid_id]
+        if self.locked_round >= 0:
+            # The precommit that went with the lock was sent: the lock rule has fired in that round.
+            self._lock_rule_rounds.add(self.locked_round)
+        return found
+
+    def _enter_restored(self, round_: int, step: Step) -> None:
+        if (round_, step) > (self.round, self.step):
+            self.round, self.step = round_, step
+
+    def _may_sign(self) -> bool:
+        return self._key is not None and self.height >= self.sign_from
 
     def _start_round(self, round_: int, actions: list[Action]) -> None:
         self.round = round_
@@ -416,15 +614,41 @@ class ConsensusMachine(Generic[V]):
         if self.me is not None and self.proposer(self.height, round_) == self.me:
             if self.valid_value is not None:
                 self._propose(self.valid_value, self.valid_round, actions)
+            elif round_ in self._my_proposals and round_ in self._proposals:
+                self._propose(self._proposals[round_][1], self._my_proposals[round_].pol_round, actions)
             else:
                 self._awaiting_value = (self.height, round_)
                 actions.append(BuildProposal(self.height, round_))
         # Scheduled for the proposer too, so a proposer that cannot build a value does not stall the round.
         actions.append(ScheduleTimeout(self.height, round_, Step.PROPOSE, self.config.timeout_ms(Step.PROPOSE, round_)))
 
+    def _persist_value(self, value: V, actions: list[Action]) -> bytes:
+        vid = self._value_id(value)
+        if vid not in self._persisted_values:
+            self._persisted_values.add(vid)
+            actions.append(Persist(WalValue(self.height, value)))
+        return vid
+
+    def _persist_lock(self, actions: list[Action]) -> None:
+        locked = self._persist_value(self.locked_value, actions) if self.locked_value is not None else b""
+        valid = self._persist_value(self.valid_value, actions) if self.valid_value is not None else b""
+        actions.append(Persist(WalLock(self.height, self.locked_round, locked, self.valid_round, valid)))
+
     def _propose(self, value: V, pol_round: int, actions: list[Action]) -> None:
+        if not self._may_sign():
+            return
         assert self._key is not None
-        proposal = Proposal.sign(self._key, self.chain_id, self.height, self.round, pol_round, self._value_id(value))
+        proposal = self._my_proposals.get(self.round)
+        if proposal is not None:
+            # Signed before a restart: send that one again, never a second, different proposal.
+            self.stats.resent_signatures += 1
+            value = self._proposals[self.round][1] if self.round in self._proposals else value
+        else:
+            vid = self._value_id(value)
+            proposal = Proposal.sign(self._key, self.chain_id, self.height, self.round, pol_round, vid)
+            self._persist_value(value, actions)
+            actions.append(Persist(WalProposal(proposal)))
+            self._my_proposals[self.round] = proposal
         self._proposals.setdefault(self.round, (proposal, value))
         actions.append(BroadcastProposal(proposal, value))
         self._relay_pol(proposal, actions)
@@ -434,7 +658,7 @@ class ConsensusMachine(Generic[V]):
 
         Without them, a validator that missed some of those prevotes (lost in a partition, or hidden behind an
         equivocator's conflicting vote) can never prevote the re-proposal (line 28), and one honest validator
-        locked on that value then blocks every other value forever. Nobody else resends old rounds' votes.
+        locked on that value then blocks every other value forever.
         """
         if proposal.pol_round < 0:
             return
@@ -445,11 +669,18 @@ class ConsensusMachine(Generic[V]):
             actions.append(RelayVote(vote))
 
     def _cast(self, vote_type: VoteType, block_hash: bytes | None, actions: list[Action]) -> None:
-        if self._key is None:
+        if not self._may_sign():
             return
-        vote = Vote.sign(self._key, self.chain_id, vote_type, self.height, self.round, block_hash)
-        self._my_votes[(self.round, vote_type)] = vote
-        self._add_vote(vote, actions)
+        assert self._key is not None
+        vote = self._my_votes.get((self.round, vote_type))
+        if vote is not None:
+            # Signed before a restart: that vote stands (and was counted when restored); send it again.
+            self.stats.resent_signatures += 1
+        else:
+            vote = Vote.sign(self._key, self.chain_id, vote_type, self.height, self.round, block_hash)
+            self._my_votes[(self.round, vote_type)] = vote
+            actions.append(Persist(WalVote(vote)))
+            self._add_vote(vote, actions)
         actions.append(BroadcastVote(vote))
 
     # ------------------------------------------------------------------------------------------ inputs
@@ -458,7 +689,17 @@ class ConsensusMachine(Generic[V]):
         if self._started:
             return
         self._started = True
-        self._enter_height(self.height, actions)
+        if not self._restored:
+            self._enter_height(self.height, actions)
+            return
+        # Resume mid-height where the log left us: same round and step, our signatures sent again at once.
+        if self.step is Step.PROPOSE:
+            actions.append(
+                ScheduleTimeout(self.height, self.round, Step.PROPOSE, self.config.timeout_ms(Step.PROPOSE, self.round))
+            )
+        elif self.step is Step.NEW_HEIGHT:
+            actions.append(ScheduleTimeout(self.height, 0, Step.NEW_HEIGHT, self.config.timeout_ms(Step.NEW_HEIGHT, 0)))
+        self._resend_own(actions, all_rounds=True)
 
     def _on_synced(self, event: SyncedTo, actions: list[Action]) -> None:
         if event.height <= self.height:
@@ -493,16 +734,111 @@ class ConsensusMachine(Generic[V]):
     def _on_rebroadcast(self, _event: Rebroadcast, actions: list[Action]) -> None:
         # A sync request sent on an earlier Behind may have been lost: allow reporting again.
         self._behind_reported.clear()
+        self._answered.clear()
         if self.step is Step.NEW_HEIGHT:
             return
-        own = self._proposals.get(self.round)
-        if own is not None and self.me is not None and own[0].proposer == self.me:
-            actions.append(BroadcastProposal(own[0], own[1]))
-            self._relay_pol(own[0], actions)
-        for vote_type in (VoteType.PREVOTE, VoteType.PRECOMMIT):
-            vote = self._my_votes.get((self.round, vote_type))
-            if vote is not None:
+        self._resend_own(actions, all_rounds=False)
+        if self._may_sign():
+            assert self._key is not None
+            state = RoundState.sign(
+                self._key, self.chain_id, self.height, self.round, int(self.step), self._round_summary()
+            )
+            actions.append(BroadcastRoundState(state))
+
+    def _resend_own(self, actions: list[Action], *, all_rounds: bool) -> None:
+        """Send our own signed messages again: the current round's, or (after a restart) every round's."""
+        for r, proposal in sorted(self._my_proposals.items()):
+            if (all_rounds or r == self.round) and r in self._proposals:
+                actions.append(BroadcastProposal(proposal, self._proposals[r][1]))
+                self._relay_pol(proposal, actions)
+        for (r, _t), vote in sorted(self._my_votes.items()):
+            if all_rounds or r == self.round:
                 actions.append(BroadcastVote(vote))
+
+    def _bits(self, rv: _RoundVotes | None) -> int:
+        if rv is None:
+            return 0
+        bits = 0
+        for validator in rv.by_validator:
+            bits |= 1 << self._index[validator]
+        return bits
+
+    def _held_rounds(self) -> list[int]:
+        rounds = {r for r, _t in self._votes} | set(self._proposals)
+        return sorted(r for r in rounds if r <= self.round + self.config.max_round_ahead)
+
+    def _round_summary(self) -> list[RoundVotes]:
+        rounds = set(self._held_rounds()[-ROUND_STATE_ROUNDS:]) | {self.round}
+        return [
+            RoundVotes(
+                r,
+                r in self._proposals,
+                self._bits(self._votes.get((r, VoteType.PREVOTE))),
+                self._bits(self._votes.get((r, VoteType.PRECOMMIT))),
+            )
+            for r in sorted(rounds)[-ROUND_STATE_ROUNDS:]
+        ]
+
+    def _on_round_state(self, event: RoundStateReceived, actions: list[Action]) -> None:
+        """Send a validator the votes and proposals of this height that it says it lacks, for any round we hold.
+
+        Budget: one answer per validator per rebroadcast tick, at most 2n votes and 2 proposals each, so a
+        validator that lies about what it holds can make us send no more than an honest catch-up would.
+        """
+        rs = event.state
+        if rs.validator not in self._validator_set or rs.validator == self.me:
+            self.stats.round_states_ignored += 1
+            return
+        if rs.height != self.height or rs.validator in self._answered or self.step is Step.NEW_HEIGHT:
+            if rs.height > self.height and rs.verify(self.chain_id) and rs.height not in self._behind_reported:
+                self._behind_reported.add(rs.height)
+                actions.append(Behind(rs.height, rs.validator))
+            self.stats.round_states_ignored += 1
+            return
+        if not rs.verify(self.chain_id):
+            self.stats.bad_signature += 1
+            return
+        self._answered.add(rs.validator)
+        self.stats.round_states_answered += 1
+        theirs = {r.round: r for r in rs.rounds}
+        # A round older than everything it listed fell out of its window, not out of its memory.
+        oldest = min(theirs) if len(theirs) >= ROUND_STATE_ROUNDS else -1
+        vote_budget, proposal_budget = 2 * self.n, 2
+        for r in reversed(self._held_rounds()):
+            if r < oldest:
+                break
+            have = theirs.get(r)
+            lacks_proposal = r in self._proposals and not (have and have.has_proposal)
+            # Only proposals that can still matter: its round, ours, or one that precommits name.
+            matters = r in (rs.round, self.round) or self._count(r, VoteType.PRECOMMIT) > 0
+            if lacks_proposal and proposal_budget and matters:
+                proposal_budget -= 1
+                self.stats.relayed_proposals += 1
+                actions.append(RelayProposal(*self._proposals[r]))
+            for vote_type, bits in (
+                (VoteType.PRECOMMIT, have.precommits if have else 0),
+                (VoteType.PREVOTE, have.prevotes if have else 0),
+            ):
+                rv = self._votes.get((r, vote_type))
+                if rv is None:
+                    continue
+                for validator, vote in rv.by_validator.items():
+                    if vote_budget and not bits >> self._index[validator] & 1:
+                        vote_budget -= 1
+                        self.stats.relayed_votes += 1
+                        actions.append(RelayVote(vote))
+
+    def _sender(self, event: ProposalReceived[V] | VoteReceived) -> AccountId:
+        return event.proposal.proposer if isinstance(event, ProposalReceived) else event.vote.validator
+
+    def _buffer_future(self, event: ProposalReceived[V] | VoteReceived, sender: AccountId) -> None:
+        share = max(8, self.config.max_future_messages // self.n)
+        held = self._future_by_sender.get(sender, 0)
+        if len(self._future) < self.config.max_future_messages and held < share:
+            self._future.append(event)
+            self._future_by_sender[sender] = held + 1
+        else:
+            self.stats.future_buffer_full += 1
 
     def _admit_height(
         self, event: ProposalReceived[V] | VoteReceived, height: Height, sender: AccountId, actions: list[Action]
@@ -517,10 +853,7 @@ class ConsensusMachine(Generic[V]):
             self._behind_reported.add(height)
             actions.append(Behind(height, sender))
         if height == self.height + 1:
-            if len(self._future) < self.config.max_future_messages:
-                self._future.append(event)
-            else:
-                self.stats.future_buffer_full += 1
+            self._buffer_future(event, sender)
         else:
             self.stats.too_far_ahead += 1
         return False
@@ -534,9 +867,9 @@ class ConsensusMachine(Generic[V]):
             self.stats.bad_signature += 1
             return
         if self._admit_height(event, p.height, p.proposer, actions):
-            self._accept_proposal(event)
+            self._accept_proposal(event, actions)
 
-    def _accept_proposal(self, event: ProposalReceived[V]) -> None:
+    def _accept_proposal(self, event: ProposalReceived[V], actions: list[Action]) -> None:
         p = event.proposal
         if p.round > self.round + self.config.max_round_ahead or not -1 <= p.pol_round < p.round:
             self.stats.too_far_ahead += 1
@@ -544,10 +877,29 @@ class ConsensusMachine(Generic[V]):
         if self._value_id(event.value) != p.block_hash:
             self.stats.invalid_value += 1
             return
-        if p.round in self._proposals:
+        first = self._proposals.get(p.round)
+        if first is None:
+            self._proposals[p.round] = (p, event.value)
+            return
+        if first[0] == p:
             self.stats.duplicate += 1
             return
-        self._proposals[p.round] = (p, event.value)
+        if (first[0].block_hash, first[0].pol_round) == (p.block_hash, p.pol_round):
+            self.stats.duplicate += 1  # the same claim signed again (signatures are deterministic, so: a relay)
+            return
+        self.stats.proposal_equivocations += 1
+        self._add_evidence(ProposalEvidence.from_proposals(first[0], p), actions)
+        self._other_proposals.setdefault(p.round, (p, event.value))
+
+    def _add_evidence(self, ev: AnyEvidence, actions: list[Action]) -> None:
+        if ev.key in self._evidence_keys:
+            return
+        if sum(1 for e in self.evidence if e.offender == ev.offender) >= self.config.max_evidence_per_validator:
+            self.stats.evidence_dropped += 1  # one offence is enough to punish it; more only costs memory
+            return
+        self._evidence_keys.add(ev.key)
+        self.evidence.append(ev)
+        actions.append(EvidenceFound(ev))
 
     def _on_vote(self, event: VoteReceived, actions: list[Action]) -> None:
         vote = event.vote
@@ -580,23 +932,24 @@ class ConsensusMachine(Generic[V]):
             return
         # Two different votes for one height/round/step: record the pair as evidence, and count this one too.
         self.stats.equivocations += 1
-        key = (vote.validator, vote.height, vote.round, int(vote.vote_type))
-        if key not in self._evidence_keys:
-            self._evidence_keys.add(key)
-            ev = Evidence.from_votes(existing, vote)
-            self.evidence.append(ev)
-            actions.append(EvidenceFound(ev))
+        self._add_evidence(Evidence.from_votes(existing, vote), actions)
         # Dropping it would be a liveness bug: an equivocator that shows "v" to one honest validator and "nil" then
         # "v" to the others lets the first lock on v with a polka the others can never see, so they never prevote
         # v's re-proposal and the locked one never prevotes anything else. Counting a validator under two hashes
         # is safe (two quorums for different hashes still share an honest validator). To bound memory, a second
         # hash is kept only if it can matter: nil, or the hash of a proposal we hold. One that arrives before its
         # proposal is dropped here and comes back relayed with the proposal's proof of lock (RelayVote).
-        if h and not any(p.block_hash == h for p, _v in self._proposals.values()):
+        if h and not any(p.block_hash == h for p, _v in self._all_proposals()):
             return
         rv.by_hash.setdefault(h, {})[vote.validator] = vote
 
     # ------------------------------------------------------------------------------------------- rules
+
+    def _all_proposals(self) -> list[tuple[Proposal, V]]:
+        return list(self._proposals.values()) + list(self._other_proposals.values())
+
+    def _round_proposals(self, round_: int) -> list[tuple[Proposal, V]]:
+        return [p for p in (self._proposals.get(round_), self._other_proposals.get(round_)) if p is not None]
 
     def _count(self, round_: int, vote_type: VoteType, block_hash: bytes | None = None) -> int:
         rv = self._votes.get((round_, vote_type))
@@ -629,7 +982,7 @@ class ConsensusMachine(Generic[V]):
             self._rule_precommit_timeout,
         )
         progressed = True
-        while progressed:
+        while progressed and not self._halt:
             progressed = False
             for rule in rules:
                 if rule(actions):
@@ -646,6 +999,10 @@ class ConsensusMachine(Generic[V]):
         locked_id = self._value_id(self.locked_value) if self.locked_value is not None else None
         if vr == -1:
             good = self._is_valid(value) and (self.locked_round == -1 or locked_id == vid)
+            # A fresh value must also be timely by our clock (a re-proposal's polka already vouched for it).
+            if good and self._timely is not None and not self._timely(self.height, value):
+                self.stats.untimely += 1
+                good = False
         elif self._count(vr, VoteType.PREVOTE, vid) >= quorum(self.n):
             good = self._is_valid(value) and (self.locked_round <= vr or locked_id == vid)
         else:
@@ -668,22 +1025,27 @@ class ConsensusMachine(Generic[V]):
 
     def _rule_lock(self, actions: list[Action]) -> bool:
         """Line 36: a valid proposal with 2f+1 prevotes: lock and precommit it (or just remember it as valid)."""
-        if self.step < Step.PREVOTE or self.round in self._lock_rule_rounds or self.round not in self._proposals:
+        if self.step < Step.PREVOTE or self.round in self._lock_rule_rounds:
             return False
-        proposal, value = self._proposals[self.round]
-        if self._count(self.round, VoteType.PREVOTE, proposal.block_hash) < quorum(self.n):
-            return False
-        if not self._is_valid(value):
-            return False
-        self._lock_rule_rounds.add(self.round)
-        if self.step is Step.PREVOTE:
-            self.locked_value = value
-            self.locked_round = self.round
-            self._cast(VoteType.PRECOMMIT, proposal.block_hash, actions)
-            self.step = Step.PRECOMMIT
-        self.valid_value = value
-        self.valid_round = self.round
-        return True
+        for proposal, value in self._round_proposals(self.round):
+            if self._count(self.round, VoteType.PREVOTE, proposal.block_hash) < quorum(self.n):
+                continue
+            if not self._is_valid(value):
+                continue
+            self._lock_rule_rounds.add(self.round)
+            self.valid_value = value
+            self.valid_round = self.round
+            if self.step is Step.PREVOTE:
+                self.locked_value = value
+                self.locked_round = self.round
+                if self._may_sign():
+                    self._persist_lock(actions)  # durable before the precommit that goes with it
+                self._cast(VoteType.PRECOMMIT, proposal.block_hash, actions)
+                self.step = Step.PRECOMMIT
+            elif self._may_sign():
+                self._persist_lock(actions)
+            return True
+        return False
 
     def _rule_precommit_nil(self, actions: list[Action]) -> bool:
         """Line 44: 2f+1 nil prevotes: precommit nil."""
@@ -706,10 +1068,16 @@ class ConsensusMachine(Generic[V]):
         return True
 
     def _rule_commit(self, actions: list[Action]) -> bool:
-        """Line 49: a proposal of any round with 2f+1 precommits for it: decide, and move to the next height."""
+        """Line 49: a proposal of any round with 2f+1 precommits for it: decide, and move to the next height.
+
+        Deciding ends this input's handling: the buffered messages of the next height are accepted now, but no
+        rule judges them until the caller has committed this value, so validity is judged against the state it
+        is about.
+        """
         if self.decided:
             return False
-        for r, (proposal, value) in sorted(self._proposals.items()):
+        for proposal, value in sorted(self._all_proposals(), key=lambda pv: pv[0].round):
+            r = proposal.round
             rv = self._votes.get((r, VoteType.PRECOMMIT))
             if rv is None or rv.count(proposal.block_hash) < quorum(self.n):
                 continue
@@ -717,11 +1085,12 @@ class ConsensusMachine(Generic[V]):
                 continue
             sigs = sorted(
                 (CommitSig(v.validator, v.signature) for v in rv.by_hash[proposal.block_hash].values()),
-                key=lambda s: self.validators.index(s.validator),
+                key=lambda s: self._index[s.validator],
             )
             self.decided = True
             actions.append(Decide(value, CommitCert(self.height, r, proposal.block_hash, tuple(sigs))))
             self._enter_height(self.height + 1, actions)
+            self._halt = True
             return True
         return False
 

@@ -43,6 +43,19 @@ class InvalidGenesis(LedgerError, ValueError):
         self.reason = reason
 
 
+class UnbondingTooShort(InvalidGenesis):
+    """``params.unbonding_period`` is not longer than ``params.evidence_max_age``: stake unbonded right after an
+    equivocation would be released before the evidence of it expires, so the slash could be dodged."""
+
+    def __init__(self, unbonding_period: int, evidence_max_age: int) -> None:
+        super().__init__(
+            "params.unbonding_period",
+            f"must be greater than params.evidence_max_age={evidence_max_age}, got {unbonding_period}",
+        )
+        self.unbonding_period = unbonding_period
+        self.evidence_max_age = evidence_max_age
+
+
 class InvalidTx(LedgerError):
     """A transaction the current state rejects; applying it changed nothing."""
 
@@ -146,6 +159,17 @@ class StakeLocked(InvalidTx):
         super().__init__(f"worker {_hex(account)} has {active_jobs} active jobs; stake must stay >= {min_stake}")
         self.account = account
         self.active_jobs = active_jobs
+        self.min_stake = min_stake
+
+
+class ValidatorStakeLocked(InvalidTx):
+    """A validator cannot unbond below ``min_stake``: the validator set is fixed at genesis, so this bond is what
+    an equivocation slash takes from (``remaining`` is what the unbond would have left bonded)."""
+
+    def __init__(self, account: bytes, remaining: int, min_stake: int) -> None:
+        super().__init__(f"validator {_hex(account)} would keep {remaining} staked; must stay >= {min_stake}")
+        self.account = account
+        self.remaining = remaining
         self.min_stake = min_stake
 
 

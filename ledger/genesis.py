@@ -5,7 +5,7 @@ Ed25519 public key); the peer-ID text form belongs to p2pnet and never appears h
 
     chain_id = "dacn-devnet"
     genesis_time = 1767225600000          # unix milliseconds
-    validators = ["<64 hex>"]
+    validators = ["<64 hex>"]             # each also listed under workers (its bond, see below)
 
     [[allocations]]
     account = "<64 hex>"
@@ -21,6 +21,13 @@ Ed25519 public key); the peer-ID text form belongs to p2pnet and never appears h
 
     [params]                              # optional overrides of ledger.params.Params
     min_stake = 1000
+
+Every validator must have stake at risk: it is refused unless it is also a pre-registered worker (with a stake of
+at least ``min_stake``, as every worker here). The worker bond is the validator's bond: an equivocation slash
+takes from it (``ledger.staking.slash_equivocation``) and the validator may never unbond below ``min_stake``.
+The bond is a worker record rather than a separate validator bond because a node's one key is its validator,
+its account and its worker (a devnet registers every node as a worker), and the worker record already has the
+unbonding queue and the slashing the evidence rule needs.
 """
 
 from __future__ import annotations
@@ -137,7 +144,8 @@ class Genesis:
             seen.add(acct)
             stake = _int(w["stake"], f"{f}.stake")
             if stake < params.min_stake:
-                raise InvalidGenesis(f"{f}.stake", f"below min_stake={params.min_stake}")
+                whose = f" (the bond of validator {acct.hex()})" if acct in validators else ""
+                raise InvalidGenesis(f"{f}.stake", f"below min_stake={params.min_stake}{whose}")
             kind = w["device_kind"]
             if kind not in DEVICE_KINDS:
                 raise InvalidGenesis(f"{f}.device_kind", f"expected one of {DEVICE_KINDS}")
@@ -145,6 +153,14 @@ class Genesis:
                 acct, stake, kind, _str(w.get("device_name", ""), f"{f}.device_name", 128),
                 _int(w.get("memory_mb", 0), f"{f}.memory_mb"), _int(w.get("capacity", 0), f"{f}.capacity"),
             ))
+        # Every validator has stake an equivocation slash can reach (see the module docstring).
+        for i, v in enumerate(validators):
+            if v not in seen:
+                raise InvalidGenesis(
+                    f"validators[{i}]",
+                    f"validator {v.hex()} has no bonded stake: list it under workers with stake >= "
+                    f"min_stake={params.min_stake}",
+                )
         total = sum(allocations.values()) + sum(w.stake for w in workers)
         if total > _MAX_AMOUNT:
             raise InvalidGenesis("allocations", "total supply exceeds 2**63-1")

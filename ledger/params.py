@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ledger.errors import InvalidGenesis
+from ledger.errors import InvalidGenesis, UnbondingTooShort
 from ledger.types import REPUTATION_MAX
 
 
@@ -17,14 +17,19 @@ class Params:
     """Smallest fee a tx may carry; fees go to the block proposer."""
     min_stake: int = 1_000
     """Stake a worker needs to register and to be eligible for jobs."""
-    unbonding_period: int = 20
-    """Blocks between an ``unbond`` and the tokens returning to the balance."""
+    unbonding_period: int = 120
+    """Blocks between an ``unbond`` and the tokens returning to the balance; must exceed ``evidence_max_age``."""
+    evidence_max_age: int = 100
+    """Oldest equivocation evidence a block may carry, in blocks behind it. Shorter than ``unbonding_period``, so
+    stake bonded at an offence is still bonded or unbonding whenever its evidence can be included
+    (``ledger.staking.slash_equivocation``)."""
     slash_permille: int = 100
     """Share of stake taken from the odd one out of a disputed job (per mille)."""
     stall_slash_permille: int = 20
     """Share of stake taken from a worker that missed a commit/reveal deadline (per mille)."""
     equivocation_slash_permille: int = 500
-    """Share of worker stake taken from a validator caught signing two blocks at one height (per mille)."""
+    """Share of a validator's stake, bonded and unbonding, taken when it is caught signing two conflicting votes
+    (per mille)."""
     initial_reputation: int = 500
     reputation_reward: int = 10
     """Reputation gained by each worker whose result was accepted."""
@@ -65,12 +70,16 @@ class Params:
             if getattr(self, name) > REPUTATION_MAX:
                 raise InvalidGenesis(f"params.{name}", f"must be at most {REPUTATION_MAX}")
         for name in ("default_bid_window", "default_commit_window", "default_reveal_window", "max_window",
-                     "max_bids_per_job", "max_summary_len"):
+                     "max_bids_per_job", "max_summary_len", "evidence_max_age"):
             if getattr(self, name) < 1:
                 raise InvalidGenesis(f"params.{name}", "must be at least 1")
         for name in ("default_bid_window", "default_commit_window", "default_reveal_window"):
             if getattr(self, name) > self.max_window:
                 raise InvalidGenesis(f"params.{name}", f"exceeds max_window={self.max_window}")
+        # Stake unbonded at or after an offence must not be released before the offence's evidence expires, or a
+        # validator could equivocate, unbond, and be gone with its stake when the evidence lands.
+        if self.unbonding_period <= self.evidence_max_age:
+            raise UnbondingTooShort(self.unbonding_period, self.evidence_max_age)
         if self.max_summary_len > MAX_SUMMARY_LEN:
             raise InvalidGenesis("params.max_summary_len", f"must be at most {MAX_SUMMARY_LEN}")
         if self.faucet is not None and (type(self.faucet) is not bytes or len(self.faucet) != 32):

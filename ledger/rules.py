@@ -44,7 +44,13 @@ from ledger.jobs import (
     process_reveal_result,
     process_submit_job,
 )
-from ledger.staking import process_add_stake, process_register_worker, process_unbond, release_unbonded, slash
+from ledger.staking import (
+    process_add_stake,
+    process_register_worker,
+    process_unbond,
+    release_unbonded,
+    slash_equivocation,
+)
 from ledger.state import State
 from ledger.tx import (
     AddStake,
@@ -262,8 +268,11 @@ def end_block(state: State, ctx: BlockContext) -> tuple[State, list[Event]]:
 
 
 def process_evidence(state: State, offender: AccountId, ctx: BlockContext) -> tuple[State, list[Event]]:
-    """Slash a validator caught equivocating by ``equivocation_slash_permille`` of its worker stake (if any)."""
+    """Slash a validator caught equivocating by ``equivocation_slash_permille`` of its bonded and unbonding stake
+    (``ledger.staking.slash_equivocation`` states the rule and its incentive)."""
+    # Genesis makes every validator a worker with at least min_stake bonded and no record is ever removed, so
+    # this only skips a genesis built without ``Genesis.from_dict``'s checks (a simulation's bare one).
     if offender not in state.workers:
         return state, []
     permille = state.params.equivocation_slash_permille
-    return state, _atomic(state, lambda: [slash(state, offender, permille, "equivocation")])
+    return state, _atomic(state, lambda: [slash_equivocation(state, offender, permille)])

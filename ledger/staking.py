@@ -2,6 +2,10 @@
 
 Preconditions of each handler are checked before the first write, in the order of the comments; the savepoint
 in ``apply_tx`` still rolls back anything written if a later step raises.
+
+Validators are workers too: genesis refuses a validator without a worker bond of at least ``min_stake``
+(``ledger.genesis``), and a validator may never unbond below it (``process_unbond``), so every validator always
+has stake an equivocation slash can reach (``slash_equivocation``, which says why that is enough).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from ledger.errors import (
     StakeLocked,
     StakeTooLow,
     UnknownWorker,
+    ValidatorStakeLocked,
 )
 from ledger.state import State, Worker
 from ledger.tx import AddStake, RegisterWorker, SignedTx, Unbond
@@ -63,6 +68,10 @@ def process_unbond(state: State, stx: SignedTx, p: Unbond, ctx: BlockContext) ->
     # A worker holding a job role keeps enough stake to be slashed, or it could unbond to dodge the verdict.
     if w.active_jobs and w.stake - p.amount < state.params.min_stake:
         raise StakeLocked(sender, w.active_jobs, state.params.min_stake)
+    # A validator keeps min_stake bonded for good (the validator set is fixed at genesis): that bond is what an
+    # equivocation slash takes from, so a validator with nothing bonded could sign conflicting votes for free.
+    if sender in state.validators and w.stake - p.amount < state.params.min_stake:
+        raise ValidatorStakeLocked(sender, w.stake - p.amount, state.params.min_stake)
     w = state.w_worker(sender)
     w.stake -= p.amount
     release = ctx.height + state.params.unbonding_period
@@ -89,6 +98,49 @@ def slash(state: State, account: AccountId, permille: int, reason: str) -> Event
     w.stake -= amount
     state.set_slashed(state.slashed_pool + amount)
     return Event("slashed", {"worker": account, "amount": amount, "reason": reason})
+
+
+def slash_equivocation(state: State, account: AccountId, permille: int) -> Event:
+    """Move ``permille``/1000 of the validator's stake at risk, bonded plus every entry still unbonding, to the
+    slashed pool: bonded stake first, then unbonding entries, latest release first.
+
+    Why unbonding stake counts: an unbond only moves tokens to an entry that is released ``unbonding_period``
+    blocks later. A validator that equivocates at height ``h`` and unbonds at ``u >= h`` gets those tokens back at
+    ``u + unbonding_period``, but its evidence is included at some height ``i <= h + evidence_max_age``; since
+    ``ledger.params`` refuses ``unbonding_period <= evidence_max_age``, ``i < h + unbonding_period <=
+    u + unbonding_period``, so everything bonded at ``h`` is still bonded or in an unreleased entry here, and is
+    slashed as if it had never moved. (Unbonded entries are released in ``begin_block``, before the block's
+    evidence, which is why the inequality must be strict.) The ledger keeps no stake history per height, so an
+    entry begun before ``h`` and still unreleased is taken from too; that only ever errs against the offender.
+
+    Why latest release first: the entry furthest from release is the most recent unbond, the one most likely
+    made in answer to the offence; entries about to come due were more likely honest exits begun earlier, and
+    they keep their schedule as far as the amount allows.
+
+    Incentive: with ``S`` the stake bonded at the offence and ``p = equivocation_slash_permille / 1000``, an
+    offence caught within ``evidence_max_age`` blocks costs the offender ``floor(S * p)`` (exactly that when
+    nothing moved into or out of the bond before the offence). A validator may never unbond below ``min_stake``,
+    so ``S >= min_stake`` until a slash: with the defaults (``p = 1/2``, ``min_stake = 1000``) at least 500 tokens
+    per offence. Equivocation pays only if its gain ``G`` exceeds that, so it is unprofitable while
+    ``G <= S * p``; breaking safety takes more than a third of the ``n`` validators equivocating, so a genesis
+    should choose ``min_stake`` so that what a fork could double-spend stays below
+    ``(n // 3 + 1) * min_stake * p``.
+    """
+    w = state.w_worker(account)
+    amount = (w.stake + w.unbonding_total) * permille // 1000
+    from_stake = min(amount, w.stake)
+    w.stake -= from_stake
+    rest = amount - from_stake
+    for entry in sorted(w.unbonding, key=lambda u: u[0], reverse=True):
+        if rest == 0:
+            break
+        take = min(rest, entry[1])
+        entry[1] -= take
+        rest -= take
+    w.unbonding = [u for u in w.unbonding if u[1] > 0]
+    state.set_slashed(state.slashed_pool + amount)
+    return Event("slashed", {"worker": account, "amount": amount, "reason": "equivocation",
+                             "from_unbonding": amount - from_stake})
 
 
 def adjust_reputation(state: State, account: AccountId, delta: int) -> None:

@@ -6,11 +6,16 @@ machine's ``validate`` and ``BuildProposal`` always see the state after the last
 can never race a decision. The shape follows ``tests/ledger/sim.py``'s ``SimNode``; the differences are that
 messages go out through an async ``publish`` (gossip), time is trio's clock, and block time is wall-clock time.
 
-A validator's own votes are remembered in a small file (``sign_state``) before they are broadcast, so a node
-that restarts at the same height does not sign a conflicting vote for a step it already voted in (which would
-be evidence of equivocation and get it slashed).
+A validator's signatures, lock and valid values go into the consensus write-ahead log (``wal``) and are fsynced
+before any message leaves, and the machine is rebuilt from it on restart: a node killed mid-height resumes in
+the round it left, resends the same signatures and never signs a conflicting one (which would be evidence of
+equivocation and get it slashed). A log that cannot be read makes the node refuse to sign (``signing_refused``
+in its status) rather than guess. A proposal's block time must be within ``max_clock_drift_ms`` of our clock
+for us to prevote it, and a failure to build a block is logged and costs the round, not the driver.
 
-Test-only misbehaviour (``byzantine``, never set outside tests): ``equivocate`` signs and broadcasts a second,
+Test-only faults (``byzantine`` and ``crash_at``, never set outside tests): ``crash_at=("precommit", 3)``
+SIGKILLs the process right after its third own precommit was handed to gossip (a crash mid-height);
+``equivocate`` signs and broadcasts a second,
 conflicting vote beside every vote of its own (nil against a block, a made-up hash against nil);
 ``invalid-proposals`` proposes blocks whose header names a wrong state root, so honest validators refuse them.
 """
@@ -20,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,12 +36,13 @@ from typing import Any
 import trio
 from nacl.signing import SigningKey
 
-from bootstrap.consensus.signstate import SignState
-from bootstrap.gossip import ProposalMsg, VoteMsg, encode_consensus
+from bootstrap.consensus.wal import ConsensusWal, WalCorrupt
+from bootstrap.gossip import ConsensusMsg, ProposalMsg, RoundStateMsg, VoteMsg, encode_consensus
 from ledger import consensus as c
 from ledger.block import Block, BlockError, Vote
 from ledger.chain import Chain, CommittedBlock
 from ledger.crypto import blake2b256
+from ledger.errors import LedgerError
 from ledger.sync import Blocks
 
 log = logging.getLogger("bootstrap.driver")
@@ -64,6 +72,10 @@ class DriverStats:
     proposals_out: int = 0
     votes_out: int = 0
     votes_relayed: int = 0
+    proposals_relayed: int = 0
+    round_states_in: int = 0
+    round_states_out: int = 0
+    build_failures: int = 0
     decided: int = 0
     synced: int = 0
     sync_errors: int = 0
@@ -88,44 +100,66 @@ class ConsensusDriver:
         on_behind: Callable[[int], None] = lambda _h: None,
         signing_key: SigningKey | None = None,
         rebroadcast_ms: int = 1000,
-        sign_state_path: Path | None = None,
+        wal_path: Path | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         byzantine: frozenset[str] = frozenset(),
+        crash_at: tuple[str, int] | None = None,
     ) -> None:
         unknown = set(byzantine) - BYZANTINE_MODES
         if unknown:
             raise ValueError(f"byzantine: unknown mode(s) {sorted(unknown)}; known: {sorted(BYZANTINE_MODES)}")
         self.chain = chain
         self.byzantine = frozenset(byzantine)
+        self._crash_at = crash_at
         self._signing_key = signing_key
         me = bytes(signing_key.verify_key) if signing_key is not None else None
         self.is_validator = me is not None and me in chain.validators
+        self._clock_ms = clock_ms
+        self.wal = ConsensusWal(wal_path, encode_value=Block.encode, decode_value=Block.decode)
+        self.signing_refused: str | None = None
+        restore: list[c.WalEntry] = []
+        sign_from = 0
+        if self.is_validator:
+            try:
+                restore = self.wal.open()
+            except WalCorrupt as exc:
+                self.signing_refused = str(exc)
+                log.error("%s", exc)
+            if self.wal.height > chain.next_height:
+                # The log is ahead of the chain (a store that lost its last block): we may have signed at the
+                # heights in between and no longer know what, so sign only above the log.
+                sign_from = self.wal.height + 1
+                log.warning("consensus WAL is at height %d, the chain at %d: not signing below %d",
+                            self.wal.height, chain.next_height, sign_from)
+        signing = self.is_validator and self.signing_refused is None
         self.machine: c.ConsensusMachine[Block] = c.ConsensusMachine(
             chain_id=chain.chain_id,
             validators=chain.validators,
             height=chain.next_height,
             value_id=chain.value_id,
             validate=chain.validate,
-            signing_key=signing_key if self.is_validator else None,
+            signing_key=signing_key if signing else None,
             config=config,
+            timely=self._timely,
+            restore=restore,
+            sign_from=sign_from,
         )
+        self._drift_ms = config.max_clock_drift_ms
         self._publish = publish
         self._on_commit = on_commit
         self._on_behind = on_behind
-        self._clock_ms = clock_ms
         self.rebroadcast_ms = rebroadcast_ms
-        self.sign_state = SignState(sign_state_path)
         self.stats = DriverStats()
         self._seq = 0
         # Unbounded on purpose: timers and ticks must never be lost; network input reaches it through bounded
         # gossip subscriptions, and handling an item is synchronous and quick.
         self._in_send, self._in_recv = trio.open_memory_channel[Any](math.inf)
-        self._out_send, self._out_recv = trio.open_memory_channel[bytes](math.inf)
+        self._out_send, self._out_recv = trio.open_memory_channel[tuple[bytes, bool]](math.inf)
         self._nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------------------------------------------ inputs
 
-    def feed(self, msg: ProposalMsg | VoteMsg) -> None:
+    def feed(self, msg: ConsensusMsg) -> None:
         """A consensus message from the network (already decoded)."""
         self._in_send.send_nowait(msg)
 
@@ -147,6 +181,8 @@ class ConsensusDriver:
             "round": m.round,
             "step": m.step.name.lower(),
             "validator": self.is_validator,
+            "signing_refused": self.signing_refused,
+            "wal_fsyncs": self.wal.fsyncs,
             "inbox": self._in_recv.statistics().current_buffer_used,
             **vars(self.stats),
         }
@@ -173,12 +209,15 @@ class ConsensusDriver:
         self._in_send.send_nowait(event)
 
     async def _publisher(self) -> None:
-        async for data in self._out_recv:
+        async for data, crash_after in self._out_recv:
             try:
                 await self._publish(data)
             except Exception as exc:  # a publish failure must not stop consensus; rebroadcast recovers
                 self.stats.publish_failures += 1
                 log.warning("publishing a consensus message failed: %r", exc)
+            if crash_after:
+                log.warning("test switch: killing this node mid-height (DACN_TEST_CRASH_AT)")
+                os.kill(os.getpid(), signal.SIGKILL)
 
     def _on_input(self, item: Any) -> None:
         if isinstance(item, c.TimeoutFired):
@@ -192,6 +231,9 @@ class ConsensusDriver:
         elif isinstance(item, VoteMsg):
             self.stats.votes_in += 1
             self._process(c.VoteReceived(item.vote))
+        elif isinstance(item, RoundStateMsg):
+            self.stats.round_states_in += 1
+            self._process(c.RoundStateReceived(item.state))
         elif isinstance(item, _Synced):
             self._apply_synced(item)
 
@@ -224,53 +266,92 @@ class ConsensusDriver:
                 if follow is not None:
                     queue.append(follow)
 
+    def _timely(self, _height: int, block: Block) -> bool:
+        return block.header.time_ms <= self._clock_ms() + self._drift_ms
+
+    def _send(self, msg: ConsensusMsg, *, own_vote: Vote | None = None) -> None:
+        # Nothing leaves before the log entries of what it carries are on disk.
+        self.wal.sync()
+        crash = False
+        at = self._crash_at
+        if own_vote is not None and at is not None and own_vote.vote_type.name.lower() == at[0]:
+            self._crash_at = (self._crash_at[0], self._crash_at[1] - 1)
+            crash = self._crash_at[1] == 0
+        self._out_send.send_nowait((encode_consensus(msg), crash))
+
+    def _logged(self, height: int, round_: int, step: int, signature: bytes) -> bool:
+        """Whether this signature of ours is the one the log holds (never send one it does not)."""
+        if self.wal.path is None or self.wal.signed(height, round_, step) == signature:
+            return True
+        self.stats.withheld_votes += 1
+        log.error("consensus: refusing to send a signature for height %d round %d step %d that the WAL does not "
+                  "hold (a bug)", height, round_, step)
+        return False
+
     def _act(self, action: c.Action) -> c.Event | None:
         assert self._nursery is not None
-        if isinstance(action, c.BroadcastVote):
+        if isinstance(action, c.Persist):
+            self.wal.append(action.entry)
+        elif isinstance(action, c.BroadcastVote):
             vote = action.vote
-            if not self.sign_state.allows(vote):
-                # Signed differently before a restart: broadcasting this one would be equivocation.
-                self.stats.withheld_votes += 1
+            if not self._logged(vote.height, vote.round, int(vote.vote_type), vote.signature):
                 return None
-            self.sign_state.record(vote)
             self.stats.votes_out += 1
-            self._out_send.send_nowait(encode_consensus(VoteMsg(vote, self._seq)))
+            self._send(VoteMsg(vote, self._seq), own_vote=vote)
             if "equivocate" in self.byzantine:
                 self._equivocate(vote)
         elif isinstance(action, c.RelayVote):
-            # Someone else's signed prevote, passed on so peers can see why we are locked. It is not our
-            # signature, so it must not enter the double-sign guard (that could withhold our own later vote).
+            # Someone else's signed vote, passed on so peers can catch up; not a new signature of ours.
             self.stats.votes_relayed += 1
-            self._out_send.send_nowait(encode_consensus(VoteMsg(action.vote, self._seq)))
+            self._send(VoteMsg(action.vote, self._seq))
         elif isinstance(action, c.BroadcastProposal):
+            p = action.proposal
+            if not self._logged(p.height, p.round, 0, p.signature):
+                return None
             self.stats.proposals_out += 1
-            self._out_send.send_nowait(encode_consensus(ProposalMsg(action.proposal, action.value, self._seq)))
+            self._send(ProposalMsg(p, action.value, self._seq))
+        elif isinstance(action, c.RelayProposal):
+            self.stats.proposals_relayed += 1
+            self._send(ProposalMsg(action.proposal, action.value, self._seq))
+        elif isinstance(action, c.BroadcastRoundState):
+            self.stats.round_states_out += 1
+            self._send(RoundStateMsg(action.state, self._seq))
         elif isinstance(action, c.ScheduleTimeout):
             self._nursery.start_soon(
                 self._timer, action.delay_ms, c.TimeoutFired(action.height, action.round, action.step)
             )
         elif isinstance(action, c.BuildProposal):
-            me = self.machine.me
-            assert me is not None
-            block = self.chain.build(action.height, action.round, me, self._clock_ms(), list(self.machine.evidence))
-            if "invalid-proposals" in self.byzantine:
-                self.stats.byzantine_proposals += 1
-                bad = dataclasses.replace(block.header, state_root=blake2b256(b"not the state" + block.hash()))
-                block = dataclasses.replace(block, header=bad)
-            return c.ValueReady(action.height, action.round, block)
+            return self._build(action)
         elif isinstance(action, c.Decide):
             committed = self.chain.commit_block(action.value, action.commit)
             self.stats.decided += 1
             self.stats.last_commit_time = trio.current_time()
             self._on_commit(committed)
         elif isinstance(action, c.EvidenceFound):
-            log.warning("equivocation by %s at height %d", action.evidence.offender.hex()[:12], action.evidence.key[1])
+            ev = action.evidence
+            log.warning("equivocation by %s at height %d", ev.offender.hex()[:12], ev.height)
         elif isinstance(action, c.Behind):
             self.stats.behind_reports += 1
             self._on_behind(action.seen_height)
         else:
             log.error("consensus driver: unhandled action %r at height %d (a bug)", action, self.machine.height)
         return None
+
+    def _build(self, action: c.BuildProposal) -> c.Event | None:
+        me = self.machine.me
+        assert me is not None
+        try:
+            block = self.chain.build(action.height, action.round, me, self._clock_ms(), list(self.machine.evidence))
+        except (BlockError, LedgerError):
+            # A bug, but one that must cost only this round (the propose timeout moves on), not the driver.
+            self.stats.build_failures += 1
+            log.exception("consensus: building the block for height %d round %d failed", action.height, action.round)
+            return None
+        if "invalid-proposals" in self.byzantine:
+            self.stats.byzantine_proposals += 1
+            bad = dataclasses.replace(block.header, state_root=blake2b256(b"not the state" + block.hash()))
+            block = dataclasses.replace(block, header=bad)
+        return c.ValueReady(action.height, action.round, block)
 
     def _equivocate(self, vote: Vote) -> None:
         """Test-only: a second signed vote for the same height, round and step, for something else."""
@@ -279,4 +360,4 @@ class ConsensusDriver:
         other = None if vote.block_hash else blake2b256(b"equivocation" + vote.height.to_bytes(8, "big"))
         twin = Vote.sign(self._signing_key, self.chain.chain_id, vote.vote_type, vote.height, vote.round, other)
         self.stats.byzantine_votes += 1
-        self._out_send.send_nowait(encode_consensus(VoteMsg(twin, self._seq)))
+        self._send(VoteMsg(twin, self._seq))

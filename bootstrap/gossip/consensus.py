@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 
 from bootstrap.errors import WireError
-from bootstrap.gossip.wire import ProposalMsg, VoteMsg, decode_consensus
+from bootstrap.gossip.wire import ConsensusMsg, ProposalMsg, RoundStateMsg, decode_consensus
 from ledger.chain import Chain
 from p2pnet import PeerId, Received, ValidationResult
 
@@ -21,13 +21,14 @@ class ConsensusTopic:
     """Validator and delivery for consensus messages; ``feed`` hands a decoded message to the driver (it
     ignores messages while no driver runs)."""
 
-    def __init__(self, chain: Chain, feed: Callable[[ProposalMsg | VoteMsg], None]) -> None:
+    def __init__(self, chain: Chain, feed: Callable[[ConsensusMsg], None]) -> None:
         self.chain = chain
         self.feed = feed
-        self._decoded: dict[int, tuple[bytes, ProposalMsg | VoteMsg]] = {}
+        self._decoded: dict[int, tuple[bytes, ConsensusMsg]] = {}
 
     def validate(self, peer: PeerId, data: bytes) -> ValidationResult:
-        """ACCEPT a well-formed proposal or vote signed by a validator of this chain; REJECT anything else."""
+        """ACCEPT a well-formed proposal, vote or round state signed by a validator of this chain; REJECT anything
+        else (a round state is signed, so a stranger cannot make validators relay votes for it)."""
         try:
             msg = decode_consensus(data)
         except WireError:
@@ -36,6 +37,8 @@ class ConsensusTopic:
         if isinstance(msg, ProposalMsg):
             p = msg.proposal
             ok = p.proposer in self.chain.validators and p.verify(cid) and msg.block.hash() == p.block_hash
+        elif isinstance(msg, RoundStateMsg):
+            ok = msg.state.validator in self.chain.validators and msg.state.verify(cid)
         else:
             ok = msg.vote.validator in self.chain.validators and msg.vote.verify(cid)
         if not ok:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bootstrap.errors import WireError
-from ledger.block import MAX_BLOCK_BYTES, Block, Proposal, Vote
+from ledger.block import MAX_BLOCK_BYTES, Block, Proposal, RoundState, Vote
 from ledger.encoding import pack, unpack
 from ledger.errors import DecodeError, LedgerError
 from ledger.tx import MAX_TX_BYTES
@@ -39,7 +39,7 @@ TOPIC_JOBDATA = "dacn/jobdata/1"
 PROTO_SYNC = "/dacn/sync/1"
 PROTO_STATUS = "/dacn/status/1"
 
-_PROPOSAL, _VOTE = 1, 2
+_PROPOSAL, _VOTE, _ROUND_STATE = 1, 2, 3
 _ANNOUNCE = 1
 MAX_CONSENSUS_BYTES = MAX_BLOCK_BYTES + 4096
 MAX_SPEC_BYTES = 16 * 1024
@@ -65,6 +65,17 @@ class VoteMsg:
 
 
 @dataclass(frozen=True)
+class RoundStateMsg:
+    """A validator's signed round state (where it is, which votes it holds), so peers send what it lacks."""
+
+    state: RoundState
+    seq: int = 0
+
+
+ConsensusMsg = ProposalMsg | VoteMsg | RoundStateMsg
+
+
+@dataclass(frozen=True)
 class JobDataAnnouncement:
     """"I hold this job's dataset": the spec bytes themselves (small) and who to fetch the dataset from."""
 
@@ -74,13 +85,15 @@ class JobDataAnnouncement:
     dataset_size: int
 
 
-def encode_consensus(msg: ProposalMsg | VoteMsg) -> bytes:
+def encode_consensus(msg: ConsensusMsg) -> bytes:
     if isinstance(msg, ProposalMsg):
         return pack([_PROPOSAL, msg.proposal.to_wire(), msg.block.to_wire(), msg.seq])
+    if isinstance(msg, RoundStateMsg):
+        return pack([_ROUND_STATE, msg.state.to_wire(), msg.seq])
     return pack([_VOTE, msg.vote.to_wire(), msg.seq])
 
 
-def decode_consensus(data: bytes) -> ProposalMsg | VoteMsg:
+def decode_consensus(data: bytes) -> ConsensusMsg:
     """Decode an untrusted consensus message (structure only; signatures are checked by the caller)."""
     try:
         obj = unpack(data, max_size=MAX_CONSENSUS_BYTES, field="consensus")
@@ -94,6 +107,10 @@ def decode_consensus(data: bytes) -> ProposalMsg | VoteMsg:
             if len(obj) != 3 or type(obj[2]) is not int:
                 raise WireError("consensus.vote", "expected [2, vote, seq]")
             return VoteMsg(Vote.from_wire(obj[1]), obj[2])
+        if obj[0] == _ROUND_STATE:
+            if len(obj) != 3 or type(obj[2]) is not int:
+                raise WireError("consensus.round_state", "expected [3, round_state, seq]")
+            return RoundStateMsg(RoundState.from_wire(obj[1]), obj[2])
         raise WireError("consensus.kind", f"unknown kind {obj[0]}")
     except (DecodeError, LedgerError) as exc:
         raise WireError("consensus", str(exc)) from None

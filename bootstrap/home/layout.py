@@ -107,7 +107,10 @@ def devnet_genesis(
     node_balance: int = NODE_BALANCE,
     node_stake: int = NODE_STAKE,
 ) -> Genesis:
-    """A genesis where ``workers`` are funded, staked CPU workers and ``faucet`` (if any) holds a large balance."""
+    """A genesis where ``workers`` are funded, staked CPU workers and ``faucet`` (if any) holds a large balance.
+
+    Every validator is staked as a worker too, listed in ``workers`` or not: genesis refuses a validator without a
+    bond an equivocation slash can reach (``ledger.genesis``)."""
     p = dict(DEVNET_PARAMS)
     p.update(params or {})
     if faucet is not None:
@@ -123,7 +126,7 @@ def devnet_genesis(
         "workers": [
             {"account": w.hex(), "stake": node_stake, "device_kind": "cpu", "device_name": "cpu", "memory_mb": 4096,
              "capacity": 1}
-            for w in workers
+            for w in dict.fromkeys([*workers, *validators])
         ],
         "params": p,
     }

@@ -181,9 +181,10 @@ class Node:
                     on_behind=self.sync.wake,
                     signing_key=self.identity.signing_key,
                     rebroadcast_ms=self.config.rebroadcast_ms,
-                    sign_state_path=self.paths["data"] / "sign_state.json",
+                    wal_path=self.paths["data"] / "consensus.wal",
                     clock_ms=self._clock_ms,
                     byzantine=self.switches.byzantine,
+                    crash_at=self.switches.crash_at,
                 )
                 self.sync.attach(host, self.driver)
                 await nursery.start(self.driver.run)

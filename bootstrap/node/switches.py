@@ -1,7 +1,8 @@
 """Test-only switches that make a node misbehave for the chaos and Byzantine tests (all off by default).
 
 :class:`TestSwitches` is read from ``DACN_TEST_*`` environment variables: a skewed block clock, SIGUSR1 cutting
-every peer link for a while, and a Byzantine validator (equivocating votes, invalid proposals, gossip spam).
+every peer link for a while, a Byzantine validator (equivocating votes, invalid proposals, gossip spam), and a
+validator that kills itself (SIGKILL) right after sending its N-th prevote or precommit, mid-height.
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ class TestSwitches:
     isolate_signal: bool = False
     isolate_s: float = 5.0
     spam_rate: int = 200
+    crash_at: tuple[str, int] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TestSwitches:
         """``DACN_TEST_BYZANTINE`` (comma-separated modes), ``DACN_TEST_CLOCK_SKEW_MS``, ``DACN_TEST_ISOLATE_S``
-        (enables SIGUSR1), ``DACN_TEST_SPAM_RATE``."""
+        (enables SIGUSR1), ``DACN_TEST_SPAM_RATE``, ``DACN_TEST_CRASH_AT`` (``prevote:N`` or ``precommit:N``)."""
         env = os.environ if env is None else env
         raw = env.get("DACN_TEST_BYZANTINE", "")
         modes = frozenset(m.strip() for m in raw.split(",") if m.strip())
@@ -75,12 +77,19 @@ class TestSwitches:
         skew = number("DACN_TEST_CLOCK_SKEW_MS", 0, -MAX_CLOCK_SKEW_MS, MAX_CLOCK_SKEW_MS)
         isolate = number("DACN_TEST_ISOLATE_S", 0, 0, 3600)
         rate = number("DACN_TEST_SPAM_RATE", 200, 1, 100_000)
+        crash_at = None
+        crash = env.get("DACN_TEST_CRASH_AT", "")
+        if crash:
+            kind, _, count = crash.partition(":")
+            if kind not in ("prevote", "precommit") or not count.isdigit() or int(count) < 1:
+                raise TestSwitchError("DACN_TEST_CRASH_AT", crash, "expected prevote:N or precommit:N, N >= 1")
+            crash_at = (kind, int(count))
         return cls(byzantine=modes, clock_skew_ms=int(skew), isolate_signal=isolate > 0,
-                   isolate_s=isolate or 5.0, spam_rate=int(rate))
+                   isolate_s=isolate or 5.0, spam_rate=int(rate), crash_at=crash_at)
 
     @property
     def active(self) -> bool:
-        return bool(self.byzantine or self.clock_skew_ms or self.isolate_signal)
+        return bool(self.byzantine or self.clock_skew_ms or self.isolate_signal or self.crash_at)
 
 
 def isolate(host: Any, seconds: float) -> int:

@@ -1,4 +1,5 @@
-"""The consensus driver's parts that stand alone: the wire formats it speaks and its sign-state guard."""
+"""The consensus driver's parts that stand alone: the wire formats it speaks and how it sends relays and its own
+signatures."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
-from bootstrap.consensus import SignState
 from bootstrap.errors import WireError
 from bootstrap.gossip import (
     JobDataAnnouncement,
@@ -70,24 +70,6 @@ def test_announcements_round_trip_and_refuse_bad_fields() -> None:
         Status.from_wire([5, b"short", bytes(32)])
 
 
-def test_sign_state_withholds_a_conflicting_vote_after_restart(tmp_path: Path) -> None:
-    path = tmp_path / "sign_state.json"
-    s = SignState(path)
-    v = Vote.sign(KEY, "c", VoteType.PREVOTE, 7, 0, b"\x01" * 32)
-    assert s.allows(v)
-    s.record(v)
-    again = SignState(path)  # as after a restart
-    assert again.allows(v)  # the same vote may be sent again
-    nil = Vote.sign(KEY, "c", VoteType.PREVOTE, 7, 0, None)
-    assert not again.allows(nil)  # a different vote for the same step would be equivocation
-    assert again.allows(Vote.sign(KEY, "c", VoteType.PRECOMMIT, 7, 0, None))
-    assert again.allows(Vote.sign(KEY, "c", VoteType.PREVOTE, 7, 1, None))
-    assert not again.allows(Vote.sign(KEY, "c", VoteType.PREVOTE, 6, 0, None))  # an older height
-    assert again.allows(Vote.sign(KEY, "c", VoteType.PREVOTE, 8, 0, None))
-    path.write_text("not json")
-    assert SignState(path).height == 0  # unreadable: start afresh, with a warning
-
-
 async def test_relayed_votes_are_sent_but_never_enter_the_double_sign_guard(tmp_path: Path) -> None:
     """A relayed prevote (someone else's signature) goes out as is; our own later vote is not withheld."""
     import trio
@@ -102,16 +84,17 @@ async def test_relayed_votes_are_sent_but_never_enter_the_double_sign_guard(tmp_
 
     keys = validator_keys()
     driver = ConsensusDriver(Chain(genesis4()), config=c.test_config(), publish=publish, on_commit=lambda _b: None,
-                             signing_key=keys[0], sign_state_path=tmp_path / "sign_state.json")
+                             signing_key=keys[0], wal_path=tmp_path / "consensus.wal")
     async with trio.open_nursery() as nursery:
         driver._nursery = nursery
         theirs = Vote.sign(keys[1], driver.chain.chain_id, VoteType.PREVOTE, 1, 0, b"\x02" * 32)
         assert driver._act(c.RelayVote(theirs)) is None
-        sent = decode_consensus(driver._out_recv.receive_nowait())
+        sent = decode_consensus(driver._out_recv.receive_nowait()[0])
         assert isinstance(sent, VoteMsg) and sent.vote == theirs
         assert driver.stats.votes_relayed == 1
         mine = Vote.sign(keys[0], driver.chain.chain_id, VoteType.PREVOTE, 1, 0, None)
+        driver._act(c.Persist(c.WalVote(mine)))
         driver._act(c.BroadcastVote(mine))
-        assert decode_consensus(driver._out_recv.receive_nowait()).vote == mine
+        assert decode_consensus(driver._out_recv.receive_nowait()[0]).vote == mine
         assert driver.stats.withheld_votes == 0
         nursery.cancel_scope.cancel()

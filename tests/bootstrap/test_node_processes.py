@@ -42,7 +42,9 @@ class Child:
     height_at_start: int = -1
 
 
-async def start_child(info: HomeInfo, bootstrap: list[str], timeout: float = 30.0) -> Child:
+async def start_child(
+    info: HomeInfo, bootstrap: list[str], timeout: float = 30.0, env: dict[str, str] | None = None
+) -> Child:
     """Start a node process and wait for its READY line (bounded), or fail with its log."""
     log = info.home / "node.log"
     args = [sys.executable, "-m", "bootstrap.node", "--home", str(info.home), "--api", "none"]
@@ -50,7 +52,7 @@ async def start_child(info: HomeInfo, bootstrap: list[str], timeout: float = 30.
         args += ["--bootstrap", b]
     with open(log, "ab") as err:
         proc = await trio.lowlevel.open_process(args, stdout=subprocess.PIPE, stderr=err, cwd=ROOT,
-                                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     child = Child(info, proc, log)
     buf = b""
     assert proc.stdout is not None
@@ -168,6 +170,81 @@ async def test_kill9_under_load_keeps_committing_and_the_restarted_validator_res
             await wait_until(lambda: _async(observer.height >= s.height), 20, "the observer at the same head")
             if observer.height == s.height:
                 assert s.state_root == observer.chain.root  # type: ignore[union-attr]
+        finally:
+            observer.stop()
+            nursery.cancel_scope.cancel()
+
+
+async def test_validators_killed_mid_height_over_and_over_never_fork_lose_txs_or_get_slashed(tmp_path: Path) -> None:
+    """Validators SIGKILL themselves right after sending a prevote (so: between prevote and precommit) or right
+    after a precommit, restart from their store and write-ahead log, and are killed again, under load; once two
+    at once. Afterwards: one chain, every committed tx in it, one state root, no evidence, nobody slashed."""
+    import random
+
+    rng = random.Random(12)
+    infos = make_testnet(5, tmp_path, validators=4, config=NodeConfig.test(run_agent=False))
+    children: list[Child] = []
+    async with reaped(children), trio.open_nursery() as nursery:
+        children.append(await start_child(infos[0], []))
+        boot = [children[0].addr]
+        for info in infos[1:4]:
+            children.append(await start_child(info, boot))
+        observer = Node(infos[4].home, replace(infos[4].config, bootstrap=boot))
+        await nursery.start(observer.run)
+        try:
+            await wait_until(lambda: _async(observer.height >= 3), 30, "the first blocks")
+            stakes = {v: observer.chain.state.workers[v].stake for v in observer.chain.validators}  # type: ignore[union-attr]
+            pending: list[str] = []
+
+            async def load() -> None:
+                for i in range(100_000):
+                    pending.append(await observer.sign_and_submit("faucet", Transfer(bytes([i % 250 + 1]) * 32, 1)))
+                    await trio.sleep(0.05)
+
+            nursery.start_soon(load)
+            live = {i: children[i] for i in range(4)}
+            kills = 0
+            plan = [[1], [2], [3, 1], [0], [2], [1, 3], [0]]  # [3, 1] and [1, 3]: two at once
+            for victims in plan:
+                for v in victims:
+                    point = rng.choice(["prevote", "precommit"])
+                    old = live[v]
+                    old.process.send_signal(signal.SIGKILL)
+                    await old.process.wait()
+                    # Back up, armed to kill itself again right after its next few votes of that kind.
+                    crash_at = f"{point}:{rng.randint(1, 4)}"
+                    armed = await start_child(old.info, boot, env={"DACN_TEST_CRASH_AT": crash_at})
+                    children.append(armed)
+                    live[v] = armed
+                for v in victims:
+                    with trio.fail_after(60):
+                        await live[v].process.wait()  # it killed itself mid-height
+                    assert live[v].process.returncode == -signal.SIGKILL
+                    kills += 1
+                    again = await start_child(live[v].info, boot)
+                    children.append(again)
+                    live[v] = again
+                h = observer.height
+                await wait_until(lambda h=h: _async(observer.height >= h + 2), 60, "blocks after the restarts")
+            assert kills == 9
+            # Every tx the observer saw committed is in the one chain every validator holds.
+            top = observer.height
+            for v, child in live.items():
+                async def at_top(child: Child = child) -> bool:
+                    s = await status_of(observer, child.peer_id)  # type: ignore[arg-type]
+                    return s is not None and s.height >= top
+
+                await wait_until(at_top, 60, f"validator {v} to reach height {top}")
+                ours = bytes.fromhex(observer.get_block(top)["hash"])  # type: ignore[index]
+                assert await block_hash_at(observer, child.peer_id, top) == ours  # type: ignore[arg-type]
+            committed = [t for t in pending if bytes.fromhex(t) in observer.txs.heights]
+            assert len(committed) > 50
+            assert all(observer.txs.heights[bytes.fromhex(t)] <= observer.height for t in committed)
+            for h in range(1, top + 1):
+                block = observer.chain.get_blocks(h, h)[0][0]  # type: ignore[union-attr]
+                assert block.evidence == (), f"evidence at height {h}: an honest validator double-signed"
+            state = observer.chain.state  # type: ignore[union-attr]
+            assert {v: state.workers[v].stake for v in stakes} == stakes and state.slashed_pool == 0
         finally:
             observer.stop()
             nursery.cancel_scope.cancel()

@@ -68,16 +68,23 @@ def make_genesis(
 ) -> Genesis:
     """A genesis from names: ``balances`` by name, ``workers`` as names (cpu, stake 5000) or name → overrides.
 
-    Workers without an entry in ``balances`` get 100,000 tokens for fees.
+    Workers without an entry in ``balances`` get 100,000 tokens for fees. Genesis refuses a validator without a
+    worker bond, so ``validators`` default to the first worker (the workers a test names stay the only ones a job
+    can draw), or to ``validator-0`` when there are none; a validator not named in ``workers`` is bonded as a
+    default worker with no balance of its own.
     """
     balances = {"alice": 1_000_000, "bob": 1_000_000} if balances is None else balances
     if isinstance(workers, list):
         workers = {w: {} for w in workers}
+    workers = dict(workers or {})
     balances = dict(balances)
-    for name in workers or {}:
+    for name in workers:
         balances.setdefault(name, 100_000)  # workers pay fees too
+    validators = validators or [next(iter(workers), PROPOSER_NAME)]
+    for name in validators:
+        workers.setdefault(name, {})  # the validator's bond
     worker_docs = []
-    for name, overrides in (workers or {}).items():
+    for name, overrides in workers.items():
         doc = {"account": account(name).hex(), "stake": 5_000, "device_kind": "cpu", "device_name": "test-cpu",
                "memory_mb": 16_384, "capacity": 100}
         doc.update(overrides)
@@ -86,7 +93,7 @@ def make_genesis(
         "chain_id": chain_id,
         "genesis_time": 1_700_000_000_000,
         "allocations": [{"account": account(n).hex(), "balance": b} for n, b in balances.items()],
-        "validators": [account(v).hex() for v in (validators or [PROPOSER_NAME])],
+        "validators": [account(v).hex() for v in validators],
         "workers": worker_docs,
         "params": params or {},
     })

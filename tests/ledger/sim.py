@@ -4,8 +4,11 @@
 loss, duplication and partitions, driven by a seeded ``random.Random`` so a failing schedule replays exactly.
 ``SimNode`` is the driver the node layer should copy: one input channel (network messages, fired timeouts,
 rebroadcast ticks), one ``ConsensusMachine``, and an application (``SimApp``) that builds, validates and commits
-values and serves block sync. Run it with :func:`run_sim`, which uses ``trio.testing.MockClock(autojump_threshold=0)``
-and seeds trio's scheduler, so one seed replays one schedule exactly.
+values and serves block sync. Given a write-ahead log (``wal``: anything with ``append`` and ``sync``, such as
+``bootstrap.consensus.ConsensusWal``) it persists the machine's entries and syncs before sending, as the node's
+driver does; ``crash_after`` kills it after that many actions, at any point of a batch, for restart campaigns.
+Run it with :func:`run_sim`, which uses ``trio.testing.MockClock(autojump_threshold=0)`` and seeds trio's
+scheduler, so one seed replays one schedule exactly.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import trio
 import trio.testing
 
 from ledger import consensus as c
-from ledger.block import Commit, Proposal, Vote
+from ledger.block import Commit, Proposal, RoundState, Vote
 from ledger.types import AccountId
 
 
@@ -78,6 +81,11 @@ class VoteMsg:
 
 
 @dataclass(frozen=True)
+class RoundStateMsg:
+    state: RoundState
+
+
+@dataclass(frozen=True)
 class GetBlocksMsg:
     from_height: int
     to_height: int
@@ -113,6 +121,7 @@ class SimNetwork:
         self.groups: list[set[int]] | None = None
         self.inboxes: dict[int, trio.MemorySendChannel[Any]] = {}
         self.stats = NetStats()
+        self.down: set[int] = set()
         self._nursery: trio.Nursery | None = None
         self._closed = False
 
@@ -130,7 +139,12 @@ class SimNetwork:
     def register(self, node: int) -> tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]]:
         send, recv = trio.open_memory_channel[Any](math.inf)
         self.inboxes[node] = send
+        self.down.discard(node)
         return send, recv
+
+    def unregister(self, node: int) -> None:
+        """The node is down: what is in flight to it, or sent to it until it registers again, is lost."""
+        self.down.add(node)
 
     def partition(self, groups: list[set[int]]) -> None:
         self.groups = groups
@@ -174,6 +188,9 @@ class SimNetwork:
         if not self._connected(src, dst):
             self.stats.partitioned += 1
             return
+        if dst in self.down:
+            self.stats.lost += 1
+            return
         self.stats.delivered += 1
         self.inboxes[dst].send_nowait(Envelope(src, payload))
 
@@ -194,7 +211,8 @@ class SimApp(Protocol):
 @dataclass
 class Byzantine:
     """How a faulty validator misbehaves: ``equivocate`` signs conflicting votes/proposals to different halves of
-    the network; ``invalid`` proposes values built by ``make_invalid``."""
+    the network; ``invalid`` proposes values built by ``make_invalid``; ``withhold`` sends each vote to one
+    validator only."""
 
     mode: str
     make_invalid: Callable[[int, int, Any], Any] | None = None
@@ -215,6 +233,11 @@ class SimNode:
     key: Any = None
     decided: list[tuple[int, bytes]] = field(default_factory=list)
     evidence: list[Any] = field(default_factory=list)
+    wal: Any = None
+    crash_after: int | None = None
+    crashed: bool = False
+    # Every signature of our own that left this node: (height, round, step, signature); step 0 is a proposal.
+    sent_own: list[tuple[int, int, int, bytes]] = field(default_factory=list)
     _inbox: trio.MemorySendChannel[Any] | None = None
     _nursery: trio.Nursery | None = None
 
@@ -227,7 +250,16 @@ class SimNode:
             self._process(c.Start())
             task_status.started()
             async for item in recv:
+                if self.crashed:
+                    break
                 self._on_input(item)
+
+    def _crash(self) -> None:
+        """Die here, as ``kill -9`` would: no further action of this batch is carried out."""
+        self.crashed = True
+        self.net.unregister(self.node_id)
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
 
     async def _ticker(self) -> None:
         while True:
@@ -251,6 +283,8 @@ class SimNode:
                 self._process(c.ProposalReceived(msg.proposal, msg.value))
             elif isinstance(msg, VoteMsg):
                 self._process(c.VoteReceived(msg.vote))
+            elif isinstance(msg, RoundStateMsg):
+                self._process(c.RoundStateReceived(msg.state))
             elif isinstance(msg, GetBlocksMsg):
                 blocks = self.app.get_blocks(msg.from_height, msg.to_height)
                 if blocks:
@@ -272,21 +306,46 @@ class SimNode:
     def _process(self, first: c.Event) -> None:
         # Events produced by our own actions (a built value) are handled before the next input is read.
         queue: list[c.Event] = [first]
-        while queue:
+        while queue and not self.crashed:
             for action in self.machine.handle(queue.pop(0)):
+                if self.crash_after is not None:
+                    if self.crash_after <= 0:
+                        self._crash()
+                        return
+                    self.crash_after -= 1
                 follow = self._act(action)
                 if follow is not None:
                     queue.append(follow)
 
+    def _sync(self) -> None:
+        if self.wal is not None:
+            self.wal.sync()
+
     def _act(self, action: c.Action) -> c.Event | None:
         assert self._nursery is not None
-        if isinstance(action, c.BroadcastVote):
+        if isinstance(action, c.Persist):
+            if self.wal is not None:
+                self.wal.append(action.entry)
+        elif isinstance(action, c.BroadcastVote):
+            self._sync()
+            v = action.vote
+            self.sent_own.append((v.height, v.round, int(v.vote_type), v.signature))
             self._broadcast_vote(action.vote)
         elif isinstance(action, c.RelayVote):
             # Passing on a vote already signed (by anyone): plain broadcast, never re-signed or equivocated.
+            self._sync()
             self.net.broadcast(self.node_id, VoteMsg(action.vote))
         elif isinstance(action, c.BroadcastProposal):
+            self._sync()
+            p = action.proposal
+            self.sent_own.append((p.height, p.round, 0, p.signature))
             self._broadcast_proposal(action.proposal, action.value)
+        elif isinstance(action, c.RelayProposal):
+            self._sync()
+            self.net.broadcast(self.node_id, ProposalMsg(action.proposal, action.value))
+        elif isinstance(action, c.BroadcastRoundState):
+            self._sync()
+            self.net.broadcast(self.node_id, RoundStateMsg(action.state))
         elif isinstance(action, c.ScheduleTimeout):
             self._nursery.start_soon(
                 self._timer, action.delay_ms, c.TimeoutFired(action.height, action.round, action.step)
@@ -315,6 +374,11 @@ class SimNode:
         return others[: len(others) // 2], others[len(others) // 2 :]
 
     def _broadcast_vote(self, vote: Vote) -> None:
+        if self.byzantine is not None and self.byzantine.mode == "withhold":
+            # Its votes reach one other validator only (which may relay them), so views split.
+            others = [n for n in sorted(self.net.inboxes) if n != self.node_id]
+            self.net.send(self.node_id, others[vote.round % len(others)], VoteMsg(vote))
+            return
         if self.byzantine is None or self.byzantine.mode != "equivocate" or vote.block_hash is None:
             self.net.broadcast(self.node_id, VoteMsg(vote))
             return

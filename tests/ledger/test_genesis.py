@@ -29,6 +29,16 @@ device_name = "NVIDIA H100"
 memory_mb = 81920
 capacity = 1000
 
+[[workers]]                  # the validators' bonds
+account = "{account("v0").hex()}"
+stake = 2000
+device_kind = "cpu"
+
+[[workers]]
+account = "{account("v1").hex()}"
+stake = 2000
+device_kind = "cpu"
+
 [params]
 min_stake = 2000
 faucet = "{account("alice").hex()}"
@@ -47,7 +57,7 @@ def test_toml_and_json_load_to_the_same_genesis_and_state(tmp_path: Path) -> Non
     assert g2 == g
     s = genesis_state(g)
     assert state_root(s) == state_root(genesis_state(g2))
-    assert total_supply(s) == 1_005_000
+    assert total_supply(s) == 1_009_000
     w = s.workers[account("w1")]
     assert (w.stake, w.device_kind, w.memory_mb, w.reputation) == (5000, "gpu", 81920, Params().initial_reputation)
     assert s.accounts[account("w1")].balance == 0

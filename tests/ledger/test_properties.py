@@ -46,8 +46,8 @@ WORKERS = ["w1", "w2", "w3", "w4"]
 NEWCOMERS = ["carol", "dave"]
 EVERYONE = CLIENTS + WORKERS + NEWCOMERS
 SUMMARIES = [[1, 2], [1, 3], [5, 5]]
-PARAMS = {"unbonding_period": 3, "max_reassignments": 1, "default_bid_window": 1, "default_commit_window": 2,
-          "default_reveal_window": 2, "max_window": 4, "min_stake": 1_000}
+PARAMS = {"unbonding_period": 3, "evidence_max_age": 2, "max_reassignments": 1, "default_bid_window": 1,
+          "default_commit_window": 2, "default_reveal_window": 2, "max_window": 4, "min_stake": 1_000}
 
 names = st.sampled_from(EVERYONE)
 amounts = st.integers(0, 3_000)
@@ -58,6 +58,7 @@ def _genesis():
     return make_genesis(
         balances={"alice": 50_000, "bob": 50_000, "carol": 20_000, "dave": 5_000},
         workers={"w1": {}, "w2": {"capacity": 1}, "w3": {"device_kind": "gpu"}, "w4": {"memory_mb": 1_000}},
+        validators=["w1"],  # a validator's bond is a worker's: w1 may never unbond below min_stake
         params=PARAMS,
     )
 

@@ -17,7 +17,8 @@ from tests.ledger.factories import Chain, Wallet, account, assert_rejected, ctx,
 
 @pytest.fixture
 def state():
-    return make_state(balances={"carol": 20_000}, workers=["w1", "w2"], params={"unbonding_period": 5})
+    return make_state(balances={"carol": 20_000}, workers=["w1", "w2"],
+                      params={"unbonding_period": 5, "evidence_max_age": 4})
 
 
 def test_register_worker_bonds_stake(state) -> None:

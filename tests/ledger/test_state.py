@@ -114,7 +114,7 @@ def test_json_views_of_workers_and_jobs() -> None:
 
     state, job_id = _busy_state()
     w = state.workers[account("w1")].to_dict()
-    assert w["unbonding"] == [{"release_height": 21, "amount": 100}] and w["stake"] == 4_900
+    assert w["unbonding"] == [{"release_height": 121, "amount": 100}] and w["stake"] == 4_900
     job = state.jobs[job_id].to_dict()
     assert job["job_id"] == job_id.hex() and job["bids"] == {account("w1").hex(): 300}
     assert job["history"] == [{"status": "open", "height": 1}, {"status": "assigned", "height": 2}]
