@@ -46,7 +46,10 @@ _RECEIVE_BYTES = 256 * 1024
 
 
 class FrameTransport(Protocol):
-    """Moves encoded messages to and from one authenticated peer."""
+    """Moves encoded messages to and from one authenticated peer. ``tie`` is a value both ends of the connection
+    share and no other connection has (the Noise handshake hash), so both sides resolve duplicates alike."""
+
+    tie: bytes
 
     async def send_frames(self, frames: list[bytes]) -> None: ...
 
@@ -64,6 +67,7 @@ class NoiseTransport:
         self.stream = stream
         self.session = session
         self.decoder = FrameDecoder(max_frame)
+        self.tie = session.handshake_hash
 
     async def send_frames(self, frames: list[bytes]) -> None:
         try:
@@ -174,6 +178,10 @@ class Connection:
             async with trio.open_nursery() as nursery:
                 self._scope = nursery.cancel_scope
                 self._nursery = nursery
+                if self.close_reason is not None:
+                    # Closed before it ran (a duplicate replaced while starting): it must not come alive as a
+                    # zombie the remote still uses; close the transport so the remote sees it go.
+                    nursery.cancel_scope.cancel()
                 nursery.start_soon(self._guard, self._writer)
                 nursery.start_soon(self._guard, self._reader)
                 nursery.start_soon(self._guard, self._keepalive)

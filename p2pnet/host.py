@@ -433,8 +433,14 @@ class Host:
             return
         existing = self._connections.get(peer)
         if existing is not None:
-            # simultaneous dials: both sides keep the connection dialed by the smaller peer id
-            keep_new = outbound == (self.peer_id.public_key < peer.public_key)
+            # Duplicates (simultaneous dials, or two dials one way): both sides must keep the same connection,
+            # whatever order they saw them in, or each closes the one the other kept. Both ends share each
+            # connection's handshake hash, so keep the smaller; without one, the one dialed by the smaller id.
+            new_tie, old_tie = getattr(ft, "tie", b""), getattr(existing.transport, "tie", b"")
+            if new_tie and old_tie:
+                keep_new = new_tie < old_tie
+            else:
+                keep_new = outbound == (self.peer_id.public_key < peer.public_key)
             if not keep_new:
                 await ft.aclose()
                 return

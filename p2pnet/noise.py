@@ -224,7 +224,9 @@ class NoiseHandshake:
         if not self.complete or self.remote_peer is None:
             raise LocalProtocolError("handshake not complete")
         proto = self._noise.noise_protocol
-        session = NoiseSession(self.remote_peer, proto.cipher_state_encrypt, proto.cipher_state_decrypt)
+        session = NoiseSession(
+            self.remote_peer, proto.cipher_state_encrypt, proto.cipher_state_decrypt, self._noise.get_handshake_hash()
+        )
         # transport messages may arrive in the same read as the last handshake message
         session.receive_data(bytes(self._in._buf))
         self._in._buf.clear()
@@ -236,8 +238,12 @@ class NoiseHandshake:
 class NoiseSession:
     """Transport phase: ``encrypt`` a plaintext stream into wire bytes; ``receive_data``/``next_plaintext``."""
 
-    def __init__(self, remote_peer: PeerId, encrypt_state: object, decrypt_state: object) -> None:
+    def __init__(
+        self, remote_peer: PeerId, encrypt_state: object, decrypt_state: object, handshake_hash: bytes = b""
+    ) -> None:
         self.remote_peer = remote_peer
+        # The same on both ends and unique per connection: what duplicate resolution compares.
+        self.handshake_hash = handshake_hash
         self._enc = encrypt_state
         self._dec = decrypt_state
         self._in = _LengthPrefixed()

@@ -52,6 +52,9 @@ class NetworkStats:
     partitioned: int = 0
 
 
+_TIES = itertools.count(1)
+
+
 class _Endpoint:
     """One end of an in-memory connection: a heap of frames keyed by delivery time."""
 
@@ -60,6 +63,7 @@ class _Endpoint:
         self.local = local
         self.remote = remote
         self.peer: _Endpoint | None = None
+        self.tie = b""
         self._heap: list[tuple[float, int, bytes]] = []
         self._wake = trio.Event()
         self._closed = False
@@ -158,6 +162,8 @@ class MemoryTransport:
         mine = _Endpoint(self.net, host.peer_id, remote.peer_id)
         theirs = _Endpoint(self.net, remote.peer_id, host.peer_id)
         mine.peer, theirs.peer = theirs, mine
+        # Unique per connection without drawing from the seeded RNG (that would shift every later draw).
+        mine.tie = theirs.tie = next(_TIES).to_bytes(8, "big")
         remote._nursery_start_soon(
             functools.partial(remote._adopt, theirs, host.peer_id, outbound=False, remote_addr=f"memory:{self.port}")
         )

@@ -1,5 +1,6 @@
 """Hosts on real loopback sockets: dialing, request/response, blobs, gossip, limits, bans, peer table."""
 
+import contextlib
 import threading
 
 import pytest
@@ -285,3 +286,35 @@ async def test_a_blob_reader_is_asked_for_one_chunk_per_request_off_the_event_lo
         assert threading.get_ident() not in threads  # never on the trio thread
         with pytest.raises(RemoteError, match="no blob"):
             await a.fetch_blob(peer, blob_digest(b"unknown"))
+
+
+async def test_duplicate_and_simultaneous_dials_leave_one_working_connection() -> None:
+    """Two dials each way at once: whichever connections the two sides keep, requests both ways still work.
+    A duplicate closed while it was still starting used to come alive anyway, a zombie the remote had kept while
+    this side had replaced it, so every request over it timed out (seen after kill -9 restarts)."""
+    async with running_hosts(2) as (a, b):
+
+        async def echo(peer, payload):
+            return payload
+
+        a.set_request_handler("/echo/1", echo)
+        b.set_request_handler("/echo/1", echo)
+        for _round in range(8):
+            async with trio.open_nursery() as nursery:
+                for src, dst in ((a, b), (a, b), (b, a), (b, a)):
+                    nursery.start_soon(_dial_quietly, src, dst.listen_addrs[0].without_peer_id())
+            with trio.fail_after(10):
+                while not (a.peers() == [b.peer_id] and b.peers() == [a.peer_id]):
+                    await trio.sleep(0.01)
+                assert await a.request(b.peer_id, "/echo/1", 1, timeout=3) == 1
+                assert await b.request(a.peer_id, "/echo/1", 2, timeout=3) == 2
+            for conn in list(a._connections.values()):
+                conn.close("next round")
+            with trio.fail_after(10):
+                while a.peers() or b.peers():
+                    await trio.sleep(0.01)
+
+
+async def _dial_quietly(host: Host, addr: Multiaddr) -> None:
+    with contextlib.suppress(DialError):  # "closed right after the handshake": the duplicate lost
+        await host.dial(addr)
