@@ -1,13 +1,13 @@
-"""Blocks, votes, proposals, commits and equivocation evidence: typed, canonically encoded, validated.
+"""Blocks, votes, proposals, commits, round states and equivocation evidence: typed, canonically encoded, validated.
 
 A block's hash is BLAKE2b-256 of its canonical header; the header binds the transactions (a Merkle root of tx ids),
 the previous block's commit and the evidence, so the hash covers the whole block. Every signature covers a domain
 tag, the chain id and a canonical body. Untrusted bytes are decoded with size limits into typed objects, and
 validation failures raise a :class:`BlockError` subclass naming what mismatched.
 
-Why this file is long: the five signed kinds (header, vote, proposal, commit, evidence) share one set of
-canonical-bytes rules, and each kind's encoding, bounded decoding and checks sit together with them; split
-apart, one wire format would be spread over several files.
+Why this file is long: the signed kinds (header, vote, proposal, commit, round state, two kinds of evidence)
+share one set of canonical-bytes rules, and each kind's encoding, bounded decoding and checks sit together with
+them; split apart, one wire format would be spread over several files.
 """
 
 from __future__ import annotations
@@ -513,8 +513,25 @@ class RoundVotes:
 def round_state_sign_bytes(
     chain_id: str, validator: bytes, height: Height, round_: int, step: int, rounds: Sequence[RoundVotes]
 ) -> bytes:
-    body = [[r.round, int(r.has_proposal), r.prevotes, r.precommits] for r in rounds]
-    return ROUND_STATE_DOMAIN + pack([chain_id, validator, height, round_, step, body])
+    return ROUND_STATE_DOMAIN + pack([chain_id, validator, height, round_, step, _round_votes_wire(rounds)])
+
+
+def _bits_to_wire(bits: int) -> bytes:
+    # A bitmap as minimal little-endian bytes: msgpack ints stop at 64 bits, validator sets do not.
+    return bits.to_bytes((bits.bit_length() + 7) // 8, "little")
+
+
+def _bits_from_wire(obj: object, name: str) -> int:
+    raw = _field(obj, name, bytes)
+    if len(raw) > (MAX_VALIDATORS + 7) // 8:  # type: ignore[arg-type]
+        raise DecodeError(name, "more bits than validators")
+    if raw and raw[-1] == 0:  # type: ignore[index]
+        raise DecodeError(name, "not minimal (a trailing zero byte)")
+    return int.from_bytes(raw, "little")  # type: ignore[arg-type]
+
+
+def _round_votes_wire(rounds: Sequence[RoundVotes]) -> list:
+    return [[r.round, int(r.has_proposal), _bits_to_wire(r.prevotes), _bits_to_wire(r.precommits)] for r in rounds]
 
 
 @dataclass(frozen=True)
@@ -544,8 +561,7 @@ class RoundState:
         return verify(self.validator, msg, self.signature)
 
     def to_wire(self) -> list:
-        body = [[r.round, int(r.has_proposal), r.prevotes, r.precommits] for r in self.rounds]
-        return [self.validator, self.height, self.round, self.step, body, self.signature]
+        return [self.validator, self.height, self.round, self.step, _round_votes_wire(self.rounds), self.signature]
 
     @classmethod
     def from_wire(cls, obj: object) -> RoundState:
@@ -553,9 +569,7 @@ class RoundState:
         rounds = []
         for i, item in enumerate(_list(f[4], "round_state.rounds", max_len=ROUND_STATE_ROUNDS)):
             g = _list(item, f"round_state.rounds[{i}]", 4)
-            bits = [_uint(g[k], f"round_state.rounds[{i}]") for k in (2, 3)]
-            if any(b.bit_length() > MAX_VALIDATORS for b in bits):
-                raise DecodeError(f"round_state.rounds[{i}]", "more bits than validators")
+            bits = [_bits_from_wire(g[k], f"round_state.rounds[{i}]") for k in (2, 3)]
             has = _uint(g[1], f"round_state.rounds[{i}].has_proposal")
             if has > 1:
                 raise DecodeError(f"round_state.rounds[{i}].has_proposal", "expected 0 or 1")

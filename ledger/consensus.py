@@ -783,10 +783,13 @@ class ConsensusMachine(Generic[V]):
         """Send a validator the votes and proposals of this height that it says it lacks, for any round we hold.
 
         Budget: one answer per validator per rebroadcast tick, at most 2n votes and 2 proposals each, so a
-        validator that lies about what it holds can make us send no more than an honest catch-up would.
+        validator that lies about what it holds can make us send no more than an honest catch-up would; the
+        cost per tick is bounded by the validator count, not by the network's size or the height's rounds.
         """
         rs = event.state
-        if rs.validator not in self._validator_set or rs.validator == self.me:
+        # Only validators answer: with every observer answering too, one lagging validator would draw a copy of
+        # each missing vote from every node of the network.
+        if self.me is None or rs.validator not in self._validator_set or rs.validator == self.me:
             self.stats.round_states_ignored += 1
             return
         if rs.height != self.height or rs.validator in self._answered or self.step is Step.NEW_HEIGHT:

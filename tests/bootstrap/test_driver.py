@@ -12,6 +12,7 @@ from bootstrap.errors import WireError
 from bootstrap.gossip import (
     JobDataAnnouncement,
     ProposalMsg,
+    RoundStateMsg,
     Status,
     VoteMsg,
     decode_announcement,
@@ -19,7 +20,7 @@ from bootstrap.gossip import (
     encode_announcement,
     encode_consensus,
 )
-from ledger.block import Proposal, Vote, VoteType, make_block
+from ledger.block import Proposal, RoundState, RoundVotes, Vote, VoteType, make_block
 from ledger.encoding import pack
 
 KEY = SigningKey(bytes(32))
@@ -42,11 +43,22 @@ def test_consensus_messages_round_trip() -> None:
     assert isinstance(got, VoteMsg) and got.vote == v and got.vote.verify("c")
     # the same vote rebroadcast with another seq is different bytes (so gossip's seen-cache lets it through)
     assert encode_consensus(VoteMsg(v, 0)) != encode_consensus(VoteMsg(v, 1))
+    rs = RoundState.sign(KEY, "c", 4, 2, 3, [RoundVotes(1, True, 0b101, 0b1), RoundVotes(2, False, 0b11, 0)])
+    back = decode_consensus(encode_consensus(RoundStateMsg(rs, 7)))
+    assert isinstance(back, RoundStateMsg) and back.state == rs and back.state.verify("c") and back.seq == 7
+    forged = RoundState(rs.validator, rs.height, rs.round + 1, rs.step, rs.rounds, rs.signature)
+    assert not forged.verify("c")
+    wide = RoundState.sign(KEY, "c", 4, 2, 3, [RoundVotes(0, False, (1 << 1000) | 1, 1 << 70)])  # >64 validators
+    assert decode_consensus(encode_consensus(RoundStateMsg(wide))).state == wide  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\xc1", pack([9, 1]), pack([2, [1, 2], 0]), pack([1, [], [], 0]), pack([2]), pack("x") * 3],
+    [b"", b"\xc1", pack([9, 1]), pack([2, [1, 2], 0]), pack([1, [], [], 0]), pack([2]), pack("x") * 3,
+     pack([3, [bytes(32), 1, 0, 9, [], bytes(64)], 0]),
+     pack([3, [bytes(32), 1, 0, 1, [[0, 2, b"", b""]], bytes(64)], 0]),
+     pack([3, [bytes(32), 1, 0, 1, [[0, 0, b"\x01" * 200, b""]], bytes(64)], 0]),
+     pack([3, [bytes(32), 1, 0, 1, [[0, 0, b"\x01\x00", b""]], bytes(64)], 0])],
 )
 def test_undecodable_consensus_bytes_raise_wire_error(data: bytes) -> None:
     with pytest.raises(WireError):

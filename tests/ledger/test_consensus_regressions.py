@@ -249,6 +249,23 @@ def test_case4_three_live_validators_recover_lost_precommits_of_an_earlier_round
     assert all(m.height > 1 for m in ms), [(m.height, m.round, m.step) for m in ms]
 
 
+def test_case4_only_validators_answer_round_states():
+    validator, observer = machine(0), c.ConsensusMachine(
+        chain_id=CHAIN, validators=VALS, height=1, value_id=vid, validate=lambda h, v: True, config=c.test_config()
+    )
+    lagging = machine(1)
+    for m in (validator, observer, lagging):
+        m.handle(c.Start())
+        m.handle(c.TimeoutFired(1, 0, c.Step.NEW_HEIGHT))
+    for m in (validator, observer):
+        for i in (2, 3):
+            m.handle(vote(i, VoteType.PREVOTE, None))
+    (rs,) = [a.state for a in lagging.handle(c.Rebroadcast()) if isinstance(a, c.BroadcastRoundState)]
+    assert len(of(validator.handle(c.RoundStateReceived(rs)), c.RelayVote)) == 2
+    assert of(validator.handle(c.RoundStateReceived(rs)), c.RelayVote) == []  # once per tick
+    assert of(observer.handle(c.RoundStateReceived(rs)), c.RelayVote) == []
+
+
 def test_case5_a_block_time_at_the_end_of_time_is_invalid_and_cannot_stop_the_next_block():
     g = genesis4(workers=["validator-0", "validator-1", "validator-2", "validator-3"])
     chain = Chain(g)
