@@ -5,8 +5,9 @@ Schedules: validators killed at any action of any batch (after it persisted and 
 sends, ...), one to three of them, two at once, restarted after a while, with or without power loss (what was
 not fsynced is gone, the last record maybe torn); one validator down for good while messages are lost,
 duplicated, delayed and reordered; and one Byzantine validator (equivocating votes and proposals, invalid
-proposals, withheld votes). After the network heals: agreement, validity, no honest validator ever sent two
-different signatures for one step, and every honest validator passes the highest honest height within 10 s.
+proposals, withheld votes, votes for future rounds, replays, a lying clock). After the network heals: agreement,
+validity (no block from beyond the clocks), no honest validator ever sent two different signatures for one step,
+and every honest validator passes the highest honest height within 10 s.
 
 CI runs a bounded number per kind; ``DACN_CAMPAIGN_EXAMPLES=2000`` runs the long campaign (the command and counts
 are in BENCHMARKS.md).
@@ -40,6 +41,22 @@ class TimedApp(BytesApp):
         return b"ok|%d|%d|%s|%d|%d" % (height, round_, proposer.hex().encode(), len(evidence), now_ms)
 
 
+def value_time(value: bytes) -> int:
+    fields = value.split(b"|")
+    return int(fields[5]) if len(fields) > 5 and fields[5].isdigit() else 0
+
+
+def timely(_height: int, value: bytes) -> bool:
+    """The driver's rule: a fresh value's time may be at most the drift bound ahead of our clock."""
+    return value_time(value) <= int(trio.current_time() * 1000) + c.test_config().max_clock_drift_ms
+
+
+def lying_clock(_h: int, _r: int, value: bytes) -> bytes:
+    fields = value.split(b"|")
+    fields[5] = b"%d" % (value_time(value) + 3_600_000)  # an hour ahead of everyone
+    return b"|".join(fields)
+
+
 @dataclass(frozen=True)
 class Crash:
     node: int
@@ -67,6 +84,7 @@ class Run:
     incarnations: list[list[SimNode]] = field(default_factory=lambda: [[] for _ in range(N)])
     at_heal: list[int] = field(default_factory=list)
     restarts: int = 0
+    end_ms: int = 0
     alive: list[bool] = field(default_factory=lambda: [True] * N)
 
 
@@ -84,6 +102,7 @@ def _make_node(i: int, app: TimedApp, net: SimNetwork, keys: list, acct: dict, w
         config=c.test_config(),
         restore=entries,
         sign_from=sign_from,
+        timely=timely,
     )
     return SimNode(i, m, app, net, acct, byzantine=byz, key=keys[i], wal=wal)
 
@@ -109,8 +128,8 @@ async def run_schedule(seed: int, sched: Schedule, tmp: Path) -> Run:
     def byz_for(i: int) -> Byzantine | None:
         if i != sched.byz_index:
             return None
-        return Byzantine(sched.byz_mode or "", make_invalid=lambda h, r, v: b"bad" + v,
-                         make_conflicting=lambda h, r, v: v + b"|twin")
+        invalid = lying_clock if sched.byz_mode == "clock" else (lambda h, r, v: b"bad" + v)
+        return Byzantine(sched.byz_mode or "", make_invalid=invalid, make_conflicting=lambda h, r, v: v + b"|twin")
 
     async def life(i: int, crashes: list[Crash]) -> None:
         pending = sorted(crashes, key=lambda cr: cr.at_ms)
@@ -152,6 +171,7 @@ async def run_schedule(seed: int, sched: Schedule, tmp: Path) -> Run:
         net.default = LinkFaults(1, 20)
         run.at_heal = [app.next_height for app in run.apps]
         await trio.sleep(LIVE_MS / 1000)
+        run.end_ms = int(trio.current_time() * 1000)
         nursery.cancel_scope.cancel()
     return run
 
@@ -166,6 +186,7 @@ def check(run: Run, sched: Schedule) -> None:
         for h, (value, commit) in enumerate(app.log, start=1):
             assert commit.height == h
             assert by_height.setdefault(h, vid(value)) == vid(value), f"fork at height {h} (node {i})"
+            assert value_time(value) <= run.end_ms + c.test_config().max_clock_drift_ms, "a block from the future"
     # No honest validator ever sent two different signatures for one (height, round, step), across restarts.
     for i in honest:
         signed: dict[tuple[int, int, int], bytes] = {}
@@ -220,7 +241,7 @@ def down_for_good_schedules(draw: Any) -> Schedule:
 def byzantine_schedules(draw: Any) -> Schedule:
     """One Byzantine validator, and one honest validator killed and restarted while the network is faulty."""
     byz = draw(st.integers(0, N - 1))
-    mode = draw(st.sampled_from(["equivocate", "invalid", "withhold"]))
+    mode = draw(st.sampled_from(["equivocate", "invalid", "withhold", "future", "replay", "clock"]))
     victim = draw(st.sampled_from([i for i in range(N) if i != byz]))
     crash = Crash(victim, draw(st.integers(0, 5_000)), draw(st.integers(0, 12)), draw(st.integers(0, 2_000)),
                   draw(st.booleans()), draw(st.integers(0, 40)))

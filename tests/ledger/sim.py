@@ -211,8 +211,9 @@ class SimApp(Protocol):
 @dataclass
 class Byzantine:
     """How a faulty validator misbehaves: ``equivocate`` signs conflicting votes/proposals to different halves of
-    the network; ``invalid`` proposes values built by ``make_invalid``; ``withhold`` sends each vote to one
-    validator only."""
+    the network; ``invalid`` (and ``clock``, a lying clock) proposes values built by ``make_invalid``;
+    ``withhold`` sends each vote to one validator only; ``future`` adds votes for rounds ahead; ``replay``
+    resends its earlier votes with every new one."""
 
     mode: str
     make_invalid: Callable[[int, int, Any], Any] | None = None
@@ -236,6 +237,7 @@ class SimNode:
     wal: Any = None
     crash_after: int | None = None
     crashed: bool = False
+    sent_votes: list[Vote] = field(default_factory=list)
     # Every signature of our own that left this node: (height, round, step, signature); step 0 is a proposal.
     sent_own: list[tuple[int, int, int, bytes]] = field(default_factory=list)
     _inbox: trio.MemorySendChannel[Any] | None = None
@@ -354,7 +356,7 @@ class SimNode:
             me = self.machine.me
             assert me is not None
             value = self.app.build(action.height, action.round, me, self._now_ms(), list(self.machine.evidence))
-            if self.byzantine is not None and self.byzantine.mode == "invalid":
+            if self.byzantine is not None and self.byzantine.mode in ("invalid", "clock"):
                 assert self.byzantine.make_invalid is not None
                 value = self.byzantine.make_invalid(action.height, action.round, value)
             return c.ValueReady(action.height, action.round, value)
@@ -374,7 +376,21 @@ class SimNode:
         return others[: len(others) // 2], others[len(others) // 2 :]
 
     def _broadcast_vote(self, vote: Vote) -> None:
-        if self.byzantine is not None and self.byzantine.mode == "withhold":
+        byz = self.byzantine
+        if byz is not None and byz.mode in ("future", "replay"):
+            self.net.broadcast(self.node_id, VoteMsg(vote))
+            self.sent_votes.append(vote)
+            if byz.mode == "future":
+                # Votes for rounds nobody has reached, to drag honest validators ahead (one is never f + 1).
+                for ahead in (1, 3, 7):
+                    fake = Vote.sign(self.key, self.machine.chain_id, vote.vote_type, vote.height,
+                                     vote.round + ahead, None)
+                    self.net.broadcast(self.node_id, VoteMsg(fake))
+            else:
+                for old in self.sent_votes[-12:-1]:  # replays of its earlier votes, older heights included
+                    self.net.broadcast(self.node_id, VoteMsg(old))
+            return
+        if byz is not None and byz.mode == "withhold":
             # Its votes reach one other validator only (which may relay them), so views split.
             others = [n for n in sorted(self.net.inboxes) if n != self.node_id]
             self.net.send(self.node_id, others[vote.round % len(others)], VoteMsg(vote))
