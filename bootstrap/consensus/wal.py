@@ -30,6 +30,7 @@ from typing import Any
 
 import msgpack
 
+from bootstrap.home import fsync_dir, write_private
 from ledger import consensus as c
 from ledger.block import Proposal, Vote
 
@@ -53,15 +54,6 @@ class WalCorrupt(Exception):
         self.path = path
         self.offset = offset
         self.reason = reason
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename or a file creation in ``path`` durable (the directory entry is data too)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ConsensusWal:
@@ -133,7 +125,7 @@ class ConsensusWal:
             self._index(e)
         self.size = self.synced_size = offset
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return list(entries)
 
     def close(self) -> None:
@@ -178,15 +170,7 @@ class ConsensusWal:
         if self.path is None:
             self.size = self.synced_size = len(first)
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, first)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        write_private(self.path, first)
         self.fsyncs += 2
         self.close()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)

@@ -42,8 +42,9 @@ def check_key_name(name: str) -> str:
     return name
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, readable and writable by the owner only."""
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably (power loss included: the file, then its directory
+    entry, are fsynced), readable and writable by the owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -53,6 +54,16 @@ def _write_private(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a file creation in ``path`` durable (the directory entry is data too)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def seal_seed(seed: bytes, passphrase: str | None, *, opslimit: int | None = None, memlimit: int | None = None) -> dict:
@@ -136,7 +147,7 @@ class Keystore:
         if path.exists():
             raise KeystoreError(f"key {name!r} already exists at {path}")
         seed = seed if seed is not None else nacl.utils.random(32)
-        _write_private(path, json.dumps(seal_seed(seed, self.passphrase), indent=1).encode())
+        write_private(path, json.dumps(seal_seed(seed, self.passphrase), indent=1).encode())
         key = nacl.signing.SigningKey(seed)
         self._cache[name] = key
         return key

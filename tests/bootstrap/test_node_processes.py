@@ -112,7 +112,10 @@ async def wait_until(predicate: object, timeout: float, what: str) -> None:
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-async def test_kill9_under_load_keeps_committing_and_the_restarted_validator_resyncs(tmp_path: Path) -> None:
+@asynccontextmanager
+async def validators_and_observer(tmp_path: Path) -> AsyncIterator[tuple[list[Child], list[str], Node, trio.Nursery]]:
+    """Four validator processes and an in-process observer of their testnet, past its first blocks; every child
+    is killed and the observer stopped at the end."""
     infos = make_testnet(5, tmp_path, validators=4, config=NodeConfig.test(run_agent=False))
     children: list[Child] = []
     async with reaped(children), trio.open_nursery() as nursery:
@@ -124,56 +127,61 @@ async def test_kill9_under_load_keeps_committing_and_the_restarted_validator_res
         await nursery.start(observer.run)
         try:
             await wait_until(lambda: _async(observer.height >= 3), 30, "the first blocks")
-            # load: transfers submitted at the observer, gossiped to the validators
-            committed: list[str] = []
-            pending: list[str] = []
-
-            async def load() -> None:
-                for i in range(400):
-                    pending.append(await observer.sign_and_submit("faucet", Transfer(bytes([i % 250 + 1]) * 32, 1)))
-                    await trio.sleep(0.02)
-
-            nursery.start_soon(load)
-            await wait_until(lambda: _async(len(pending) >= 50), 30, "load to start")
-            victim = children[2]
-            assert victim.peer_id is not None
-            before = await status_of(observer, victim.peer_id)
-            assert before is not None and before.height >= 1
-            victim.process.send_signal(signal.SIGKILL)
-            await victim.process.wait()
-            killed_at = observer.height
-            # three of four validators keep the chain going
-            await wait_until(lambda: _async(observer.height >= killed_at + 5), 40, "blocks after the kill")
-            for tx in list(pending[:60]):
-                r = await observer.wait_for_tx(tx, 20)
-                assert r["status"] == "committed", r
-                committed.append(tx)
-            # restart it: the store reopens at (at least) the height it had reported, then it syncs
-            again = await start_child(victim.info, boot)
-            children.append(again)
-            assert again.peer_id == victim.peer_id
-            assert again.height_at_start >= before.height
-            target = observer.height
-
-            async def caught_up() -> bool:
-                s = await status_of(observer, again.peer_id)  # type: ignore[arg-type]
-                return s is not None and s.height >= target
-
-            await wait_until(caught_up, 60, f"the restarted validator to reach height {target}")
-            # blocks are hash-linked: the same block at ``target`` means the same chain below it, so every tx
-            # committed before, during and after the kill is in the restarted node's store
-            assert max(observer.txs.heights[bytes.fromhex(t)] for t in committed) <= target
-            ours = bytes.fromhex(observer.get_block(target)["hash"])  # type: ignore[index]
-            assert await block_hash_at(observer, again.peer_id, target) == ours
-            # same state root once both stand at the same head
-            s = await status_of(observer, again.peer_id)  # type: ignore[arg-type]
-            assert s is not None
-            await wait_until(lambda: _async(observer.height >= s.height), 20, "the observer at the same head")
-            if observer.height == s.height:
-                assert s.state_root == observer.chain.root  # type: ignore[union-attr]
+            yield children, boot, observer, nursery
         finally:
             observer.stop()
             nursery.cancel_scope.cancel()
+
+
+async def test_kill9_under_load_keeps_committing_and_the_restarted_validator_resyncs(tmp_path: Path) -> None:
+    async with validators_and_observer(tmp_path) as (children, boot, observer, nursery):
+        # load: transfers submitted at the observer, gossiped to the validators
+        committed: list[str] = []
+        pending: list[str] = []
+
+        async def load() -> None:
+            for i in range(400):
+                pending.append(await observer.sign_and_submit("faucet", Transfer(bytes([i % 250 + 1]) * 32, 1)))
+                await trio.sleep(0.02)
+
+        nursery.start_soon(load)
+        await wait_until(lambda: _async(len(pending) >= 50), 30, "load to start")
+        victim = children[2]
+        assert victim.peer_id is not None
+        before = await status_of(observer, victim.peer_id)
+        assert before is not None and before.height >= 1
+        victim.process.send_signal(signal.SIGKILL)
+        await victim.process.wait()
+        killed_at = observer.height
+        # three of four validators keep the chain going
+        await wait_until(lambda: _async(observer.height >= killed_at + 5), 40, "blocks after the kill")
+        for tx in list(pending[:60]):
+            r = await observer.wait_for_tx(tx, 20)
+            assert r["status"] == "committed", r
+            committed.append(tx)
+        # restart it: the store reopens at (at least) the height it had reported, then it syncs
+        again = await start_child(victim.info, boot)
+        children.append(again)
+        assert again.peer_id == victim.peer_id
+        assert again.height_at_start >= before.height
+        target = observer.height
+
+        async def caught_up() -> bool:
+            s = await status_of(observer, again.peer_id)  # type: ignore[arg-type]
+            return s is not None and s.height >= target
+
+        await wait_until(caught_up, 60, f"the restarted validator to reach height {target}")
+        # blocks are hash-linked: the same block at ``target`` means the same chain below it, so every tx
+        # committed before, during and after the kill is in the restarted node's store
+        assert max(observer.txs.heights[bytes.fromhex(t)] for t in committed) <= target
+        ours = bytes.fromhex(observer.get_block(target)["hash"])  # type: ignore[index]
+        assert await block_hash_at(observer, again.peer_id, target) == ours
+        # same state root once both stand at the same head
+        s = await status_of(observer, again.peer_id)  # type: ignore[arg-type]
+        assert s is not None
+        await wait_until(lambda: _async(observer.height >= s.height), 20, "the observer at the same head")
+        if observer.height == s.height:
+            assert s.state_root == observer.chain.root  # type: ignore[union-attr]
 
 
 async def test_validators_killed_mid_height_over_and_over_never_fork_lose_txs_or_get_slashed(tmp_path: Path) -> None:
@@ -183,78 +191,65 @@ async def test_validators_killed_mid_height_over_and_over_never_fork_lose_txs_or
     import random
 
     rng = random.Random(12)
-    infos = make_testnet(5, tmp_path, validators=4, config=NodeConfig.test(run_agent=False))
-    children: list[Child] = []
-    async with reaped(children), trio.open_nursery() as nursery:
-        children.append(await start_child(infos[0], []))
-        boot = [children[0].addr]
-        for info in infos[1:4]:
-            children.append(await start_child(info, boot))
-        observer = Node(infos[4].home, replace(infos[4].config, bootstrap=boot))
-        await nursery.start(observer.run)
-        try:
-            await wait_until(lambda: _async(observer.height >= 3), 30, "the first blocks")
-            stakes = {v: observer.chain.state.workers[v].stake for v in observer.chain.validators}  # type: ignore[union-attr]
-            pending: list[str] = []
+    async with validators_and_observer(tmp_path) as (children, boot, observer, nursery):
+        stakes = {v: observer.chain.state.workers[v].stake for v in observer.chain.validators}  # type: ignore[union-attr]
+        pending: list[str] = []
 
-            async def load() -> None:
-                for i in range(100_000):
-                    pending.append(await observer.sign_and_submit("faucet", Transfer(bytes([i % 250 + 1]) * 32, 1)))
-                    await trio.sleep(0.05)
+        async def load() -> None:
+            for i in range(100_000):
+                pending.append(await observer.sign_and_submit("faucet", Transfer(bytes([i % 250 + 1]) * 32, 1)))
+                await trio.sleep(0.05)
 
-            nursery.start_soon(load)
-            live = {i: children[i] for i in range(4)}
-            kills = 0
-            plan = [[1], [2], [3, 1], [0], [2], [1, 3], [0]]  # [3, 1] and [1, 3]: two at once
-            for victims in plan:
-                for v in victims:
-                    point = rng.choice(["prevote", "precommit"])
-                    old = live[v]
-                    old.process.send_signal(signal.SIGKILL)
-                    await old.process.wait()
-                    # Back up, armed to kill itself again right after its next few votes of that kind.
-                    crash_at = f"{point}:{rng.randint(1, 4)}"
-                    armed = await start_child(old.info, boot, env={"DACN_TEST_CRASH_AT": crash_at})
-                    children.append(armed)
-                    live[v] = armed
-                for v in victims:
-                    with trio.move_on_after(60):
-                        await live[v].process.wait()  # it killed itself mid-height
-                    if live[v].process.returncode is None:
-                        seen = [await status_of(observer, c.peer_id) for c in live.values()]  # type: ignore[arg-type]
-                        raise AssertionError(f"validator {v} did not reach its crash point: observer at "
-                                             f"{observer.height}, validators {[s and s.height for s in seen]}, "
-                                             f"driver {observer.driver and observer.driver.status()}")
-                    assert live[v].process.returncode == -signal.SIGKILL
-                    assert "killing this node mid-height" in live[v].log.read_text()
-                    kills += 1
-                    again = await start_child(live[v].info, boot)
-                    children.append(again)
-                    live[v] = again
-                h = observer.height
-                await wait_until(lambda h=h: _async(observer.height >= h + 2), 60, "blocks after the restarts")
-            assert kills == 9
-            # Every tx the observer saw committed is in the one chain every validator holds.
-            top = observer.height
-            for v, child in live.items():
-                async def at_top(child: Child = child) -> bool:
-                    s = await status_of(observer, child.peer_id)  # type: ignore[arg-type]
-                    return s is not None and s.height >= top
+        nursery.start_soon(load)
+        live = {i: children[i] for i in range(4)}
+        kills = 0
+        plan = [[1], [2], [3, 1], [0], [2], [1, 3], [0]]  # [3, 1] and [1, 3]: two at once
+        for victims in plan:
+            for v in victims:
+                point = rng.choice(["prevote", "precommit"])
+                old = live[v]
+                old.process.send_signal(signal.SIGKILL)
+                await old.process.wait()
+                # Back up, armed to kill itself again right after its next few votes of that kind.
+                crash_at = f"{point}:{rng.randint(1, 4)}"
+                armed = await start_child(old.info, boot, env={"DACN_TEST_CRASH_AT": crash_at})
+                children.append(armed)
+                live[v] = armed
+            for v in victims:
+                with trio.move_on_after(60):
+                    await live[v].process.wait()  # it killed itself mid-height
+                if live[v].process.returncode is None:
+                    seen = [await status_of(observer, c.peer_id) for c in live.values()]  # type: ignore[arg-type]
+                    raise AssertionError(f"validator {v} did not reach its crash point: observer at "
+                                         f"{observer.height}, validators {[s and s.height for s in seen]}, "
+                                         f"driver {observer.driver and observer.driver.status()}")
+                assert live[v].process.returncode == -signal.SIGKILL
+                assert "killing this node mid-height" in live[v].log.read_text()
+                kills += 1
+                again = await start_child(live[v].info, boot)
+                children.append(again)
+                live[v] = again
+            h = observer.height
+            await wait_until(lambda h=h: _async(observer.height >= h + 2), 60, "blocks after the restarts")
+        assert kills == 9
+        # Every tx the observer saw committed is in the one chain every validator holds.
+        top = observer.height
+        for v, child in live.items():
+            async def at_top(child: Child = child) -> bool:
+                s = await status_of(observer, child.peer_id)  # type: ignore[arg-type]
+                return s is not None and s.height >= top
 
-                await wait_until(at_top, 60, f"validator {v} to reach height {top}")
-                ours = bytes.fromhex(observer.get_block(top)["hash"])  # type: ignore[index]
-                assert await block_hash_at(observer, child.peer_id, top) == ours  # type: ignore[arg-type]
-            committed = [t for t in pending if bytes.fromhex(t) in observer.txs.heights]
-            assert len(committed) > 50
-            assert all(observer.txs.heights[bytes.fromhex(t)] <= observer.height for t in committed)
-            for h in range(1, top + 1):
-                block = observer.chain.get_blocks(h, h)[0][0]  # type: ignore[union-attr]
-                assert block.evidence == (), f"evidence at height {h}: an honest validator double-signed"
-            state = observer.chain.state  # type: ignore[union-attr]
-            assert {v: state.workers[v].stake for v in stakes} == stakes and state.slashed_pool == 0
-        finally:
-            observer.stop()
-            nursery.cancel_scope.cancel()
+            await wait_until(at_top, 60, f"validator {v} to reach height {top}")
+            ours = bytes.fromhex(observer.get_block(top)["hash"])  # type: ignore[index]
+            assert await block_hash_at(observer, child.peer_id, top) == ours  # type: ignore[arg-type]
+        committed = [t for t in pending if bytes.fromhex(t) in observer.txs.heights]
+        assert len(committed) > 50
+        assert all(observer.txs.heights[bytes.fromhex(t)] <= observer.height for t in committed)
+        for h in range(1, top + 1):
+            block = observer.chain.get_blocks(h, h)[0][0]  # type: ignore[union-attr]
+            assert block.evidence == (), f"evidence at height {h}: an honest validator double-signed"
+        state = observer.chain.state  # type: ignore[union-attr]
+        assert {v: state.workers[v].stake for v in stakes} == stakes and state.slashed_pool == 0
 
 
 async def _async_value(v: bool) -> bool:
