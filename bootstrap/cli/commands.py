@@ -261,6 +261,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"node      {h['peer_id']}  ({'validator' if h.get('validator') else 'observer'})")
     print(f"chain     {h.get('chain_id')}  height {head['height']}  block {str(head.get('block_hash'))[:16]}…  "
           f"root {str(head.get('state_root'))[:16]}…")
+    if h.get("signing_refused"):
+        print(f"SIGNING REFUSED  {h['signing_refused']}")
     print(f"peers     {doc['peers']['count']}")
     print(f"workers   {stats['active_workers']}/{stats['total_workers']} active")
     print(f"jobs      {stats['total_jobs']} total, {json.dumps(stats['jobs_by_status'])}")

@@ -206,14 +206,17 @@ class Views:
         """A liveness summary: height, chain, peer count, whether this node validates and coordinates."""
         node = self.node
         head = self.head()
+        refused = node.driver.signing_refused if node.driver is not None else None
         return {
-            "status": "healthy",
+            # A validator that refuses to sign (its consensus WAL is damaged) still answers, but is not healthy.
+            "status": "healthy" if refused is None else "degraded",
             "peer_id": str(node.peer_id),
             "height": head["height"],
             "chain_id": head.get("chain_id", node.state.chain_id),
             "peers": len(self.peers()),
             "validator": node.identity.public_key in node.state.validators,
             "coordination": self.agent_running(),
+            "signing_refused": refused,
         }
 
     def network_stats(self) -> dict[str, Any]:
