@@ -542,6 +542,7 @@ class ConsensusMachine(Generic[V]):
         self._my_votes: dict[tuple[int, VoteType], Vote] = {}
         self._my_proposals: dict[int, Proposal] = {}
         self._persisted_values: set[bytes] = set()
+        self._proposal_relays: set[tuple[AccountId, int]] = set()
 
     def _enter_height(self, height: Height, actions: list[Action]) -> None:
         self._reset_height(height)
@@ -814,7 +815,10 @@ class ConsensusMachine(Generic[V]):
             lacks_proposal = r in self._proposals and not (have and have.has_proposal)
             # Only proposals that can still matter: its round, ours, or one that precommits name.
             matters = r in (rs.round, self.round) or self._count(r, VoteType.PRECOMMIT) > 0
-            if lacks_proposal and proposal_budget and matters:
+            if lacks_proposal and proposal_budget and matters and (rs.validator, r) not in self._proposal_relays:
+                # A block is large: each validator gets each round's proposal from us at most once per height,
+                # so one that keeps claiming to lack it cannot turn our link into its amplifier.
+                self._proposal_relays.add((rs.validator, r))
                 proposal_budget -= 1
                 self.stats.relayed_proposals += 1
                 actions.append(RelayProposal(*self._proposals[r]))
