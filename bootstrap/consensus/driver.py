@@ -115,6 +115,7 @@ class ConsensusDriver:
         me = bytes(signing_key.verify_key) if signing_key is not None else None
         self.is_validator = me is not None and me in chain.validators
         self._clock_ms = clock_ms
+        self._drift_ms = config.max_clock_drift_ms
         self.wal = ConsensusWal(wal_path, encode_value=Block.encode, decode_value=Block.decode)
         self.signing_refused: str | None = None
         restore: list[c.WalEntry] = []
@@ -125,10 +126,8 @@ class ConsensusDriver:
             except WalCorrupt as exc:
                 self.signing_refused = str(exc)
                 log.error("%s", exc)
-            if self.wal.height > chain.next_height:
-                # The log is ahead of the chain (a store that lost its last block): we may have signed at the
-                # heights in between and no longer know what, so sign only above the log.
-                sign_from = self.wal.height + 1
+            sign_from = self.wal.sign_from(chain.next_height)
+            if sign_from:
                 log.warning("consensus WAL is at height %d, the chain at %d: not signing below %d",
                             self.wal.height, chain.next_height, sign_from)
         signing = self.is_validator and self.signing_refused is None
@@ -144,7 +143,6 @@ class ConsensusDriver:
             restore=restore,
             sign_from=sign_from,
         )
-        self._drift_ms = config.max_clock_drift_ms
         self._publish = publish
         self._on_commit = on_commit
         self._on_behind = on_behind

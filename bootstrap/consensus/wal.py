@@ -71,7 +71,6 @@ class ConsensusWal:
         self._encode_value = encode_value
         self._decode_value = decode_value
         self.height = 0  # the height of the entries held (0: none)
-        self.entries: list[c.WalEntry] = []
         self._signed: dict[tuple[int, int, int], bytes] = {}
         self._fd: int | None = None
         self._dirty = False
@@ -120,13 +119,12 @@ class ConsensusWal:
         if len(heights) > 1:
             raise WalCorrupt(self.path, 0, f"entries of several heights {sorted(heights)}")
         self.height = heights.pop() if heights else 0
-        self.entries = entries
         for e in entries:
             self._index(e)
         self.size = self.synced_size = offset
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         fsync_dir(self.path.parent)
-        return list(entries)
+        return entries
 
     def close(self) -> None:
         if self._fd is not None:
@@ -134,6 +132,12 @@ class ConsensusWal:
             self._fd = None
 
     # ------------------------------------------------------------------------------------------ writing
+
+    def sign_from(self, next_height: int) -> int:
+        """The first height a validator whose chain is at ``next_height`` may sign at: any, unless the log is
+        ahead of the chain (a store that lost its last block), when it may have signed at the heights between and
+        no longer knows what, so only above the log."""
+        return self.height + 1 if self.height > next_height else 0
 
     def signed(self, height: int, round_: int, step: int) -> bytes | None:
         """The signature we logged for (height, round, step); step 0 is the proposal, else the vote type."""
@@ -152,7 +156,6 @@ class ConsensusWal:
                 os.write(self._fd, record)
                 self._dirty = True
             self.size += len(record)
-        self.entries.append(entry)
         self._index(entry)
 
     def sync(self) -> None:
@@ -165,7 +168,6 @@ class ConsensusWal:
 
     def _rotate(self, height: int, first: bytes) -> None:
         self.height = height
-        self.entries = []
         self._signed = {}
         if self.path is None:
             self.size = self.synced_size = len(first)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,10 +82,10 @@ class Schedule:
 
 @dataclass
 class Run:
-    apps: list[TimedApp]
+    """Every incarnation of each validator (a restart is a new one), heights at heal time, who is up at the end."""
+
     incarnations: list[list[SimNode]] = field(default_factory=lambda: [[] for _ in range(N)])
     at_heal: list[int] = field(default_factory=list)
-    restarts: int = 0
     end_ms: int = 0
     alive: list[bool] = field(default_factory=lambda: [True] * N)
 
@@ -92,7 +93,6 @@ class Run:
 def _make_node(i: int, app: TimedApp, net: SimNetwork, keys: list, acct: dict, wal_path: Path, byz) -> SimNode:
     wal = ConsensusWal(wal_path, encode_value=bytes, decode_value=bytes)
     entries = wal.open()
-    sign_from = wal.height + 1 if wal.height > app.next_height else 0
     m = c.ConsensusMachine(
         chain_id=CHAIN,
         validators=[bytes(k.verify_key) for k in keys],
@@ -102,7 +102,7 @@ def _make_node(i: int, app: TimedApp, net: SimNetwork, keys: list, acct: dict, w
         signing_key=keys[i],
         config=c.test_config(),
         restore=entries,
-        sign_from=sign_from,
+        sign_from=wal.sign_from(app.next_height),
         timely=timely,
     )
     return SimNode(i, m, app, net, acct, byzantine=byz, key=keys[i], wal=wal)
@@ -116,12 +116,64 @@ def _power_loss(path: Path, wal: ConsensusWal, torn_bytes: int) -> None:
         os.truncate(path, keep)
 
 
+async def live(
+    i: int, make: Callable[[int], SimNode], crashes: list[Crash], wal_path: Path, run: Run
+) -> None:
+    """Run validator ``i``; at each of its crashes kill it (at the chosen action), keep it down, maybe take the
+    unsynced tail of its WAL with the power, and start it again from what is on disk."""
+    pending = sorted(crashes, key=lambda cr: cr.at_ms)
+    while True:
+        node = make(i)
+        run.incarnations[i].append(node)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            crash = pending.pop(0) if pending else None
+            if crash is not None:
+                await trio.sleep_until(crash.at_ms / 1000)
+                node.crash_after = crash.after_actions
+        node.wal.close()
+        store = getattr(node.app, "store", None)
+        if store is not None:
+            store.close()
+        if crash is None:
+            return
+        run.alive[i] = False
+        if crash.down_ms < 0:
+            return
+        await trio.sleep(crash.down_ms / 1000)
+        if crash.power_loss:
+            _power_loss(wal_path, node.wal, crash.torn_bytes)
+        run.alive[i] = True
+
+
+async def play(net: SimNetwork, sched: Schedule, make: Callable[[int], SimNode], wal_paths: list[Path]) -> Run:
+    """Every validator's life under the schedule's faults and crashes, then the heal and ``LIVE_MS`` more."""
+    run = Run()
+    by_node: dict[int, list[Crash]] = {}
+    for cr in sched.crashes:
+        by_node.setdefault(cr.node, []).append(cr)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(net.run)
+        for i in range(N):
+            nursery.start_soon(live, i, make, by_node.get(i, []), wal_paths[i], run)
+        net.default = LinkFaults(1, sched.delay_max_ms, sched.loss, sched.duplicate)
+        last_crash = max((cr.at_ms + max(cr.down_ms, 0) for cr in sched.crashes), default=0)
+        await trio.sleep_until(max(sched.fault_ms, last_crash + 500) / 1000)
+        net.heal()
+        net.default = LinkFaults(1, 20)
+        run.at_heal = [nodes[-1].app.next_height for nodes in run.incarnations]
+        await trio.sleep(LIVE_MS / 1000)
+        run.end_ms = int(trio.current_time() * 1000)
+        nursery.cancel_scope.cancel()
+    return run
+
+
 async def run_schedule(seed: int, sched: Schedule, tmp: Path) -> Run:
     net = SimNetwork(random.Random(seed))
     keys = seeded_keys(seed, N)
     vals = [bytes(k.verify_key) for k in keys]
     acct = {v: i for i, v in enumerate(vals)}
-    run = Run([TimedApp(vals) for _ in range(N)])
+    apps = [TimedApp(vals) for _ in range(N)]  # each validator's committed blocks: they survive its crashes
     paths = [tmp / f"wal-{seed}-{i}" for i in range(N)]
     for p in paths:
         p.unlink(missing_ok=True)
@@ -132,49 +184,7 @@ async def run_schedule(seed: int, sched: Schedule, tmp: Path) -> Run:
         invalid = lying_clock if sched.byz_mode == "clock" else (lambda h, r, v: b"bad" + v)
         return Byzantine(sched.byz_mode or "", make_invalid=invalid, make_conflicting=lambda h, r, v: v + b"|twin")
 
-    async def life(i: int, crashes: list[Crash]) -> None:
-        pending = sorted(crashes, key=lambda cr: cr.at_ms)
-        while True:
-            node = _make_node(i, run.apps[i], net, keys, acct, paths[i], byz_for(i))
-            run.incarnations[i].append(node)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(node.run)
-                if pending:
-                    crash = pending.pop(0)
-                    await trio.sleep_until(crash.at_ms / 1000)
-                    node.crash_after = crash.after_actions
-                else:
-                    crash = None
-            node.wal.close()
-            if crash is None:
-                return
-            run.alive[i] = False
-            if crash.down_ms < 0:
-                return
-            await trio.sleep(crash.down_ms / 1000)
-            if crash.power_loss:
-                _power_loss(paths[i], node.wal, crash.torn_bytes)
-            run.restarts += 1
-            run.alive[i] = True
-
-    by_node: dict[int, list[Crash]] = {}
-    for cr in sched.crashes:
-        by_node.setdefault(cr.node, []).append(cr)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(net.run)
-        for i in range(N):
-            nursery.start_soon(life, i, by_node.get(i, []))
-        net.default = LinkFaults(1, sched.delay_max_ms, sched.loss, sched.duplicate)
-        await trio.sleep(sched.fault_ms / 1000)
-        last_crash = max((cr.at_ms + max(cr.down_ms, 0) for cr in sched.crashes), default=0)
-        await trio.sleep_until(max(sched.fault_ms, last_crash + 500) / 1000)
-        net.heal()
-        net.default = LinkFaults(1, 20)
-        run.at_heal = [app.next_height for app in run.apps]
-        await trio.sleep(LIVE_MS / 1000)
-        run.end_ms = int(trio.current_time() * 1000)
-        nursery.cancel_scope.cancel()
-    return run
+    return await play(net, sched, lambda i: _make_node(i, apps[i], net, keys, acct, paths[i], byz_for(i)), paths)
 
 
 def check(run: Run, sched: Schedule) -> None:
@@ -182,7 +192,7 @@ def check(run: Run, sched: Schedule) -> None:
     # Agreement and validity, over everything any honest validator ever committed.
     by_height: dict[int, bytes] = {}
     for i in honest:
-        app = run.apps[i]
+        app = run.incarnations[i][-1].app
         assert app.committed_invalid == []
         for h, (value, commit) in enumerate(app.log, start=1):
             assert commit.height == h
@@ -198,7 +208,8 @@ def check(run: Run, sched: Schedule) -> None:
     live = [i for i in honest if run.alive[i]]
     target = max(run.at_heal[i] for i in honest) + 1
     for i in live:
-        assert run.apps[i].next_height > target, (i, run.at_heal, [a.next_height for a in run.apps])
+        heights = [nodes[-1].app.next_height for nodes in run.incarnations]
+        assert heights[i] > target, (i, run.at_heal, heights)
 
 
 def _run(seed: int, sched: Schedule, tmp: Path) -> Run:
@@ -296,7 +307,6 @@ async def run_chain_schedule(seed: int, sched: Schedule, tmp: Path) -> tuple[lis
     backlog = [wallets[i % 8].transfer(wallets[(i + 1) % 8].account, 1).encode() for i in range(8 * 20)]
     base = tmp / f"chain-{seed}"
     base.mkdir(parents=True, exist_ok=True)
-    incarnations: list[list[SimNode]] = [[] for _ in range(N)]
 
     def make(i: int) -> SimNode:
         chain = open_chain(base / f"v{i}.sqlite", g)
@@ -308,47 +318,13 @@ async def run_chain_schedule(seed: int, sched: Schedule, tmp: Path) -> tuple[lis
         m = c.ConsensusMachine(
             chain_id=g.chain_id, validators=g.validators, height=chain.next_height, value_id=chain.value_id,
             validate=chain.validate, signing_key=keys[i], config=c.test_config(), restore=entries,
-            sign_from=wal.height + 1 if wal.height > chain.next_height else 0,
+            sign_from=wal.sign_from(chain.next_height),
         )
         return SimNode(i, m, chain, net, acct, key=keys[i], wal=wal)
 
-    async def life(i: int, crashes: list[Crash]) -> None:
-        pending = sorted(crashes, key=lambda cr: cr.at_ms)
-        while True:
-            node = make(i)
-            incarnations[i].append(node)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(node.run)
-                crash = pending.pop(0) if pending else None
-                if crash is not None:
-                    await trio.sleep_until(crash.at_ms / 1000)
-                    node.crash_after = crash.after_actions
-            node.wal.close()
-            node.app.store.close()
-            if crash is None or crash.down_ms < 0:
-                return
-            await trio.sleep(crash.down_ms / 1000)
-            if crash.power_loss:
-                _power_loss(base / f"v{i}.wal", node.wal, crash.torn_bytes)
-
-    by_node: dict[int, list[Crash]] = {}
-    for cr in sched.crashes:
-        by_node.setdefault(cr.node, []).append(cr)
-    at_heal: list[int] = []
-    async with trio.open_nursery() as nursery:
-        await nursery.start(net.run)
-        for i in range(N):
-            nursery.start_soon(life, i, by_node.get(i, []))
-        net.default = LinkFaults(1, sched.delay_max_ms, sched.loss, sched.duplicate)
-        last_crash = max((cr.at_ms + max(cr.down_ms, 0) for cr in sched.crashes), default=0)
-        await trio.sleep_until(max(sched.fault_ms, last_crash + 500) / 1000)
-        net.heal()
-        net.default = LinkFaults(1, 20)
-        at_heal = [nodes[-1].app.next_height for nodes in incarnations]
-        await trio.sleep(LIVE_MS / 1000)
-        nursery.cancel_scope.cancel()
+    run = await play(net, sched, make, [base / f"v{i}.wal" for i in range(N)])
     heads = [open_chain(base / f"v{i}.sqlite", g) for i in range(N)]
-    return incarnations, at_heal, heads
+    return run.incarnations, run.at_heal, heads
 
 
 CHAIN_CAMPAIGN = settings(
