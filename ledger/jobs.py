@@ -1,6 +1,9 @@
 """The job lifecycle as ledger rules: escrow, offers and bids, assignment, commit/reveal, verdict, disputes and
 deadlines.
 
+Why this file is long: every arrow below is a rule that moves tokens, stake or reputation, and they share the
+job record, the draws and ``_close``; split apart, each piece would need the others' private helpers.
+
 Statuses and transitions (every arrow is a tx handler below or a deadline handled in ``process_deadlines``,
 which ``end_block`` calls; each transition appends ``(status, height)`` to ``job.history``)::
 
@@ -12,10 +15,12 @@ which ``end_block`` calls; each transition appends ``(status, height)`` to ``job
     assigned ──(commit deadline; stallers slashed, replaced)─────────────▶ assigned   (at most max_reassignments)
     assigned ──(commit deadline, no replacement or too many)─────────────▶ refunded
     revealing ──(both revealed, summaries agree)─────────────────────────▶ verified
+    revealing ──(both unavailable / over their limits; or the same error)▶ failed     (trouble share paid)
     revealing ──(both revealed, disagree, referee drawn)─────────────────▶ disputed
     revealing ──(both revealed, disagree, no referee available)──────────▶ failed     (escrow refunded)
     revealing ──(reveal deadline; stallers slashed)──────────────────────▶ refunded
     disputed ──(referee revealed, a majority of two)─────────────────────▶ verified   (odd one out slashed)
+    disputed ──(referee and one other could not run it)──────────────────▶ failed     (trouble share paid)
     disputed ──(referee revealed, all three differ)──────────────────────▶ failed     (escrow refunded)
     disputed ──(referee missed its deadline; slashed, replaced)──────────▶ disputed   (at most max_reassignments)
     disputed ──(referee missed its deadline, no replacement)─────────────▶ failed     (escrow refunded)
@@ -31,15 +36,25 @@ Payments on ``verified``: the accepted worker gets its bid ``price``, the accept
 the worker's place and gets the price; when it sides with the worker it took the verifier's place and gets the
 fee; when it agrees with both (each within tolerance of it) verifier and referee split the fee.
 
-Assignment: among eligible bidders the lowest effective price ``price·1001/(1001+reputation)`` wins (a perfect
-reputation halves a bid), ties by worker id. Verifier and referee are drawn uniformly from the other eligible
-workers with ``blake2b(role ‖ seed ‖ job id ‖ reassignments)`` so every validator draws the same one.
+Claims (issue 14): a reveal carries an outcome (``ledger.verdict``). A result or a deterministic error (its code
+compared exactly) is attributable: it can be checked by running the job again, so the odd one out of a dispute is
+slashed. "Unavailable" (the spec or data could not be fetched) and "over limit" (the spec's own time or memory
+limit stopped the run) depend on the network and the machine: never slashed, never paid unless nobody could do
+better, when each party gets ``trouble_permille`` of its pay and the client the rest. Only a party that was able
+to work and did not (missed a deadline) or claimed a false result or error is penalised. The submit tx fixes the
+run's ``time_limit_ms``; it must fit the commit window (``Params.commit_blocks_needed``), and windows longer than
+the defaults pay ``window_fee_per_block`` in the tx fee.
+
+Assignment: the worker is drawn among the eligible bidders (or live offers) with free capacity whose effective
+price ``price·1001/(1001+reputation)`` is within ``offer_band_permille`` of the best, weighted by reputation and
+free capacity (see "assignment and draws" below). Verifier and referee are drawn uniformly from the other eligible
+workers with free capacity with ``blake2b(role ‖ seed ‖ job id ‖ reassignments)`` so every validator draws the
+same one.
 
 Offers (issue 8: a job in 3 blocks): a worker posts ``offer(price, until)``, a standing price per job valid
 through height ``until``. A job submitted with ``assign="offers"`` is assigned inside its submit tx: the worker
 is the eligible offerer with a live offer, ``price <= reward`` and free capacity (``active_jobs < capacity``
-when ``capacity > 0``) at the lowest effective price (same formula as bids); exact ties are broken by a seeded
-draw, not by id, so equally priced workers share the load. The verifier is drawn as above but only among live
+when ``capacity > 0``), drawn in the price band as for bids. The verifier is drawn as above but only among live
 offerers (an offer says the worker is online). With no such worker or verifier the job opens for bids as if
 submitted with ``assign="bids"`` (an ``offers_unavailable`` event says why); nothing is refunded for that.
 Everything after assignment is the same for both paths, except where a stalled worker's replacement comes
@@ -57,6 +72,7 @@ from ledger.errors import (
     BadCommitment,
     DeadlinePassed,
     DuplicateAction,
+    FeeTooLow,
     IneligibleWorker,
     InvalidField,
     NotClient,
@@ -68,6 +84,7 @@ from ledger.errors import (
     UnknownWorker,
     WrongJobState,
 )
+from ledger.params import Params
 from ledger.staking import adjust_reputation, slash
 from ledger.state import (
     ASSIGNED,
@@ -79,10 +96,11 @@ from ledger.state import (
     VERIFIED,
     Job,
     State,
+    Worker,
 )
 from ledger.tx import Bid, CancelJob, CommitResult, Offer, RevealResult, SignedTx, SubmitJob, compute_commitment
 from ledger.types import REPUTATION_MAX, AccountId, Tokens
-from ledger.verdict import PPM, summaries_agree
+from ledger.verdict import ERROR, NOT_ATTRIBUTABLE, OUTCOMES, PPM, RESULT, UNAVAILABLE, claims_agree, outcome_problem
 
 __all__ = ["compute_commitment", "max_job_lifetime", "process_deadlines"]
 
@@ -145,6 +163,14 @@ def _window(value: int, default: int, max_window: int, name: str) -> int:
     return w
 
 
+def window_surcharge(params: Params, bid_window: int, commit_window: int, reveal_window: int) -> int:
+    """The extra fee a job pays for windows longer than the defaults: ``window_fee_per_block`` per block by which
+    the three together exceed ``default_bid_window + default_commit_window + default_reveal_window``."""
+    extra = (bid_window + commit_window + reveal_window
+             - params.default_bid_window - params.default_commit_window - params.default_reveal_window)
+    return max(0, extra) * params.window_fee_per_block
+
+
 def _transition(job: Job, status: str, height: int) -> None:
     job.status = status
     job.history.append((status, height))
@@ -166,6 +192,21 @@ def process_submit_job(state: State, stx: SignedTx, p: SubmitJob, ctx: BlockCont
     bid_window = _window(p.bid_window, params.default_bid_window, params.max_window, "bid_window")
     commit_window = _window(p.commit_window, params.default_commit_window, params.max_window, "commit_window")
     reveal_window = _window(p.reveal_window, params.default_reveal_window, params.max_window, "reveal_window")
+    if p.min_memory_mb > params.max_job_memory_mb:
+        raise InvalidField("submit_job.min_memory_mb", f"{p.min_memory_mb} exceeds max_job_memory_mb="
+                                                       f"{params.max_job_memory_mb}")
+    time_limit_ms = p.time_limit_ms or params.default_job_time_ms
+    if time_limit_ms > params.max_job_time_ms:
+        raise InvalidField("submit_job.time_limit_ms", f"{time_limit_ms} exceeds max_job_time_ms="
+                                                       f"{params.max_job_time_ms}")
+    # A run that cannot finish inside the commit window would get honest workers stall-slashed: refuse it here.
+    needed = params.commit_blocks_needed(time_limit_ms)
+    if commit_window < needed:
+        raise InvalidField("submit_job.commit_window", f"{commit_window} blocks cannot fit a run of "
+                                                       f"{time_limit_ms} ms; ask for at least {needed}")
+    fee_needed = params.min_fee + window_surcharge(params, bid_window, commit_window, reveal_window)
+    if stx.tx.fee < fee_needed:
+        raise FeeTooLow(fee_needed, stx.tx.fee)
     escrow = p.reward + p.verification_fee
     client = stx.tx.sender
     state.w_account(client).balance -= escrow  # covered: apply_tx checked fee + spend()
@@ -174,7 +215,7 @@ def process_submit_job(state: State, stx: SignedTx, p: SubmitJob, ctx: BlockCont
         dataset_digest=p.dataset_digest, reward=p.reward, verification_fee=p.verification_fee,
         tolerance_abs=p.tolerance_abs, tolerance_ppm=p.tolerance_ppm, device=p.device,
         min_memory_mb=p.min_memory_mb, bid_window=bid_window, commit_window=commit_window,
-        reveal_window=reveal_window, status=OPEN, escrow=escrow, submitted_at=ctx.height,
+        reveal_window=reveal_window, time_limit_ms=time_limit_ms, status=OPEN, escrow=escrow, submitted_at=ctx.height,
         bid_deadline=ctx.height + bid_window, deadline=ctx.height + bid_window, history=[(OPEN, ctx.height)],
     )
     state.put_job(job)
@@ -277,11 +318,15 @@ def process_reveal_result(state: State, stx: SignedTx, p: RevealResult, ctx: Blo
         raise DeadlinePassed(job.job_id, job.deadline, ctx.height)
     if len(p.summary) > state.params.max_summary_len:
         raise InvalidField("reveal_result.summary", f"longer than max_summary_len={state.params.max_summary_len}")
-    if compute_commitment(job.job_id, sender, p.summary, p.artifact_digest, p.salt) != job.commits[sender]:
+    problem = outcome_problem(p.outcome, p.summary)
+    if problem is not None:
+        raise InvalidField("reveal_result.outcome", problem)
+    opened = compute_commitment(job.job_id, sender, p.summary, p.artifact_digest, p.salt, p.outcome)
+    if opened != job.commits[sender]:
         raise BadCommitment(job.job_id, sender)
     job = state.w_job(job.job_id)
-    job.reveals[sender] = (list(p.summary), p.artifact_digest)
-    events = [Event("revealed", {"job_id": job.job_id, "worker": sender})]
+    job.reveals[sender] = (list(p.summary), p.artifact_digest, p.outcome)
+    events = [Event("revealed", {"job_id": job.job_id, "worker": sender, "outcome": OUTCOMES[p.outcome]})]
     if job.status == REVEALING and job.worker in job.reveals and job.verifier in job.reveals:
         events += _compare(state, job, ctx)
     elif job.status == DISPUTED:
@@ -299,17 +344,45 @@ def process_cancel_job(state: State, stx: SignedTx, p: CancelJob, ctx: BlockCont
 
 
 # ---- verdicts -------------------------------------------------------------------------------------------------
-def _agree(job: Job, a: list[int], b: list[int]) -> bool:
-    return summaries_agree(a, b, job.tolerance_abs, job.tolerance_ppm)
+# A claim is what a party revealed: (summary, artifact digest, outcome). Results and errors are attributable: the
+# same spec on the same data gives every honest run the same answer, so a claim that differs from an agreeing
+# majority is provably wrong and slashed. Unavailable and over-limit claims depend on the network and the machine:
+# they are never slashed, and paid (a trouble share) only when nobody could do better.
+#
+# Incentive (a lazy or lying party; t = trouble_permille / 1000, c = its cost of running the job honestly, P its
+# pay): claiming "unavailable" next to an honest party earns 0 (the honest result goes to a referee and wins)
+# against P − c for the work, so lying pays only when c > P, where honest workers do not take the job either.
+# Two colluding keys in both roles earn t·(price + fee) without work against (price + fee) − 2c honestly: lying
+# loses while c < (1 − t)·(price + fee) / 2, i.e. below 45% of the pay at t = 0.1 (and the client's loss is
+# bounded by t of the escrow). Denying a result by a false error claim is attributable: the referee's run
+# contradicts it and it is slashed like a wrong result.
+def _claim(job: Job, account: AccountId) -> tuple[list[int], bytes, int]:
+    return job.reveals[account]
+
+
+def _agree(job: Job, a: tuple[list[int], bytes, int], b: tuple[list[int], bytes, int]) -> bool:
+    return claims_agree(a[2], a[0], b[2], b[0], job.tolerance_abs, job.tolerance_ppm)
+
+
+def _attributable(claim: tuple[list[int], bytes, int]) -> bool:
+    return claim[2] not in NOT_ATTRIBUTABLE
+
+
+def _trouble(state: State, amount: Tokens) -> Tokens:
+    return amount * state.params.trouble_permille // 1000
 
 
 def _compare(state: State, job: Job, ctx: BlockContext) -> list[Event]:
-    """Both reveals are in: settle on agreement, otherwise draw a referee (or fail if there is none)."""
-    worker_result = job.reveals[job.worker]
-    if _agree(job, worker_result[0], job.reveals[job.verifier][0]):
-        payees = {job.worker: job.price, job.verifier: job.verification_fee}
-        return _settle(state, job, ctx, "agreed", payees, worker_result, winners=(job.worker, job.verifier))
-    referee = _draw(state, job, ctx, "referee", exclude={job.worker, job.verifier})
+    """Both reveals are in: settle on agreement, end the job when nobody could run it, otherwise draw a referee
+    (or fail if there is none)."""
+    w, v = job.worker, job.verifier
+    cw, cv = _claim(job, w), _claim(job, v)
+    if not _attributable(cw) and not _attributable(cv):
+        verdict = "unavailable" if cw[2] == cv[2] == UNAVAILABLE else "unrunnable"
+        return _nobodys_fault(state, job, ctx, verdict, {w: job.price, v: job.verification_fee})
+    if _agree(job, cw, cv):
+        return _conclude(state, job, ctx, "agreed", {w: job.price, v: job.verification_fee}, cw, winners=(w, v))
+    referee = _draw(state, job, ctx, "referee", exclude={w, v})
     if referee is None:
         return _close(state, job, ctx, FAILED, "disputed_no_referee", {})
     job.referee = referee
@@ -320,25 +393,48 @@ def _compare(state: State, job: Job, ctx: BlockContext) -> list[Event]:
 
 
 def _arbitrate(state: State, job: Job, ctx: BlockContext) -> list[Event]:
-    """The referee revealed: the two that agree win, the odd one out is slashed."""
+    """The referee revealed: the two that agree win, the odd one out is slashed if its claim was attributable."""
     w, v, r = job.worker, job.verifier, job.referee
-    referee_result = job.reveals[r]
-    wr = _agree(job, job.reveals[w][0], referee_result[0])
-    vr = _agree(job, job.reveals[v][0], referee_result[0])
+    cw, cv, cr = _claim(job, w), _claim(job, v), _claim(job, r)
     fee = job.verification_fee
+    if not _attributable(cr):
+        if _attributable(cw) and _attributable(cv):
+            return _close(state, job, ctx, FAILED, "no_majority", {})  # two results nobody can tell apart
+        # Two of three could not run it: nobody can check the third's claim, and nobody is at fault.
+        return _nobodys_fault(state, job, ctx, "unrunnable", {w: job.price, v: fee - fee // 2, r: fee // 2})
+    wr = _attributable(cw) and _agree(job, cw, cr)
+    vr = _attributable(cv) and _agree(job, cv, cr)
     if wr and vr:
         # The referee sits within tolerance of both: nobody is provably wrong; the verifiers share the fee.
         payees = {w: job.price, v: fee - fee // 2, r: fee // 2}
-        return _settle(state, job, ctx, "agreed_by_referee", payees, job.reveals[w], winners=(w, v, r))
+        return _conclude(state, job, ctx, "agreed_by_referee", payees, cw, winners=(w, v, r))
     if wr:
-        events = _punish(state, job, v)
-        payees = {w: job.price, r: fee}
-        return events + _settle(state, job, ctx, "verifier_faulty", payees, job.reveals[w], winners=(w, r))
+        events = _punish(state, job, v) if _attributable(cv) else []
+        return events + _conclude(state, job, ctx, "verifier_faulty" if _attributable(cv) else "verifier_unable",
+                                  {w: job.price, r: fee}, cw, winners=(w, r))
     if vr:
-        events = _punish(state, job, w)
-        payees = {r: job.price, v: fee}
-        return events + _settle(state, job, ctx, "worker_faulty", payees, referee_result, winners=(v, r))
+        events = _punish(state, job, w) if _attributable(cw) else []
+        return events + _conclude(state, job, ctx, "worker_faulty" if _attributable(cw) else "worker_unable",
+                                  {r: job.price, v: fee}, cr, winners=(v, r))
     return _close(state, job, ctx, FAILED, "no_majority", {})
+
+
+def _conclude(state: State, job: Job, ctx: BlockContext, verdict: str, payees: dict[AccountId, Tokens],
+              claim: tuple[list[int], bytes, int], winners: tuple[AccountId, ...]) -> list[Event]:
+    """The winners agreed on ``claim``: a result is verified and paid in full; an agreed deterministic error
+    ends the job as ``failed`` with the trouble share paid, the error code kept as the job's result."""
+    if claim[2] == RESULT:
+        return _settle(state, job, ctx, verdict, payees, (claim[0], claim[1]), winners)
+    assert claim[2] == ERROR  # non-attributable claims never win a comparison
+    job.result_summary, job.result_artifact = list(claim[0]), claim[1]
+    return _nobodys_fault(state, job, ctx, "spec_error", {a: payees[a] for a in winners if a in payees})
+
+
+def _nobodys_fault(state: State, job: Job, ctx: BlockContext, verdict: str,
+                   pay: dict[AccountId, Tokens]) -> list[Event]:
+    """End a job nobody could run (or whose spec fails on its data): each party gets the trouble share of what
+    it would have been paid, the client the rest; no slash and no reputation change."""
+    return _close(state, job, ctx, FAILED, verdict, {a: _trouble(state, amount) for a, amount in pay.items()})
 
 
 def _punish(state: State, job: Job, account: AccountId) -> list[Event]:
@@ -403,34 +499,86 @@ def _close(
 
 
 # ---- assignment and draws -------------------------------------------------------------------------------------
-def _pick_worker(state: State, job: Job, exclude: set[AccountId]) -> tuple[AccountId, Tokens] | None:
-    best: tuple[Fraction, AccountId, Tokens] | None = None
-    for account, price in job.bids.items():
-        if account in exclude or eligibility_problem(state, account, job) is not None:
-            continue
-        rep = state.workers[account].reputation
-        key = (Fraction(price * (REPUTATION_MAX + 1), REPUTATION_MAX + 1 + rep), account, price)
-        if best is None or key[:2] < best[:2]:
-            best = key
-    return None if best is None else (best[1], best[2])
+# The worker is drawn among the offers (or bids) whose effective price ``price·1001/(1001+reputation)`` is within
+# ``offer_band_permille`` of the best, with weight ``(1 + reputation) · free capacity slots`` (a worker declaring
+# no capacity counts one slot), from the block seed: undercutting the band by one token no longer takes every job,
+# and a worker's share follows its reputation and the capacity it stakes to serve.
+#
+# Incentive (undercutting): a worker pricing at p − 1 when the rest ask p gains nothing over asking p unless the
+# cut exceeds the band (then it wins every draw at a price at least a band lower — a real price war, which the
+# clients' escrow pays for, not the other workers' stake). Inflating capacity raises the share, but every slot
+# taken and not served is stall-slashed (``stall_slash_permille`` of stake per missed deadline).
+def _has_room(w: Worker) -> bool:
+    return not w.capacity or w.active_jobs < w.capacity
 
 
-def _seeded_pick(candidates: list[AccountId], job: Job, ctx: BlockContext, role: str) -> AccountId | None:
-    """One of ``candidates`` (sorted), drawn with the block seed so every validator picks the same one."""
-    if not candidates:
-        return None
+def _weight(w: Worker) -> int:
+    free = w.capacity - w.active_jobs if w.capacity else 1
+    return (1 + w.reputation) * max(1, free)
+
+
+def _effective(price: Tokens, reputation: int) -> Fraction:
+    return Fraction(price * (REPUTATION_MAX + 1), REPUTATION_MAX + 1 + reputation)
+
+
+def _seed_int(job: Job, ctx: BlockContext, role: str) -> int:
     digest = blake2b256(
         b"dacn/draw/" + role.encode() + b"\x00" + ctx.seed + job.job_id + job.reassignments.to_bytes(8, "big")
     )
-    return candidates[int.from_bytes(digest, "big") % len(candidates)]
+    return int.from_bytes(digest, "big")
+
+
+def _weighted_pick(candidates: list[tuple[AccountId, int]], job: Job, ctx: BlockContext, role: str
+                   ) -> AccountId | None:
+    """One of ``candidates`` ((account, weight), sorted by account), drawn with the block seed in proportion to
+    its weight, so every validator picks the same one."""
+    total = sum(weight for _, weight in candidates)
+    if total <= 0:
+        return None
+    point = _seed_int(job, ctx, role) % total
+    for account, weight in candidates:
+        if point < weight:
+            return account
+        point -= weight
+    raise AssertionError("weighted draw ran past its total")  # unreachable: point < total
+
+
+def _band_pick(state: State, job: Job, ctx: BlockContext, priced: list[tuple[AccountId, Tokens]], role: str
+               ) -> tuple[AccountId, Tokens] | None:
+    """The worker drawn among ``priced`` (eligible, with room) whose effective price is within the band of the
+    best, and its price."""
+    if not priced:
+        return None
+    workers = state.workers
+    effective = {a: _effective(price, workers[a].reputation) for a, price in priced}
+    limit = min(effective.values()) * Fraction(1000 + state.params.offer_band_permille, 1000)
+    band = sorted((a, _weight(workers[a])) for a, _ in priced if effective[a] <= limit)
+    chosen = _weighted_pick(band, job, ctx, role)
+    return None if chosen is None else (chosen, dict(priced)[chosen])
+
+
+def _pick_worker(state: State, job: Job, ctx: BlockContext, exclude: set[AccountId]
+                 ) -> tuple[AccountId, Tokens] | None:
+    """The worker drawn among the job's eligible bids near the best price (see above)."""
+    priced = [(a, price) for a, price in job.bids.items()
+              if a not in exclude and _has_room(state.workers[a]) and eligibility_problem(state, a, job) is None]
+    return _band_pick(state, job, ctx, priced, "worker")
+
+
+def _seeded_pick(candidates: list[AccountId], job: Job, ctx: BlockContext, role: str) -> AccountId | None:
+    """One of ``candidates`` (sorted), drawn uniformly with the block seed so every validator picks the same one."""
+    if not candidates:
+        return None
+    return candidates[_seed_int(job, ctx, role) % len(candidates)]
 
 
 def _draw(state: State, job: Job, ctx: BlockContext, role: str, exclude: set[AccountId],
           *, offering: bool = False) -> AccountId | None:
-    """A uniformly drawn eligible worker not in ``exclude`` (with ``offering``: only those with a live offer)."""
+    """A uniformly drawn eligible worker with free capacity, not in ``exclude`` (with ``offering``: only those
+    with a live offer)."""
     candidates = sorted(
         a for a, w in state.workers.items()
-        if a not in exclude and (not offering or w.offer_live_at(ctx.height))
+        if a not in exclude and (not offering or w.offer_live_at(ctx.height)) and _has_room(w)
         and eligibility_problem(state, a, job) is None
     )
     return _seeded_pick(candidates, job, ctx, role)
@@ -438,23 +586,11 @@ def _draw(state: State, job: Job, ctx: BlockContext, role: str, exclude: set[Acc
 
 def _pick_offer(state: State, job: Job, ctx: BlockContext, exclude: frozenset[AccountId] = frozenset()
                 ) -> tuple[AccountId, Tokens] | None:
-    """The cheapest live offer that fits the job and has free capacity; exact ties by a seeded draw."""
-    best: Fraction | None = None
-    tied: list[AccountId] = []
-    for account, w in state.workers.items():
-        if account in exclude or not w.offer_live_at(ctx.height) or w.offer_price > job.reward:
-            continue
-        if w.capacity and w.active_jobs >= w.capacity:
-            continue
-        if eligibility_problem(state, account, job) is not None:
-            continue
-        effective = Fraction(w.offer_price * (REPUTATION_MAX + 1), REPUTATION_MAX + 1 + w.reputation)
-        if best is None or effective < best:
-            best, tied = effective, [account]
-        elif effective == best:
-            tied.append(account)
-    worker = _seeded_pick(sorted(tied), job, ctx, "offer")
-    return None if worker is None else (worker, state.workers[worker].offer_price)
+    """The worker drawn among live offers that fit the job and have free capacity, near the best price."""
+    priced = [(a, w.offer_price) for a, w in state.workers.items()
+              if a not in exclude and w.offer_live_at(ctx.height) and w.offer_price <= job.reward
+              and _has_room(w) and eligibility_problem(state, a, job) is None]
+    return _band_pick(state, job, ctx, priced, "offer")
 
 
 def _assign_from_offers(state: State, job: Job, ctx: BlockContext) -> list[Event]:
@@ -480,7 +616,7 @@ def _assign_from_offers(state: State, job: Job, ctx: BlockContext) -> list[Event
 
 def _assign(state: State, job: Job, ctx: BlockContext) -> list[Event]:
     """The bid window closed: pick the worker and draw the verifier, or refund if either is missing."""
-    pick = _pick_worker(state, job, exclude=set())
+    pick = _pick_worker(state, job, ctx, exclude=set())
     if pick is None:
         return _close(state, job, ctx, REFUNDED, "no_eligible_bid", {})
     worker, price = pick
@@ -514,7 +650,7 @@ def _commit_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
     from_offers = not job.bids
     if worker_stalled:
         keep = {job.verifier} if job.verifier else set()
-        pick = _pick_offer(state, job, ctx, frozenset(keep)) if from_offers else _pick_worker(state, job, keep)
+        pick = _pick_offer(state, job, ctx, frozenset(keep)) if from_offers else _pick_worker(state, job, ctx, keep)
         if pick is None:
             return events + _close(state, job, ctx, REFUNDED, "commit_timeout_no_worker", {})
         job.worker, job.price = pick

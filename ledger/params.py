@@ -49,6 +49,26 @@ class Params:
     """How many times a job's stalled worker/verifier/referee may be replaced before it is refunded."""
     max_summary_len: int = 256
     """Longest result summary a reveal may carry (at most ``ledger.tx.MAX_SUMMARY_LEN``)."""
+    block_time_ms: int = 1_000
+    """The shortest block interval the chain plans for, in ms: it converts a job's time limit into blocks
+    (``ledger.jobs.commit_blocks_needed``). Err low: a window sized by a shorter block time is longer in time."""
+    commit_margin_blocks: int = 2
+    """Blocks a commit window needs beyond the run itself: fetching the spec and data, and landing the commitment."""
+    default_job_time_ms: int = 4_000
+    """Wall time one run of a job may take when its submitter names none; must fit ``default_commit_window``."""
+    max_job_time_ms: int = 600_000
+    """Longest wall time a job may ask for one run."""
+    max_job_memory_mb: int = 65_536
+    """Most memory a job may ask a worker to have."""
+    window_fee_per_block: int = 1
+    """Extra fee per block by which a job's bid, commit and reveal windows together exceed the defaults: a long
+    window holds workers' capacity and the job's escrow longer, so the client pays for it."""
+    trouble_permille: int = 100
+    """Share of its pay (the price for the worker, the fee for a verifier or referee) each party gets when a job
+    ends through nobody's fault (``ledger.jobs``: unavailable, spec error, over its own limits)."""
+    offer_band_permille: int = 100
+    """Offers and bids whose effective price is within this much (per mille) of the best compete in a seeded,
+    reputation- and capacity-weighted draw, so undercutting by one token does not take every job."""
     faucet: bytes | None = None
     """Optional devnet faucet account (a 32-byte account id); the ledger gives it no special rights."""
 
@@ -62,7 +82,8 @@ class Params:
             v = getattr(self, f.name)
             if type(v) is not int or v < 0 or v > 2**63 - 1:
                 raise InvalidGenesis(f"params.{f.name}", f"expected a non-negative integer, got {v!r}")
-        for name in ("slash_permille", "stall_slash_permille", "equivocation_slash_permille"):
+        for name in ("slash_permille", "stall_slash_permille", "equivocation_slash_permille", "trouble_permille",
+                     "offer_band_permille"):
             if getattr(self, name) > 1000:
                 raise InvalidGenesis(f"params.{name}", "must be at most 1000 (per mille)")
         for name in ("initial_reputation", "reputation_reward", "reputation_penalty", "reputation_stall_penalty",
@@ -70,7 +91,8 @@ class Params:
             if getattr(self, name) > REPUTATION_MAX:
                 raise InvalidGenesis(f"params.{name}", f"must be at most {REPUTATION_MAX}")
         for name in ("default_bid_window", "default_commit_window", "default_reveal_window", "max_window",
-                     "max_bids_per_job", "max_summary_len", "evidence_max_age"):
+                     "max_bids_per_job", "max_summary_len", "evidence_max_age", "block_time_ms",
+                     "default_job_time_ms"):
             if getattr(self, name) < 1:
                 raise InvalidGenesis(f"params.{name}", "must be at least 1")
         for name in ("default_bid_window", "default_commit_window", "default_reveal_window"):
@@ -80,10 +102,21 @@ class Params:
         # validator could equivocate, unbond, and be gone with its stake when the evidence lands.
         if self.unbonding_period <= self.evidence_max_age:
             raise UnbondingTooShort(self.unbonding_period, self.evidence_max_age)
+        if self.default_job_time_ms > self.max_job_time_ms:
+            raise InvalidGenesis("params.default_job_time_ms", f"exceeds max_job_time_ms={self.max_job_time_ms}")
+        needed = self.commit_blocks_needed(self.default_job_time_ms)
+        if needed > self.default_commit_window:
+            raise InvalidGenesis("params.default_commit_window",
+                                 f"a run of default_job_time_ms={self.default_job_time_ms} needs {needed} blocks")
         if self.max_summary_len > MAX_SUMMARY_LEN:
             raise InvalidGenesis("params.max_summary_len", f"must be at most {MAX_SUMMARY_LEN}")
         if self.faucet is not None and (type(self.faucet) is not bytes or len(self.faucet) != 32):
             raise InvalidGenesis("params.faucet", "expected a 32-byte account id")
+
+    def commit_blocks_needed(self, time_limit_ms: int) -> int:
+        """The shortest commit window (in blocks) for a run of ``time_limit_ms``: the run at ``block_time_ms`` per
+        block, rounded up, plus ``commit_margin_blocks`` (fetching the spec and data, landing the commitment)."""
+        return self.commit_margin_blocks + -(-time_limit_ms // max(1, self.block_time_ms))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Params:

@@ -22,6 +22,7 @@ from ledger.encoding import pack, unpack
 from ledger.errors import DecodeError, InvalidGenesis
 from ledger.params import Params
 from ledger.types import AccountId, Height, JobId, Tokens
+from ledger.verdict import OUTCOMES
 
 STATE_VERSION = 1
 MISSING: Any = object()
@@ -177,6 +178,7 @@ class Job:
         "reward",
         "status",
         "submitted_at",
+        "time_limit_ms",
         "tolerance_abs",
         "tolerance_ppm",
         "verdict",
@@ -189,7 +191,7 @@ class Job:
         "job_id", "client", "model", "params_digest", "dataset_digest", "reward", "verification_fee",
         "tolerance_abs", "tolerance_ppm", "device", "min_memory_mb", "bid_window", "commit_window",
         "reveal_window", "status", "escrow", "submitted_at", "bid_deadline", "deadline", "worker", "price",
-        "verifier", "referee", "verdict", "result_summary", "result_artifact", "reassignments",
+        "verifier", "referee", "verdict", "result_summary", "result_artifact", "reassignments", "time_limit_ms",
     )
 
     def __init__(self, **kw: Any) -> None:
@@ -197,7 +199,8 @@ class Job:
             setattr(self, name, kw.get(name))
         self.bids: dict[AccountId, Tokens] = kw.get("bids") or {}
         self.commits: dict[AccountId, bytes] = kw.get("commits") or {}
-        self.reveals: dict[AccountId, tuple[list[int], bytes]] = kw.get("reveals") or {}
+        # account -> (summary, artifact digest, outcome: ledger.verdict.RESULT, UNAVAILABLE, ERROR, OVER_LIMIT)
+        self.reveals: dict[AccountId, tuple[list[int], bytes, int]] = kw.get("reveals") or {}
         self.excluded: list[AccountId] = kw.get("excluded") or []
         self.history: list[tuple[str, Height]] = kw.get("history") or []
         if self.reassignments is None:
@@ -206,6 +209,8 @@ class Job:
             self.price = 0
         if self.verdict is None:
             self.verdict = ""
+        if self.time_limit_ms is None:
+            self.time_limit_ms = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -232,7 +237,7 @@ class Job:
             *simple,
             sorted([k, v] for k, v in self.bids.items()),
             sorted([k, v] for k, v in self.commits.items()),
-            sorted([k, list(s), d] for k, (s, d) in self.reveals.items()),
+            sorted([k, list(s), d, o] for k, (s, d, o) in self.reveals.items()),
             sorted(self.excluded),
             [list(h) for h in self.history],
         ]
@@ -246,7 +251,7 @@ class Job:
             **kw,
             bids={k: p for k, p in bids},
             commits={k: c for k, c in commits},
-            reveals={k: (s, d) for k, s, d in reveals},
+            reveals={k: (s, d, o) for k, s, d, o in reveals},
             excluded=list(excluded),
             history=[(s, h) for s, h in history],
         )
@@ -264,7 +269,8 @@ class Job:
         d["bids"] = {h(k): p for k, p in sorted(self.bids.items())}
         d["commits"] = {h(k): h(c) for k, c in sorted(self.commits.items())}
         d["reveals"] = {
-            h(k): {"summary": list(s), "artifact_digest": h(a)} for k, (s, a) in sorted(self.reveals.items())
+            h(k): {"summary": list(s), "artifact_digest": h(a), "outcome": OUTCOMES.get(o, str(o))}
+            for k, (s, a, o) in sorted(self.reveals.items())
         }
         d["excluded"] = [h(a) for a in sorted(self.excluded)]
         d["history"] = [{"status": s, "height": hh} for s, hh in self.history]

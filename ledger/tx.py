@@ -188,7 +188,9 @@ class SubmitJob(Payload):
     """Post a job and escrow ``reward + verification_fee``; windows are in blocks (0 = the chain's default).
 
     ``assign`` picks how the worker is found: ``"bids"`` (or empty) opens a bid window; ``"offers"`` assigns at
-    once from workers' standing offers, falling back to the bid window when no offer fits."""
+    once from workers' standing offers, falling back to the bid window when no offer fits. ``time_limit_ms`` is the
+    wall time one run may take (0 = the chain's ``default_job_time_ms``); the spec must carry the same limit, and
+    the commit window must leave room for it (``ledger.jobs.commit_blocks_needed``)."""
 
     KIND = "submit_job"
     CODE = 7
@@ -206,6 +208,7 @@ class SubmitJob(Payload):
         ("commit_window", _u64),
         ("reveal_window", _u64),
         ("assign", _str_max(16)),
+        ("time_limit_ms", _u64),
     )
     SPENDS = ("reward", "verification_fee")
     model: str
@@ -221,6 +224,7 @@ class SubmitJob(Payload):
     commit_window: int = 0
     reveal_window: int = 0
     assign: str = ""
+    time_limit_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +251,9 @@ class CommitResult(Payload):
 
 @dataclass(frozen=True, slots=True)
 class RevealResult(Payload):
-    """Open a commitment: the integer result summary, the digest of the full artifact, and the salt."""
+    """Open a commitment: the integer result summary, the digest of the full artifact, the salt, and the kind of
+    outcome (``ledger.verdict``: 0 a result; 1 the spec or dataset could not be obtained; 2 the spec fails
+    deterministically, ``summary`` holding the error code; 3 the spec's own limits stop the run)."""
 
     KIND = "reveal_result"
     CODE = 10
@@ -256,11 +262,13 @@ class RevealResult(Payload):
         ("summary", _int_list),
         ("artifact_digest", _DIGEST),
         ("salt", _bytes_max(MAX_SALT_LEN, 16)),
+        ("outcome", _u64),
     )
     job_id: JobId
     summary: list[int]
     artifact_digest: bytes
     salt: bytes
+    outcome: int = 0
 
     def __hash__(self) -> int:  # summary is a list; hash by the canonical bytes instead
         return hash(pack(self.to_list()))
@@ -474,11 +482,16 @@ def verify_tx_signature(stx: SignedTx, chain_id: str) -> None:
 
 
 def compute_commitment(
-    job_id: bytes, committer: AccountId, summary: list[int], artifact_digest: bytes, salt: bytes
+    job_id: bytes, committer: AccountId, summary: list[int], artifact_digest: bytes, salt: bytes, outcome: int = 0
 ) -> bytes:
-    """The commitment a worker posts before revealing: ``blake2b256(pack([job, committer, summary, digest]) + salt)``.
+    """The commitment a worker posts before revealing: ``blake2b256(pack([tag, job, committer, summary, digest]
+    + [outcome] unless it is 0) + salt)``.
 
     Binding the job and the committer means a party cannot post another's commitment and later replay its
-    opening: the copy would open to a different committer and fail the check.
+    opening: the copy would open to a different committer and fail the check. The outcome is bound too, so a
+    party cannot commit to an error and reveal a result (or the reverse) once it has seen the other's.
     """
-    return blake2b256(pack([COMMITMENT_TAG, job_id, committer, list(summary), artifact_digest]) + salt)
+    body = [COMMITMENT_TAG, job_id, committer, list(summary), artifact_digest]
+    if outcome:
+        body.append(outcome)
+    return blake2b256(pack(body) + salt)

@@ -38,6 +38,9 @@ DEVNET_PARAMS: dict[str, Any] = {
     "default_bid_window": 4,
     "default_commit_window": 40,
     "default_reveal_window": 20,
+    # Devnet blocks come every ~0.7 s: plan for 0.5 s, so a 10 s run fits the 40-block commit window twice over.
+    "block_time_ms": 500,
+    "default_job_time_ms": 10_000,
 }
 NODE_BALANCE = 100_000
 NODE_STAKE = 1_000

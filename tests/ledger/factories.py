@@ -58,6 +58,11 @@ def ctx(height: int, *, proposer: AccountId = PROPOSER, seed: bytes | None = Non
     return BlockContext(height, 1_700_000_000_000 + height * 1000, seed or blake2b256(b"seed%d" % height), proposer)
 
 
+TEST_PARAMS: dict[str, Any] = {"commit_margin_blocks": 0, "window_fee_per_block": 0, "default_job_time_ms": 1_000}
+"""Most ledger tests walk jobs through one- and two-block windows: let any window fit a default run, for free
+(tests of the window rules pass the chain's real values)."""
+
+
 def make_genesis(
     *,
     balances: dict[str, int] | None = None,
@@ -95,7 +100,7 @@ def make_genesis(
         "allocations": [{"account": account(n).hex(), "balance": b} for n, b in balances.items()],
         "validators": [account(v).hex() for v in validators],
         "workers": worker_docs,
-        "params": params or {},
+        "params": {**TEST_PARAMS, **(params or {})},
     })
 
 
@@ -150,10 +155,10 @@ class Wallet:
     def submit_job(self, reward: int = 1_000, verification_fee: int = 200, *, tolerance_abs: int = 0,
                    tolerance_ppm: int = 0, device: str = "any", min_memory_mb: int = 0, bid_window: int = 0,
                    commit_window: int = 0, reveal_window: int = 0, model: str = "linreg", assign: str = "",
-                   **kw: Any) -> SignedTx:
+                   time_limit_ms: int = 0, **kw: Any) -> SignedTx:
         return self.sign(SubmitJob(
             model, blake2b256(b"params"), blake2b256(b"dataset"), reward, verification_fee, tolerance_abs,
-            tolerance_ppm, device, min_memory_mb, bid_window, commit_window, reveal_window, assign,
+            tolerance_ppm, device, min_memory_mb, bid_window, commit_window, reveal_window, assign, time_limit_ms,
         ), **kw)
 
     def offer(self, price: int, until: int, **kw: Any) -> SignedTx:
@@ -162,13 +167,14 @@ class Wallet:
     def bid(self, job_id: bytes, price: int, **kw: Any) -> SignedTx:
         return self.sign(Bid(job_id, price), **kw)
 
-    def commit(self, job_id: bytes, summary: list[int], **kw: Any) -> SignedTx:
-        """Commit to ``summary`` with a salt and artifact digest derived from the wallet and job."""
+    def commit(self, job_id: bytes, summary: list[int], outcome: int = 0, **kw: Any) -> SignedTx:
+        """Commit to ``summary`` (and ``outcome``) with a salt and artifact digest derived from the wallet and job."""
         opening = self._opening(job_id)
-        return self.sign(CommitResult(job_id, compute_commitment(job_id, self.account, summary, *opening)), **kw)
+        commitment = compute_commitment(job_id, self.account, summary, *opening, outcome)
+        return self.sign(CommitResult(job_id, commitment), **kw)
 
-    def reveal(self, job_id: bytes, summary: list[int], **kw: Any) -> SignedTx:
-        return self.sign(RevealResult(job_id, list(summary), *self._opening(job_id)), **kw)
+    def reveal(self, job_id: bytes, summary: list[int], outcome: int = 0, **kw: Any) -> SignedTx:
+        return self.sign(RevealResult(job_id, list(summary), *self._opening(job_id), outcome), **kw)
 
     def cancel(self, job_id: bytes, **kw: Any) -> SignedTx:
         return self.sign(CancelJob(job_id), **kw)

@@ -164,9 +164,20 @@ def test_assignment_takes_cheapest_reputation_weighted_bid(net: Net) -> None:
     net.check_invariants()
 
 
-def test_assignment_ties_broken_by_worker_id(net: Net) -> None:
-    job_id = net.assigned(bids={"w1": 300, "w2": 300, "w3": 300})
-    assert net.job(job_id).worker == min(account("w1"), account("w2"), account("w3"))
+def test_equal_bids_are_shared_by_a_seeded_draw_not_the_lowest_id(net: Net) -> None:
+    winners = set()
+    for _ in range(12):
+        job_id = net.assigned(bids={"w1": 300, "w2": 300, "w3": 300})
+        winners.add(net.job(job_id).worker)
+    assert winners == {account("w1"), account("w2"), account("w3")}
+    net.check_invariants()
+
+
+def test_a_bid_outside_the_price_band_never_wins(net: Net) -> None:
+    # Band 10% of the best effective price: 300 is within 10% of 280, 400 is not.
+    for _ in range(10):
+        job_id = net.assigned(bids={"w1": 280, "w2": 300, "w3": 400})
+        assert net.job(job_id).worker in (account("w1"), account("w2"))
 
 
 def test_verifier_draw_depends_only_on_seed_and_job() -> None:
