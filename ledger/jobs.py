@@ -233,7 +233,7 @@ def process_offer(state: State, stx: SignedTx, p: Offer, ctx: BlockContext) -> l
     if p.until == 0:
         # Withdrawing is always allowed, even for a worker that lost its eligibility meanwhile.
         w = state.w_worker(sender)
-        w.offer_price, w.offer_until = 0, 0
+        w.offer_price, w.offer_until, w.offer_max_time_ms = 0, 0, 0
         return [Event("offer_withdrawn", {"worker": sender})]
     # A worker that could not be assigned must not look available.
     problem = worker_problem(state, sender)
@@ -245,8 +245,8 @@ def process_offer(state: State, stx: SignedTx, p: Offer, ctx: BlockContext) -> l
     if p.until > ctx.height + state.params.max_window:
         raise InvalidField("offer.until", f"more than max_window={state.params.max_window} blocks ahead")
     w = state.w_worker(sender)
-    w.offer_price, w.offer_until = p.price, p.until
-    return [Event("offer", {"worker": sender, "price": p.price, "until": p.until})]
+    w.offer_price, w.offer_until, w.offer_max_time_ms = p.price, p.until, p.max_time_ms
+    return [Event("offer", {"worker": sender, "price": p.price, "until": p.until, "max_time_ms": p.max_time_ms})]
 
 
 def process_bid(state: State, stx: SignedTx, p: Bid, ctx: BlockContext) -> list[Event]:
@@ -508,6 +508,11 @@ def _close(
 # cut exceeds the band (then it wins every draw at a price at least a band lower — a real price war, which the
 # clients' escrow pays for, not the other workers' stake). Inflating capacity raises the share, but every slot
 # taken and not served is stall-slashed (``stall_slash_permille`` of stake per missed deadline).
+def _offers_for(w: Worker, job: Job, height: int) -> bool:
+    """Whether the worker's standing offer is live and covers a run as long as ``job``'s."""
+    return w.offer_live_at(height) and (not w.offer_max_time_ms or job.time_limit_ms <= w.offer_max_time_ms)
+
+
 def _has_room(w: Worker) -> bool:
     return not w.capacity or w.active_jobs < w.capacity
 
@@ -578,7 +583,7 @@ def _draw(state: State, job: Job, ctx: BlockContext, role: str, exclude: set[Acc
     with a live offer)."""
     candidates = sorted(
         a for a, w in state.workers.items()
-        if a not in exclude and (not offering or w.offer_live_at(ctx.height)) and _has_room(w)
+        if a not in exclude and (not offering or _offers_for(w, job, ctx.height)) and _has_room(w)
         and eligibility_problem(state, a, job) is None
     )
     return _seeded_pick(candidates, job, ctx, role)
@@ -588,7 +593,7 @@ def _pick_offer(state: State, job: Job, ctx: BlockContext, exclude: frozenset[Ac
                 ) -> tuple[AccountId, Tokens] | None:
     """The worker drawn among live offers that fit the job and have free capacity, near the best price."""
     priced = [(a, w.offer_price) for a, w in state.workers.items()
-              if a not in exclude and w.offer_live_at(ctx.height) and w.offer_price <= job.reward
+              if a not in exclude and _offers_for(w, job, ctx.height) and w.offer_price <= job.reward
               and _has_room(w) and eligibility_problem(state, a, job) is None]
     return _band_pick(state, job, ctx, priced, "offer")
 

@@ -60,7 +60,8 @@ class Account:
 
 class Worker:
     """A registered worker: bonded stake, stake on its way out, reputation, counters, its declared device, and
-    its standing offer (``offer_price`` per job through height ``offer_until``; ``offer_until = 0``: none)."""
+    its standing offer (``offer_price`` per job through height ``offer_until``, for jobs whose run may take up to
+    ``offer_max_time_ms``, 0 for any; ``offer_until = 0``: none)."""
 
     __slots__ = (
         "active_jobs",
@@ -70,6 +71,7 @@ class Worker:
         "jobs_done",
         "jobs_failed",
         "memory_mb",
+        "offer_max_time_ms",
         "offer_price",
         "offer_until",
         "registered_at",
@@ -93,6 +95,7 @@ class Worker:
         active_jobs: int = 0,
         offer_price: Tokens = 0,
         offer_until: Height = 0,
+        offer_max_time_ms: int = 0,
     ) -> None:
         self.stake = stake
         self.reputation = reputation
@@ -107,6 +110,7 @@ class Worker:
         self.active_jobs = active_jobs
         self.offer_price = offer_price
         self.offer_until = offer_until
+        self.offer_max_time_ms = offer_max_time_ms
 
     def offer_live_at(self, height: Height) -> bool:
         """Whether the worker's standing offer covers ``height``."""
@@ -120,14 +124,14 @@ class Worker:
         return Worker(
             self.stake, self.reputation, self.device_kind, self.device_name, self.memory_mb, self.capacity,
             self.registered_at, [list(u) for u in self.unbonding], self.jobs_done, self.jobs_failed,
-            self.active_jobs, self.offer_price, self.offer_until,
+            self.active_jobs, self.offer_price, self.offer_until, self.offer_max_time_ms,
         )
 
     def to_list(self) -> list[Any]:
         return [
             self.stake, self.reputation, self.device_kind, self.device_name, self.memory_mb, self.capacity,
             self.registered_at, [list(u) for u in self.unbonding], self.jobs_done, self.jobs_failed,
-            self.active_jobs, self.offer_price, self.offer_until,
+            self.active_jobs, self.offer_price, self.offer_until, self.offer_max_time_ms,
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +142,7 @@ class Worker:
             "active_jobs": self.active_jobs, "device_kind": self.device_kind, "device_name": self.device_name,
             "memory_mb": self.memory_mb, "capacity": self.capacity, "registered_at": self.registered_at,
             "offer_price": self.offer_price, "offer_until": self.offer_until,
+            "offer_max_time_ms": self.offer_max_time_ms,
         }
 
     @classmethod

@@ -287,13 +287,15 @@ class CancelJob(Payload):
 @dataclass(frozen=True, slots=True)
 class Offer(Payload):
     """A worker's standing offer to take jobs submitted with ``assign="offers"`` for ``price`` each, through
-    height ``until`` (``until = 0`` withdraws it)."""
+    height ``until`` (``until = 0`` withdraws it), whose run may take up to ``max_time_ms`` (0: any the chain
+    allows): a worker names the jobs its machine can finish, and is not assigned the others."""
 
     KIND = "offer"
     CODE = 12
-    FIELDS = (("price", _u64), ("until", _u64))
+    FIELDS = (("price", _u64), ("until", _u64), ("max_time_ms", _u64))
     price: Tokens
     until: int
+    max_time_ms: int = 0
 
 
 PAYLOAD_TYPES: tuple[type[Payload], ...] = (

@@ -161,8 +161,8 @@ class Wallet:
             tolerance_ppm, device, min_memory_mb, bid_window, commit_window, reveal_window, assign, time_limit_ms,
         ), **kw)
 
-    def offer(self, price: int, until: int, **kw: Any) -> SignedTx:
-        return self.sign(Offer(price, until), **kw)
+    def offer(self, price: int, until: int, max_time_ms: int = 0, **kw: Any) -> SignedTx:
+        return self.sign(Offer(price, until, max_time_ms), **kw)
 
     def bid(self, job_id: bytes, price: int, **kw: Any) -> SignedTx:
         return self.sign(Bid(job_id, price), **kw)

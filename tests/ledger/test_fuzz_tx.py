@@ -45,7 +45,7 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
                                "artifact_digest")},
     **{name: _u64 for name in ("amount", "stake", "memory_mb", "capacity", "reward", "verification_fee",
                                "tolerance_abs", "tolerance_ppm", "min_memory_mb", "bid_window", "commit_window",
-                               "reveal_window", "price", "until", "time_limit_ms", "outcome")},
+                               "reveal_window", "price", "until", "time_limit_ms", "outcome", "max_time_ms")},
     "device_kind": _utf8(16),
     "device": _utf8(16),
     "assign": st.sampled_from(["", "bids", "offers"]) | _utf8(16),

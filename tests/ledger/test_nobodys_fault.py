@@ -221,3 +221,15 @@ def test_a_full_worker_is_never_drawn_as_verifier() -> None:
     for _ in range(8):
         job_id = net.assigned(bids={"w1": 100, "w3": 100})
         assert account("w2") not in net.job(job_id).participants()
+
+
+def test_a_worker_is_not_assigned_a_run_longer_than_its_offer_names() -> None:
+    net = Net(workers={"w1": {}, "w2": {}, "w3": {}})
+    net.chain.block(net.w["w1"].offer(10, 50, max_time_ms=500), net.w["w2"].offer(10, 50),
+                    net.w["w3"].offer(10, 50))
+    for _ in range(6):
+        job_id = net.submit(assign="offers", time_limit_ms=1_000, reward=100)
+        job = net.job(job_id)
+        assert job.status == "assigned" and account("w1") not in job.participants()
+    short = net.submit(assign="offers", time_limit_ms=400, reward=100)
+    assert net.job(short).status == "assigned"

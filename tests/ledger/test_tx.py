@@ -115,7 +115,7 @@ def _body(kind: int = 1, fields: list | None = None, sender: bytes | None = None
         (_body(kind=10, fields=[D, [1], D, b"s" * 8, 0]), "reveal_result.salt"),
         (_body(kind=7, fields=["m" * 200, D, D, 1, 1, 0, 0, "any", 0, 0, 0, 0, "", 0]), "submit_job.model"),
         (_body(kind=7, fields=["m", D, D, 1, 1, 0, 0, "any", 0, 0, 0, 0, 1, 0]), "submit_job.assign"),
-        (_body(kind=12, fields=[5, -1]), "offer.until"),
+        (_body(kind=12, fields=[5, -1, 0]), "offer.until"),
         (b"\x00" * (MAX_TX_BYTES + 1), "tx"),
     ],
 )
