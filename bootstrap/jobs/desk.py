@@ -27,7 +27,7 @@ from compute import JobSpec, make_spec
 from compute.dataset import encode_dataset
 from compute.errors import ComputeError
 from ledger.errors import InvalidField
-from ledger.jobs import ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS
+from ledger.jobs import ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS, window_surcharge
 from ledger.tx import SubmitJob
 from p2pnet import P2PError, PeerId, blob_digest
 
@@ -59,7 +59,7 @@ class JobDesk:
         verification_fee: int | None = None,
         device: str = "any",
         min_memory_mb: int = 0,
-        time_limit_ms: int = 600_000,
+        time_limit_ms: int | None = None,
         memory_limit_mb: int = 4096,
         bid_window: int = 0,
         commit_window: int = 0,
@@ -93,6 +93,18 @@ class JobDesk:
             digest = blob_digest(data)
             if digest != built.digest:
                 raise NodeError("dataset digest differs from the blob digest (compute and p2pnet disagree)")
+        chain = node.state.params
+        time_limit_ms = chain.default_job_time_ms if time_limit_ms is None else time_limit_ms
+        windows = (bid_window or chain.default_bid_window, commit_window or chain.default_commit_window,
+                   reveal_window or chain.default_reveal_window)
+        needed = chain.commit_blocks_needed(time_limit_ms)
+        if windows[1] < needed:
+            raise InvalidField("submit_job.commit_window",
+                               f"{windows[1]} blocks cannot fit a run of {time_limit_ms} ms; ask for at least "
+                               f"{needed} (each block beyond the defaults adds {chain.window_fee_per_block} to "
+                               f"the fee)")
+        if fee is None:  # the chain charges longer windows in the fee: pay it rather than fail in the block
+            fee = node.config.default_fee + window_surcharge(chain, *windows)
         spec = make_spec(model, params, digest, device=device, min_memory_mb=min_memory_mb,
                          time_limit_ms=time_limit_ms, memory_limit_mb=memory_limit_mb)
         spec_bytes = spec.encode()
@@ -101,7 +113,7 @@ class JobDesk:
             model=model, params_digest=spec_digest, dataset_digest=digest, reward=reward, verification_fee=vfee,
             tolerance_abs=spec.tolerance.abs, tolerance_ppm=spec.tolerance.ppm, device=device,
             min_memory_mb=spec.requirements.min_memory_mb, bid_window=bid_window, commit_window=commit_window,
-            reveal_window=reveal_window, assign=assign,
+            reveal_window=reveal_window, assign=assign, time_limit_ms=time_limit_ms,
         )
         # The mempool admits the tx first (a client that cannot pay stores and announces nothing); the data is
         # announced before the tx is gossiped: a job assigned at submission is run as soon as its block commits,
