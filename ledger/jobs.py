@@ -45,11 +45,11 @@ to work and did not (missed a deadline) or claimed a false result or error is pe
 run's ``time_limit_ms``; it must fit the commit window (``Params.commit_blocks_needed``), and windows longer than
 the defaults pay ``window_fee_per_block`` in the tx fee.
 
-Assignment: the worker is drawn among the eligible bidders (or live offers) with free capacity whose effective
-price ``price·1001/(1001+reputation)`` is within ``offer_band_permille`` of the best, weighted by reputation and
-free capacity (see "assignment and draws" below). Verifier and referee are drawn uniformly from the other eligible
-workers with free capacity with ``blake2b(role ‖ seed ‖ job id ‖ reassignments)`` so every validator draws the
-same one.
+Assignment: the worker is drawn among the eligible bidders (or live offers) with free capacity whose price is
+within ``offer_band_permille`` of the lowest, weighted by reputation and free capacity (see "assignment and
+draws" below; before issue 14 the lowest ``price·1001/(1001+reputation)`` took the job). Verifier and referee
+are drawn uniformly from the other eligible workers with free capacity with
+``blake2b(role ‖ seed ‖ job id ‖ reassignments)`` so every validator draws the same one.
 
 Offers (issue 8: a job in 3 blocks): a worker posts ``offer(price, until)``, a standing price per job valid
 through height ``until``. A job submitted with ``assign="offers"`` is assigned inside its submit tx: the worker
@@ -63,8 +63,6 @@ verifier is redrawn among live offerers).
 """
 
 from __future__ import annotations
-
-from fractions import Fraction
 
 from ledger.context import BlockContext, Event
 from ledger.crypto import blake2b256
@@ -99,7 +97,7 @@ from ledger.state import (
     Worker,
 )
 from ledger.tx import Bid, CancelJob, CommitResult, Offer, RevealResult, SignedTx, SubmitJob, compute_commitment
-from ledger.types import REPUTATION_MAX, AccountId, Tokens
+from ledger.types import AccountId, Tokens
 from ledger.verdict import ERROR, NOT_ATTRIBUTABLE, OUTCOMES, PPM, RESULT, UNAVAILABLE, claims_agree, outcome_problem
 
 __all__ = ["compute_commitment", "max_job_lifetime", "process_deadlines"]
@@ -499,15 +497,16 @@ def _close(
 
 
 # ---- assignment and draws -------------------------------------------------------------------------------------
-# The worker is drawn among the offers (or bids) whose effective price ``price·1001/(1001+reputation)`` is within
-# ``offer_band_permille`` of the best, with weight ``(1 + reputation) · free capacity slots`` (a worker declaring
-# no capacity counts one slot), from the block seed: undercutting the band by one token no longer takes every job,
-# and a worker's share follows its reputation and the capacity it stakes to serve.
+# The worker is drawn among the offers (or bids) whose price is within ``offer_band_permille`` of the lowest, with
+# weight ``(1 + reputation) · free capacity slots`` (a worker declaring no capacity counts one slot), from the
+# block seed: undercutting by one token no longer takes every job, and a worker's share follows its reputation
+# and the capacity it stakes to serve.
 #
-# Incentive (undercutting): a worker pricing at p − 1 when the rest ask p gains nothing over asking p unless the
-# cut exceeds the band (then it wins every draw at a price at least a band lower — a real price war, which the
-# clients' escrow pays for, not the other workers' stake). Inflating capacity raises the share, but every slot
-# taken and not served is stall-slashed (``stall_slash_permille`` of stake per missed deadline).
+# Incentive (undercutting): a worker asking p − 1 when the rest ask p gains nothing over asking p unless the cut
+# exceeds the band; then it wins every draw at a price at least a band lower (a real price war, paid for by the
+# clients' escrow, not by the other workers' stake). Inflating capacity raises the share, but every slot taken
+# and not served is stall-slashed (``stall_slash_permille`` of stake per missed deadline). Reputation only
+# weighs the draw (1 + r ≤ 1001 against ≥ 1), so a long record earns at most ~2× a newcomer's share at r = 500.
 def _offers_for(w: Worker, job: Job, height: int) -> bool:
     """Whether the worker's standing offer is live and covers a run as long as ``job``'s."""
     return w.offer_live_at(height) and (not w.offer_max_time_ms or job.time_limit_ms <= w.offer_max_time_ms)
@@ -520,10 +519,6 @@ def _has_room(w: Worker) -> bool:
 def _weight(w: Worker) -> int:
     free = w.capacity - w.active_jobs if w.capacity else 1
     return (1 + w.reputation) * max(1, free)
-
-
-def _effective(price: Tokens, reputation: int) -> Fraction:
-    return Fraction(price * (REPUTATION_MAX + 1), REPUTATION_MAX + 1 + reputation)
 
 
 def _seed_int(job: Job, ctx: BlockContext, role: str) -> int:
@@ -554,10 +549,10 @@ def _band_pick(state: State, job: Job, ctx: BlockContext, priced: list[tuple[Acc
     best, and its price."""
     if not priced:
         return None
-    workers = state.workers
-    effective = {a: _effective(price, workers[a].reputation) for a, price in priced}
-    limit = min(effective.values()) * Fraction(1000 + state.params.offer_band_permille, 1000)
-    band = sorted((a, _weight(workers[a])) for a, _ in priced if effective[a] <= limit)
+    # The band is on the asked price alone: reputation weighs in the draw, not in the band, or a worker whose
+    # reputation rose with its jobs would price the others out of the band and take everything.
+    limit = min(price for _, price in priced) * (1000 + state.params.offer_band_permille)
+    band = sorted((a, _weight(state.workers[a])) for a, price in priced if price * 1000 <= limit)
     chosen = _weighted_pick(band, job, ctx, role)
     return None if chosen is None else (chosen, dict(priced)[chosen])
 

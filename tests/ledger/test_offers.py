@@ -106,16 +106,16 @@ def test_an_expired_offer_is_not_used(net: Net) -> None:
 
 
 # ---- assignment at submission ---------------------------------------------------------------------------------
-def test_submit_with_offers_assigns_at_once_cheapest_reputation_weighted(net: Net) -> None:
-    # w2 asks less, but w1's reputation is high enough to win: 40·1001/(1001+1000) < 30·1001/(1001+0)
+def test_submit_with_offers_assigns_at_once_within_the_price_band(net: Net) -> None:
+    # The band (10%) is on the asked price: 35 and 40 are outside 30's, however high w1's reputation.
     net.state.w_worker(net.w["w1"].account).reputation = 1000
     net.state.w_worker(net.w["w2"].account).reputation = 0
     net.offers({"w1": 40, "w2": 30, "w3": 35})
     h = net.chain.height + 1
     job_id, events = net.submit(reward=1_000, verification_fee=100)
     job = net.state.jobs[job_id]
-    assert job.status == "assigned" and net.name(job.worker) == "w1" and job.price == 40
-    assert net.name(job.verifier) in ("w2", "w3")  # a live offerer, not w4 (no offer)
+    assert job.status == "assigned" and net.name(job.worker) == "w2" and job.price == 30
+    assert net.name(job.verifier) in ("w1", "w3")  # a live offerer, not w4 (no offer)
     assert job.history == [("assigned", h)] and job.bid_deadline == h == job.submitted_at
     assert job.deadline == h + job.commit_window
     assert [e.kind for e in events] == ["job_submitted", "job_assigned"]
