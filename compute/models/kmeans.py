@@ -52,11 +52,27 @@ _CANCEL = 1e-6  # below this fraction of |x|² + |c|² the expanded distance has
 Lloyd = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, float, int]]
 
 
-def _sq_dist_to(X: np.ndarray, xx: np.ndarray, c: np.ndarray, cc: float) -> np.ndarray:
+def _fix_cancelled(mind: np.ndarray, X: np.ndarray, xx: np.ndarray, C: np.ndarray, labels: np.ndarray) -> float:
+    """The inertia from each row's expanded distance to its centre, recomputed as a difference where the
+    expanded form cancelled (a row at or next to its centre)."""
+    cc = np.einsum("ij,ij->i", C, C)[labels]
+    near = mind <= _CANCEL * (xx + cc)
+    if near.any():
+        diff = X[near] - C[labels[near]]
+        mind = mind.copy()
+        mind[near] = np.einsum("ij,ij->i", diff, diff)
+    return float(mind.sum())
+
+
+def _sq_dist_to(X: np.ndarray, xx: np.ndarray, lim: np.ndarray, c: np.ndarray, cc: float) -> np.ndarray:
     """Squared distances from every row of ``X`` to ``c``, the same bits on every machine: the expanded form by
-    NumPy's own einsum (no BLAS), and the difference form where the expanded one cancelled."""
-    d2 = xx - 2.0 * np.einsum("ij,j->i", X, c) + cc
-    near = d2 <= _CANCEL * (xx + cc)
+    NumPy's own einsum (no BLAS), and the difference form where the expanded one cancelled (``lim`` is
+    ``_CANCEL · |x|²``)."""
+    d2 = np.einsum("ij,j->i", X, c)
+    d2 *= -2.0
+    d2 += xx
+    d2 += cc
+    near = d2 <= lim + _CANCEL * cc
     if near.any():
         diff = X[near] - c
         d2[near] = np.einsum("ij,ij->i", diff, diff)
@@ -75,14 +91,15 @@ def initial_centres(
         return X[np.sort(rng.choice(n, size=k, replace=False))].copy()
     if xx is None:
         xx = np.einsum("ij,ij->i", X, X)
+    lim = _CANCEL * xx
     trials = 2 + int(math.log(k))
     chosen = [int(rng.integers(n))]
-    closest = _sq_dist_to(X, xx, X[chosen[0]], float(xx[chosen[0]]))
+    closest = _sq_dist_to(X, xx, lim, X[chosen[0]], float(xx[chosen[0]]))
     for _ in range(1, k):
         cum = np.cumsum(closest)
         # All-zero weights (every row already a centre) give row 0: a duplicate centre, as scikit-learn picks.
         ids = np.minimum(np.searchsorted(cum, rng.random(trials) * cum[-1]), n - 1)
-        cands = [np.minimum(closest, _sq_dist_to(X, xx, X[i], float(xx[i]))) for i in ids]
+        cands = [np.minimum(closest, _sq_dist_to(X, xx, lim, X[i], float(xx[i]))) for i in ids]
         pots = np.array([float(c.sum()) for c in cands])
         # The first candidate within rounding of the best, so exact ties (symmetric data) go one way everywhere.
         t = int(np.argmax(pots <= pots.min() * (1.0 + TIE_REL)))
@@ -91,11 +108,13 @@ def initial_centres(
     return X[chosen].copy()
 
 
-def nearest_centre(d2: np.ndarray, xx: np.ndarray, floor: float) -> np.ndarray:
-    """The tie rule on an n × k matrix of squared distances (NumPy): the lowest index within the tie band."""
+def nearest_centre(d2: np.ndarray, xx: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The tie rule on an n × k matrix of squared distances (NumPy): the lowest index within the tie band, and
+    each row's squared distance to it."""
     m = np.maximum(d2.min(axis=1), 0.0)
     band = m + TIE_REL * (xx + m) + floor
-    return np.argmax(d2 <= band[:, None], axis=1)  # argmax of booleans is the first True
+    labels = np.argmax(d2 <= band[:, None], axis=1)  # argmax of booleans is the first True
+    return labels, np.maximum(np.take_along_axis(d2, labels[:, None], axis=1)[:, 0], 0.0)
 
 
 def best_start(inertias: Sequence[float], total: float) -> int:
@@ -135,22 +154,25 @@ def _lloyd_cpu(X: np.ndarray, xx: np.ndarray, floor: float, iterations: int, bac
     else:
 
         def dist(C: np.ndarray) -> np.ndarray:
-            return xx[:, None] - 2.0 * (X @ C.T) + np.einsum("ij,ij->i", C, C)[None, :]
+            d2 = X @ C.T
+            d2 *= -2.0
+            d2 += xx[:, None]
+            d2 += np.einsum("ij,ij->i", C, C)[None, :]
+            return d2
 
         means = _means_onehot
 
     def run(C: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, int]:
-        labels = nearest_centre(dist(C), xx, floor)
+        labels, mind = nearest_centre(dist(C), xx, floor)
         n_iter = 0
         for _ in range(iterations):
             C = means(X, labels, C)
             n_iter += 1
-            new = nearest_centre(dist(C), xx, floor)
+            new, mind = nearest_centre(dist(C), xx, floor)
             if np.array_equal(new, labels):
                 break
             labels = new
-        resid = X - C[labels]
-        return C, labels, float(np.einsum("ij,ij->", resid, resid)), n_iter
+        return C, labels, _fix_cancelled(mind, X, xx, C, labels), n_iter
 
     return run
 
@@ -160,13 +182,23 @@ def _lloyd_torch(X: np.ndarray, xx_np: np.ndarray, floor: float, iterations: int
     Xt = as_tensor(torch, X, device)
     xx = (Xt * Xt).sum(dim=1)
 
-    def nearest(C: Any) -> Any:
-        d2 = xx[:, None] - 2.0 * (Xt @ C.T) + (C * C).sum(dim=1)[None, :]
+    def nearest(C: Any) -> tuple[Any, Any]:
+        d2 = (Xt @ C.T).mul_(-2.0).add_(xx[:, None]).add_((C * C).sum(dim=1)[None, :])
         m = torch.clamp(d2.min(dim=1).values, min=0.0)
         band = m + TIE_REL * (xx + m) + floor
         index = torch.arange(C.shape[0], device=device)
         # The same rule as nearest_centre: the lowest index inside the band.
-        return torch.where(d2 <= band[:, None], index, C.shape[0]).min(dim=1).values
+        labels = torch.where(d2 <= band[:, None], index, C.shape[0]).min(dim=1).values
+        return labels, torch.clamp(d2.gather(1, labels[:, None])[:, 0], min=0.0)
+
+    def inertia(mind: Any, C: Any, labels: Any) -> float:
+        # As _fix_cancelled: rows at or next to their centre get the difference form.
+        near = mind <= _CANCEL * (xx + (C * C).sum(dim=1)[labels])
+        if bool(near.any()):
+            diff = Xt[near] - C[labels[near]]
+            mind = mind.clone()
+            mind[near] = (diff * diff).sum(dim=1)
+        return float(mind.sum().item())
 
     def means(labels: Any, C: Any) -> Any:
         # One-hot matmul rather than index_add_, whose CUDA atomics make sums order-dependent.
@@ -176,17 +208,16 @@ def _lloyd_torch(X: np.ndarray, xx_np: np.ndarray, floor: float, iterations: int
 
     def run(C0: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, int]:
         C = as_tensor(torch, C0, device)
-        labels = nearest(C)
+        labels, mind = nearest(C)
         n_iter = 0
         for _ in range(iterations):
             C = means(labels, C)
             n_iter += 1
-            new = nearest(C)
+            new, mind = nearest(C)
             if torch.equal(new, labels):
                 break
             labels = new
-        inertia = float(((Xt - C[labels]) ** 2).sum().item())
-        return C.cpu().numpy(), labels.cpu().numpy(), inertia, n_iter
+        return C.cpu().numpy(), labels.cpu().numpy(), inertia(mind, C, labels), n_iter
 
     return run
 
