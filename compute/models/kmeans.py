@@ -10,12 +10,12 @@ starts from bit-identical centres.
 Ties. On lattice or duplicated data a point is often exactly as far from two centres, and which one a backend's
 rounding calls nearer depends on its BLAS kernel and thread count; one flipped label sends Lloyd to another local
 optimum. Every backend therefore applies one rule: a point goes to the lowest-index centre whose squared distance is
-within ``TIE_REL · (|x|² + d²_min)`` of the smallest. That is far above any backend's rounding (about
-``d · 2⁻⁵³`` of the same scale) and far below any difference that changes the clustering. Index means the order of
-the shared starting centres, which every backend holds bit for bit. The ``sklearn`` backend runs this loop with
-scikit-learn's distance kernel (``euclidean_distances``) and NumPy for the rule and the means: ``KMeans.fit``
-labels tied points by its own rounding (and relocates empty clusters), so on such data it cannot agree with the
-other backends. Empty clusters keep their previous centre on every backend.
+within ``TIE_REL · (|x|² + d²_min)`` (plus ``TIE_REL · TIE_FLOOR`` of the mean ``|x|²``) of the smallest. That
+is far above any backend's rounding (about ``d · 2⁻⁵³`` of the same scale) and far below any difference that changes
+the clustering. Index means the order of the shared starting centres, which every backend holds bit for bit.
+The ``sklearn`` backend runs this loop with scikit-learn's distance kernel (``euclidean_distances``) and NumPy
+for the rule and the means: ``KMeans.fit`` labels tied points by its own rounding (and relocates empty clusters),
+so on such data it cannot agree with the other backends. Empty clusters keep their previous centre everywhere.
 
 Best of n_init. Each start runs Lloyd to a fixed point (labels repeat, scikit-learn's ``tol=0``) or ``iterations``
 updates. The result is the lowest-index start whose inertia is within ``BEST_REL`` of the smallest. Taking the plain
@@ -27,8 +27,8 @@ Summary. What honest runs agree on exactly is the partition, so the canonical or
 their first row, empty clusters last in starting order. (Sorting centres by coordinate would let two centres that
 share a coordinate in exact arithmetic, as on a lattice, swap places by rounding.) The summary is these centres and
 then the root-mean-square distance ``sqrt(inertia / n)``: every entry is in data units, so a precision that holds
-the centres holds it too, where the inertia (squared units times n) overflows an int64 summary at 6 digits once
-the data reach about 1e4.
+the centres holds it too. The inertia itself (squared units times n) overflows the int64 summary at 6 digits once
+it passes 9.2e12, which 1,000 rows of spread 1e5 already do; it stays in the artifact and the display.
 """
 
 from __future__ import annotations
