@@ -106,6 +106,10 @@ MODEL_PARAMS: dict[str, tuple[Param, ...]] = {
         Param("iterations", "int", 300, _between(1, 10_000)),
         _SEED,
         Param("init", "str", "k-means++", _choice("k-means++", "random")),
+        # Starts tried, the best kept. 10 was scikit-learn's default until 1.4 (now "auto", one k-means++ start):
+        # one start lands in a worse local optimum for some seeds on its own shipped datasets, ten match or beat
+        # scikit-learn's default on all of them, for ten times the Lloyd work.
+        Param("n_init", "int", 10, _between(1, 1000)),
     ),
     "pca": (
         Param("n_components", "int", 2, _between(1, 4096)),

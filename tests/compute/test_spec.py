@@ -13,11 +13,12 @@ DIGEST = bytes(range(32))
 
 def test_defaults_are_filled_and_digest_is_stable() -> None:
     a = make_spec("kmeans", {"k": 3}, DIGEST)
-    b = make_spec("kmeans", {"k": 3, "iterations": 300, "seed": 0, "init": "k-means++"}, DIGEST)
-    assert a.params == {"init": "k-means++", "iterations": 300, "k": 3, "seed": 0}
+    b = make_spec("kmeans", {"k": 3, "iterations": 300, "seed": 0, "init": "k-means++", "n_init": 10}, DIGEST)
+    assert a.params == {"init": "k-means++", "iterations": 300, "k": 3, "n_init": 10, "seed": 0}
     assert a.encode() == b.encode() and a.digest == b.digest and len(a.digest) == 32
     assert a.tolerance == DEFAULT_TOLERANCE["kmeans"]
     assert make_spec("kmeans", {"k": 4}, DIGEST).digest != a.digest
+    assert make_spec("kmeans", {"k": 3, "n_init": 1}, DIGEST).digest != a.digest
     assert make_spec("kmeans", {"k": 3}, bytes(32)).digest != a.digest
 
 
@@ -42,6 +43,7 @@ def test_float_params_accept_ints_and_encode_canonically() -> None:
         ("kmeans", {"k": 2.5}, "params.k"),
         ("kmeans", {"k": True}, "params.k"),
         ("kmeans", {"init": "forgy"}, "params.init"),
+        ("kmeans", {"n_init": 0}, "params.n_init"),
         ("kmeans", {"clusters": 3}, "params.clusters"),
         ("linear_regression", {"alpha": -1.0}, "params.alpha"),
         ("linear_regression", {"alpha": float("nan")}, "params.alpha"),
@@ -116,11 +118,14 @@ def test_decode_refuses_garbage_and_non_canonical_encodings() -> None:
     iterations=st.integers(1, 10_000),
     seed=st.integers(0, 2**63 - 1),
     init=st.sampled_from(["k-means++", "random"]),
+    n_init=st.integers(1, 1000),
     limits=st.builds(Limits, st.integers(1, 86_400_000), st.integers(1, 1 << 20)),
 )
-def test_valid_specs_round_trip_through_bytes(k: int, iterations: int, seed: int, init: str, limits: Limits) -> None:
+def test_valid_specs_round_trip_through_bytes(
+    k: int, iterations: int, seed: int, init: str, n_init: int, limits: Limits
+) -> None:
     spec = make_spec(
-        "kmeans", {"k": k, "iterations": iterations, "seed": seed, "init": init}, DIGEST,
+        "kmeans", {"k": k, "iterations": iterations, "seed": seed, "init": init, "n_init": n_init}, DIGEST,
         time_limit_ms=limits.time_limit_ms, memory_limit_mb=limits.memory_limit_mb,
     )
     assert JobSpec.decode(spec.encode()).digest == spec.digest
