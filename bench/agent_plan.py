@@ -19,7 +19,10 @@ from ledger.tx import SubmitJob
 from tests.ledger.factories import Chain, Wallet, account, make_state
 
 KEYS = ["w1", "w2", "w3", "w4"]
-SPEC = make_spec("linear_regression", {}, blake2b256(b"dataset"), memory_limit_mb=1024)
+# The jobs below say what the spec says (the test chain's default run time, no minimum memory): a job that
+# disagrees with its spec is declined, or claimed as an error, instead of bid on.
+SPEC = make_spec("linear_regression", {}, blake2b256(b"dataset"), memory_limit_mb=1024, min_memory_mb=0,
+                 time_limit_ms=1_000)
 CPU = LocalDevice("cpu", "bench", 16_384, 1, frozenset(MODELS))
 
 

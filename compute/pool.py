@@ -7,7 +7,7 @@ costs seconds. Parent and child exchange length-prefixed MessagePack frames over
 * parent → child ``{"op": "run", "id", "spec", "digest", "data" (dataset bytes, or nil when the child has it
   cached), "backend", "threads", "memory_mb"}``;
 * child → parent ``{"op": "result", "id", "ok": true, "result"}`` or ``{"op": "result", "id", "ok": false,
-  "kind", "message", "field"}``; ``kind == "dataset_missing"`` asks the parent to resend with the data.
+  "kind", "message", "field", "code"}``; ``kind == "dataset_missing"`` asks the parent to resend with the data.
 
 The child caps its own address space per job (``RLIMIT_AS``) and reports a memory failure; the parent enforces
 wall time by killing the child, and replaces any child that dies. Everything here except :class:`WorkerPool`
@@ -36,8 +36,10 @@ from compute.spec import JobSpec
 
 HEADER = struct.Struct(">I")
 FAILURE_KINDS = (
-    "spec", "dataset", "backend", "execution", "memory", "timeout", "crashed", "cancelled", "protocol",
+    "spec", "dataset", "result", "backend", "execution", "memory", "timeout", "crashed", "cancelled", "protocol",
 )
+DETERMINISTIC_KINDS = frozenset({"spec", "dataset", "result"})
+"""Failures every honest run of the same spec on the same data hits too (their reply carries the error's code)."""
 DATASET_MISSING = "dataset_missing"
 
 
@@ -60,21 +62,38 @@ class PoolConfig:
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A job for the pool: the spec, its dataset, and how to run it."""
+    """A job for the pool: the spec, its dataset, and how to run it. ``max_time_ms`` and ``max_memory_mb`` are
+    the running node's own caps: the run gets the spec's limits or these, whichever is lower (0: no cap)."""
 
     spec: JobSpec
     dataset: Dataset
     backend: str | None = None
     threads: int = 1
+    max_time_ms: int = 0
+    max_memory_mb: int = 0
+
+    @property
+    def time_limit_ms(self) -> int:
+        """The wall time this run is allowed."""
+        limit = self.spec.limits.time_limit_ms
+        return min(limit, self.max_time_ms) if self.max_time_ms > 0 else limit
+
+    @property
+    def memory_limit_mb(self) -> int:
+        """The address space this run is allowed beyond the worker's idle footprint."""
+        limit = self.spec.limits.memory_limit_mb
+        return min(limit, self.max_memory_mb) if self.max_memory_mb > 0 else limit
 
 
 @dataclass(frozen=True)
 class JobFailure:
-    """Why a job produced no result; ``kind`` is one of :data:`FAILURE_KINDS`."""
+    """Why a job produced no result; ``kind`` is one of :data:`FAILURE_KINDS`; ``code`` is
+    ``compute.errors.error_code`` of the error for the :data:`DETERMINISTIC_KINDS`."""
 
     kind: str
     message: str
     field: str | None = None
+    code: int | None = None
 
 
 @dataclass(frozen=True)
@@ -155,13 +174,13 @@ def encode_run(job_id: int, request: JobRequest, include_data: bool) -> bytes:
         "data": encode_dataset(request.dataset) if include_data else None,
         "backend": request.backend,
         "threads": request.threads,
-        "memory_mb": request.spec.limits.memory_limit_mb,
+        "memory_mb": request.memory_limit_mb,
     })
 
 
 def time_limit_s(request: JobRequest) -> float:
     """Wall time the parent allows from sending the request to reading the reply."""
-    return request.spec.limits.time_limit_ms / 1000.0
+    return request.time_limit_ms / 1000.0
 
 
 def parse_ready(message: dict[str, Any]) -> int:
@@ -185,7 +204,9 @@ def parse_reply(job_id: int, message: dict[str, Any], wall_s: float = 0.0) -> Jo
         return DATASET_MISSING
     if kind not in FAILURE_KINDS:
         kind = "protocol"
-    return JobOutcome(job_id, failure=JobFailure(kind, str(message.get("message", "")), message.get("field")),
+    code = message.get("code")
+    code = code if type(code) is int else None
+    return JobOutcome(job_id, failure=JobFailure(kind, str(message.get("message", "")), message.get("field"), code),
                       wall_s=wall_s)
 
 
@@ -338,7 +359,7 @@ class WorkerPool:
                 if now - t0 >= time_limit_s(request):
                     del busy[fd]
                     outcomes[index] = failed(
-                        job_id, "timeout", f"exceeded {request.spec.limits.time_limit_ms} ms", now - t0
+                        job_id, "timeout", f"exceeded {request.time_limit_ms} ms", now - t0
                     )
                     self._replace(child)
         return [outcomes[i] for i in range(len(requests))]

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from compute.canonical import JobResult
 from compute.dataset import Dataset, decode_dataset
-from compute.errors import BackendUnavailable, DatasetError, ExecutionError, ResultError, SpecError
+from compute.errors import BackendUnavailable, DatasetError, ExecutionError, ResultError, SpecError, error_code
 from compute.executor import execute
 from compute.pool import DATASET_MISSING, HEADER, encode_frame
 from compute.spec import JobSpec
@@ -74,8 +74,10 @@ class DatasetCache:
             self._items.popitem(last=False)
 
 
-def _failure(job_id: Any, kind: str, message: str, field: str | None = None) -> dict[str, Any]:
-    return {"op": "result", "id": job_id, "ok": False, "kind": kind, "message": message, "field": field}
+def _failure(job_id: Any, kind: str, message: str, field: str | None = None,
+             code: int | None = None) -> dict[str, Any]:
+    return {"op": "result", "id": job_id, "ok": False, "kind": kind, "message": message, "field": field,
+            "code": code}
 
 
 def handle_run(message: dict[str, Any], cache: DatasetCache) -> dict[str, Any]:
@@ -96,12 +98,14 @@ def handle_run(message: dict[str, Any], cache: DatasetCache) -> dict[str, Any]:
     except MemoryError as exc:
         return _failure(job_id, "memory", f"memory limit of {message.get('memory_mb')} MB exceeded: {exc!r}")
     except SpecError as exc:
-        return _failure(job_id, "spec", exc.reason, exc.field)
+        return _failure(job_id, "spec", exc.reason, exc.field, error_code(exc))
     except DatasetError as exc:
-        return _failure(job_id, "dataset", exc.reason)
+        return _failure(job_id, "dataset", exc.reason, code=error_code(exc))
+    except ResultError as exc:  # a non-finite or overflowing summary: every run of this spec on this data
+        return _failure(job_id, "result", str(exc), code=error_code(exc))
     except BackendUnavailable as exc:
         return _failure(job_id, "backend", str(exc))
-    except (ExecutionError, ResultError) as exc:
+    except ExecutionError as exc:
         return _failure(job_id, "execution", str(exc))
     except RuntimeError as exc:
         # PyTorch reports allocation failure as a RuntimeError.

@@ -1,9 +1,9 @@
 """The worker agent: what this node does with its worker keys, and the machine it does it on.
 
 The planner (``planner``, sans-IO) decides from committed state what each local worker key does next; the shell
-(``shell``, trio) carries those actions out through the node and the compute pool. Beside them: the trio side of
-the compute pool (``pool``), detection and measurement of this machine's device (``device``), and the test-only
-fault switches (``faults``).
+(``shell``, trio) carries those actions out through the node and the compute pool. Beside them: the honest claims
+a key commits when it cannot produce a result (``claims``), the trio side of the compute pool (``pool``),
+detection and measurement of this machine's device (``device``), and the test-only fault switches (``faults``).
 """
 
 from bootstrap.agent.device import LocalDevice, measure_device, probe_device, torch_installed

@@ -127,7 +127,7 @@ class TrioComputePool:
                 outcome = await self._exchange(child, job_id, request)
             wall = trio.current_time() - start
             if scope.cancelled_caught:
-                return failed(job_id, "timeout", f"exceeded {request.spec.limits.time_limit_ms} ms", wall)
+                return failed(job_id, "timeout", f"exceeded {request.time_limit_ms} ms", wall)
             if outcome is None:
                 return failed(job_id, "crashed", "worker died during the job", wall)
             keep = outcome.failure is None or outcome.failure.kind != "protocol"

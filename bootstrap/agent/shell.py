@@ -12,7 +12,14 @@ ignored them would be slashed for stalling. Stopping only stops new bids and wit
 Standing offers (issue 8): while auto-coordination runs and the node can run jobs (it has a compute pool), each
 local worker key keeps an ``offer`` standing ``offer_blocks`` ahead, renewed when fewer than half of them remain,
 so jobs submitted with ``assign="offers"`` are assigned to it inside their submit block. Such a job appears
-directly as ``assigned`` and is run like any other assignment, as soon as a scan sees it.
+directly as ``assigned`` and is run like any other assignment, as soon as a scan sees it. An offer names the
+longest run this node takes (``agent.max_job_time_ms``).
+
+Claims (issue 14): a run's outcome is sorted here into a result, a claim the planner commits
+(:mod:`bootstrap.agent.claims`: a deterministic error, an over-limit stop, a spec or dataset that could not be
+fetched) or a failure of this node's own (retried). Every run goes to the pool under this node's caps
+(``agent.max_job_time_ms``, ``agent.max_job_memory_mb``) as well as the spec's limits. Why an open job is not bid
+on is kept per job (``status()["declined"]``) and logged once.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 
 import trio
 
+from bootstrap.agent.claims import describe_claim, error_claim, failure_claim, spec_mismatch
 from bootstrap.agent.device import LocalDevice, probe_device
 from bootstrap.agent.faults import Faults, parse_faults
 from bootstrap.agent.planner import (
@@ -46,13 +54,14 @@ from bootstrap.agent.planner import (
     PostReveal,
     RunJob,
     RunRecord,
+    claim_record,
     describe,
     payload_for,
 )
 from bootstrap.errors import NodeError
 from compute.canonical import JobResult, blake2b256
 from compute.dataset import Dataset, decode_dataset
-from compute.errors import ComputeError
+from compute.errors import ComputeError, DatasetError, SpecError
 from compute.pool import JobRequest
 from compute.spec import MAX_SPEC_BYTES, JobSpec
 from ledger.errors import (
@@ -60,8 +69,14 @@ from ledger.errors import (
 )
 from ledger.state import State
 from ledger.tx import Offer
+from ledger.verdict import ERROR, RESULT
+from p2pnet import P2PError
 
 log = logging.getLogger("bootstrap.agent")
+
+
+class Unavailable(AgentError):
+    """A job's spec or dataset could not be fetched (no peer served it in time): retried, then claimed."""
 
 # ---- the trio shell ------------------------------------------------------------------------------------------
 def _agent_config(config: Any) -> Any:
@@ -91,7 +106,10 @@ class WorkerAgent:
                                max_open_bids=cfg.max_open_bids,
                                parallel_runs=max(1, pool_size if isinstance(pool_size, int) else 1),
                                offer_price=int(getattr(cfg, "offer_price", 20)),
-                               offer_blocks=int(getattr(cfg, "offer_blocks", 20)))
+                               offer_blocks=int(getattr(cfg, "offer_blocks", 20)),
+                               max_job_time_ms=int(getattr(cfg, "max_job_time_ms", 0)),
+                               max_job_memory_mb=int(getattr(cfg, "max_job_memory_mb", 0)),
+                               duty_slots=int(getattr(cfg, "duty_slots", 1)))
         # Offers invite assignments at any moment: only a node that has a compute pool makes them.
         self.has_pool = not (isinstance(pool_size, int) and pool_size <= 0)
         self.memory = AgentMemory()
@@ -102,7 +120,8 @@ class WorkerAgent:
                                                               256 * 1024 * 1024)
         self.fetch_timeout_s = fetch_timeout_s
         self.counters: dict[str, int] = {k: 0 for k in (
-            "scans", "bids", "offers", "commits", "reveals", "runs_ok", "runs_failed", "refused", "errors")}
+            "scans", "bids", "offers", "commits", "claims", "reveals", "runs_ok", "runs_failed", "refused",
+            "errors")}
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)
         self.last_scan_height = -1
         self._last_block: tuple[int, float] | None = None  # (height, trio time) when a new height was first seen
@@ -112,6 +131,7 @@ class WorkerAgent:
         self._wake_send, self._wake_recv = trio.open_memory_channel[None](1)
         self._nursery: trio.Nursery | None = None
         self._openings_path: Path | None = None
+        self._declines_logged: set[bytes] = set()
 
     # -- control (the API's coordination endpoints) --
     def start(self) -> None:
@@ -214,8 +234,10 @@ class WorkerAgent:
                 self.last_scan_height = state.height
                 self.counters["scans"] += 1
                 self._prune(state)
-                actions = self.planner.plan(state, self.local_keys(), self.memory, bidding=bidding,
-                                            offering=self.can_offer())
+                plan = self.planner.decide(state, self.local_keys(), self.memory, bidding=bidding,
+                                           offering=self.can_offer())
+                actions = plan.actions
+                self._note_declines(plan.declined)
             except Exception as exc:  # a bug in planning must not stop the node following the chain
                 self.counters["errors"] += 1
                 log.exception("agent scan failed: %s", exc)
@@ -227,6 +249,14 @@ class WorkerAgent:
                     self.counters["errors"] += 1
                     log.exception("agent action %s failed: %s", describe(action), exc)
             return actions
+
+    def _note_declines(self, declined: dict[bytes, str]) -> None:
+        """Keep why each open job is not bid on (for ``status()``), logging a job's first reason only."""
+        self.memory.declined = dict(declined)
+        for job_id, reason in declined.items():
+            if job_id not in self._declines_logged:
+                self._declines_logged.add(job_id)
+                log.info("agent declines job %s: %s", job_id.hex()[:16], reason)
 
     def _note_height(self, height: int) -> None:
         """Measure seconds per block (a moving average) so the planner can turn windows into time."""
@@ -258,10 +288,13 @@ class WorkerAgent:
         return out
 
     def _prune(self, state: State) -> None:
-        done = {k[0] for k in self.memory.openings} | {k[0] for k in self.memory.posted}
+        m = self.memory
+        done = ({k[0] for k in m.openings} | {k[0] for k in m.posted} | set(m.run_failures) | set(m.unavailable)
+                | self._declines_logged)
         stale = [j for j in done if j not in state.active_jobs]
         for job_id in stale:
-            self.memory.forget_job(job_id)
+            m.forget_job(job_id)
+            self._declines_logged.discard(job_id)
         if stale:
             self._save_openings()
         while len(self.memory.results) > 1024:
@@ -319,42 +352,61 @@ class WorkerAgent:
                         action.key.name, exc)
             return
         self.counters[kind + "s"] += 1
+        claim = action.opening if isinstance(action, PostCommit) else None
+        if claim is not None and claim.outcome != RESULT:
+            self.counters["claims"] += 1
+            log.warning("agent commits a claim for job %s key %s: %s (tx %s)", action.job_id.hex()[:16],
+                        action.key.name, describe_claim(claim.outcome, claim.summary), tx_id[:16])
+            return
         log.info("agent %s job %s key %s tx %s", kind, action.job_id.hex()[:16], action.key.name, tx_id[:16])
 
     async def _fetch_spec_task(self, digest: bytes, height: int) -> None:
         try:
-            with trio.fail_after(self.fetch_timeout_s):
-                data = await self.node.fetch_blob(digest, max_size=MAX_SPEC_BYTES)
-            spec = JobSpec.decode(data)
-            if spec.digest != digest:
-                raise AgentError(None, f"spec bytes hash to {spec.digest.hex()[:16]}, not {digest.hex()[:16]}")
-            self.memory.specs[digest] = spec
+            await self._spec(digest)
             self.memory.spec_problems.pop(digest, None)
             self.wake()
+        except SpecError:
+            self.wake()  # kept in bad_specs by _spec: declined, and claimed as an error where it is a duty
         except Exception as exc:
             self.memory.spec_problems[digest] = (height, f"spec unavailable: {exc}")
             log.warning("agent could not fetch spec %s: %s", digest.hex()[:16], exc)
         finally:
             self.memory.fetching.discard(digest)
 
+    async def _fetch(self, digest: bytes, max_size: int, what: str) -> bytes:
+        """A blob from this node or its peers; not getting it in time raises :class:`Unavailable`."""
+        try:
+            with trio.fail_after(self.fetch_timeout_s):
+                return await self.node.fetch_blob(digest, max_size=max_size)
+        except (NodeError, P2PError, OSError, trio.TooSlowError) as exc:
+            raise Unavailable(None, f"{what} {digest.hex()[:16]} could not be fetched: {exc or 'timed out'}") from exc
+
     async def _spec(self, digest: bytes) -> JobSpec:
+        """The spec named ``digest``; bytes that do not decode raise ``SpecError`` (kept in ``bad_specs``: every
+        node fetching them gets the same bytes, so the same error)."""
         spec = self.memory.specs.get(digest)
         if spec is None:
-            with trio.fail_after(self.fetch_timeout_s):
-                data = await self.node.fetch_blob(digest, max_size=MAX_SPEC_BYTES)
-            spec = JobSpec.decode(data)
-            if spec.digest != digest:
+            bad = self.memory.bad_specs.get(digest)
+            if bad is not None:
+                raise SpecError("spec", bad[1])
+            data = await self._fetch(digest, MAX_SPEC_BYTES, "spec")
+            try:
+                spec = JobSpec.decode(data)
+            except SpecError as exc:
+                self.memory.bad_specs[digest] = (error_claim(exc)[1][0], f"the spec does not decode: {exc}")
+                raise
+            if spec.digest != digest:  # the fetch checked the bytes' digest; this would be a bug
                 raise AgentError(None, "spec bytes do not match the job's spec digest")
             self.memory.specs[digest] = spec
         return spec
 
     async def _dataset(self, digest: bytes) -> Dataset:
+        """The dataset named ``digest``; bytes that do not decode raise ``DatasetError``."""
         ds = self._datasets.get(digest)
         if ds is not None:
             self._datasets.move_to_end(digest)
             return ds
-        with trio.fail_after(self.fetch_timeout_s):
-            data = await self.node.fetch_blob(digest, max_size=self.max_dataset_bytes)
+        data = await self._fetch(digest, self.max_dataset_bytes, "dataset")
         ds = await trio.to_thread.run_sync(decode_dataset, data, digest)
         self._datasets[digest] = ds
         while len(self._datasets) > 4:
@@ -363,36 +415,67 @@ class WorkerAgent:
 
     async def _run_task(self, action: RunJob, height: int) -> None:
         job_hex = action.job_id.hex()[:16]
+        memory = self.memory
         try:
             pool = await self._pool()
             if pool is None:
                 raise AgentError(action.job_id, "this node has no compute pool (pool_size = 0)")
             started = trio.current_time()  # waiting for the pool to start is not what a run costs
-            spec = await self._spec(action.spec_digest)
-            if spec.dataset_digest != action.dataset_digest:
-                raise AgentError(action.job_id, "the spec names another dataset than the job")
-            dataset = await self._dataset(action.dataset_digest)
-            outcome = await pool.run(JobRequest(spec, dataset))
+            memory.fetching_jobs.add(action.job_id)
+            try:
+                spec = await self._spec(action.spec_digest)
+                job = self.node.state.jobs.get(action.job_id)
+                if job is not None and spec_mismatch(job, spec) is not None:
+                    self.wake()  # the spec is known now: the planner claims the mismatch as an error
+                    return
+                dataset = await self._dataset(action.dataset_digest)
+            finally:
+                memory.fetching_jobs.discard(action.job_id)
+            memory.unavailable.pop(action.job_id, None)
+            outcome = await pool.run(JobRequest(spec, dataset, max_time_ms=self.planner.max_job_time_ms,
+                                                max_memory_mb=self.planner.memory_cap_mb))
             if not outcome.ok:
                 f = outcome.failure
-                raise AgentError(action.job_id, f"run failed ({f.kind}): {f.message}" if f else "run failed")
+                claim = failure_claim(f) if f is not None else None
+                if claim is None:
+                    raise AgentError(action.job_id, f"run failed ({f.kind}): {f.message}" if f else "run failed")
+                self._claimed(action, claim, f"run failed ({f.kind}): {f.message}" if f else "run failed")
+                return
             result = outcome.result
             assert result is not None
             # Fetching the dataset is part of what the next run of this model may cost too.
-            self.memory.note_run(spec.model, trio.current_time() - started)
+            memory.note_run(spec.model, trio.current_time() - started)
             result_digest = self._keep_result(result)
-            self.memory.results[action.job_id] = RunRecord(
+            memory.results[action.job_id] = RunRecord(
                 list(result.summary), result.artifact_digest, result_digest, result.elapsed_s, result.backend)
             self.counters["runs_ok"] += 1
             log.info("agent ran job %s (%s) for %s in %.2fs", job_hex, spec.model, action.roles, outcome.wall_s)
             self.wake()
+        except Unavailable as exc:
+            memory.unavailable[action.job_id] = (height, exc.reason)
+            self.counters["runs_failed"] += 1
+            log.warning("agent run of job %s for %s: %s (retried until the commit deadline is near)", job_hex,
+                        action.roles, exc.reason)
+        except (SpecError, DatasetError) as exc:  # the spec or dataset bytes do not decode: on every node
+            bad = memory.bad_specs.get(action.spec_digest) if isinstance(exc, SpecError) else None
+            self._claimed(action, error_claim(exc) if bad is None else (ERROR, [bad[0]]), str(exc))
         except (AgentError, ComputeError, NodeError, OSError, trio.TooSlowError) as exc:
             self._run_failed(action, height, exc)
         except Exception as exc:  # anything else is a bug, but still must not take the node down
             log.exception("agent run of job %s crashed", job_hex)
             self._run_failed(action, height, exc)
         finally:
-            self.memory.running.discard(action.job_id)
+            memory.running.discard(action.job_id)
+
+    def _claimed(self, action: RunJob, claim: tuple[int, list[int]], reason: str) -> None:
+        """Keep a claim the run supports, for the planner to commit."""
+        outcome, summary = claim
+        self.memory.results[action.job_id] = claim_record(outcome, summary, reason)
+        self.memory.unavailable.pop(action.job_id, None)
+        self.counters["runs_failed"] += 1
+        log.warning("agent run of job %s for %s: %s; claiming %s", action.job_id.hex()[:16], action.roles, reason,
+                    describe_claim(outcome, summary))
+        self.wake()
 
     async def _pool(self) -> Any:
         """The node's compute pool, waiting for it while it is still starting (its children import for seconds,
@@ -436,7 +519,7 @@ class WorkerAgent:
         path = self._openings_path
         if path is None:
             return
-        doc = [[j.hex(), a.hex(), list(o.summary), o.artifact_digest.hex(), o.salt.hex()]
+        doc = [[j.hex(), a.hex(), list(o.summary), o.artifact_digest.hex(), o.salt.hex(), o.outcome]
                for (j, a), o in self.memory.openings.items()]
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -456,15 +539,18 @@ class WorkerAgent:
         if path is None or not path.exists():
             return
         try:
-            for j, a, summary, artifact, salt in json.loads(path.read_text()):
+            for j, a, summary, artifact, salt, *rest in json.loads(path.read_text()):
+                # Files written before claims existed have no outcome: every opening in them is a result.
+                outcome = int(rest[0]) if rest else RESULT
                 self.memory.openings[(bytes.fromhex(j), bytes.fromhex(a))] = Opening(
-                    tuple(int(v) for v in summary), bytes.fromhex(artifact), bytes.fromhex(salt))
+                    tuple(int(v) for v in summary), bytes.fromhex(artifact), bytes.fromhex(salt), outcome)
         except (OSError, ValueError, TypeError) as exc:
             log.error("agent could not read its openings from %s: %s", path, exc)
 
     # -- read side --
     def status(self) -> dict[str, Any]:
         state = self.node.state
+        p = self.planner
         keys = []
         for k in self.local_keys():
             w = state.workers.get(k.account)
@@ -472,7 +558,8 @@ class WorkerAgent:
             if w is not None:
                 entry.update(stake=w.stake, reputation=w.reputation, active_jobs=w.active_jobs,
                              jobs_done=w.jobs_done, jobs_failed=w.jobs_failed, offer_price=w.offer_price,
-                             offer_until=w.offer_until, offer_live=w.offer_live_at(state.height + 1))
+                             offer_until=w.offer_until, offer_max_time_ms=w.offer_max_time_ms,
+                             offer_live=w.offer_live_at(state.height + 1))
             keys.append(entry)
         return {
             "running": self.auto,
@@ -483,7 +570,12 @@ class WorkerAgent:
             "block_time_s": round(self.planner.block_time_s, 3),
             "run_estimates_s": {m: round(self.planner.run_estimate_s(m, self.memory), 2)
                                 for m in sorted(self.memory.run_seconds)},
+            "limits": {"max_job_time_ms": p.max_job_time_ms, "max_job_memory_mb": p.memory_cap_mb,
+                       "pool_slots": p.parallel_runs, "duty_slots": p.duty_lane, "work_slots": p.work_lanes},
             "keys": keys,
+            "declined": {j.hex(): reason for j, reason in sorted(self.memory.declined.items())},
+            "claims": {j.hex(): {"claim": describe_claim(r.outcome, r.summary), "reason": r.reason}
+                       for j, r in self.memory.results.items() if r.outcome != RESULT and j in state.active_jobs},
             "jobs_running": sorted(j.hex() for j in self.memory.running),
             "results": len(self.memory.results),
             "counters": dict(self.counters),

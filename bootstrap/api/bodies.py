@@ -149,9 +149,11 @@ class DatasetBody(_Body):
 
 
 class JobSubmission(_Body):
-    """The seed's job submission, plus optional model parameters, dataset, verification fee, device, and how the
-    worker is found: ``offers`` (the default: assigned in the submit block to a worker with a standing offer,
-    or a bid window when none fits) or ``bids`` (always a bid window)."""
+    """The seed's job submission, plus optional model parameters, dataset, verification fee, device, how the
+    worker is found (``offers``, the default: assigned in the submit block to a worker with a standing offer, or
+    a bid window when none fits; ``bids``: always a bid window), the wall time one run may take
+    (``time_limit_ms``; the chain's default when left out) and the commit window in blocks (``commit_window``; 0:
+    the chain's default; it must fit the run, and blocks above the default add to the fee)."""
 
     client_address: KeyName
     model_type: str = Field(max_length=64)
@@ -161,6 +163,8 @@ class JobSubmission(_Body):
     verification_fee: TokenAmount | None = None
     device: str = Field(default="any", max_length=16)
     assign: Literal["offers", "bids"] = "offers"
+    time_limit_ms: int | None = Field(default=None, ge=1, le=86_400_000)
+    commit_window: int = Field(default=0, ge=0, le=1_000_000)
 
 
 class RawTx(_Body):

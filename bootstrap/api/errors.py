@@ -66,8 +66,9 @@ def error_for(exc: BaseException) -> ApiError:
     if isinstance(exc, AlreadyRegistered | DuplicateAction | AlreadyInMempool | WrongJobState | DeadlinePassed):
         return ApiError(409, str(exc), {"kind": type(exc).__name__})
     if isinstance(exc, DecodeError | InvalidField | EncodeError):
+        # Some refusals say how to fix them (the commit window a run needs, and its fee): keep that in the detail.
         return ApiError(400, str(exc), {"kind": type(exc).__name__, "field": getattr(exc, "field", None)
-                                        or getattr(exc, "path", None)})
+                                        or getattr(exc, "path", None), **getattr(exc, "detail", {})})
     if isinstance(exc, MempoolFull | FutureQueueFull):
         # Back-pressure, not a verdict on the tx: the same bytes may be sent again once there is room.
         kind = "mempool_full" if isinstance(exc, MempoolFull) else "future_queue_full"

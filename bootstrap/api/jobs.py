@@ -20,8 +20,10 @@ from bootstrap.api.bodies import (
 )
 from bootstrap.api.env import Env
 from bootstrap.api.errors import ApiError
+from bootstrap.views.jobs import verdict_words
 from compute.canonical import decode_artifact, dequantise
 from compute.errors import ComputeError
+from ledger.state import VERIFIED
 
 
 def add_routes(app: FastAPI, env: Env) -> None:
@@ -36,7 +38,8 @@ def add_routes(app: FastAPI, env: Env) -> None:
         model = normalise_model(body.model_type)
         params = body.params if body.params is not None else dict(DEFAULT_MODEL_PARAMS.get(model, {}))
         source = dataset_source(body.dataset)
-        kwargs: dict[str, Any] = {"reward": body.reward, "device": body.device, "assign": body.assign}
+        kwargs: dict[str, Any] = {"reward": body.reward, "device": body.device, "assign": body.assign,
+                                  "time_limit_ms": body.time_limit_ms, "commit_window": body.commit_window}
         if body.verification_fee is not None:
             kwargs["verification_fee"] = body.verification_fee
         if not node.keystore.exists(body.client_address):
@@ -66,9 +69,11 @@ def add_routes(app: FastAPI, env: Env) -> None:
         job = node.state.jobs.get(jid)
         if job is None:
             raise ApiError(404, f"unknown job {job_id}", {"kind": "unknown_job"})
-        if not job.result_artifact:
-            raise ApiError(404, f"job {job_id} has no accepted result yet (status {job.status})",
-                           {"kind": "no_result", "status": job.status})
+        if job.status != VERIFIED or not job.result_artifact:
+            # A job that failed (a spec error's code is kept as its summary) has no artifact to serve.
+            raise ApiError(404, f"job {job_id} has no accepted result (status {job.status}"
+                                + (f", {verdict_words(job.verdict)})" if job.verdict else ")"),
+                           {"kind": "no_result", "status": job.status, "verdict": job.verdict})
         out: dict[str, Any] = {"job_id": job_id, "status": job.status, "model": job.model,
                                "summary": list(job.result_summary or []),
                                "artifact_digest": job.result_artifact.hex()}

@@ -143,10 +143,15 @@ class NodeClient:
 
     def submit_job(self, client: str, model: str, reward: int, *, params: dict[str, Any] | None = None,
                    dataset: dict[str, Any] | None = None, verification_fee: int | None = None,
-                   device: str | None = None, assign: str | None = None, wait: float | None = None
-                   ) -> dict[str, Any]:
-        """``POST /job/submit``; ``assign`` is ``"offers"`` or ``"bids"`` (None: the node's default, offers)."""
+                   device: str | None = None, assign: str | None = None, wait: float | None = None,
+                   time_limit_ms: int | None = None, commit_window: int | None = None) -> dict[str, Any]:
+        """``POST /job/submit``; ``assign`` is ``"offers"`` or ``"bids"`` (None: the node's default, offers);
+        ``time_limit_ms`` and ``commit_window`` default to the chain's."""
         body: dict[str, Any] = {"client_address": client, "model_type": model, "reward": reward}
+        if time_limit_ms is not None:
+            body["time_limit_ms"] = time_limit_ms
+        if commit_window is not None:
+            body["commit_window"] = commit_window
         if params is not None:
             body["params"] = params
         if dataset is not None:

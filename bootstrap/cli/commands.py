@@ -203,8 +203,12 @@ def describe_job(view: dict[str, Any]) -> str:
             parts.append(f"{role} {str(view[role])[:12]}…")
     if view.get("price"):
         parts.append(f"price {view['price']}")
+    claims = [o for o in view.get("outcomes") or [] if o.get("outcome") != "result"]
+    if claims:
+        parts.append("revealed: " + ", ".join(f"{o['role']} {o['words']}" for o in claims))
     if view.get("verdict"):
-        parts.append(f"verdict {view['verdict']}")
+        parts.append(f"verdict {view['verdict']}" + (f": {view['verdict_words']}" if view.get("verdict_words")
+                                                    else ""))
     if view.get("waiting_for"):
         parts.append(f"({view['waiting_for']})")
     return "  ".join(parts)
@@ -232,7 +236,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if not isinstance(params, dict):
             raise CliError("--params must be a JSON object")
     res = client.submit_job(args.client, args.model, args.reward, params=params, dataset=_dataset_arg(args),
-                            verification_fee=args.fee, device=args.device, assign=args.assign)
+                            verification_fee=args.fee, device=args.device, assign=args.assign,
+                            time_limit_ms=args.time_limit_ms, commit_window=args.commit_window)
     print(f"job {res['job_id']} submitted (tx {res['tx_id'][:16]}…, height {res.get('height')})", flush=True)
     if args.no_wait:
         _out(res)
@@ -245,6 +250,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_job(args: argparse.Namespace) -> int:
     client = _client(args)
     view = follow_job(client, args.job_id, args.timeout) if args.wait else client.job(args.job_id)
+    print(describe_job(view), file=sys.stderr)  # the line a person reads; stdout stays JSON
     _out(view)
     if args.result:
         _out(client.job_result(args.job_id))
@@ -405,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assign", choices=("offers", "bids"), default="offers",
                    help="offers (default): assigned at once to a worker with a standing offer, falling back to a "
                         "bid window when none fits; bids: always open a bid window")
+    p.add_argument("--time-limit-ms", type=int, default=None, metavar="MS",
+                   help="wall time one run may take (default: the chain's default_job_time_ms)")
+    p.add_argument("--commit-window", type=int, default=None, metavar="BLOCKS",
+                   help="blocks the workers have to run and commit (default: the chain's; it must fit the run, and "
+                        "blocks above the default add to the fee)")
     p.add_argument("--no-wait", action="store_true")
     p.add_argument("--timeout", type=float, default=300.0)
     p.set_defaults(func=cmd_submit)

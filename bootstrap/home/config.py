@@ -52,6 +52,14 @@ class AgentConfig:
     # offer stands (renewed when fewer than half remain; capped by the chain's max_window).
     offer_price: int = 20
     offer_blocks: int = 20
+    # This node's caps per job (issue 14): the longest run it takes (ms; 0: any the chain allows) and the most
+    # memory one run may use (MB; 0: the machine's). Longer or bigger jobs are not bid on, standing offers name
+    # the time cap, and every run (a drawn verifier or referee duty too) runs under both caps.
+    max_job_time_ms: int = 0
+    max_job_memory_mb: int = 0
+    # Compute-pool slots kept for verifier and referee duties, which the ledger draws and slashes when missed: the
+    # node's own jobs never use them (at most pool_size - 1 are kept, so a one-slot pool has no duty lane).
+    duty_slots: int = 1
 
 
 @dataclass
@@ -76,7 +84,8 @@ class NodeConfig:
     snapshot_every: int = 100
     mempool_max_txs: int = 50_000
     default_fee: int = 1
-    pool_size: int = 1
+    # compute workers (child processes); with the default agent.duty_slots one of two is kept for duties
+    pool_size: int = 2
     pool_preload: list[str] = field(default_factory=lambda: ["sklearn"])
     max_blob_bytes: int = 256 * 1024 * 1024
     test_network: bool = False  # loopback timers for the p2p host (HostConfig.test())
@@ -107,7 +116,8 @@ class NodeConfig:
 
     @classmethod
     def devnet(cls, **overrides: Any) -> NodeConfig:
-        """Local multi-process devnets: loopback, about one block a second, one compute worker."""
+        """Local multi-process devnets: loopback, about one block a second, two compute workers (one for the
+        node's own jobs, one kept for its verifier and referee duties)."""
         cfg = cls(
             p2p_listen="127.0.0.1:4001",
             timeout_propose_ms=1500,
@@ -193,6 +203,14 @@ class NodeConfig:
             raise ConfigError("agent.offer_price", a.offer_price, "must be a non-negative whole number of tokens")
         if type(a.offer_blocks) is not int or a.offer_blocks < 2:
             raise ConfigError("agent.offer_blocks", a.offer_blocks, "must be at least 2")
+        if type(a.max_job_time_ms) is not int or not 0 <= a.max_job_time_ms <= 86_400_000:
+            raise ConfigError("agent.max_job_time_ms", a.max_job_time_ms,
+                              "must be 0 (any the chain allows) or a run time in ms of at most a day")
+        if type(a.max_job_memory_mb) is not int or not 0 <= a.max_job_memory_mb <= 1 << 24:
+            raise ConfigError("agent.max_job_memory_mb", a.max_job_memory_mb,
+                              "must be 0 (the machine's memory) or a number of MB")
+        if type(a.duty_slots) is not int or not 0 <= a.duty_slots <= 256:
+            raise ConfigError("agent.duty_slots", a.duty_slots, "must be in 0..256")
 
     # ------------------------------------------------------------------------------------------ files
 

@@ -6,6 +6,11 @@ and any job's blobs fetched from peers by digest.
 blobs in the content-addressed store, announces them on the job-data topic, and only then gossips the tx. It
 remembers who announced which dataset, so a worker fetches from a provider first.
 
+What would make every run fail is refused before any tx too (issue 14: a job nobody can run costs the client its
+fee and the workers their time): the spec against the dataset's shape (``compute.shapes``: k above the rows, more
+components than the data has, a single class, …), a result summary longer than the chain's ``max_summary_len``,
+and a commit window too short for the run's time limit (the error names the window needed and its extra fee).
+
 Disk is spent only on jobs that exist: an announcement ties its spec to no chain tx and costs its sender nothing,
 so announced specs wait in a bounded cache in memory (``ANNOUNCED_KEEP`` specs, at most
 ``ANNOUNCED_PER_PROVIDER`` per provider and per relaying peer, oldest out) and reach the blob store when a
@@ -24,8 +29,9 @@ from bootstrap.errors import BlobNotFound, BlobTooLarge, NodeError, NodeNotRunni
 from bootstrap.gossip import TOPIC_JOBDATA, JobDataAnnouncement, encode_announcement
 from bootstrap.jobs.sources import DatasetSource, build_dataset, default_dataset
 from compute import JobSpec, make_spec
-from compute.dataset import encode_dataset
+from compute.dataset import Dataset, decode_dataset, encode_dataset
 from compute.errors import ComputeError
+from compute.shapes import check_shape
 from ledger.errors import InvalidField
 from ledger.jobs import ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS, window_surcharge
 from ledger.tx import SubmitJob
@@ -34,6 +40,19 @@ from p2pnet import P2PError, PeerId, blob_digest
 PROVIDERS_KEPT = 8  # announcers remembered per dataset
 ANNOUNCED_KEEP = 512  # announced specs cached in memory (each at most MAX_SPEC_BYTES)
 ANNOUNCED_PER_PROVIDER = 32  # of those, named by one provider, and relayed by one peer
+
+
+class WindowTooShort(InvalidField):
+    """The commit window cannot fit the run's time limit; ``needed`` is the shortest that can, and ``extra_fee``
+    what the fee then adds for windows above the chain's defaults."""
+
+    def __init__(self, window: int, time_limit_ms: int, needed: int, extra_fee: int) -> None:
+        super().__init__("submit_job.commit_window",
+                         f"{window} blocks cannot fit a run of {time_limit_ms} ms; ask for commit_window of at "
+                         f"least {needed} blocks (the fee then includes {extra_fee} for windows above the "
+                         f"chain's defaults)")
+        self.needed, self.extra_fee = needed, extra_fee
+        self.detail = {"commit_window_needed": needed, "extra_fee": extra_fee, "time_limit_ms": time_limit_ms}
 
 
 class JobDesk:
@@ -69,8 +88,10 @@ class JobDesk:
     ) -> dict[str, Any]:
         """Build and check the job's spec and dataset, sign ``SubmitJob`` with key ``client`` and have the mempool
         admit it, keep both blobs in the store, announce them, then gossip the tx. Compute errors (bad model,
-        params or data) and ledger refusals (a client that cannot pay) raise typed before anything is stored.
-        ``assign="offers"`` asks the ledger to assign the job in its submit block from standing offers."""
+        params or data, a spec that fails on the data's shape or whose summary the chain cannot carry), a window
+        too short for ``time_limit_ms`` (:class:`WindowTooShort`; None: the chain's default run time) and ledger
+        refusals (a client that cannot pay) raise typed before anything is stored. ``assign="offers"`` asks the
+        ledger to assign the job in its submit block from standing offers."""
         node = self.node
         blobs, host = node.blobs, node.host
         if blobs is None or host is None:
@@ -81,12 +102,15 @@ class JobDesk:
             raise InvalidField("submit_job.assign", f"expected 'offers' or 'bids', got {assign!r}")
         vfee = max(1, reward // 10) if verification_fee is None else verification_fee
         built = build_dataset(dataset if dataset is not None else default_dataset(model))
+        shaped: Dataset
         if isinstance(built, bytes):
             digest = built
             data = blobs.get(digest)
             if data is None:
                 data = await self.fetch_blob(digest, max_size=node.config.max_blob_bytes)
+            shaped = await trio.to_thread.run_sync(decode_dataset, data, digest)  # its shape is checked below
         else:
+            shaped = built
             data = encode_dataset(built)
             if len(data) > blobs.max_bytes:
                 raise BlobTooLarge(len(data), blobs.max_bytes)
@@ -97,16 +121,20 @@ class JobDesk:
         time_limit_ms = chain.default_job_time_ms if time_limit_ms is None else time_limit_ms
         windows = (bid_window or chain.default_bid_window, commit_window or chain.default_commit_window,
                    reveal_window or chain.default_reveal_window)
+        if type(time_limit_ms) is not int or not 1 <= time_limit_ms <= chain.max_job_time_ms:
+            raise InvalidField("submit_job.time_limit_ms",
+                               f"must be 1..{chain.max_job_time_ms} ms (the chain's max_job_time_ms), got "
+                               f"{time_limit_ms!r}")
         needed = chain.commit_blocks_needed(time_limit_ms)
         if windows[1] < needed:
-            raise InvalidField("submit_job.commit_window",
-                               f"{windows[1]} blocks cannot fit a run of {time_limit_ms} ms; ask for at least "
-                               f"{needed} (each block beyond the defaults adds {chain.window_fee_per_block} to "
-                               f"the fee)")
+            raise WindowTooShort(windows[1], time_limit_ms, needed,
+                                 window_surcharge(chain, windows[0], needed, windows[2]))
         if fee is None:  # the chain charges longer windows in the fee: pay it rather than fail in the block
             fee = node.config.default_fee + window_surcharge(chain, *windows)
         spec = make_spec(model, params, digest, device=device, min_memory_mb=min_memory_mb,
                          time_limit_ms=time_limit_ms, memory_limit_mb=memory_limit_mb)
+        # A spec every run of which fails, or whose summary no reveal can carry: refused here, not paid for.
+        check_shape(spec, shaped, max_summary_len=chain.max_summary_len)
         spec_bytes = spec.encode()
         spec_digest = blob_digest(spec_bytes)
         payload = SubmitJob(

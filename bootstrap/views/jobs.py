@@ -1,10 +1,83 @@
-"""How a job reads to a person: what it waits for and its timeline, from the ledger's record alone."""
+"""How a job reads to a person: what it waits for, its timeline, what each party revealed and how it ended, from
+the ledger's record alone."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from bootstrap.agent.claims import NODE_CODES
 from ledger.state import Job, State
+from ledger.verdict import OUTCOMES
+
+OUTCOME_WORDS = {
+    "result": "a result",
+    "unavailable": "could not fetch the spec or the dataset",
+    "error": "the spec fails on its data",
+    "over_limit": "stopped by the run's time or memory limit",
+}
+"""What a reveal's outcome (``ledger.verdict``) says, in words."""
+
+_SHARE = "each party got a small share of its pay for the trouble, the client the rest back; nobody was penalised"
+VERDICT_WORDS = {
+    "agreed": "worker and verifier agreed on the result",
+    "agreed_by_referee": "a referee agreed with both worker and verifier",
+    "worker_faulty": "the worker's result was wrong (it was slashed); verifier and referee agreed",
+    "verifier_faulty": "the verifier's claim was wrong (it was slashed); worker and referee agreed",
+    "worker_unable": "the worker could not run the job (not penalised, not paid); verifier and referee agreed",
+    "verifier_unable": "the verifier could not run the job (not penalised, not paid); worker and referee agreed",
+    "unavailable": f"nobody could fetch the job's spec or dataset: {_SHARE}",
+    "unrunnable": f"nobody could run the job (its data could not be fetched, or it ran over its limits): {_SHARE}",
+    "spec_error": f"the job's spec fails on its data, the same way for every worker: {_SHARE}",
+    "disputed_no_referee": "worker and verifier disagreed and no referee was free: the client was refunded",
+    "no_majority": "worker, verifier and referee all disagreed: the client was refunded",
+    "referee_timeout": "the referee missed its deadline (penalised): the client was refunded",
+    "commit_timeout": "a worker missed its commit deadline too often (penalised): the client was refunded",
+    "commit_timeout_no_worker": "a worker missed its commit deadline (penalised) and nobody could replace it: "
+                                "refunded",
+    "commit_timeout_no_verifier": "a verifier missed its commit deadline (penalised) and nobody could replace "
+                                  "it: refunded",
+    "reveal_timeout": "a party committed but never revealed (penalised): the client was refunded",
+    "no_eligible_bid": "no worker bid on it: the client was refunded",
+    "no_verifier": "no verifier was free: the client was refunded",
+    "cancelled": "the client cancelled it",
+}
+"""What each of the ledger's verdicts (``ledger.jobs``) means for the client and the workers."""
+
+_COMPUTE_CODE_WORDS = {1: "a spec parameter does not suit the data", 2: "the dataset cannot be used",
+                       3: "the result is not finite or too large", 4: "the run could not produce a result"}
+
+
+def error_code_words(code: int) -> str:
+    """What an error code a worker claimed means (the node's own codes from 1000, compute's below)."""
+    if code in NODE_CODES:
+        return NODE_CODES[code]
+    return _COMPUTE_CODE_WORDS.get(code // 100, "a compute error")
+
+
+def verdict_words(verdict: str, result_summary: Sequence[int] | None = None) -> str:
+    """A job's verdict in words a user understands (a spec error with its code and what it means)."""
+    words = VERDICT_WORDS.get(verdict, verdict.replace("_", " "))
+    if verdict == "spec_error" and result_summary:
+        code = result_summary[0]
+        words += f" (error {code}: {error_code_words(code)})"
+    return words
+
+
+def reveal_outcomes(job: Job) -> list[dict[str, Any]]:
+    """What each party revealed, by role (worker, verifier, referee): its outcome and that in words."""
+    out = []
+    for role in ("worker", "verifier", "referee"):
+        account = getattr(job, role, None)
+        if account is None or account not in job.reveals:
+            continue
+        summary, _, outcome = job.reveals[account]
+        name = OUTCOMES.get(outcome, str(outcome))
+        words = OUTCOME_WORDS.get(name, name)
+        if name == "error" and summary:
+            words += f" (error {summary[0]}: {error_code_words(summary[0])})"
+        out.append({"role": role, "outcome": name, "words": words})
+    return out
 
 
 def status_waiting_for(job: Job) -> str | None:
@@ -58,15 +131,25 @@ def timeline(job: Job) -> list[dict[str, Any]]:
         found = {"step": "offer", "done": True, "height": job.submitted_at}
     else:
         found = {"step": "bids", "done": bool(job.bids) or job.worker is not None, "count": len(job.bids)}
+    revealed: dict[str, Any] = {"step": "revealed", "done": final == "verified" or "disputed" in at
+                                or (final is not None and bool(job.reveals)), "count": len(job.reveals),
+                                "height": at.get("revealing")}
+    outcomes = reveal_outcomes(job)
+    if any(o["outcome"] != "result" for o in outcomes):
+        revealed["note"] = "; ".join(f"{o['role']}: {o['words']}" for o in outcomes)
     steps = [
         {"step": "submitted", "done": True, "height": job.submitted_at},
         found,
         {"step": "assigned", "done": job.worker is not None, "height": at.get("assigned")},
         {"step": "committed", "done": len(job.commits) >= 2 or "revealing" in at, "count": len(job.commits)},
-        {"step": "revealed", "done": final == "verified" or "disputed" in at, "count": len(job.reveals),
-         "height": at.get("revealing")},
+        revealed,
     ]
     if "disputed" in at:
         steps.append({"step": "disputed", "done": True, "height": at["disputed"]})
-    steps.append({"step": final or "verified", "done": final is not None, "height": at.get(final or "verified")})
+    end: dict[str, Any] = {"step": final or "verified", "done": final is not None,
+                           "height": at.get(final or "verified")}
+    verdict = getattr(job, "verdict", "")
+    if final is not None and verdict:
+        end.update(verdict=verdict, note=verdict_words(verdict, getattr(job, "result_summary", None)))
+    steps.append(end)
     return steps

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from bootstrap.home import read_declared
-from bootstrap.views.jobs import status_waiting_for, timeline, why_waiting
+from bootstrap.views.jobs import reveal_outcomes, status_waiting_for, timeline, verdict_words, why_waiting
 from ledger.crypto import blake2b256
 from ledger.errors import DecodeError
 from ledger.state import TERMINAL_STATUSES, Job, total_supply
@@ -292,6 +292,8 @@ class Views:
         for role in ("client", "worker", "verifier", "referee"):
             acct = getattr(job, role)
             d[f"{role}_id"] = self.display_id(acct) if acct is not None else None
+        d["outcomes"] = reveal_outcomes(job)
+        d["verdict_words"] = verdict_words(job.verdict, job.result_summary) if job.verdict else None
         return d
 
     def job_row(self, job: Job) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from bootstrap.home import Keystore, NodeConfig, devnet_genesis, init_home
 from bootstrap.node import Node
 from compute.canonical import decode_artifact
 from ledger.state import FAILED, REFUNDED, VERIFIED, total_supply
+from ledger.tx import Bid
 
 pytestmark = pytest.mark.slow  # each test starts a node and a compute child (~3-10 s on 2 cores)
 
@@ -157,14 +158,20 @@ async def test_stopped_agent_does_not_bid_and_trigger_runs_one_scan(tmp_path: Pa
 async def test_a_random_results_key_is_caught_by_the_referee_slashed_and_cut(tmp_path: Path) -> None:
     home, acct = make_home(tmp_path, ["w2", "w3"])
     workers = {n: a for n, a in acct.items() if n != "alice"}
-    # Equal bids go to the smallest account, so make that key the cheat: it will be the job's worker.
-    cheat = min(workers, key=lambda n: workers[n])
+    cheat = "w3"
     async with running(home, faulty=f"random-results@{cheat}") as node:
         stake = node.state.workers[workers[cheat]].stake
         supply = total_supply(node.state)
+        # The worker is drawn among the bids: make the cheat the only bidder (the stopped agent still serves its
+        # verifier and referee duties).
+        node.agent.stop()
         events = node.events.subscribe()
-        res = await node.submit_job("alice", "kmeans", {"k": 3}, None, reward=100)
+        res = await node.submit_job("alice", "kmeans", {"k": 3}, None, reward=100, bid_window=6)
         job_id = bytes.fromhex(res["job_id"])
+        with trio.fail_after(20):
+            while job_id not in node.state.jobs:
+                await trio.sleep(0.05)
+        await node.sign_and_submit(cheat, Bid(job_id, 80))
         seen = await wait_terminal(node, job_id, events)
         job = node.state.jobs[job_id]
         assert job.worker == workers[cheat]

@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 import pytest
 
 from bootstrap.agent import AgentMemory, LocalDevice, LocalKey, Planner, RunRecord, parse_faults
-from bootstrap.agent.planner import FetchSpec, PostBid, PostCommit, PostOffer, PostReveal, RunJob, payload_for
+from bootstrap.agent.planner import (
+    FetchSpec,
+    PostBid,
+    PostCommit,
+    PostOffer,
+    PostReveal,
+    RunJob,
+    claim_record,
+    payload_for,
+)
 from compute.spec import MODELS, make_spec
 from ledger.crypto import blake2b256
 from ledger.state import ASSIGNED, DISPUTED, OPEN, REFUNDED, REVEALING, VERIFIED
@@ -22,7 +31,9 @@ from tests.ledger.factories import Chain, Wallet, account, make_state
 
 CPU = LocalDevice("cpu", "test-cpu", 16_384, 100, frozenset(MODELS))
 DATASET = blake2b256(b"dataset")
-SPEC = make_spec("linear_regression", {}, DATASET, memory_limit_mb=1024)
+# A job on chain must say what its spec says (``submit`` copies the time limit; no minimum memory). A run may take
+# 5 s: every commit window below is at least 5 one-second blocks.
+SPEC = make_spec("linear_regression", {}, DATASET, memory_limit_mb=1024, min_memory_mb=0, time_limit_ms=5_000)
 TRUE_SUMMARY = [1_000_000, -2_500_000, 42]
 ARTIFACT = blake2b256(b"artifact")
 
@@ -34,8 +45,9 @@ def key(name: str) -> LocalKey:
 def submit(alice: Wallet, *, spec=SPEC, reward: int = 1_000, fee: int = 200, device: str = "any", **windows):
     tol = spec.tolerance
     return alice.sign(SubmitJob(spec.model, spec.digest, spec.dataset_digest, reward, fee, tol.abs, tol.ppm,
-                                device, 0, windows.get("bid", 3), windows.get("commit", 10),
-                                windows.get("reveal", 5)))
+                                device, spec.requirements.min_memory_mb, windows.get("bid", 3),
+                                windows.get("commit", 10), windows.get("reveal", 5),
+                                time_limit_ms=spec.limits.time_limit_ms))
 
 
 def open_job(workers=("w1", "w2", "w3"), **kw):
@@ -90,7 +102,8 @@ def test_no_bid_when_already_bid_recently_posted_refused_or_bidding_off():
 
 
 def test_no_bid_on_jobs_this_device_cannot_run_or_that_do_not_match_their_spec():
-    gpu_spec = make_spec("linear_regression", {}, DATASET, device="gpu", memory_limit_mb=1024)
+    gpu_spec = make_spec("linear_regression", {}, DATASET, device="gpu", memory_limit_mb=1024, min_memory_mb=0,
+                         time_limit_ms=5_000)
     chain, job_id = open_job(spec=gpu_spec, device="gpu", workers={"w1": {"device_kind": "gpu"}})
     assert Planner(CPU).plan(chain.state, [key("w1")], known(gpu_spec)) == []
     gpu = LocalDevice("gpu", "cuda", 80_000, 1, frozenset(MODELS))
@@ -166,7 +179,9 @@ def test_bids_stop_where_the_runs_could_not_all_finish_before_their_commit_deadl
     assert len(bids) == 2
     assert len(fast(default_run_s=4.0, block_time_s=0.5).plan(chain.state, keys, known())) == 1
     assert len(fast(default_run_s=4.0, parallel_runs=2).plan(chain.state, keys, known())) == 4
-    assert fast(default_run_s=10.0).plan(chain.state, keys, known()) == []  # no run fits at all
+    assert fast(default_run_s=10.0, block_time_s=0.5).plan(chain.state, keys, known()) == []  # no run fits
+    # a run is never budgeted above its job's time limit (the pool stops it there): 10 s estimated, 5 s budgeted
+    assert len(fast(default_run_s=10.0).plan(chain.state, keys, known())) == 1
     # measured run times replace the default, with the safety factor on top
     memory = known()
     memory.note_run("linear_regression", 1.0)
@@ -306,6 +321,8 @@ class SimNode:
     run_blocks: int = 0
     in_flight: dict[bytes, int] = field(default_factory=dict)  # job -> height its run is done at
     ran: list[bytes] = field(default_factory=list)  # jobs in the order their runs started
+    fetch_fails: bool = False  # no peer serves this node the spec or the data
+    claim: tuple[int, list[int]] | None = None  # what its runs end in instead of a result (an error, over limit)
 
     def finish_runs(self, height: int) -> None:
         for job_id, done_at in list(self.in_flight.items()):
@@ -316,6 +333,12 @@ class SimNode:
 
     def start_run(self, job_id: bytes, height: int) -> None:
         self.ran.append(job_id)
+        if self.fetch_fails:
+            self.memory.unavailable[job_id] = (height, "no peer serves it")
+            return
+        if self.claim is not None:
+            self.memory.results[job_id] = claim_record(*self.claim)
+            return
         if self.run_blocks == 0:
             self.memory.results[job_id] = RunRecord(list(self.summary), ARTIFACT, b"r" * 32)
             return
@@ -340,7 +363,10 @@ def simulate_jobs(chain: Chain, nodes: list[SimNode], job_ids: list[bytes], max_
         ran = False
         for action in actions:
             if isinstance(action, FetchSpec):
-                node.memory.specs[action.digest] = SPEC
+                if node.fetch_fails:
+                    node.memory.spec_problems[action.digest] = (chain.state.height, "spec unavailable: no peer")
+                else:
+                    node.memory.specs[action.digest] = SPEC
             elif isinstance(action, RunJob):
                 node.start_run(action.job_id, chain.state.height)
                 ran = True
@@ -540,7 +566,7 @@ def test_a_job_assigned_at_submission_is_run_at_once_and_verified_two_blocks_lat
     assert all(state.workers[account(n)].offer_live_at(state.height + 1) for n in ("w1", "w2", "w3"))
     tol = SPEC.tolerance
     stx = Wallet("alice").sign(SubmitJob(SPEC.model, SPEC.digest, SPEC.dataset_digest, 1_000, 200, tol.abs,
-                                         tol.ppm, "any", 0, 3, 10, 5, "offers"))
+                                         tol.ppm, "any", 0, 3, 10, 5, "offers", SPEC.limits.time_limit_ms))
     submitted_at = chain.height + 1
     simulate_jobs(chain, nodes, [stx.tx_id], offering=True, extra_txs=[stx], rescan=True)
     job = state.jobs[stx.tx_id]

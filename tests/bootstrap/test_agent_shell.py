@@ -1,16 +1,29 @@
-"""The agent's trio shell without a real node: waiting for a compute pool that is still starting, and measuring
-seconds per block for the planner."""
+"""The agent's trio shell without a real node: waiting for a compute pool that is still starting, measuring
+seconds per block for the planner, standing offers, and (issue 14) claims from failed fetches and runs, the node's
+caps on each run, the duty lane, declines, and the openings file."""
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
 from bootstrap.agent import LocalDevice, WorkerAgent
+from bootstrap.agent.claims import NO_ARTIFACT
+from bootstrap.agent.planner import CLAIM_BLOCKS, Opening
 from bootstrap.home import AgentConfig
-from compute.spec import MODELS
+from compute.dataset import encode_dataset, synthetic
+from compute.executor import execute
+from compute.pool import JobFailure, JobOutcome, JobRequest
+from compute.spec import MODELS, make_spec
+from ledger.tx import CommitResult, compute_commitment
+from ledger.verdict import ERROR, OVER_LIMIT, RESULT, UNAVAILABLE
 
 CPU = LocalDevice("cpu", "test-cpu", 16_384, 100, frozenset(MODELS))
 
@@ -126,3 +139,189 @@ async def test_withdraw_offers_posts_and_waits_for_the_commit() -> None:
     assert node.posted == [Offer(0, 0)]
     await agent.scan(bidding=False)  # the withdrawal is in flight: the scan does not post another
     assert node.posted == [Offer(0, 0)]
+
+
+# ---- claims, caps and the duty lane (issue 14) ----------------------------------------------------------------
+DS = synthetic("regression", 50, 2, seed=1)
+SPEC = make_spec("linear_regression", {}, DS.digest, min_memory_mb=0, time_limit_ms=5_000, memory_limit_mb=1024)
+
+
+class FakePool:
+    """A compute pool whose runs answer ``outcome`` (a result of the real run by default); the first ``block``
+    runs never finish (a long job)."""
+
+    def __init__(self, outcome: JobOutcome | None = None, block: int = 0) -> None:
+        self.outcome = outcome or JobOutcome(1, result=execute(SPEC, DS))
+        self.block = block
+        self.requests: list[JobRequest] = []
+
+    async def run(self, request: JobRequest) -> JobOutcome:
+        self.requests.append(request)
+        if len(self.requests) <= self.block:
+            await trio.sleep_forever()
+        return self.outcome
+
+
+def claims_node(chain: Any, name: str, pool: FakePool, *, serves: bool = True, pool_size: int = 2,
+                **config: Any) -> tuple[WorkerAgent, SimpleNamespace]:
+    """An agent whose node key is the test worker ``name`` on ``chain``; it records every payload it signs, and
+    its peers serve the spec and data (or nothing)."""
+    from bootstrap.errors import BlobNotFound
+    from tests.ledger.factories import account
+
+    blobs = {SPEC.digest: SPEC.encode(), DS.digest: encode_dataset(DS)}
+    posted: list[object] = []
+
+    async def sign_and_submit(key_name: str, payload: object, **_: object) -> str:
+        posted.append(payload)
+        return "cd" * 32
+
+    async def fetch_blob(digest: bytes, *, max_size: int) -> bytes:
+        if not serves or digest not in blobs:
+            raise BlobNotFound(digest, 3, "no peer has it")
+        return blobs[digest]
+
+    node = SimpleNamespace(pool=pool, pool_ready=trio.Event(), config=SimpleNamespace(pool_size=pool_size),
+                           faulty=None, state=chain.state, account_of=lambda _: account(name),
+                           sign_and_submit=sign_and_submit, fetch_blob=fetch_blob, posted=posted, blobs=None)
+    agent = WorkerAgent(node, AgentConfig(auto_coordinate=False, **config), device=CPU)
+    if serves:  # decoded already: no worker thread, so a run ends within the scan that started it
+        agent._datasets[DS.digest] = DS
+    return agent, node
+
+
+def commitments(node: SimpleNamespace) -> list[bytes]:
+    return [p.commitment for p in node.posted if isinstance(p, CommitResult)]
+
+
+async def scan_settled(agent: WorkerAgent) -> None:
+    """One scan, then let the runs it started finish (or block)."""
+    await agent.scan(bidding=False)
+    await trio.testing.wait_all_tasks_blocked()
+
+
+def assigned_to(worker: str) -> tuple[Any, bytes]:
+    from tests.bootstrap.test_agent_planner import submit
+    from tests.ledger.factories import Chain, Wallet, make_state
+
+    chain = Chain(make_state(workers=["w1", "w2"]))
+    stx = submit(Wallet("alice"), spec=SPEC)
+    chain.block(stx)
+    chain.block(Wallet(worker).bid(stx.tx_id, 500))
+    chain.blocks(2)
+    assert chain.state.jobs[stx.tx_id].status == "assigned"
+    return chain, stx.tx_id
+
+
+async def test_a_spec_nobody_serves_is_claimed_unavailable_a_few_blocks_before_the_deadline() -> None:
+    from tests.ledger.factories import Wallet, account
+
+    chain, job_id = assigned_to("w1")
+    agent, node = claims_node(chain, "w1", FakePool(), serves=False)
+    deadline = chain.state.jobs[job_id].deadline
+    async with trio.open_nursery() as nursery:
+        agent._nursery = nursery
+        await scan_settled(agent)
+        assert job_id in agent.memory.unavailable and commitments(node) == []
+        tries = 1
+        while deadline - chain.state.height > CLAIM_BLOCKS:
+            assert commitments(node) == []  # still retrying: a slow provider gets its chance
+            chain.block()
+            await scan_settled(agent)
+            tries += 1
+        assert len(commitments(node)) == 1 and tries > 3
+    salt = agent.memory.salt(job_id, account("w1"))
+    assert commitments(node) == [compute_commitment(job_id, account("w1"), [], NO_ARTIFACT, salt, UNAVAILABLE)]
+    assert agent.counters["claims"] == 1 and agent.status()["counters"]["claims"] == 1
+    chain.block(Wallet("w1", nonce=chain.state.nonce(account("w1"))).sign(node.posted[-1]))  # the ledger takes it
+    assert account("w1") in chain.state.jobs[job_id].commits
+
+
+@pytest.mark.parametrize(("failure", "outcome", "summary"), [
+    (JobFailure("spec", "k exceeds the rows", "params.k", 142), ERROR, [142]),
+    (JobFailure("result", "summary contains NaN", code=300), ERROR, [300]),
+    (JobFailure("timeout", "exceeded 1500 ms"), OVER_LIMIT, []),
+    (JobFailure("memory", "memory limit of 512 MB exceeded"), OVER_LIMIT, []),
+])
+async def test_a_run_that_fails_deterministically_or_over_its_limits_is_claimed_at_once(
+        failure: JobFailure, outcome: int, summary: list[int]) -> None:
+    from tests.ledger.factories import account
+
+    chain, job_id = assigned_to("w1")
+    pool = FakePool(JobOutcome(1, failure=failure))
+    agent, node = claims_node(chain, "w1", pool, max_job_time_ms=1_500, max_job_memory_mb=512)
+    async with trio.open_nursery() as nursery:
+        agent._nursery = nursery
+        await scan_settled(agent)  # the run
+        await scan_settled(agent)  # the commit, in the same block
+    salt = agent.memory.salt(job_id, account("w1"))
+    assert commitments(node) == [compute_commitment(job_id, account("w1"), summary, NO_ARTIFACT, salt, outcome)]
+    # the run went to the pool under the node's caps, below the spec's own limits
+    assert [(r.time_limit_ms, r.memory_limit_mb) for r in pool.requests] == [(1_500, 512)]
+
+
+async def test_a_crashed_run_is_retried_and_never_claimed() -> None:
+    chain, job_id = assigned_to("w1")
+    agent, node = claims_node(chain, "w1", FakePool(JobOutcome(1, failure=JobFailure("crashed", "died"))))
+    async with trio.open_nursery() as nursery:
+        agent._nursery = nursery
+        for _ in range(4):
+            await scan_settled(agent)
+            chain.block()
+    assert commitments(node) == [] and agent.memory.run_failures[job_id][0] == 3  # max_run_attempts
+
+
+async def test_a_verifier_duty_runs_and_commits_while_the_nodes_own_long_job_holds_its_work_slot() -> None:
+    from tests.bootstrap.test_agent_planner import submit
+    from tests.ledger.factories import Wallet, account
+
+    for pool_size, committed in ((2, True), (1, False)):
+        chain, long_job = assigned_to("w1")  # w1 works on it: the run never ends
+        pool = FakePool(block=1)
+        agent, node = claims_node(chain, "w1", pool, pool_size=pool_size)
+        async with trio.open_nursery() as nursery:
+            agent._nursery = nursery
+            await scan_settled(agent)
+            assert agent.memory.running == {long_job}
+            duty = submit(Wallet("alice", nonce=1), spec=SPEC)
+            chain.block(duty)
+            chain.block(Wallet("w2").bid(duty.tx_id, 500))
+            chain.blocks(2)
+            assert chain.state.jobs[duty.tx_id].verifier == account("w1")  # the only other worker: drawn
+            await scan_settled(agent)  # the duty's run (in the duty slot, if there is one)
+            await scan_settled(agent)  # its commit
+            nursery.cancel_scope.cancel()
+        assert (len(commitments(node)) == 1) is committed, pool_size
+        assert agent.status()["limits"]["duty_slots"] == pool_size - 1
+
+
+async def test_status_says_why_each_open_job_is_declined_and_logs_it_once(caplog: pytest.LogCaptureFixture) -> None:
+    from tests.bootstrap.test_agent_planner import submit
+    from tests.ledger.factories import Chain, Wallet, make_state
+
+    chain = Chain(make_state(workers=["w1", "w2"]))
+    job = submit(Wallet("alice"), spec=SPEC)
+    chain.block(job)
+    agent, _ = claims_node(chain, "w1", FakePool(), max_job_time_ms=2_000)
+    caplog.set_level(logging.INFO, logger="bootstrap.agent")
+    for _ in range(3):
+        await agent.scan(bidding=True)
+    reason = agent.status()["declined"][job.tx_id.hex()]
+    assert "5000 ms" in reason and "2000 ms" in reason
+    assert sum("declines job" in r.getMessage() for r in caplog.records) == 1
+    assert agent.status()["limits"]["max_job_time_ms"] == 2_000
+
+
+def test_openings_files_from_before_claims_load_as_results_and_claims_round_trip(tmp_path: Path) -> None:
+    agent, _ = agent_on(pool_size=1)
+    agent._openings_path = tmp_path / "agent-openings.json"
+    job, acct = b"j" * 32, b"a" * 32
+    agent._openings_path.write_text(json.dumps([[job.hex(), acct.hex(), [1, 2], (b"d" * 32).hex(),
+                                                 (b"s" * 32).hex()]]))
+    agent._load_openings()
+    assert agent.memory.openings[(job, acct)] == Opening((1, 2), b"d" * 32, b"s" * 32, RESULT)
+    agent.memory.openings[(job, acct)] = Opening((), NO_ARTIFACT, b"s" * 32, UNAVAILABLE)
+    agent._save_openings()
+    agent.memory.openings.clear()
+    agent._load_openings()
+    assert agent.memory.openings[(job, acct)].outcome == UNAVAILABLE

@@ -136,6 +136,43 @@ async def test_submit_takes_an_assignment_mode_offers_by_default(home: Path) -> 
             assert j["status"] == "open" and node.state.jobs[bytes.fromhex(j["job_id"])].history[0][0] == "open"
 
 
+async def test_a_job_no_run_could_do_is_refused_before_any_tx_and_the_run_time_and_window_are_taken(
+        home: Path) -> None:
+    async with running_node(home) as (node, client):
+        assert (await call(client, "POST", "/client/register", SEED_CLIENT))[0] == 200
+        blobs_before = len(node.blobs.digests())
+        blobs20 = {"synthetic": {"kind": "blobs", "n_samples": 20, "n_features": 2}}
+        one_class = {"X": [[1.0], [2.0], [3.0], [4.0]], "y": [0, 0, 0, 0]}
+        refused = [
+            ({"model_type": "kmeans", "params": {"k": 50}, "dataset": blobs20}, "params.k", "20 samples"),
+            ({"model_type": "pca", "params": {"n_components": 3}, "dataset": blobs20}, "params.n_components", "2"),
+            ({"model_type": "kmeans", "params": {"k": 200},
+              "dataset": {"synthetic": {"kind": "blobs", "n_samples": 500, "n_features": 2}}}, "summary", "401"),
+            ({"model_type": "logistic_regression", "dataset": one_class}, "dataset", "two classes"),
+        ]
+        for body, field, word in refused:
+            status, doc = await call(client, "POST", "/job/submit", {**SEED_JOB, **body})
+            assert_error(status, doc, 400, word)
+            assert doc["detail"]["field"] == field, doc
+        # a run longer than the default window fits: the error names the window it needs and the extra fee
+        chain = node.state.params
+        needed = chain.commit_blocks_needed(30_000)
+        extra = (needed - chain.default_commit_window) * chain.window_fee_per_block
+        status, doc = await call(client, "POST", "/job/submit", {**SEED_JOB, "time_limit_ms": 30_000})
+        assert_error(status, doc, 400, "commit_window", f"{needed} blocks", f"includes {extra}")
+        assert doc["detail"]["commit_window_needed"] == needed and doc["detail"]["extra_fee"] == extra
+        assert node.state.jobs == {} and len(node.blobs.digests()) == blobs_before  # no tx, nothing stored
+        balance = node.state.balance(node.account_of("test_client"))
+        status, j = await call(client, "POST", "/job/submit", {**SEED_JOB, "time_limit_ms": 30_000,
+                                                               "commit_window": needed})
+        assert status == 200 and j["tx_status"] == "committed", j
+        job = node.state.jobs[bytes.fromhex(j["job_id"])]
+        assert (job.time_limit_ms, job.commit_window) == (30_000, needed)
+        assert node.spec_of(job.params_digest).limits.time_limit_ms == 30_000  # the spec says what the job says
+        paid = balance - node.state.balance(node.account_of("test_client"))
+        assert paid == job.reward + job.verification_fee + node.config.default_fee + extra
+
+
 async def test_amounts_are_whole_tokens(home: Path) -> None:
     async with running_node(home) as (node, client):
         status, doc = await call(client, "POST", "/client/register",

@@ -131,9 +131,19 @@ async def test_api_commands_against_a_node(tmp_path: Path, capsys: pytest.Captur
         rc, out, _ = await dacn("status")
         assert rc == 0 and "height" in out and "jobs      1 total" in out
 
+        needed = node.state.params.commit_blocks_needed(30_000)
         for argv, word in ((("--model", "astrology"), "model"), (("--model", "pca", "--params", "[1"), "--params"),
-                           (("--model", "pca", "--synthetic", "blobs:x"), "n_samples")):
+                           (("--model", "pca", "--synthetic", "blobs:x"), "n_samples"),
+                           (("--model", "kmeans", "--params", '{"k": 90}', "--synthetic", "blobs:64:2"), "params.k"),
+                           (("--model", "pca", "--time-limit-ms", "30000"), f"at least {needed} blocks")):
             rc, _, err = await dacn("submit", "--client", "carol", "--reward", "5", "--no-wait", *argv)
             assert rc == 1 and "error:" in err and word in err, err
         assert len(node.state.jobs) == 1
+        rc, out, err = await dacn("submit", "--client", "carol", "--model", "pca", "--reward", "5", "--no-wait",
+                                  "--time-limit-ms", "30000", "--commit-window", str(needed))
+        assert rc == 0, err
+        job = node.state.jobs[bytes.fromhex(json.loads(out[out.index("{"):])["job_id"])]
+        assert (job.time_limit_ms, job.commit_window) == (30_000, needed)
+        rc, out, err = await dacn("job", job_id)  # a person's line on stderr, the view as JSON on stdout
+        assert rc == 0 and json.loads(out)["outcomes"] == [] and err.startswith(json.loads(out)["status"])
         node.stop()

@@ -85,6 +85,15 @@ async def test_timeout_kills_and_replaces_the_child() -> None:
         assert pool.pids != [before] and not _pid_alive(before)
 
 
+async def test_the_node_cap_stops_a_run_before_the_spec_limit_would() -> None:
+    async with open_compute_pool(PoolConfig(size=1, preload=())) as pool:
+        spec = make_spec("kmeans", dict(SLOW.params), BIG.digest, time_limit_ms=60_000)
+        start = trio.current_time()
+        outcome = await pool.run(JobRequest(spec, BIG, "numpy", max_time_ms=300))
+        assert outcome.failure is not None and outcome.failure.kind == "timeout"
+        assert "300 ms" in outcome.failure.message and trio.current_time() - start < 30
+
+
 async def test_cancellation_kills_the_job_and_the_pool_stays_healthy() -> None:
     async with open_compute_pool(PoolConfig(size=1, preload=())) as pool:
         (before,) = pool.pids

@@ -264,6 +264,34 @@ def test_a_job_assigned_at_submission_shows_an_offer_step_and_no_bid_wait() -> N
     assert timeline(_job(history=[("open", 5)]))[1]["step"] == "bids"
 
 
+def test_claims_and_their_verdicts_read_in_words() -> None:
+    from bootstrap.agent.claims import SPEC_TIME_LIMIT_MISMATCH
+    from bootstrap.views import reveal_outcomes, verdict_words
+    from ledger.state import Job
+
+    w, v, r = b"w" * 32, b"v" * 32, b"r" * 32
+    history = [("open", 5), ("assigned", 8), ("revealing", 10), ("failed", 11)]
+    job = Job(job_id=b"j" * 32, client=b"c" * 32, status="failed", verdict="unavailable", worker=w, verifier=v,
+              commits={w: b"1", v: b"2"}, reveals={w: ([], bytes(32), 1), v: ([], bytes(32), 1)}, history=history,
+              submitted_at=5, bids={w: 5})
+    assert [(o["role"], o["outcome"]) for o in reveal_outcomes(job)] == [("worker", "unavailable"),
+                                                                          ("verifier", "unavailable")]
+    steps = timeline(job)
+    assert steps[-2]["done"] and "worker: could not fetch" in steps[-2]["note"]
+    assert steps[-1]["verdict"] == "unavailable" and "nobody could fetch" in steps[-1]["note"]
+    assert "nobody was penalised" in steps[-1]["note"]
+    spec_error = Job(job_id=b"k" * 32, client=b"c" * 32, status="failed", verdict="spec_error", worker=w,
+                     verifier=v, reveals={w: ([SPEC_TIME_LIMIT_MISMATCH], bytes(32), 2), v: ([128], bytes(32), 2)},
+                     result_summary=[SPEC_TIME_LIMIT_MISMATCH], history=history)
+    assert "error 1003: the spec's time limit differs" in verdict_words("spec_error", [SPEC_TIME_LIMIT_MISMATCH])
+    assert "error 128: a spec parameter" in reveal_outcomes(spec_error)[1]["words"]
+    unable = Job(job_id=b"l" * 32, client=b"c" * 32, status="verified", verdict="worker_unable", worker=w,
+                 verifier=v, referee=r, reveals={w: ([], bytes(32), 3), v: ([7], b"a" * 32, 0), r: ([7], b"a" * 32, 0)})
+    assert [o["outcome"] for o in reveal_outcomes(unable)] == ["over_limit", "result", "result"]
+    assert "could not run" in verdict_words("worker_unable") and "not penalised" in verdict_words("verifier_unable")
+    assert verdict_words("some_new_verdict") == "some new verdict"
+
+
 def test_plot_data_for_each_model() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3000, 4))

@@ -8,17 +8,20 @@ import signal
 import msgpack
 import pytest
 
-from compute.dataset import synthetic
-from compute.errors import PoolError
+from compute.dataset import make_dataset, synthetic
+from compute.errors import PoolError, SpecError, error_code
 from compute.executor import execute
 from compute.pool import (
     DATASET_MISSING,
+    DETERMINISTIC_KINDS,
     FrameDecoder,
     JobRequest,
     PoolConfig,
     WorkerPool,
     encode_frame,
+    encode_run,
     parse_reply,
+    time_limit_s,
 )
 from compute.spec import make_spec
 from compute.worker import DatasetCache, handle_run
@@ -71,10 +74,32 @@ def test_worker_handler_in_process_caches_and_reports() -> None:
     bad = make_spec("kmeans", {"k": 900}, BLOBS.digest)
     out = parse_reply(7, handle_run({**base, "spec": bad.encode(), "data": None}, cache))
     assert out.failure.kind == "spec" and out.failure.field == "params.k"
+    assert out.failure.code == error_code(SpecError("params.k", "")) and out.failure.kind in DETERMINISTIC_KINDS
     out = parse_reply(7, handle_run({**base, "backend": "tpu", "data": None}, cache))
-    assert out.failure.kind == "backend"
+    assert out.failure.kind == "backend" and out.failure.code is None  # not the spec's fault: no claim code
     out = parse_reply(7, handle_run({**base, "digest": bytes(32), "data": encode_dataset(BLOBS)}, cache))
     assert out.failure.kind == "dataset" and "digest mismatch" in out.failure.message
+    assert out.failure.code == 200
+    # a summary overflowing int64 fails the same way on every run: its own kind, with a code
+    reg = synthetic("regression", 50, 2, seed=1)
+    huge = make_dataset(reg.X, reg.y * 1e15)
+    overflow = make_spec("linear_regression", {}, huge.digest)
+    out = parse_reply(7, handle_run({**base, "spec": overflow.encode(), "digest": huge.digest,
+                                     "data": encode_dataset(huge)}, cache))
+    assert out.failure.kind == "result" and out.failure.code == 300, out.failure
+
+
+def test_a_request_runs_under_the_lower_of_the_spec_limits_and_the_node_caps() -> None:
+    spec = make_spec("kmeans", {"k": 3}, BLOBS.digest, time_limit_ms=5_000, memory_limit_mb=2048)
+    assert (JobRequest(spec, BLOBS).time_limit_ms, JobRequest(spec, BLOBS).memory_limit_mb) == (5_000, 2048)
+    capped = JobRequest(spec, BLOBS, max_time_ms=1_500, max_memory_mb=512)
+    assert (capped.time_limit_ms, capped.memory_limit_mb) == (1_500, 512)
+    roomy = JobRequest(spec, BLOBS, max_time_ms=60_000, max_memory_mb=65_536)
+    assert (roomy.time_limit_ms, roomy.memory_limit_mb) == (5_000, 2048)
+    assert time_limit_s(capped) == 1.5
+    frame = FrameDecoder()
+    frame.feed(encode_run(1, capped, include_data=False))
+    assert frame.next_message()["memory_mb"] == 512
 
 
 def test_cache_evicts_least_recent() -> None:

@@ -193,11 +193,13 @@ function badge(status) { return `<span class="badge ${esc(status)}">${esc(status
 function timelineHtml(j) {
   const steps = j.timeline || [{step: "submitted", done: true}];
   return `<div class="timeline">` + steps.map((s, i) => {
-    const title = s.step + (s.count !== undefined ? ` (${s.count})` : "") + (s.height ? ` @${s.height}` : "");
+    const title = s.step + (s.count !== undefined ? ` (${s.count})` : "") + (s.height ? ` @${s.height}` : "") +
+      (s.note ? ` — ${s.note}` : "");
     return (i ? `<div class="bar"></div>` : "") +
       `<div class="step ${s.done ? "done" : ""} ${esc(s.step)}" title="${esc(title)}"><div class="dot"></div></div>`;
   }).join("") + `</div><div class="muted" style="font-size:10px">` +
-    steps.map((s) => esc(s.step)).join(" → ") + `</div>`;
+    steps.map((s) => esc(s.step) + (s.verdict ? ` (${esc(s.verdict.replace(/_/g, " "))})` : "")).join(" → ") +
+    `</div>`;
 }
 
 function renderJobs() {
@@ -210,7 +212,10 @@ function renderJobs() {
       <td>${esc(j.model || "–")}</td>
       <td data-status="${esc(j.status)}">${badge(j.status || "pending")}
         ${j.waiting_for ? `<div class="why">${esc(j.waiting_for)}</div>` : ""}
-        ${j.reason ? `<div class="why">${esc(j.reason)}</div>` : ""}</td>
+        ${j.reason ? `<div class="why">${esc(j.reason)}</div>` : ""}
+        ${(j.outcomes || []).filter((o) => o.outcome !== "result").map((o) =>
+          `<div class="why">${esc(o.role)}: ${esc(o.words)}</div>`).join("")}
+        ${j.verdict_words ? `<div class="why">${esc(j.verdict_words)}</div>` : ""}</td>
       <td>${timelineHtml(j)}</td>
       <td class="mono" title="${esc(j.worker_id)}">${esc(short(j.worker_id))}</td>
       <td class="mono" title="${esc(j.verifier_id)}">${esc(short(j.verifier_id))}</td>
