@@ -6,6 +6,7 @@ a key commits when it cannot produce a result (``claims``), the trio side of the
 detection and measurement of this machine's device (``device``), and the test-only fault switches (``faults``).
 """
 
+from bootstrap.agent.claims import NODE_CODES
 from bootstrap.agent.device import LocalDevice, measure_device, probe_device, torch_installed
 from bootstrap.agent.faults import FAULT_MODES, Faults, FaultSpecError, parse_faults, perturb_summary
 from bootstrap.agent.planner import AgentError, AgentMemory, LocalKey, Planner, RunRecord
@@ -13,7 +14,7 @@ from bootstrap.agent.pool import TrioComputePool, open_compute_pool
 from bootstrap.agent.shell import WorkerAgent
 
 __all__ = [
-    "FAULT_MODES", "AgentError", "AgentMemory", "FaultSpecError", "Faults", "LocalDevice", "LocalKey", "Planner",
-    "RunRecord", "TrioComputePool", "WorkerAgent", "measure_device", "open_compute_pool", "parse_faults",
+    "FAULT_MODES", "NODE_CODES", "AgentError", "AgentMemory", "FaultSpecError", "Faults", "LocalDevice", "LocalKey",
+    "Planner", "RunRecord", "TrioComputePool", "WorkerAgent", "measure_device", "open_compute_pool", "parse_faults",
     "perturb_summary", "probe_device", "torch_installed"
 ]

@@ -1,5 +1,9 @@
 """The worker agent's planner: sans-IO decisions of what each local worker key does next.
 
+Why this file is long: bids, offers, duties, claims and the time budget all read the same committed job and the
+same memory, and each decision depends on the others' (a bid must fit the duties' runs); split, each part would
+re-derive the backlog.
+
 Given the committed ledger ``State``, the local worker keys and the agent's :class:`AgentMemory` (what it
 fetched, ran, posted and committed to), :meth:`Planner.plan` returns the next actions: :class:`FetchSpec`,
 :class:`PostBid`, :class:`PostOffer`, :class:`RunJob`, :class:`PostCommit`, :class:`PostReveal`. It never waits,

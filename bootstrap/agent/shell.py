@@ -1,6 +1,9 @@
 """The worker agent's trio shell ("auto-coordination"): bids, runs, commits and reveals for this node's worker
 keys, carrying out what the sans-IO :mod:`bootstrap.agent.planner` decides.
 
+Why this file is long: it is the one place where the agent touches the node, the pool and the disk (fetches,
+runs and their outcomes, posting, the openings file, status), and each needs the same error handling.
+
 :class:`WorkerAgent` scans after every committed block (node events, with a polling fallback), executes the
 planner's actions through the node (``sign_and_submit``, ``fetch_blob``, the compute pool) and writes what
 happened back into the agent's memory. Every failure is logged with its job and key; none reaches the node. It

@@ -20,7 +20,7 @@ from bootstrap.api.bodies import (
 )
 from bootstrap.api.env import Env
 from bootstrap.api.errors import ApiError
-from bootstrap.views.jobs import verdict_words
+from bootstrap.views import verdict_words
 from compute.canonical import decode_artifact, dequantise
 from compute.errors import ComputeError
 from ledger.state import VERIFIED

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bootstrap.agent.claims import NODE_CODES
+from bootstrap.agent import NODE_CODES
 from ledger.state import Job, State
 from ledger.verdict import OUTCOMES
 
