@@ -44,6 +44,10 @@ DEVNET_PARAMS: dict[str, Any] = {
 }
 NODE_BALANCE = 100_000
 NODE_STAKE = 1_000
+NODE_CAPACITY = 4
+"""Jobs a genesis node key holds at once (worker, verifier or referee roles). Verifiers are capacity-checked
+(issue 14), so 1 would let a 4-node devnet run only two jobs at a time; the agent queues its runs and bids only
+what it can finish before the deadlines."""
 FAUCET_BALANCE = 1_000_000_000
 
 
@@ -128,7 +132,7 @@ def devnet_genesis(
         "validators": [v.hex() for v in validators],
         "workers": [
             {"account": w.hex(), "stake": node_stake, "device_kind": "cpu", "device_name": "cpu", "memory_mb": 4096,
-             "capacity": 1}
+             "capacity": NODE_CAPACITY}
             for w in dict.fromkeys([*workers, *validators])
         ],
         "params": p,
