@@ -24,12 +24,12 @@ _GRAD_TOL = 1e-12  # on the per-sample-averaged gradient; Newton reaches it in a
 def classes_of(y: np.ndarray | None) -> np.ndarray:
     """The sorted class labels of ``y``; they must be integers and at least two."""
     if y is None:
-        raise DatasetError("this model needs a target column y of class labels")
+        raise DatasetError("this model needs a target column y of class labels", "target_missing")
     if not np.array_equal(y, np.round(y)):
-        raise DatasetError("y must hold integer class labels")
+        raise DatasetError("y must hold integer class labels", "labels_not_integer")
     classes = np.unique(y)
     if classes.size < 2:
-        raise DatasetError(f"y must contain at least two classes, found {classes.size}")
+        raise DatasetError(f"y must contain at least two classes, found {classes.size}", "too_few_classes")
     return classes
 
 
@@ -141,7 +141,8 @@ def fit(backend: str, X: np.ndarray, y: np.ndarray | None, params: Mapping[str, 
     else:
         p = d + int(fit_intercept)
         if p * K > MAX_NEWTON_PARAMS:
-            raise ExecutionError(f"{p * K} parameters exceed the Newton limit {MAX_NEWTON_PARAMS}; use sklearn")
+            raise ExecutionError(f"{p * K} parameters exceed the Newton limit {MAX_NEWTON_PARAMS}; use sklearn",
+                                 "newton_limit")
         A = _design(X, fit_intercept)
         Y = (y[:, None] == classes[None, 1:]) if binary else (y[:, None] == classes[None, :])
         Y = Y.astype(np.float64)

@@ -27,7 +27,8 @@ def _split(n: int, seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndar
     perm = np.random.default_rng([seed, 1]).permutation(n)
     n_test = max(1, round(test_fraction * n))
     if n - n_test < 1:
-        raise DatasetError(f"{n} samples leave nothing to train on with test_fraction={test_fraction}")
+        raise DatasetError(f"{n} samples leave nothing to train on with test_fraction={test_fraction}",
+                           "nothing_to_train")
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
