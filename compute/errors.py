@@ -16,8 +16,8 @@ code        failure
             ``seed``, ``init``, ``n_components``, ``whiten``, ``C``, ``max_iter``, ``hidden``,
             ``activation``, ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``test_fraction``
 200         DatasetError, any other kind (loading, size, encoding)
-201-205     DatasetError kinds ``target_missing``, ``labels_not_integer``, ``too_few_classes``,
-            ``nothing_to_train``, ``not_the_spec_dataset``
+201-206     DatasetError kinds ``target_missing``, ``labels_not_integer``, ``too_few_classes``,
+            ``nothing_to_train``, ``not_the_spec_dataset``, ``magnitude``
 300         ExecutionError, any other kind
 301-305     ExecutionError kinds ``non_finite_summary``, ``overflow_at_precision``, ``summary_too_long``,
             ``newton_limit``, ``diverged``
@@ -96,7 +96,7 @@ _SPEC_FIELDS = {
     "params.batch_size": 133, "params.lr": 134, "params.weight_decay": 135, "params.test_fraction": 136,
 }
 _DATASET_KINDS = {"target_missing": 201, "labels_not_integer": 202, "too_few_classes": 203,
-                  "nothing_to_train": 204, "not_the_spec_dataset": 205}
+                  "nothing_to_train": 204, "not_the_spec_dataset": 205, "magnitude": 206}
 _EXECUTION_KINDS = {"non_finite_summary": 301, "overflow_at_precision": 302, "summary_too_long": 303,
                     "newton_limit": 304, "diverged": 305}
 _RESULT_KINDS = {"non_finite_summary": 401, "overflow_at_precision": 402, "summary_too_long": 403}
