@@ -68,3 +68,16 @@ def unit_probes(rows: int, dim: int, seed: int) -> np.ndarray:
     """``rows`` seeded random unit vectors in ``dim`` dimensions, the same on every machine."""
     Z = np.random.default_rng([seed, dim]).standard_normal((rows, dim))
     return Z / np.sqrt((Z * Z).sum(axis=1, keepdims=True))
+
+
+def centre(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The column means and the centred data every backend is given (so none can centre differently).
+
+    Twice: the first pass leaves each column off by a rounding residue of its mean (a few ulps of the offset,
+    and a constant column becomes that residue everywhere); the second removes it to a few ulps of the
+    variation itself (a constant column becomes exactly zero), so a backend's own centring of what it is
+    given changes nothing that matters."""
+    m1 = X.mean(axis=0)
+    X1 = X - m1
+    m2 = X1.mean(axis=0)
+    return m1 + m2, X1 - m2

@@ -1,6 +1,6 @@
 """PCA by an exact eigendecomposition (never randomised low-rank: ``torch.pca_lowrank`` was 32% off).
 
-The data are centred here (twice: see ``_centre``), so every backend starts from the same bits. NumPy and
+The data are centred here (twice: see ``base.centre``), so every backend starts from the same bits. NumPy and
 PyTorch take ``eigh`` of the float64 covariance ``Xc^T Xc / (n-1)``; scikit-learn uses its full SVD. Each
 returns one eigenpair past the last component asked for, because where the cut falls decides what is well
 defined. Artifact (canonical form):
@@ -45,7 +45,7 @@ import numpy as np
 
 from compute.errors import SpecError
 from compute.models._torch import as_tensor, torch_for
-from compute.models.base import Check, Fields, ModelDef, check_magnitude, smoothstep, unit_probes
+from compute.models.base import Check, Fields, ModelDef, centre, check_magnitude, smoothstep, unit_probes
 
 GAP = 1e-6  # eigenvalues closer than GAP · (total variance) are compared as one cluster
 MAX_GROUPS = 64
@@ -64,25 +64,13 @@ def _covariance_eigh(X: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.
     return vecs[:, top].T, vals[top], mean, float(np.trace(cov))
 
 
-def _centre(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The mean and the centred data every backend is given (so none can centre differently).
-
-    Twice: the first pass leaves each column off by a rounding residue of its mean (a few ulps of the offset,
-    a constant column becomes that residue everywhere); the second removes it to a few ulps of the variation
-    itself, so scikit-learn's own centring of what we pass changes nothing that matters."""
-    m1 = X.mean(axis=0)
-    X1 = X - m1
-    m2 = X1.mean(axis=0)
-    return m1 + m2, X1 - m2
-
-
 def fit(backend: str, X: np.ndarray, y: np.ndarray | None, params: Mapping[str, Any]) -> Fields:
     n, d = X.shape
     m = int(params["n_components"])
     if m > min(n - 1, d):
         raise SpecError("params.n_components", f"{m} exceeds min(n_samples - 1, n_features) = {min(n - 1, d)}")
     check_magnitude("X", X)
-    mean, Xc = _centre(X)
+    mean, Xc = centre(X)
     total = float(np.einsum("ij,ij->", Xc, Xc)) / (n - 1)
     k = min(m + 1, d)  # one eigenpair past the cut
     if backend == "sklearn":
@@ -158,7 +146,7 @@ def _blocks(X: np.ndarray, rows: int = 65536) -> Iterator[np.ndarray]:
 
 
 def _centred_blocks(X: np.ndarray, m1: np.ndarray, m2: np.ndarray, rows: int = 65536) -> Iterator[np.ndarray]:
-    # Centring (as ``_centre`` does) before any product keeps a large offset from cancelling away the
+    # Centring (as ``centre`` does) before any product keeps a large offset from cancelling away the
     # variation, and costs no n × d temporary: one block at a time.
     for B in _blocks(X, rows):
         yield (B - m1) - m2
