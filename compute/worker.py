@@ -19,7 +19,15 @@ from typing import Any, BinaryIO
 
 from compute.canonical import JobResult
 from compute.dataset import Dataset, decode_dataset
-from compute.errors import BackendUnavailable, DatasetError, ExecutionError, ResultError, SpecError
+from compute.errors import (
+    BackendUnavailable,
+    ComputeError,
+    DatasetError,
+    ExecutionError,
+    ResultError,
+    SpecError,
+    error_code,
+)
 from compute.executor import execute
 from compute.pool import DATASET_MISSING, HEADER, encode_frame
 from compute.spec import JobSpec
@@ -74,8 +82,11 @@ class DatasetCache:
             self._items.popitem(last=False)
 
 
-def _failure(job_id: Any, kind: str, message: str, field: str | None = None) -> dict[str, Any]:
-    return {"op": "result", "id": job_id, "ok": False, "kind": kind, "message": message, "field": field}
+def _failure(job_id: Any, kind: str, message: str, field: str | None = None,
+             exc: ComputeError | None = None) -> dict[str, Any]:
+    code = 0 if exc is None else error_code(exc)
+    return {"op": "result", "id": job_id, "ok": False, "kind": kind, "message": message, "field": field,
+            "code": code}
 
 
 def handle_run(message: dict[str, Any], cache: DatasetCache) -> dict[str, Any]:
@@ -96,13 +107,13 @@ def handle_run(message: dict[str, Any], cache: DatasetCache) -> dict[str, Any]:
     except MemoryError as exc:
         return _failure(job_id, "memory", f"memory limit of {message.get('memory_mb')} MB exceeded: {exc!r}")
     except SpecError as exc:
-        return _failure(job_id, "spec", exc.reason, exc.field)
+        return _failure(job_id, "spec", exc.reason, exc.field, exc)
     except DatasetError as exc:
-        return _failure(job_id, "dataset", exc.reason)
+        return _failure(job_id, "dataset", exc.reason, exc=exc)
     except BackendUnavailable as exc:
-        return _failure(job_id, "backend", str(exc))
+        return _failure(job_id, "backend", str(exc), exc=exc)
     except (ExecutionError, ResultError) as exc:
-        return _failure(job_id, "execution", str(exc))
+        return _failure(job_id, "execution", str(exc), exc=exc)
     except RuntimeError as exc:
         # PyTorch reports allocation failure as a RuntimeError.
         text = str(exc)

@@ -70,11 +70,18 @@ def test_worker_handler_in_process_caches_and_reports() -> None:
     assert parse_reply(7, handle_run({**base, "data": None}, cache)).ok  # now cached
     bad = make_spec("kmeans", {"k": 900}, BLOBS.digest)
     out = parse_reply(7, handle_run({**base, "spec": bad.encode(), "data": None}, cache))
-    assert out.failure.kind == "spec" and out.failure.field == "params.k"
+    assert out.failure.kind == "spec" and out.failure.field == "params.k" and out.failure.code == 122
     out = parse_reply(7, handle_run({**base, "backend": "tpu", "data": None}, cache))
-    assert out.failure.kind == "backend"
+    assert out.failure.kind == "backend" and out.failure.code == 500
     out = parse_reply(7, handle_run({**base, "digest": bytes(32), "data": encode_dataset(BLOBS)}, cache))
-    assert out.failure.kind == "dataset" and "digest mismatch" in out.failure.message
+    assert out.failure.kind == "dataset" and "digest mismatch" in out.failure.message and out.failure.code == 200
+    # A deterministic failure of the job itself carries its stable code (the same on every honest worker).
+    capped = make_spec("logistic_regression", {"max_iter": 1}, BLOBS.digest)
+    out = parse_reply(7, handle_run({**base, "spec": capped.encode(), "data": None}, cache))
+    assert out.failure.kind == "execution" and out.failure.code == 306
+    # A worker's garbage code is not believed.
+    assert parse_reply(7, {"op": "result", "id": 7, "ok": False, "kind": "spec", "message": "m",
+                           "code": True}).failure.code == 0
 
 
 def test_cache_evicts_least_recent() -> None:
