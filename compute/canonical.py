@@ -34,12 +34,12 @@ def quantise(values: Sequence[float] | np.ndarray, precision: int) -> list[int]:
     """``round(x * 10**precision)`` per value, as Python ints; non-finite or int64-overflowing values raise."""
     arr = np.asarray(values, dtype=np.float64).ravel()
     if arr.size > MAX_SUMMARY_LEN:
-        raise ResultError(f"summary has {arr.size} values; the limit is {MAX_SUMMARY_LEN}")
+        raise ResultError(f"summary has {arr.size} values; the limit is {MAX_SUMMARY_LEN}", "summary_too_long")
     if not np.isfinite(arr).all():
-        raise ResultError("summary contains NaN or infinity")
+        raise ResultError("summary contains NaN or infinity", "non_finite_summary")
     scaled = np.rint(arr * (10.0**precision))
     if arr.size and np.abs(scaled).max() >= _INT64_LIMIT:
-        raise ResultError(f"a summary value overflows int64 at precision {precision}")
+        raise ResultError(f"a summary value overflows int64 at precision {precision}", "overflow_at_precision")
     return [int(v) for v in scaled.astype(np.int64)]
 
 

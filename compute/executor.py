@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from compute.canonical import JobResult, blake2b256, encode_artifact, quantise
 from compute.dataset import Dataset
-from compute.errors import BackendUnavailable, DatasetError, SpecError
+from compute.errors import BackendUnavailable, DatasetError, ExecutionError, ResultError, SpecError
 from compute.models import BACKENDS, get_model
 from compute.models._torch import cuda_available, torch_available
 from compute.models.logistic import classes_of
@@ -69,7 +69,8 @@ def execute(spec: JobSpec, dataset: Dataset, backend: str | None = None, threads
     """Fit ``spec`` on ``dataset`` and return the quantised summary, the artifact and its digest."""
     if dataset.digest != spec.dataset_digest:
         raise DatasetError(
-            f"dataset {dataset.digest.hex()[:16]}… is not the spec's {spec.dataset_digest.hex()[:16]}…"
+            f"dataset {dataset.digest.hex()[:16]}… is not the spec's {spec.dataset_digest.hex()[:16]}…",
+            "not_the_spec_dataset",
         )
     model = get_model(spec.model)
     backend = default_backend(spec) if backend is None else backend
@@ -80,14 +81,18 @@ def execute(spec: JobSpec, dataset: Dataset, backend: str | None = None, threads
     if spec.requirements.device == "gpu" and backend != "torch-cuda":
         raise BackendUnavailable(backend, "the spec requires a GPU")
     if model.target == "real" and dataset.y is None:
-        raise DatasetError(f"{spec.model} needs a target column y")
+        raise DatasetError(f"{spec.model} needs a target column y", "target_missing")
     if model.target == "labels":
         classes_of(dataset.y)
     start = time.perf_counter()
     with pinned_threads(threads):
         fields = model.fit(backend, dataset.X, dataset.y, spec.params)
     values, display = model.summarise(fields)
-    summary = quantise(values, spec.precision)
+    try:
+        summary = quantise(values, spec.precision)
+    except ResultError as exc:
+        # Our own job failed to produce a result (the same failure an honest peer meets on the same job).
+        raise ExecutionError(exc.reason, exc.kind) from exc
     artifact = encode_artifact(spec.model, spec.digest, dataset.digest, fields)
     return JobResult(
         model=spec.model,

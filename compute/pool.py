@@ -7,7 +7,8 @@ costs seconds. Parent and child exchange length-prefixed MessagePack frames over
 * parent → child ``{"op": "run", "id", "spec", "digest", "data" (dataset bytes, or nil when the child has it
   cached), "backend", "threads", "memory_mb"}``;
 * child → parent ``{"op": "result", "id", "ok": true, "result"}`` or ``{"op": "result", "id", "ok": false,
-  "kind", "message", "field", "code"}``; ``kind == "dataset_missing"`` asks the parent to resend with the data.
+  "kind", "message", "field", "code"}``; ``kind == "dataset_missing"`` asks the parent to resend with the data,
+  and ``code`` is :func:`compute.errors.error_code` of a typed compute error (0 for any other failure).
 
 The child caps its own address space per job (``RLIMIT_AS``) and reports a memory failure; the parent enforces
 wall time by killing the child, and replaces any child that dies. Everything here except :class:`WorkerPool`
@@ -87,13 +88,13 @@ class JobRequest:
 
 @dataclass(frozen=True)
 class JobFailure:
-    """Why a job produced no result; ``kind`` is one of :data:`FAILURE_KINDS`; ``code`` is
-    ``compute.errors.error_code`` of the error for the :data:`DETERMINISTIC_KINDS`."""
+    """Why a job produced no result; ``kind`` is one of :data:`FAILURE_KINDS`; ``code`` is the stable
+    :func:`compute.errors.error_code` of a typed compute error, 0 when there is none (memory, timeout, crash)."""
 
     kind: str
     message: str
     field: str | None = None
-    code: int | None = None
+    code: int = 0
 
 
 @dataclass(frozen=True)
@@ -204,8 +205,8 @@ def parse_reply(job_id: int, message: dict[str, Any], wall_s: float = 0.0) -> Jo
         return DATASET_MISSING
     if kind not in FAILURE_KINDS:
         kind = "protocol"
-    code = message.get("code")
-    code = code if type(code) is int else None
+    code = message.get("code", 0)
+    code = code if isinstance(code, int) and not isinstance(code, bool) and 0 <= code < 1000 else 0
     return JobOutcome(job_id, failure=JobFailure(kind, str(message.get("message", "")), message.get("field"), code),
                       wall_s=wall_s)
 

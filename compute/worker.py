@@ -75,7 +75,7 @@ class DatasetCache:
 
 
 def _failure(job_id: Any, kind: str, message: str, field: str | None = None,
-             code: int | None = None) -> dict[str, Any]:
+             code: int = 0) -> dict[str, Any]:
     return {"op": "result", "id": job_id, "ok": False, "kind": kind, "message": message, "field": field,
             "code": code}
 
@@ -103,10 +103,12 @@ def handle_run(message: dict[str, Any], cache: DatasetCache) -> dict[str, Any]:
         return _failure(job_id, "dataset", exc.reason, code=error_code(exc))
     except ResultError as exc:  # a non-finite or overflowing summary: every run of this spec on this data
         return _failure(job_id, "result", str(exc), code=error_code(exc))
-    except BackendUnavailable as exc:
+    except BackendUnavailable as exc:  # this machine's trouble, not the job's: no code, never claimed
         return _failure(job_id, "backend", str(exc))
     except ExecutionError as exc:
-        return _failure(job_id, "execution", str(exc))
+        # Only a failure the code table names (it happens on every honest run) carries a code to claim.
+        code = error_code(exc)
+        return _failure(job_id, "execution", str(exc), code=0 if code == 300 else code)
     except RuntimeError as exc:
         # PyTorch reports allocation failure as a RuntimeError.
         text = str(exc)

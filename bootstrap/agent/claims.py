@@ -6,7 +6,8 @@ Instead it now commits an honest claim (``ledger.verdict``):
 * ``UNAVAILABLE`` — the spec or the dataset could not be fetched from any peer (the planner keeps retrying and
   commits this only when the deadline is near, ``Planner.claim_blocks``);
 * ``ERROR`` with a code — the spec fails deterministically: a typed compute error on its data (``SpecError``,
-  ``DatasetError``, a ``ResultError`` for a non-finite or overflowing summary; the code is
+  ``DatasetError``, a ``ResultError`` for a non-finite or overflowing summary, an ``ExecutionError`` the code
+  table names such as a capped logistic run that did not converge; the code is
   ``compute.errors.error_code``, below 1000), or one of this node's own checks, coded from 1000 up so they never
   clash with compute's: the spec disagrees with its job on chain (model, dataset, run time limit, minimum
   memory, device), or its summary is longer than the chain's ``max_summary_len``;
@@ -76,11 +77,13 @@ def error_claim(exc: BaseException) -> tuple[int, list[int]]:
 def failure_claim(failure: JobFailure) -> tuple[int, list[int]] | None:
     """The claim a failed pool run supports, or ``None`` when the failure is this node's own trouble (retry)."""
     if failure.kind in DETERMINISTIC_KINDS:
-        if failure.code is not None:
+        if failure.code:
             return ERROR, [failure.code]
         # A child that sent no code (an older one): the code its error would have had.
         exc = {"spec": SpecError(failure.field or "", failure.message), "dataset": DatasetError(failure.message)}
         return error_claim(exc.get(failure.kind, ResultError(failure.message)))
+    if failure.kind == "execution" and failure.code:
+        return ERROR, [failure.code]  # a failure the code table names: every honest run of the job hits it
     if failure.kind in OVER_LIMIT_KINDS:
         return OVER_LIMIT, []
     return None

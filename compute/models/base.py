@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from compute.canonical import ArtifactValue
+from compute.errors import DatasetError
 
 BACKENDS = ("numpy", "sklearn", "torch-cpu", "torch-cuda")
 
@@ -41,3 +42,42 @@ class ModelDef:
     fit: Callable[[str, np.ndarray, np.ndarray | None, Mapping[str, Any]], Fields]
     summarise: Callable[[Fields], tuple[np.ndarray, dict[str, Any]]]
     certify: Callable[[np.ndarray, np.ndarray | None, Mapping[str, Any], Fields], list[Check]]
+
+
+# Beyond these magnitudes a sum of squares can underflow or overflow, and then backends that rescale (an SVD) and
+# backends that do not (a covariance) disagree. The test is on exact data values, so every peer decides alike.
+MIN_SCALE, MAX_SCALE = 1e-100, 1e100
+
+
+def check_magnitude(name: str, a: np.ndarray) -> None:
+    """Refuse (deterministically) an array whose largest magnitude is non-zero but outside the safe range."""
+    top = float(np.abs(a).max()) if a.size else 0.0
+    if top != 0.0 and not MIN_SCALE <= top <= MAX_SCALE:
+        raise DatasetError(
+            f"{name}'s largest magnitude {top:.3g} is outside [{MIN_SCALE:g}, {MAX_SCALE:g}]; rescale it", "magnitude"
+        )
+
+
+def smoothstep(t: np.ndarray) -> np.ndarray:
+    """0 for t <= 0, 1 for t >= 1, and 3t² - 2t³ between: a C¹ switch built from + and × only (bit-stable)."""
+    t = np.clip(np.asarray(t, dtype=np.float64), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def unit_probes(rows: int, dim: int, seed: int) -> np.ndarray:
+    """``rows`` seeded random unit vectors in ``dim`` dimensions, the same on every machine."""
+    Z = np.random.default_rng([seed, dim]).standard_normal((rows, dim))
+    return Z / np.sqrt((Z * Z).sum(axis=1, keepdims=True))
+
+
+def centre(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The column means and the centred data every backend is given (so none can centre differently).
+
+    Twice: the first pass leaves each column off by a rounding residue of its mean (a few ulps of the offset,
+    and a constant column becomes that residue everywhere); the second removes it to a few ulps of the
+    variation itself (a constant column becomes exactly zero), so a backend's own centring of what it is
+    given changes nothing that matters."""
+    m1 = X.mean(axis=0)
+    X1 = X - m1
+    m2 = X1.mean(axis=0)
+    return m1 + m2, X1 - m2

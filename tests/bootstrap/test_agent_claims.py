@@ -144,6 +144,8 @@ def test_a_result_too_long_for_the_chain_is_claimed_as_an_error():
     (JobFailure("crashed", "worker died"), None),
     (JobFailure("backend", "no CUDA here"), None),
     (JobFailure("execution", "numerical failure"), None),
+    (JobFailure("execution", "a capped logistic run did not converge", code=306), (ERROR, [306])),
+    (JobFailure("execution", "overflows int64 at precision 6", code=302), (ERROR, [302])),
     (JobFailure("protocol", "bad frame"), None),
 ])
 def test_pool_failures_are_claims_only_when_every_honest_run_would_fail_alike(failure, claim):

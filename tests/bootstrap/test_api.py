@@ -363,6 +363,11 @@ async def test_a_verified_job_result_is_served(home: Path) -> None:
         job = node.state.jobs[bytes.fromhex(j["job_id"])]
         assert res["summary"] == list(job.result_summary) and res["artifact_digest"] == job.result_artifact.hex()
         assert res["values"] == [v / 10**res["precision"] for v in res["summary"]]
-        # linear regression on the default 4-feature data: 4 coefficients, and the summary holds them
-        assert len(res["artifact"]["coef"]) == 4
-        assert [round(c * 10**6) for c in res["artifact"]["coef"]] == res["summary"][:4]
+        # linear regression on the default 4-feature data: 4 coefficients; the summary is R² and then the
+        # fitted values at the probe rows the artifact holds, computed from those coefficients
+        import numpy as np
+
+        art = res["artifact"]
+        assert len(art["coef"]) == 4 and res["summary"][0] == round(art["r2"] * 10**6)
+        fitted = np.asarray(art["probe_design"], dtype=np.float64) @ np.asarray(art["coef"]) / art["target_rms"]
+        assert [round(v * 10**6) for v in fitted] == res["summary"][1:]

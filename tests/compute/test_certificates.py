@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,6 +83,8 @@ def test_result_for_other_data_is_caught(case: Case) -> None:
     good = honest(case)
     X = case.dataset.X.copy()
     X[:, 0] = X[:, 0] + 0.75 * X[:, 1] + 0.25
+    if case.spec.model == "linear_regression":  # fitted values do not change under an affine change of the
+        X[:, 0] = X[:, 0] + 0.5 * X[:, 1] ** 2  # columns (the same regression): make this one non-affine
     other = make_dataset(X, case.dataset.y)
     other_spec = make_spec(case.spec.model, dict(case.spec.params), other.digest)
     theirs = execute(other_spec, other, good.backend)
@@ -154,3 +158,41 @@ def test_wrong_precision_and_wrong_dataset_argument() -> None:
     assert not check_certificate(case.spec, case.dataset, dataclasses.replace(good, precision=3)).ok
     with pytest.raises(DatasetError):
         check_certificate(case.spec, synthetic("regression", 10, 2, seed=0), good)
+
+
+
+def _case(model: str) -> Case:
+    return next(c for c in CASES if c.spec.model == model)
+
+
+Forgery = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@pytest.mark.parametrize(
+    ("model", "forgery", "summary_differs", "certificate_fails"),
+    [
+        # Claiming the next eigenvalue equals the last one fades the last component out of the summary; the
+        # certificate only bounds the next eigenvalue (probe below, λ_m and the trace above), so that claim is
+        # the summary comparison's to catch.
+        ("pca", lambda f: {**f, "next_variance": float(f["explained_variance"][-1])}, True, False),
+        ("pca", lambda f: {**f, "next_variance": 2.0 * float(f["explained_variance"][-1])}, True, True),
+        ("pca", lambda f: {**f, "total_variance": 2.0 * float(f["total_variance"])}, True, True),
+        ("linear_regression", lambda f: {**f, "probe_design": np.zeros_like(f["probe_design"])}, True, True),
+        ("linear_regression", lambda f: {**f, "target_rms": 2.0 * float(f["target_rms"])}, True, True),
+        ("logistic_regression", lambda f: {**f, "intercept_centred": f["intercept_centred"] + 0.1}, True, True),
+        ("logistic_regression", lambda f: {**f, "probe_design": f["probe_design"] * 1.01}, True, True),
+        # Claiming chaos zeroes the summary: an honest peer's does not read zero (the divergence is the run's
+        # own measurement; without training again only its range can be checked).
+        ("mlp_train", lambda f: {**f, "twin_divergence": float("inf")}, True, False),
+        ("mlp_train", lambda f: {**f, "twin_divergence": -1.0}, False, True),
+    ],
+)
+def test_forged_summary_fields_are_caught(model: str, forgery: Forgery, summary_differs: bool,
+                                          certificate_fails: bool) -> None:
+    case = _case(model)
+    good = honest(case)
+    bad = forge(case, good, forgery(dict(decode_artifact(good.artifact).fields)))
+    tol = case.spec.tolerance
+    assert summaries_agree(good.summary, bad.summary, tol.abs, tol.ppm) is not summary_differs
+    assert check_certificate(case.spec, case.dataset, bad).ok is not certificate_fails
+    assert summary_differs or certificate_fails

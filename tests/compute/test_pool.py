@@ -74,19 +74,26 @@ def test_worker_handler_in_process_caches_and_reports() -> None:
     bad = make_spec("kmeans", {"k": 900}, BLOBS.digest)
     out = parse_reply(7, handle_run({**base, "spec": bad.encode(), "data": None}, cache))
     assert out.failure.kind == "spec" and out.failure.field == "params.k"
-    assert out.failure.code == error_code(SpecError("params.k", "")) and out.failure.kind in DETERMINISTIC_KINDS
+    assert out.failure.code == error_code(SpecError("params.k", "")) == 122 and out.failure.kind in DETERMINISTIC_KINDS
     out = parse_reply(7, handle_run({**base, "backend": "tpu", "data": None}, cache))
-    assert out.failure.kind == "backend" and out.failure.code is None  # not the spec's fault: no claim code
+    assert out.failure.kind == "backend" and out.failure.code == 0  # not the spec's fault: no claim code
     out = parse_reply(7, handle_run({**base, "digest": bytes(32), "data": encode_dataset(BLOBS)}, cache))
     assert out.failure.kind == "dataset" and "digest mismatch" in out.failure.message
     assert out.failure.code == 200
-    # a summary overflowing int64 fails the same way on every run: its own kind, with a code
-    reg = synthetic("regression", 50, 2, seed=1)
-    huge = make_dataset(reg.X, reg.y * 1e15)
-    overflow = make_spec("linear_regression", {}, huge.digest)
+    # a summary overflowing int64 fails the same way on every run: a coded execution failure, claimable
+    huge = make_dataset(BLOBS.X * 1e14)  # centres of 1e14 at precision 6 do not fit an int64
+    overflow = make_spec("kmeans", {"k": 3}, huge.digest)
     out = parse_reply(7, handle_run({**base, "spec": overflow.encode(), "digest": huge.digest,
                                      "data": encode_dataset(huge)}, cache))
-    assert out.failure.kind == "result" and out.failure.code == 300, out.failure
+    assert out.failure.kind == "execution" and out.failure.code == 302, out.failure  # overflow_at_precision
+
+    # A deterministic execution failure of the job itself carries its stable code (the same on every honest run).
+    capped = make_spec("logistic_regression", {"max_iter": 1}, BLOBS.digest)
+    out = parse_reply(7, handle_run({**base, "spec": capped.encode(), "data": None}, cache))
+    assert out.failure.kind == "execution" and out.failure.code == 306
+    # A worker's garbage code is not believed.
+    assert parse_reply(7, {"op": "result", "id": 7, "ok": False, "kind": "spec", "message": "m",
+                           "code": True}).failure.code == 0
 
 
 def test_a_request_runs_under_the_lower_of_the_spec_limits_and_the_node_caps() -> None:
