@@ -118,3 +118,16 @@ def test_random_specs_never_dispute() -> None:
             bad.append(f"{name} {dict(spec.params)} on {ds.X.shape}: worst {worst_gap(runs)} units")
     assert len(models) == 4, models
     assert bad == [], f"{len(bad)} of {count} random jobs disputed: {bad[:8]}"
+
+
+def test_summary_lengths_fit_the_ledger_cap_for_any_shape() -> None:
+    from compute.models import linear, logistic, pca
+
+    for m in range(1, 4097):
+        groups, probes = pca.summary_shape(m)
+        assert 1 + len(groups) * (1 + probes) <= 256 and sum(len(g) for g in groups) == m
+    for n in (1, 2, 255, 256, 5_000_000):
+        assert 1 + len(linear.probe_rows(n)) <= 256
+        for classes in (1, 2, 3, 10, 254, 255, 1000):
+            rows = logistic.probe_rows(n, classes)
+            assert 2 + min(len(rows) * classes, logistic.MAX_PROBE_VALUES) <= 256 and len(rows) >= 1
