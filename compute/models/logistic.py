@@ -131,10 +131,15 @@ def _newton(ops: _Ops, A: Any, Y: Any, C: float, penal: Any, max_iter: int, W0: 
         return float(C * loss.sum() + 0.5 * (reg[:, None] * W * W).sum())
 
     f = objective(W)
+    last: tuple[Any, float] | None = None  # (W, its gradient) before a step Armijo could not judge
     for _ in range(max_iter):
         P = ops.sigmoid(A @ W) if binary else ops.softmax(A @ W)
         G = C * (A.T @ (P - Y)) + reg[:, None] * W
-        if float(abs(G).max()) <= _GRAD_TOL * C * n:
+        gmax = float(abs(G).max())
+        if last is not None and gmax >= last[1]:  # a full step no longer helps: the rounding floor
+            W = last[0]
+            break
+        if gmax <= _GRAD_TOL * C * n:
             break
         H = ops.zeros(p * K, p * K)
         for a in range(K):
@@ -148,9 +153,15 @@ def _newton(ops: _Ops, A: Any, Y: Any, C: float, penal: Any, max_iter: int, W0: 
         g = G.T.reshape(-1)
         step_flat = ops.newton_step(H, g)
         slope = float((g * step_flat).sum())
-        if -slope <= 1e-15 * abs(f):  # the decrease Newton predicts is below the objective's own rounding
-            break
         step = step_flat.reshape(K, p).T
+        if -slope <= 1e-12 * abs(f):
+            # The decrease Newton predicts is near the objective's rounding, where Armijo cannot judge a step;
+            # this close to the optimum the full step is safe, and the gradient says when to stop.
+            last = (W, gmax)
+            W = W + step
+            f = objective(W)
+            continue
+        last = None
         t = 1.0
         while True:
             f_new = objective(W + t * step)

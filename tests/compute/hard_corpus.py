@@ -380,6 +380,9 @@ def tiny_entries() -> list[Entry]:
             out.append(Entry(f"tiny/logistic-n{rows}", "tiny", "logistic_regression", {}, _ds(X, labels)))
             out.append(Entry(f"tiny/mlp-n{rows}", "tiny", "mlp_train", {"epochs": 5, "hidden": [3]},
                              _ds(X, labels)))
+    # Found by the long random run: Newton's last step here is below what Armijo can judge.
+    out.append(Entry("tiny/logistic-n2-last-step", "tiny", "logistic_regression", {},
+                     _ds(np.array([[-0.70710678118654757], [0.70710678118654757]]), np.array([0.0, 1.0]))))
     out.append(Entry("tiny/pca-n3-d3-m2", "tiny", "pca", {"n_components": 2}, _ds(x3d3)))
     out.append(Entry("tiny/pca-n3-d3-m3", "tiny", "pca", {"n_components": 3}, _ds(x3d3)))
     out.append(Entry("tiny/linear-n3-d3", "tiny", "linear_regression", {}, _ds(x3d3, np.array([1.0, 2.0, -1.0]))))
