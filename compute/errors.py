@@ -20,7 +20,7 @@ code        failure
             ``nothing_to_train``, ``not_the_spec_dataset``, ``magnitude``
 300         ExecutionError, any other kind
 301-306     ExecutionError kinds ``non_finite_summary``, ``overflow_at_precision``, ``summary_too_long``,
-            ``newton_limit``, ``diverged``, ``not_converged``
+            (304 reserved), ``diverged``, ``not_converged``
 400         ResultError, any other kind (a malformed result or artifact from elsewhere)
 401-403     ResultError kinds ``non_finite_summary``, ``overflow_at_precision``, ``summary_too_long``
 500         BackendUnavailable (depends on the machine, not the job: never a job's outcome)
@@ -98,7 +98,7 @@ _SPEC_FIELDS = {
 _DATASET_KINDS = {"target_missing": 201, "labels_not_integer": 202, "too_few_classes": 203,
                   "nothing_to_train": 204, "not_the_spec_dataset": 205, "magnitude": 206}
 _EXECUTION_KINDS = {"non_finite_summary": 301, "overflow_at_precision": 302, "summary_too_long": 303,
-                    "newton_limit": 304, "diverged": 305, "not_converged": 306}
+                    "diverged": 305, "not_converged": 306}
 _RESULT_KINDS = {"non_finite_summary": 401, "overflow_at_precision": 402, "summary_too_long": 403}
 
 

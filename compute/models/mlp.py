@@ -16,8 +16,9 @@ max(1, |value|)). The summary is scaled by ``k = 1 - smoothstep((divergence - CA
 starts with k: a calm run (divergence ≤ CALM = 1e-3) is compared at full resolution, a chaotic one
 (≥ CHAOTIC = 1e-2) reads all zeros, continuously in between. Why honest runs then agree: rounding differences
 enter at about 1e-16 per step and grow as the twin's 1e-9 does, so two honest runs differ by at most about
-1e-16 × steps / 1e-9 ≈ 1e-4 of the twin's divergence; while k = 1 that is at most 1e-7, and in the ramp k
-moves by at most that fraction of itself. The divergence is a maximum over the whole curve and every
+1e-16 × steps / 1e-9 of the twin's divergence (1e-4 for a thousand steps, and rounding errors add up more
+like a random walk than that); while k = 1 that is at most 1e-7, and in the ramp k moves by at most that
+fraction of itself. The divergence is a maximum over the whole curve and every
 reported value, so a chaotic run cannot look calm by luck at one point. Costs: one more (batched) network
 in training, and chaotic jobs yield a summary that says only "chaotic" (k = 0).
 """

@@ -124,11 +124,11 @@ def summarise(f: Fields) -> tuple[np.ndarray, dict[str, Any]]:
     if S > 0:  # S is 0 exactly when the centred data are exactly 0: the same bits for every backend
         h = GAP * S
         cut = smoothstep((lam - nxt) / h) if m < d else np.ones(m)
-        bump = 1.0 - smoothstep(np.abs(lam[:, None] - lam[None, :]) / h)  # [slot i, eigenpair j]
         Q2 = (unit_probes(r, d, PROBE_SEED) @ V.T) ** 2  # (z_a · v_j)²
         values[0] = np.log10(S)
         for g, slots in enumerate(groups):
-            weight = cut * bump[slots].sum(axis=0)
+            bump = 1.0 - smoothstep(np.abs(lam[slots, None] - lam[None, :]) / h)  # [slot i in g, eigenpair j]
+            weight = cut * bump.sum(axis=0)
             at = 1 + g * (1 + r)
             values[at] = lam[slots].sum() / S
             values[at + 1 : at + 1 + r] = Q2 @ weight

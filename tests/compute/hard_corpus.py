@@ -149,7 +149,8 @@ def _labels_from(X: np.ndarray, seed: int, classes: int = 2, noise: float = 0.0)
     W = rng.standard_normal((X.shape[1], classes))
     Z = (X - X.mean(axis=0)) @ W + noise * rng.standard_normal((X.shape[0], classes))
     y = Z.argmax(axis=1)
-    y[: classes] = np.arange(classes)  # every class present
+    k = min(classes, len(y))
+    y[:k] = np.arange(k)  # every class present (as many as there are rows)
     return y.astype(np.float64)
 
 
@@ -331,6 +332,10 @@ def logistic_entries() -> list[Entry]:
                                                 np.array([0.0, 0.0, 1.0, 1.0, 2.0, 2.0])))
     add("offset-1e6", lambda: (1e6 + noisy()[0], noisy()[1]))
     add("offset-1e6-no-intercept", lambda: (1e6 + noisy()[0], noisy()[1]), fit_intercept=False)
+    # Found by the long random run: without an intercept, columns sharing a 1e6 offset are nearly parallel and
+    # the Hessian formed from them had a scaled condition of 1e17.
+    add("offset-1e6-no-intercept-3class-C1e4", lambda: (1e6 + _gauss(6, 2, 44), np.array([0.0, 1, 2, 1, 1, 1])),
+        fit_intercept=False, C=1e4)
     return out
 
 
@@ -375,6 +380,9 @@ def tiny_entries() -> list[Entry]:
             out.append(Entry(f"tiny/logistic-n{rows}", "tiny", "logistic_regression", {}, _ds(X, labels)))
             out.append(Entry(f"tiny/mlp-n{rows}", "tiny", "mlp_train", {"epochs": 5, "hidden": [3]},
                              _ds(X, labels)))
+    # Found by the long random run: Newton's last step here is below what Armijo can judge.
+    out.append(Entry("tiny/logistic-n2-last-step", "tiny", "logistic_regression", {},
+                     _ds(np.array([[-0.70710678118654757], [0.70710678118654757]]), np.array([0.0, 1.0]))))
     out.append(Entry("tiny/pca-n3-d3-m2", "tiny", "pca", {"n_components": 2}, _ds(x3d3)))
     out.append(Entry("tiny/pca-n3-d3-m3", "tiny", "pca", {"n_components": 3}, _ds(x3d3)))
     out.append(Entry("tiny/linear-n3-d3", "tiny", "linear_regression", {}, _ds(x3d3, np.array([1.0, 2.0, -1.0]))))

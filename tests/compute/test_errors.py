@@ -43,7 +43,6 @@ PINNED = {
     ExecutionError("x"): 300,
     ExecutionError("x", "non_finite_summary"): 301,
     ExecutionError("x", "overflow_at_precision"): 302,
-    ExecutionError("x", "newton_limit"): 304,
     ExecutionError("x", "not_converged"): 306,
     DatasetError("x", "magnitude"): 206,
     ResultError("x"): 400,

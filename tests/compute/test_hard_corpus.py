@@ -5,7 +5,8 @@ Every entry runs on every CPU backend here at 1 and 2 threads, and again in a ch
 for an honest peer on another CPU. All pairs must agree under the ledger's rule with the spec's tolerance, or
 all raise the same typed error (class and code). Honest results must also pass their certificates.
 
-``DACN_RANDOM_SPECS`` sets how many random specs the random test draws (default 300, about 15 s here).
+``DACN_RANDOM_SPECS`` sets how many random specs the random test draws (default 300, about 15 s here) and
+``DACN_RANDOM_SEED`` which ones (default 14).
 """
 
 from __future__ import annotations
@@ -109,12 +110,26 @@ def test_false_dispute_count_is_zero(elsewhere: dict[str, dict[str, Outcome]]) -
 
 def test_random_specs_never_dispute() -> None:
     count = int(os.environ.get("DACN_RANDOM_SPECS", "300"))
+    seed = int(os.environ.get("DACN_RANDOM_SEED", "14"))
     bad: list[str] = []
     models: Counter[str] = Counter()
-    for name, spec, ds in random_jobs(count):
+    for name, spec, ds in random_jobs(count, seed):
         models[spec.model] += 1
         runs = run_outcomes(spec, ds)
         if disputes(spec, runs):
             bad.append(f"{name} {dict(spec.params)} on {ds.X.shape}: worst {worst_gap(runs)} units")
     assert len(models) == 4, models
     assert bad == [], f"{len(bad)} of {count} random jobs disputed: {bad[:8]}"
+
+
+def test_summary_lengths_fit_the_ledger_cap_for_any_shape() -> None:
+    from compute.models import linear, logistic, pca
+
+    for m in range(1, 4097):
+        groups, probes = pca.summary_shape(m)
+        assert 1 + len(groups) * (1 + probes) <= 256 and sum(len(g) for g in groups) == m
+    for n in (1, 2, 255, 256, 5_000_000):
+        assert 1 + len(linear.probe_rows(n)) <= 256
+        for classes in (1, 2, 3, 10, 254, 255, 1000):
+            rows = logistic.probe_rows(n, classes)
+            assert 2 + min(len(rows) * classes, logistic.MAX_PROBE_VALUES) <= 256 and len(rows) >= 1

@@ -6,9 +6,10 @@ import os
 import signal
 
 import msgpack
+import numpy as np
 import pytest
 
-from compute.dataset import make_dataset, synthetic
+from compute.dataset import encode_dataset, make_dataset, synthetic
 from compute.errors import PoolError, SpecError, error_code
 from compute.executor import execute
 from compute.pool import (
@@ -66,7 +67,6 @@ def test_worker_handler_in_process_caches_and_reports() -> None:
     base = {"op": "run", "id": 7, "spec": KMEANS.encode(), "digest": BLOBS.digest, "backend": "numpy",
             "threads": 1, "memory_mb": 4096}
     assert parse_reply(7, handle_run({**base, "data": None}, cache)) == DATASET_MISSING
-    from compute.dataset import encode_dataset
 
     outcome = parse_reply(7, handle_run({**base, "data": encode_dataset(BLOBS)}, cache))
     assert outcome.ok and outcome.result.summary == execute(KMEANS, BLOBS, "numpy").summary
@@ -87,10 +87,12 @@ def test_worker_handler_in_process_caches_and_reports() -> None:
                                      "data": encode_dataset(huge)}, cache))
     assert out.failure.kind == "execution" and out.failure.code == 302, out.failure  # overflow_at_precision
 
-    # A deterministic execution failure of the job itself carries its stable code (the same on every honest run).
-    capped = make_spec("logistic_regression", {"max_iter": 1}, BLOBS.digest)
-    out = parse_reply(7, handle_run({**base, "spec": capped.encode(), "data": None}, cache))
-    assert out.failure.kind == "execution" and out.failure.code == 306
+    # A deterministic failure of the job itself carries its stable code (the same on every honest worker).
+    one_class = make_dataset(BLOBS.X[:20], np.zeros(20))
+    spec = make_spec("logistic_regression", {}, one_class.digest)
+    out = parse_reply(8, handle_run({**base, "id": 8, "spec": spec.encode(), "digest": one_class.digest,
+                                     "data": encode_dataset(one_class)}, cache))
+    assert out.failure.kind == "dataset" and out.failure.code == 203
     # A worker's garbage code is not believed.
     assert parse_reply(7, {"op": "result", "id": 7, "ok": False, "kind": "spec", "message": "m",
                            "code": True}).failure.code == 0
