@@ -12,9 +12,9 @@ code        failure
 101-112     SpecError on ``spec``, ``model``, ``params`` (structure, or an unknown parameter name),
             ``dataset_digest``, ``precision``, ``tolerance.abs``, ``tolerance.ppm``, ``requirements.device``,
             ``requirements.min_memory_mb``, ``limits.time_limit_ms``, ``limits.memory_limit_mb``, ``threads``
-120-136     SpecError on a model parameter: ``params.alpha``, ``fit_intercept``, ``k``, ``iterations``,
+120-137     SpecError on a model parameter: ``params.alpha``, ``fit_intercept``, ``k``, ``iterations``,
             ``seed``, ``init``, ``n_components``, ``whiten``, ``C``, ``max_iter``, ``hidden``,
-            ``activation``, ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``test_fraction``
+            ``activation``, ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``test_fraction``, ``n_init``
 200         DatasetError, any other kind (loading, size, encoding)
 201-206     DatasetError kinds ``target_missing``, ``labels_not_integer``, ``too_few_classes``,
             ``nothing_to_train``, ``not_the_spec_dataset``, ``magnitude``
@@ -94,6 +94,7 @@ _SPEC_FIELDS = {
     "params.seed": 124, "params.init": 125, "params.n_components": 126, "params.whiten": 127, "params.C": 128,
     "params.max_iter": 129, "params.hidden": 130, "params.activation": 131, "params.epochs": 132,
     "params.batch_size": 133, "params.lr": 134, "params.weight_decay": 135, "params.test_fraction": 136,
+    "params.n_init": 137,
 }
 _DATASET_KINDS = {"target_missing": 201, "labels_not_integer": 202, "too_few_classes": 203,
                   "nothing_to_train": 204, "not_the_spec_dataset": 205, "magnitude": 206}

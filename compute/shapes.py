@@ -13,7 +13,11 @@ import numpy as np
 
 from compute.dataset import Dataset
 from compute.errors import DatasetError, SpecError
+from compute.models.linear import probe_rows as linear_probe_rows
+from compute.models.logistic import MAX_PROBE_VALUES as LOGISTIC_MAX_PROBE_VALUES
+from compute.models.logistic import probe_rows as logistic_probe_rows
 from compute.models.mlp import MAX_CURVE_POINTS
+from compute.models.pca import summary_shape as pca_summary_shape
 from compute.spec import JobSpec
 
 _LABEL_MODELS = ("logistic_regression", "mlp_train")
@@ -30,18 +34,21 @@ def summary_len(spec: JobSpec, n_rows: int, n_features: int, n_classes: int) -> 
     labels in ``y``, for the classifiers)."""
     p, d = spec.params, n_features
     if spec.model == "linear_regression":
-        return d + 2  # coefficients, intercept, r²
+        return 1 + len(linear_probe_rows(n_rows))  # R², fitted values at the probe rows
     if spec.model == "kmeans":
-        return int(p["k"]) * d + 1  # centres, inertia
+        return int(p["k"]) * d + 1  # centres, sqrt(inertia / n)
     if spec.model == "pca":
-        return int(p["n_components"]) * (d + 2)  # components, explained variance and its ratio
+        groups, probes = pca_summary_shape(int(p["n_components"]))
+        return 1 + len(groups) * (1 + probes)  # log total variance; per slot run its share and probe readings
     if spec.model == "logistic_regression":
-        rows = 1 if n_classes == 2 else n_classes  # binary: one row of coefficients
-        return rows * d + rows + 2  # coefficients, intercepts, accuracy, log loss
+        per_row = 1 if n_classes == 2 else n_classes  # binary: one probability per row
+        values = len(logistic_probe_rows(n_rows, per_row)) * per_row
+        return 2 + min(values, LOGISTIC_MAX_PROBE_VALUES)  # log loss, mean true probability, probabilities
     if spec.model == "mlp_train":
         layers = len(p["hidden"]) + 1
         curve = min(int(p["epochs"]), MAX_CURVE_POINTS)
-        return curve + 3 + 2 * 2 * layers  # loss curve, three metrics, sum and norm of each weight and bias
+        # damping, loss curve, three metrics, sum and norm of each weight and bias
+        return 1 + curve + 3 + 2 * 2 * layers
     raise SpecError("model", f"no summary layout for {spec.model!r}")
 
 
@@ -52,21 +59,22 @@ def check_shape(spec: JobSpec, dataset: Dataset, max_summary_len: int | None = N
     n, d = dataset.X.shape
     p = spec.params
     if spec.model in _TARGET_MODELS and dataset.y is None:
-        raise DatasetError(f"{spec.model} needs a target column y")
+        raise DatasetError(f"{spec.model} needs a target column y", "target_missing")
     classes = n_classes_of(dataset.y)
     if spec.model in _LABEL_MODELS:
         assert dataset.y is not None
         if not np.array_equal(dataset.y, np.round(dataset.y)):
-            raise DatasetError("y must hold integer class labels")
+            raise DatasetError("y must hold integer class labels", "labels_not_integer")
         if classes < 2:
-            raise DatasetError(f"y must contain at least two classes, found {classes}")
+            raise DatasetError(f"y must contain at least two classes, found {classes}", "too_few_classes")
     if spec.model == "kmeans" and int(p["k"]) > n:
         raise SpecError("params.k", f"k={p['k']} exceeds the dataset's {n} samples")
     if spec.model == "pca" and int(p["n_components"]) > min(n - 1, d):
         raise SpecError("params.n_components",
                         f"{p['n_components']} exceeds min(n_samples - 1, n_features) = {min(n - 1, d)}")
     if spec.model == "mlp_train" and n - max(1, round(float(p["test_fraction"]) * n)) < 1:
-        raise DatasetError(f"{n} samples leave nothing to train on with test_fraction={p['test_fraction']}")
+        raise DatasetError(f"{n} samples leave nothing to train on with test_fraction={p['test_fraction']}",
+                           "nothing_to_train")
     if max_summary_len is not None:
         length = summary_len(spec, n, d, classes)
         if length > max_summary_len:

@@ -13,13 +13,10 @@ from sklearn import datasets as skdata
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.metrics import log_loss
 
-from compute.canonical import quantise
 from compute.dataset import Dataset, make_dataset
 from compute.executor import backends_for, execute
 from compute.spec import JobSpec, make_spec
-from ledger.verdict import summaries_agree
 from tests.compute.conftest import BACKENDS_HERE
 
 
@@ -32,27 +29,25 @@ def _cpu_backends(model: str) -> tuple[str, ...]:
     return tuple(b for b in backends_for(model) if b in BACKENDS_HERE and b != "torch-cuda")
 
 
-def _gap(a: list[int], b: list[int], spec: JobSpec) -> float:
-    """The worst entry's difference in units of what the tolerance allows (≤ 1 agrees)."""
-    tol = spec.tolerance
-    return max(abs(x - y) * 1e6 / (tol.abs * 1e6 + tol.ppm * max(abs(x), abs(y))) for x, y in zip(a, b, strict=True))
+def _assert_close(ours: object, theirs: np.ndarray, what: str, rel: float = 1e-6) -> None:
+    """``ours`` (what a client is served: the result's display) equals ``theirs`` to ``rel`` of its scale."""
+    a, b = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    assert a.shape == b.shape, f"{what}: shape {a.shape} vs {b.shape}"
+    gap = float(np.abs(a - b).max()) / max(1.0, float(np.abs(b).max()))
+    assert gap <= rel, f"{what}: {gap:.3g} relative from scikit-learn"
 
 
-def _assert_parity(spec: JobSpec, ds: Dataset, theirs: np.ndarray, what: str) -> None:
-    expected = quantise(theirs, spec.precision)
-    tol = spec.tolerance
-    for backend in _cpu_backends(spec.model):
-        ours = execute(spec, ds, backend).summary
-        assert summaries_agree(ours, expected, tol.abs, tol.ppm), (
-            f"{what} on {backend}: {_gap(ours, expected, spec):.3g}× the tolerance from scikit-learn"
-        )
+def _displays(spec: JobSpec, ds: Dataset) -> dict[str, dict]:
+    return {backend: execute(spec, ds, backend).display for backend in _cpu_backends(spec.model)}
 
 
 def test_linear_regression_matches_sklearn_on_diabetes() -> None:
     ds = _load("diabetes", True)
     spec = make_spec("linear_regression", {}, ds.digest)
     est = LinearRegression().fit(ds.X, ds.y)
-    _assert_parity(spec, ds, np.concatenate([est.coef_, [est.intercept_, est.score(ds.X, ds.y)]]), "diabetes")
+    for backend, d in _displays(spec, ds).items():
+        _assert_close(d["coef"], est.coef_, f"coef on {backend}")
+        _assert_close([d["intercept"], d["r2"]], [est.intercept_, est.score(ds.X, ds.y)], f"fit on {backend}")
 
 
 @pytest.mark.parametrize("name", ["iris", "wine", "digits"])
@@ -62,14 +57,18 @@ def test_pca_matches_sklearn(name: str) -> None:
     est = PCA(n_components=int(spec.params["n_components"])).fit(ds.X)
     V = est.components_
     V = V * np.sign(V[np.arange(V.shape[0]), np.abs(V).argmax(axis=1)])[:, None]  # our sign convention
-    _assert_parity(spec, ds, np.concatenate([V.ravel(), est.explained_variance_, est.explained_variance_ratio_]),
-                   name)
+    for backend, d in _displays(spec, ds).items():
+        _assert_close(d["explained_variance"], est.explained_variance_, f"{name} variances on {backend}")
+        _assert_close(d["explained_variance_ratio"], est.explained_variance_ratio_, f"{name} ratios on {backend}")
+        _assert_close(d["components"], V, f"{name} components on {backend}")
 
 
-def _logistic_summary(est: LogisticRegression, ds: Dataset) -> np.ndarray:
-    intercept = est.intercept_ - (est.intercept_.mean() if est.classes_.size > 2 else 0.0)  # our gauge
-    metrics = [est.score(ds.X, ds.y), log_loss(ds.y, est.predict_proba(ds.X))]
-    return np.concatenate([est.coef_.ravel(), intercept, metrics])
+def _gauged(coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """Coefficients and intercepts with the multinomial intercept gauge removed (a common shift is no change)."""
+    intercept = np.asarray(intercept, dtype=np.float64).ravel()
+    if intercept.size > 1:
+        intercept = intercept - intercept.mean()
+    return np.concatenate([np.asarray(coef, dtype=np.float64).ravel(), intercept])
 
 
 def _objective(coef: np.ndarray, intercept: np.ndarray, ds: Dataset, C: float) -> float:
@@ -93,38 +92,25 @@ def _sklearn_default_logistic(ds: Dataset) -> LogisticRegression:
 
 
 # Measured: scikit-learn's default (lbfgs, max_iter=100, tol=1e-4) stops short of the optimum on all three with a
-# ConvergenceWarning; our Newton reaches it (lower objective, and parity with scikit-learn converged, below).
-LOGISTIC_DEFAULT_GAP = {
-    "iris": "152× the tolerance; objective 28.886317 (ours) vs 28.886570",
-    "breast_cancer": "19,460× the tolerance; objective 53.79 (ours) vs 70.20",
-    "wine": "19,422× the tolerance; objective 11.08 (ours) vs 21.02",
-}
+# ConvergenceWarning (iris: objective 28.886570 against the optimum 28.886317; breast_cancer 70.20 vs 53.79; wine
+# 21.02 vs 11.08), so "what scikit-learn gives" is its own objective solved to convergence; ours must also never be
+# a worse fit than its default.
+LOGISTIC_DATASETS = ("iris", "breast_cancer", "wine")
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=f"sklearn's default lbfgs does not converge: {g}"))
-     for n, g in LOGISTIC_DEFAULT_GAP.items()],
-)
-def test_logistic_regression_matches_sklearn_defaults(name: str) -> None:
-    ds = _load(name, True)
-    spec = make_spec("logistic_regression", {}, ds.digest)
-    _assert_parity(spec, ds, _logistic_summary(_sklearn_default_logistic(ds), ds), name)
-
-
-@pytest.mark.parametrize("name", list(LOGISTIC_DEFAULT_GAP))
+@pytest.mark.parametrize("name", LOGISTIC_DATASETS)
 def test_logistic_regression_beats_sklearn_defaults_and_matches_it_converged(name: str) -> None:
     ds = _load(name, True)
     spec = make_spec("logistic_regression", {}, ds.digest)
     C = float(spec.params["C"])
     default = _sklearn_default_logistic(ds)
     theirs = _objective(default.coef_, default.intercept_, ds, C)
-    for backend in _cpu_backends(spec.model):
-        d = execute(spec, ds, backend).display
+    converged = LogisticRegression(solver="newton-cg", tol=1e-12, max_iter=10_000).fit(ds.X, ds.y)
+    for backend, d in _displays(spec, ds).items():
         ours = _objective(np.asarray(d["coef"]), np.asarray(d["intercept"]), ds, C)
         assert ours <= theirs * (1 + 1e-12), f"{name} on {backend}: objective {ours} above sklearn's {theirs}"
-    converged = LogisticRegression(solver="newton-cg", tol=1e-12, max_iter=10_000).fit(ds.X, ds.y)
-    _assert_parity(spec, ds, _logistic_summary(converged, ds), f"{name} (sklearn converged)")
+        _assert_close(_gauged(d["coef"], d["intercept"]), _gauged(converged.coef_, converged.intercept_),
+                      f"{name} on {backend} vs sklearn converged", rel=1e-4)
 
 
 # Our MLP's defaults (20 epochs of SGD, batch 64) against MLPClassifier's (200 of Adam) on the same standardised
