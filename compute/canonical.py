@@ -103,6 +103,9 @@ def decode_artifact(data: bytes) -> Artifact:
             dtype, shape, raw = value
             if not all(type(n) is int and n >= 0 for n in shape):  # numpy would raise ValueError/TypeError
                 raise ResultError(f"artifact array {name!r} has a bad shape {shape!r}")
+            # numpy refuses a shape whose nominal size overflows its index type, even with a zero dimension
+            if len(shape) > 32 or math.prod(max(n, 1) for n in shape) * np.dtype(dtype).itemsize >= 2**62:
+                raise ResultError(f"artifact array {name!r} has a shape numpy cannot hold {shape!r}")
             count = math.prod(shape)  # Python ints: a hostile shape cannot overflow
             if not isinstance(raw, bytes):
                 raise ResultError(f"artifact array {name!r} holds {type(raw).__name__}, not bytes")

@@ -135,3 +135,18 @@ def test_compute_respects_the_import_boundary() -> None:
             for name in names:
                 top = name.split(".")[0]
                 assert top in allowed or top in stdlib, f"{path.name} imports {name}"
+
+
+def test_an_artifact_array_shape_numpy_cannot_hold_is_a_result_error() -> None:
+    # Found by the fuzzer: a zero dimension passes the byte count, but numpy refuses the nominal size.
+    import msgpack
+
+    from compute.canonical import ARTIFACT_TAG, decode_artifact
+    from compute.errors import ResultError
+
+    for shape in ([0, 2**59], [0, 2**40, 2**40], [0] * 40):
+        data = msgpack.packb([ARTIFACT_TAG, "m", b"", b"", [["a", ["<f8", shape, b""]]]])
+        with pytest.raises(ResultError, match="cannot hold"):
+            decode_artifact(data)
+    ok = msgpack.packb([ARTIFACT_TAG, "m", b"", b"", [["a", ["<f8", [3, 0], b""]]]])
+    assert decode_artifact(ok).fields["a"].shape == (3, 0)
