@@ -117,6 +117,19 @@ class InvalidField(InvalidTx):
         self.reason = reason
 
 
+class WindowTooShort(InvalidField):
+    """A job's commit window cannot fit its run's time limit; ``needed`` is the shortest window that can, and
+    ``extra_fee`` what the fee then adds for windows above the chain's defaults (also in ``detail``)."""
+
+    def __init__(self, window: int, time_limit_ms: int, needed: int, extra_fee: int) -> None:
+        super().__init__("submit_job.commit_window",
+                         f"{window} blocks cannot fit a run of {time_limit_ms} ms; ask for commit_window of at "
+                         f"least {needed} blocks (the fee then includes {extra_fee} for windows above the "
+                         f"chain's defaults)")
+        self.window, self.time_limit_ms, self.needed, self.extra_fee = window, time_limit_ms, needed, extra_fee
+        self.detail = {"commit_window_needed": needed, "extra_fee": extra_fee, "time_limit_ms": time_limit_ms}
+
+
 class UnknownWorker(InvalidTx):
     """The account is not a registered worker."""
 

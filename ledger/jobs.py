@@ -64,6 +64,8 @@ verifier is redrawn among live offerers).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ledger.context import BlockContext, Event
 from ledger.crypto import blake2b256
 from ledger.errors import (
@@ -80,6 +82,7 @@ from ledger.errors import (
     TooManyBids,
     UnknownJob,
     UnknownWorker,
+    WindowTooShort,
     WrongJobState,
 )
 from ledger.params import Params
@@ -161,6 +164,38 @@ def _window(value: int, default: int, max_window: int, name: str) -> int:
     return w
 
 
+@dataclass(frozen=True, slots=True)
+class JobTerms:
+    """A job's windows (defaults filled in), its run's time limit, and the fee its windows add."""
+
+    bid_window: int
+    commit_window: int
+    reveal_window: int
+    time_limit_ms: int
+    surcharge: int
+
+
+def job_terms(params: Params, *, bid_window: int, commit_window: int, reveal_window: int, time_limit_ms: int,
+              min_memory_mb: int) -> JobTerms:
+    """The terms a ``submit_job`` asks for (0: the chain's default), or the ``InvalidField`` that refuses them:
+    a window above ``max_window``, a memory or run time above genesis's bounds, or a commit window too short for
+    the run (:class:`WindowTooShort`). The rule and a client's pre-flight (``bootstrap.jobs``) both call this."""
+    bid = _window(bid_window, params.default_bid_window, params.max_window, "bid_window")
+    commit = _window(commit_window, params.default_commit_window, params.max_window, "commit_window")
+    reveal = _window(reveal_window, params.default_reveal_window, params.max_window, "reveal_window")
+    if min_memory_mb > params.max_job_memory_mb:
+        raise InvalidField("submit_job.min_memory_mb", f"{min_memory_mb} exceeds max_job_memory_mb="
+                                                       f"{params.max_job_memory_mb}")
+    run_ms = time_limit_ms or params.default_job_time_ms
+    if run_ms > params.max_job_time_ms:
+        raise InvalidField("submit_job.time_limit_ms", f"{run_ms} exceeds max_job_time_ms={params.max_job_time_ms}")
+    # A run that cannot finish inside the commit window would get honest workers stall-slashed: refuse it here.
+    needed = params.commit_blocks_needed(run_ms)
+    if commit < needed:
+        raise WindowTooShort(commit, run_ms, needed, window_surcharge(params, bid, needed, reveal))
+    return JobTerms(bid, commit, reveal, run_ms, window_surcharge(params, bid, commit, reveal))
+
+
 def window_surcharge(params: Params, bid_window: int, commit_window: int, reveal_window: int) -> int:
     """The extra fee a job pays for windows longer than the defaults: ``window_fee_per_block`` per block by which
     the three together exceed ``default_bid_window + default_commit_window + default_reveal_window``."""
@@ -187,22 +222,9 @@ def process_submit_job(state: State, stx: SignedTx, p: SubmitJob, ctx: BlockCont
         raise InvalidField("submit_job.tolerance_ppm", f"must be at most {PPM}")
     if p.assign not in ASSIGN_MODES:
         raise InvalidField("submit_job.assign", f"expected {ASSIGN_BY_BIDS!r} or {ASSIGN_BY_OFFERS!r}")
-    bid_window = _window(p.bid_window, params.default_bid_window, params.max_window, "bid_window")
-    commit_window = _window(p.commit_window, params.default_commit_window, params.max_window, "commit_window")
-    reveal_window = _window(p.reveal_window, params.default_reveal_window, params.max_window, "reveal_window")
-    if p.min_memory_mb > params.max_job_memory_mb:
-        raise InvalidField("submit_job.min_memory_mb", f"{p.min_memory_mb} exceeds max_job_memory_mb="
-                                                       f"{params.max_job_memory_mb}")
-    time_limit_ms = p.time_limit_ms or params.default_job_time_ms
-    if time_limit_ms > params.max_job_time_ms:
-        raise InvalidField("submit_job.time_limit_ms", f"{time_limit_ms} exceeds max_job_time_ms="
-                                                       f"{params.max_job_time_ms}")
-    # A run that cannot finish inside the commit window would get honest workers stall-slashed: refuse it here.
-    needed = params.commit_blocks_needed(time_limit_ms)
-    if commit_window < needed:
-        raise InvalidField("submit_job.commit_window", f"{commit_window} blocks cannot fit a run of "
-                                                       f"{time_limit_ms} ms; ask for at least {needed}")
-    fee_needed = params.min_fee + window_surcharge(params, bid_window, commit_window, reveal_window)
+    terms = job_terms(params, bid_window=p.bid_window, commit_window=p.commit_window,
+                      reveal_window=p.reveal_window, time_limit_ms=p.time_limit_ms, min_memory_mb=p.min_memory_mb)
+    fee_needed = params.min_fee + terms.surcharge
     if stx.tx.fee < fee_needed:
         raise FeeTooLow(fee_needed, stx.tx.fee)
     escrow = p.reward + p.verification_fee
@@ -212,9 +234,10 @@ def process_submit_job(state: State, stx: SignedTx, p: SubmitJob, ctx: BlockCont
         job_id=stx.tx_id, client=client, model=p.model, params_digest=p.params_digest,
         dataset_digest=p.dataset_digest, reward=p.reward, verification_fee=p.verification_fee,
         tolerance_abs=p.tolerance_abs, tolerance_ppm=p.tolerance_ppm, device=p.device,
-        min_memory_mb=p.min_memory_mb, bid_window=bid_window, commit_window=commit_window,
-        reveal_window=reveal_window, time_limit_ms=time_limit_ms, status=OPEN, escrow=escrow, submitted_at=ctx.height,
-        bid_deadline=ctx.height + bid_window, deadline=ctx.height + bid_window, history=[(OPEN, ctx.height)],
+        min_memory_mb=p.min_memory_mb, bid_window=terms.bid_window, commit_window=terms.commit_window,
+        reveal_window=terms.reveal_window, time_limit_ms=terms.time_limit_ms, status=OPEN, escrow=escrow,
+        submitted_at=ctx.height, bid_deadline=ctx.height + terms.bid_window, deadline=ctx.height + terms.bid_window,
+        history=[(OPEN, ctx.height)],
     )
     state.put_job(job)
     state.set_active(job.job_id, True)
@@ -545,8 +568,8 @@ def _weighted_pick(candidates: list[tuple[AccountId, int]], job: Job, ctx: Block
 
 def _band_pick(state: State, job: Job, ctx: BlockContext, priced: list[tuple[AccountId, Tokens]], role: str
                ) -> tuple[AccountId, Tokens] | None:
-    """The worker drawn among ``priced`` (eligible, with room) whose effective price is within the band of the
-    best, and its price."""
+    """The worker drawn among ``priced`` (eligible, with room) whose asked price is within the band of the
+    lowest, and its price."""
     if not priced:
         return None
     # The band is on the asked price alone: reputation weighs in the draw, not in the band, or a worker whose

@@ -2,7 +2,7 @@
 desk that submits a client's job, announces its data and fetches any job's blobs from peers (:class:`JobDesk`)."""
 
 from bootstrap.jobs.blobs import BlobStore
-from bootstrap.jobs.desk import JobDesk, WindowTooShort
+from bootstrap.jobs.desk import JobDesk
 from bootstrap.jobs.sources import (
     CsvSource,
     DatasetSource,
@@ -15,5 +15,5 @@ from bootstrap.jobs.sources import (
 
 __all__ = [
     "BlobStore", "CsvSource", "DatasetSource", "DigestSource", "InlineSource", "JobDesk", "SyntheticSource",
-    "WindowTooShort", "build_dataset", "default_dataset"
+    "build_dataset", "default_dataset"
 ]

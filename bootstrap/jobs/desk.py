@@ -33,26 +33,13 @@ from compute.dataset import Dataset, decode_dataset, encode_dataset
 from compute.errors import ComputeError
 from compute.shapes import check_shape
 from ledger.errors import InvalidField
-from ledger.jobs import ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS, window_surcharge
+from ledger.jobs import ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS, job_terms
 from ledger.tx import SubmitJob
 from p2pnet import P2PError, PeerId, blob_digest
 
 PROVIDERS_KEPT = 8  # announcers remembered per dataset
 ANNOUNCED_KEEP = 512  # announced specs cached in memory (each at most MAX_SPEC_BYTES)
 ANNOUNCED_PER_PROVIDER = 32  # of those, named by one provider, and relayed by one peer
-
-
-class WindowTooShort(InvalidField):
-    """The commit window cannot fit the run's time limit; ``needed`` is the shortest that can, and ``extra_fee``
-    what the fee then adds for windows above the chain's defaults."""
-
-    def __init__(self, window: int, time_limit_ms: int, needed: int, extra_fee: int) -> None:
-        super().__init__("submit_job.commit_window",
-                         f"{window} blocks cannot fit a run of {time_limit_ms} ms; ask for commit_window of at "
-                         f"least {needed} blocks (the fee then includes {extra_fee} for windows above the "
-                         f"chain's defaults)")
-        self.needed, self.extra_fee = needed, extra_fee
-        self.detail = {"commit_window_needed": needed, "extra_fee": extra_fee, "time_limit_ms": time_limit_ms}
 
 
 class JobDesk:
@@ -88,9 +75,10 @@ class JobDesk:
     ) -> dict[str, Any]:
         """Build and check the job's spec and dataset, sign ``SubmitJob`` with key ``client`` and have the mempool
         admit it, keep both blobs in the store, announce them, then gossip the tx. Compute errors (bad model,
-        params or data, a spec that fails on the data's shape or whose summary the chain cannot carry), a window
-        too short for ``time_limit_ms`` (:class:`WindowTooShort`; None: the chain's default run time) and ledger
-        refusals (a client that cannot pay) raise typed before anything is stored. ``assign="offers"`` asks the
+        params or data, a spec that fails on the data's shape or whose summary the chain cannot carry), the
+        chain's refusal of the job's terms (``ledger.jobs.job_terms``: e.g. ``WindowTooShort`` for a window too
+        short for ``time_limit_ms``; None: the chain's default run time) and ledger refusals (a client that
+        cannot pay) raise typed before anything is stored. ``assign="offers"`` asks the
         ledger to assign the job in its submit block from standing offers."""
         node = self.node
         blobs, host = node.blobs, node.host
@@ -118,19 +106,14 @@ class JobDesk:
             if digest != built.digest:
                 raise NodeError("dataset digest differs from the blob digest (compute and p2pnet disagree)")
         chain = node.state.params
-        time_limit_ms = chain.default_job_time_ms if time_limit_ms is None else time_limit_ms
-        windows = (bid_window or chain.default_bid_window, commit_window or chain.default_commit_window,
-                   reveal_window or chain.default_reveal_window)
-        if type(time_limit_ms) is not int or not 1 <= time_limit_ms <= chain.max_job_time_ms:
-            raise InvalidField("submit_job.time_limit_ms",
-                               f"must be 1..{chain.max_job_time_ms} ms (the chain's max_job_time_ms), got "
-                               f"{time_limit_ms!r}")
-        needed = chain.commit_blocks_needed(time_limit_ms)
-        if windows[1] < needed:
-            raise WindowTooShort(windows[1], time_limit_ms, needed,
-                                 window_surcharge(chain, windows[0], needed, windows[2]))
+        if time_limit_ms is not None and (type(time_limit_ms) is not int or time_limit_ms < 1):
+            raise InvalidField("submit_job.time_limit_ms", f"must be a positive number of ms, got {time_limit_ms!r}")
+        # The chain's own rule, run here first: a window too short for the run says which window it needs.
+        terms = job_terms(chain, bid_window=bid_window, commit_window=commit_window, reveal_window=reveal_window,
+                          time_limit_ms=time_limit_ms or 0, min_memory_mb=min_memory_mb)
+        time_limit_ms = terms.time_limit_ms
         if fee is None:  # the chain charges longer windows in the fee: pay it rather than fail in the block
-            fee = node.config.default_fee + window_surcharge(chain, *windows)
+            fee = node.config.default_fee + terms.surcharge
         spec = make_spec(model, params, digest, device=device, min_memory_mb=min_memory_mb,
                          time_limit_ms=time_limit_ms, memory_limit_mb=memory_limit_mb)
         # A spec every run of which fails, or whose summary no reveal can carry: refused here, not paid for.
