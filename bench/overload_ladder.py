@@ -1,0 +1,98 @@
+"""The overload ladder (issue 17): committed tx/s and latency on a real 4-validator devnet at 1×, 2×, 4× and 8× its
+saturation rate, the same accounts throughout, in one session; then the 1× run again, to show that the overload
+left nothing behind.
+
+    .venv/bin/python -m bench.overload_ladder [--probe 1500,3000,6000] [--duration 8] [--accounts 64]
+        [--out bench/results/overload_ladder.md]
+
+Steps: start a devnet on free ports; find the saturation rate with short probe runs (the best committed tx/s of
+the probes: the peak); offer 1×, 2×, 4× and 8× the peak with ``bootstrap.cli.loadgen`` (which honours the nodes'
+back-pressure: a 429 with Retry-After keeps the tx and sends it again later, so nothing is dropped by the
+client); then 1× again. For each rung: offered and committed tx/s, latency p50/p99 of the txs sent (submit →
+seen in a block, back-pressure waits included), txs deferred by back-pressure, txs refused for their own sake, and
+accepted txs never committed (goal: 0). Goals: committed at 4× ≥ 90% of the peak, p99 ≤ 5 s, 0 lost, and the
+run after the overload as fast as the first 1×. Writes a markdown file and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from bootstrap.cli.devnet import devnet_down, devnet_up, find_port_base
+from bootstrap.cli.loadgen import LoadConfig, LoadReport, run_load
+from compute.device import cpu_model
+
+
+def _row(label: str, r: LoadReport, peak: float) -> str:
+    lost = r.uncommitted
+    return (f"| {label} | {r.rate:,.0f} | {r.offered_tps:,.0f} | {r.committed_tps:,.0f} | "
+            f"{r.committed_tps / peak:.2f} | {r.percentile_ms(0.5) / 1000:.2f} | {r.percentile_ms(0.99) / 1000:.2f} | "
+            f"{sum(r.deferred.values()):,} | {sum(r.rejections.values()):,} | {lost:,} | "
+            f"{max(r.block_txs, default=0):,} | {r.block_time_median_ms:.0f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--probe", default="1500,3000,6000", help="rates tried to find the peak, tx/s")
+    ap.add_argument("--ladder", default="1,2,4,8", help="multiples of the peak offered, in order")
+    ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--accounts", type=int, default=64)
+    ap.add_argument("--settle", type=float, default=90.0)
+    ap.add_argument("--out", default="bench/results/overload_ladder.md")
+    args = ap.parse_args()
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="dacn-ladder-") as tmp:
+        d = Path(tmp) / "devnet"
+        api = find_port_base(4)
+        p2p = find_port_base(4, avoid=range(api, api + 4))
+        try:
+            nodes = devnet_up(d, 4, validators=4, api_port=api, p2p_port=p2p, timeout=180)
+            urls = [n.api_url for n in nodes]
+
+            def load(rate: float) -> LoadReport:
+                cfg = LoadConfig(urls, rate=rate, duration=args.duration, accounts=args.accounts,
+                                 faucet_home=Path(nodes[0].home), settle_s=args.settle)
+                r = trio.run(run_load, cfg)
+                print(f"rate {rate:,.0f}: offered {r.offered_tps:,.0f}, committed {r.committed_tps:,.0f} tx/s, "
+                      f"p99 {r.percentile_ms(0.99) / 1000:.2f} s, lost {r.uncommitted}", flush=True)
+                return r
+
+            probes = [load(float(x)) for x in args.probe.split(",")]
+            peak = max(r.committed_tps for r in probes)
+            rungs = [(f"{m}×", load(float(m) * peak)) for m in args.ladder.split(",")]
+            rungs.append(("1× after", load(peak)))
+        finally:
+            devnet_down(d, timeout=10)
+    lines.append("# overload_ladder\n")
+    lines.append(f"Command: `python -m bench.overload_ladder --probe {args.probe} --ladder {args.ladder} "
+                 f"--duration {args.duration:g} --accounts {args.accounts}`. Machine: nproc={os.cpu_count()}, "
+                 f"{cpu_model()}, {time.strftime('%Y-%m-%d')}; the load generator runs on the same cores as the "
+                 "four node processes.\n")
+    lines.append("Probes (to find the peak): " + ", ".join(
+        f"{r.rate:,.0f} offered → {r.committed_tps:,.0f} committed" for r in probes) + f"; peak {peak:,.0f} tx/s.\n")
+    lines.append("| rung | rate asked, tx/s | offered tx/s | committed tx/s | ÷ peak | p50 s | p99 s | deferred "
+                 "(back-pressure) | refused | accepted, never committed | largest block | median block ms |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    lines += [_row(label, r, peak) for label, r in rungs]
+    four = dict(rungs).get("4×")
+    after, first = rungs[-1][1], rungs[0][1]
+    lines.append("")
+    if four is not None:
+        lines.append(f"Goal, committed at 4× ≥ 90% of the peak: {four.committed_tps / peak:.2f} "
+                     f"({'met' if four.committed_tps >= 0.9 * peak else 'not met'}).")
+    lines.append(f"Goal, 0 accepted txs lost: {sum(r.uncommitted for _, r in rungs)} lost over all rungs.")
+    lines.append(f"After the overload: {after.committed_tps:,.0f} tx/s against {first.committed_tps:,.0f} at the "
+                 f"first 1× (ratio {after.committed_tps / max(first.committed_tps, 1):.2f}).")
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
