@@ -97,6 +97,22 @@ class HostConfig:
     rate_limit: float = 50_000.0  # frames per second per peer; above it we stop reading (back-pressure)
     rate_burst: float = 100_000.0
     max_concurrent_requests: int = 64
+    # Inbound slots per remote IP and per /24 (/64), handshakes in progress included; loopback is exempt unless
+    # limit_loopback (a devnet runs every node on 127.0.0.1).
+    max_inbound_per_ip: int = 8
+    max_inbound_per_subnet: int = 16
+    limit_loopback: bool = False
+    # Peer ids (text) that keep a slot whatever strangers do, are never pruned and are re-dialed when known:
+    # the validator set, configured persistent peers. Host.protect() sets them at run time.
+    protected_peers: list[str] = field(default_factory=list)
+    protected_redial_max: float = 5.0  # seconds: the longest wait between dials of a protected peer
+    # Request budgets per peer and protocol (sync, blob, status, px): requests and answer bytes per second.
+    request_rate: float = 50.0
+    request_burst: float = 100.0
+    response_bytes_rate: float = 32 * 1024 * 1024
+    response_bytes_burst: float = 64 * 1024 * 1024
+    busy_strikes: int = 200  # refusals (net of requests within budget) before a disconnect and a ban
+    busy_ban: float = 60.0
     ban_duration: float = 600.0
     dial_backoff_base: float = 1.0
     dial_backoff_max: float = 300.0
@@ -151,6 +167,15 @@ class HostConfig:
             "save_interval",
             "blob_chunk",
             "max_blob",
+            "max_inbound_per_ip",
+            "max_inbound_per_subnet",
+            "protected_redial_max",
+            "request_rate",
+            "request_burst",
+            "response_bytes_rate",
+            "response_bytes_burst",
+            "busy_strikes",
+            "busy_ban",
         ]
         for name in positive:
             value = getattr(self, name)
@@ -174,4 +199,11 @@ class HostConfig:
 
         for text in [*self.listen_addrs, *self.bootstrap]:
             Multiaddr.parse(text)
+        from p2pnet.identity import PeerId  # local, as above
+
+        for text in self.protected_peers:
+            try:
+                PeerId.from_string(text)
+            except Exception as exc:  # InvalidPeerId, or bytes that are not a key
+                raise ConfigError("protected_peers", text, f"not a peer id: {exc}") from None
         self.gossip.validate()

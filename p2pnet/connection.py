@@ -21,6 +21,7 @@ from p2pnet.errors import (
     FrameError,
     LocalProtocolError,
     P2PError,
+    PeerBusy,
     RemoteError,
     RemoteProtocolError,
     RequestTimeout,
@@ -38,6 +39,7 @@ from p2pnet.framing import (
 )
 from p2pnet.identity import PeerId
 from p2pnet.noise import NoiseSession
+from p2pnet.resources import BUSY_PREFIX
 
 log = logging.getLogger("p2pnet.connection")
 
@@ -352,7 +354,7 @@ class Connection:
         assert self._nursery is not None
         if self._busy >= self.limits.max_concurrent_requests:
             # answer rather than queue without bound or drop silently
-            self.try_send_encoded(self.encode(Response(msg.id, False, "busy")))
+            self.try_send_encoded(self.encode(Response(msg.id, False, f"{BUSY_PREFIX} too many requests in flight; retry after 0.1 s")))
             return
         self._busy += 1
         self._nursery.start_soon(self._answer, msg)
@@ -402,5 +404,8 @@ class Connection:
         if slot.error is not None:
             raise slot.error
         if not slot.ok:
-            raise RemoteError(protocol, str(slot.payload)[:500])
+            message = str(slot.payload)[:500]
+            if message.startswith(BUSY_PREFIX):
+                raise PeerBusy(protocol, message)
+            raise RemoteError(protocol, message)
         return slot.payload

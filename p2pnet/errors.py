@@ -153,6 +153,18 @@ class RemoteError(P2PError):
         self.message = message
 
 
+class PeerBusy(RemoteError):
+    """The remote refused the request because this peer is over its request budget there; ``retry_after_s`` is
+    its hint (asking again sooner counts against us)."""
+
+    def __init__(self, protocol: str, message: str) -> None:
+        super().__init__(protocol, message)
+        try:
+            self.retry_after_s = float(message.rsplit("retry after ", 1)[1].split()[0])
+        except (IndexError, ValueError):
+            self.retry_after_s = 1.0
+
+
 class BlobError(P2PError):
     """A blob could not be fetched or did not match its digest."""
 

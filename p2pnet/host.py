@@ -12,7 +12,8 @@ import errno
 import hashlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 import trio
@@ -37,6 +38,7 @@ from p2pnet.gossip import Gossip
 from p2pnet.identity import Identity, PeerId
 from p2pnet.multiaddr import Multiaddr
 from p2pnet.noise import NoiseHandshake, NoiseSession, generate_static_key
+from p2pnet.resources import BUSY_PREFIX, RequestBudgets, address_group, is_loopback
 
 log = logging.getLogger("p2pnet.host")
 
@@ -127,12 +129,16 @@ class TcpTransport:
             addr = f"{peer_addr[0]}:{peer_addr[1]}"
         except OSError:
             addr = "?"
-        refusal = host._admit_inbound()
+        ip = addr.rsplit(":", 1)[0]
+        refusal = host._admit_inbound(ip)
         if refusal is not None:
             log.info("refusing inbound connection from %s: %s", addr, refusal)
             await stream.aclose()
             return
         host._inbound_pending += 1
+        groups = host._group_keys(ip)
+        for g in groups:
+            host._pending_groups[g] += 1
         try:
             session = await _handshake(host, stream, initiator=False, expected=None)
         except Exception as exc:
@@ -147,6 +153,10 @@ class TcpTransport:
             return
         finally:
             host._inbound_pending -= 1
+            for g in groups:
+                host._pending_groups[g] -= 1
+                if not host._pending_groups[g]:
+                    del host._pending_groups[g]
         ft = NoiseTransport(stream, session, host.config.max_frame)
         await host._adopt(ft, session.remote_peer, outbound=False, remote_addr=addr)
 
@@ -222,6 +232,16 @@ class Host:
         self._bootstrap_next: dict[str, float] = {}
         self._bootstrap_failures: dict[str, int] = {}
         self._inbound_pending = 0
+        self._pending_groups: Counter[str] = Counter()  # handshakes in progress per IP and per subnet
+        self.protected: set[PeerId] = {PeerId.from_string(t) for t in self.config.protected_peers}
+        self._protected_next: dict[PeerId, tuple[float, int]] = {}  # next dial time, failures in a row
+        self.budgets = RequestBudgets(
+            rate=self.config.request_rate,
+            burst=self.config.request_burst,
+            bytes_rate=self.config.response_bytes_rate,
+            bytes_burst=self.config.response_bytes_burst,
+            busy_strikes=self.config.busy_strikes,
+        )
         self._nursery: trio.Nursery | None = None
         self._limits = ConnectionLimits(
             max_frame=self.config.max_frame,
@@ -240,6 +260,9 @@ class Host:
             "dial_failures": 0,
             "protocol_errors": 0,
             "bans": 0,
+            "inbound_refused_address": 0,
+            "inbound_closed_unprotected": 0,
+            "protected_dials": 0,
         }
         self.started = trio.Event()
 
@@ -313,6 +336,14 @@ class Host:
         if peer not in self._connections:
             raise DialError(ma, "connection closed right after the handshake")
         return peer
+
+    def protect(self, peers: Iterable[PeerId]) -> None:
+        """Set the protected peers (the validator set, persistent peers): they keep a slot whatever strangers do,
+        are never pruned, and are re-dialed whenever the peer table has an address for them."""
+        self.protected = {p for p in peers if p != self.peer_id}
+        for p in list(self._protected_next):
+            if p not in self.protected:
+                del self._protected_next[p]
 
     def set_request_handler(self, protocol: str, handler: RequestHandler) -> None:
         """Serve ``protocol``: ``await handler(peer_id, payload) -> payload``. An exception becomes a remote
@@ -404,6 +435,10 @@ class Host:
                 for p, c in self._connections.items()
             },
             "topics": {t: vars(c).copy() for t, c in self.gossip.counters.items()},
+            "requests": {"served": self.budgets.served, "refused_busy": self.budgets.refused,
+                         "bytes_served": self.budgets.bytes_served},
+            "protected": {"count": len(self.protected),
+                          "connected": sum(1 for p in self.protected if p in self._connections)},
         }
 
     # --- internals ----------------------------------------------------------------------------------------------
@@ -415,11 +450,34 @@ class Host:
         if self._nursery is not None:
             self._nursery.start_soon(fn, *args)
 
-    def _admit_inbound(self) -> str | None:
+    def _group_keys(self, ip: str) -> tuple[str, ...]:
+        """The slot groups an inbound address counts in (none for loopback unless ``limit_loopback``)."""
+        if not self.config.limit_loopback and is_loopback(ip):
+            return ()
+        groups = address_group(ip)
+        if groups is None:  # not an IP (the in-memory transport's "memory:N"): no address to group by
+            return ()
+        return ("ip " + groups[0], "net " + groups[1])
+
+    def _admit_inbound(self, ip: str = "?") -> str | None:
+        """Refuse before the handshake when the slots are full: the inbound limit (plus a reserve of one slot per
+        protected peer, whose identity is only known after the handshake), and the per-IP and per-subnet limits."""
+        cfg = self.config
         inbound = sum(1 for c in self._connections.values() if not c.outbound) + self._inbound_pending
-        if inbound >= self.config.max_inbound:
+        reserve = sum(1 for p in self.protected if p not in self._connections)
+        if inbound >= cfg.max_inbound + reserve:
             self.counters["inbound_refused"] += 1
-            return f"inbound connection limit {self.config.max_inbound} reached"
+            return f"inbound connection limit {cfg.max_inbound} reached"
+        groups = self._group_keys(ip)
+        if groups:
+            held: Counter[str] = Counter()
+            for c in self._connections.values():
+                if not c.outbound:
+                    held.update(self._group_keys(c.remote_addr.rsplit(":", 1)[0]))
+            for g, limit in zip(groups, (cfg.max_inbound_per_ip, cfg.max_inbound_per_subnet), strict=True):
+                if held[g] + self._pending_groups[g] >= limit:
+                    self.counters["inbound_refused_address"] += 1
+                    return f"{limit} inbound connections from {g} already"
         return None
 
     async def _adopt(self, ft: FrameTransport, peer: PeerId, *, outbound: bool, remote_addr: str) -> None:
@@ -431,6 +489,14 @@ class Host:
             log.info("closing connection from banned %s", peer)
             await ft.aclose()
             return
+        if not outbound and peer not in self.protected:
+            # The reserve kept for protected peers is theirs: a stranger that got in on it is closed now.
+            strangers = sum(1 for p, c in self._connections.items() if not c.outbound and p not in self.protected)
+            if strangers >= self.config.max_inbound and peer not in self._connections:
+                self.counters["inbound_closed_unprotected"] += 1
+                log.info("closing inbound %s: the slots left are kept for protected peers", peer.short())
+                await ft.aclose()
+                return
         existing = self._connections.get(peer)
         if existing is not None:
             # Duplicates (simultaneous dials, or two dials one way): both sides must keep the same connection,
@@ -477,6 +543,7 @@ class Host:
                 del self._connections[conn.peer_id]
                 self.gossip.remove_peer(conn.peer_id)
                 self.peer_table.disconnected(conn.peer_id, trio.current_time())
+                self.budgets.forget(conn.peer_id.to_bytes())
             self.counters["connections_closed"] += 1
             if isinstance(conn.close_error, RemoteProtocolError):
                 self.counters["protocol_errors"] += 1
@@ -494,8 +561,24 @@ class Host:
         handler = self._handlers.get(req.protocol)
         if handler is None:
             return Response(req.id, False, f"unknown protocol {req.protocol[:64]!r}")
+        peer, now = conn.peer_id.to_bytes(), trio.current_time()
+        wait = self.budgets.admit(peer, req.protocol, now)
+        if wait is not None:
+            # Over budget: answered without running the handler. Asking on regardless is a behaviour penalty,
+            # and a peer that keeps at it is cut off for a while.
+            if self.budgets.over_strikes(peer):
+                self.ban(conn.peer_id, f"kept asking on {req.protocol[:64]} while over its request budget",
+                         self.config.busy_ban)
+            elif self.budgets.strikes(peer) % 20 == 0:
+                self.gossip.penalize(conn.peer_id, 1.0, f"requests on {req.protocol[:64]} over budget")
+            return Response(req.id, False, f"{BUSY_PREFIX} over the request budget; retry after {wait:.2f} s")
         try:
-            return Response(req.id, True, await handler(conn.peer_id, req.payload))
+            answer = await handler(conn.peer_id, req.payload)
+            if isinstance(answer, bytes | bytearray):
+                self.budgets.charge(peer, req.protocol, len(answer), now)
+            elif isinstance(answer, dict) and isinstance(answer.get("b"), bytes):
+                self.budgets.charge(peer, req.protocol, len(answer["b"]), now)
+            return Response(req.id, True, answer)
         except P2PError as exc:
             return Response(req.id, False, f"{type(exc).__name__}: {exc}")
         except Exception as exc:
@@ -568,6 +651,7 @@ class Host:
         last_save = trio.current_time()
         while True:
             now = trio.current_time()
+            self._dial_protected(now)
             connected = len(self._connections)
             if not cfg.discovery:
                 pass
@@ -595,6 +679,23 @@ class Host:
             if self.is_banned(peer):
                 continue
             want -= 1
+            self._dialing.add(peer)
+            self._nursery_start_soon(self._dial_known, peer)
+
+    def _dial_protected(self, now: float) -> None:
+        """Dial every protected peer we are not connected to and have an address for, backing off at most
+        ``protected_redial_max`` between tries: a validator must reach the others whatever discovery does."""
+        for peer in self.protected:
+            if peer in self._connections or peer in self._dialing or self.is_banned(peer):
+                continue
+            if peer not in self.peer_table.records:
+                continue
+            at, failures = self._protected_next.get(peer, (0.0, 0))
+            if at > now:
+                continue
+            delay = min(self.config.dial_backoff_base * 2**failures, self.config.protected_redial_max)
+            self._protected_next[peer] = (now + delay, failures + 1)
+            self.counters["protected_dials"] += 1
             self._dialing.add(peer)
             self._nursery_start_soon(self._dial_known, peer)
 
@@ -650,8 +751,10 @@ class Host:
             self._learn_peers(entries, peer, "px")
 
     def _prune_peers(self, excess: int) -> None:
+        """Close the ``excess`` least useful peers: never a protected one; outside the mesh and lowest score first."""
         in_mesh = set().union(*self.gossip.mesh.values()) if self.gossip.mesh else set()
-        ranked = sorted(self._connections, key=lambda p: (p in in_mesh, self.gossip.score(p), self.rng.random()))
+        ranked = sorted((p for p in self._connections if p not in self.protected),
+                        key=lambda p: (p in in_mesh, self.gossip.score(p), self.rng.random()))
         for peer in ranked[:excess]:
             conn = self._connections.get(peer)
             if conn is not None:

@@ -82,6 +82,7 @@ class Node:
         self.chain: Chain | None = None
         self.mempool: Mempool | None = None
         self.host: Host | None = None
+        self._protected_set: tuple[bytes, ...] = ()
         self.blobs: BlobStore | None = None
         self.events = EventBus()
         self.driver: ConsensusDriver | None = None
@@ -160,6 +161,7 @@ class Node:
                 self._nursery = nursery
                 host = Host(self.identity, self.config.host_config(str(self.paths["peers"])))
                 self.host = host
+                self._protect_validators()
                 self.txs.publish = host.gossip.publish
                 host.set_request_handler(PROTO_STATUS, self.sync.serve_status)
                 host.set_request_handler(PROTO_SYNC, self.sync.serve_sync)
@@ -282,10 +284,20 @@ class Node:
         assert self.host is not None
         await self.host.gossip.publish(TOPIC_CONSENSUS, data)
 
+    def _protect_validators(self) -> None:
+        """The validator set keeps its slots on our host whatever strangers do (issue 17, case 5)."""
+        assert self.chain is not None and self.host is not None
+        validators = tuple(self.chain.validators)
+        if validators != self._protected_set:
+            self._protected_set = validators
+            self.host.protect(PeerId.from_public_key(v) for v in validators)
+
     def _on_commit(self, cb: CommittedBlock) -> None:
         """Called by the driver for every block it commits (decided or synced), in height order."""
         block = cb.block
         height = block.height
+        if self.host is not None:
+            self._protect_validators()
         self.counters["blocks_committed"] += 1
         self.txs.on_commit(cb)
         jobs = self.state.jobs
