@@ -354,7 +354,8 @@ class Connection:
         assert self._nursery is not None
         if self._busy >= self.limits.max_concurrent_requests:
             # answer rather than queue without bound or drop silently
-            self.try_send_encoded(self.encode(Response(msg.id, False, f"{BUSY_PREFIX} too many requests in flight; retry after 0.1 s")))
+            busy = f"{BUSY_PREFIX} too many requests in flight; retry after 0.1 s"
+            self.try_send_encoded(self.encode(Response(msg.id, False, busy)))
             return
         self._busy += 1
         self._nursery.start_soon(self._answer, msg)

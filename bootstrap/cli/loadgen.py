@@ -429,6 +429,9 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
         # resending the same signed bytes is harmless (a node that has it answers AlreadyInMempool).
         outstanding: list[dict[int, list[Any]]] = [{} for _ in accounts]
         where: dict[str, tuple[int, int]] = {}
+        # Txs a node refused for back-pressure ("not now"), sent again once its Retry-After has passed, oldest
+        # first. While this backlog is large the sender offers nothing new: that is honouring back-pressure.
+        deferred_q: collections.deque[tuple[float, str, str]] = collections.deque()
 
         def forget(tid: str) -> None:
             loc = where.pop(tid, None)
@@ -449,9 +452,13 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
                 if res.get("status") == "pending":
                     report.accepted += k < fresh
                 elif _reason(res) in RETRYABLE:
-                    # back-pressure (a full mempool or future queue): the tx stays outstanding and is resent,
-                    # so no nonce gap is left behind it
+                    # back-pressure (a full mempool or future queue): the tx stays outstanding and is sent again
+                    # after the node's Retry-After, so no nonce gap is left behind it
                     report.deferred[_reason(res)] += 1
+                    detail = res.get("detail")
+                    wait = detail.get("retry_after_s") if isinstance(detail, dict) else None
+                    wait = float(wait) if isinstance(wait, int | float) and 0 < wait <= 60 else 1.0
+                    deferred_q.append((time.perf_counter() + wait, tid, batch[k]))
                 elif k < fresh or _reason(res) not in ("AlreadyInMempool", "BadNonce", "NonceQueued"):
                     # refused for its own sake: it will never commit, whatever we resend
                     report.rejections[_reason(res)] += 1
@@ -467,6 +474,11 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
 
         def due_resends(now: float) -> tuple[list[str], list[str]]:
             batch, ids = [], []
+            while deferred_q and deferred_q[0][0] <= now and len(batch) < MAX_BATCH // 2:
+                _at, tid, raw = deferred_q.popleft()
+                if tid in sent_at:  # not committed meanwhile (a copy sent elsewhere may have been)
+                    batch.append(raw)
+                    ids.append(tid)
             for pend in outstanding:
                 if len(batch) >= MAX_BATCH // 2:
                     break
@@ -491,7 +503,8 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
                 now = time.perf_counter()
                 more, more_ids = due_resends(now)
                 batch, ids = [], []
-                for k, nonce, tid, raw in prepared.take(max(0, min(owed, MAX_BATCH - len(more)))):
+                room = 0 if len(deferred_q) > MAX_BATCH else MAX_BATCH - len(more)
+                for k, nonce, tid, raw in prepared.take(max(0, min(owed, room))):
                     outstanding[k][nonce] = [tid, raw, now]
                     where[tid] = (k, nonce)
                     batch.append(raw)
