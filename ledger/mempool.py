@@ -12,6 +12,12 @@ than the newcomer's, repeatedly until the newcomer fits; otherwise the newcomer 
 rest against the new state: only the senders whose accounts the block wrote, when the chain says which, and a
 sender whose balance covers all its pending fees and spends at once without looking at each tx.
 
+High-water marks (``high_water_permille`` of each bound): above them a newcomer that could not displace
+anything (a pending tx paying no more than the cheapest pending tail, a queued tx no closer to its turn than the
+farthest queued) is refused with the same back-pressure errors before its signature is checked, and so is
+whatever the state alone refuses (stale nonce, low fee, a balance that cannot pay): a flood of junk or of txs
+beyond capacity costs a lookup per tx, not a signature verification. Both refusals are counted.
+
 Early nonces: gossip can reorder a sender's txs (a relayed copy overtakes the direct one), so a tx whose nonce is
 ahead of the sender's next one waits in a per-sender *future queue* instead of being refused. It is checked
 like any other (signature, chain id, fee, nonce not in the past, balance against the committed state) and
@@ -92,6 +98,9 @@ class MempoolConfig:
     future_window: int = 4096
     max_future_txs: int = 20_000
     max_future_bytes: int = 32 * 1024 * 1024
+    # The high-water mark, in parts per thousand of each bound: above it, a newcomer that could not displace
+    # anything is refused before its signature is checked (see ``Mempool.admit_tx``).
+    high_water_permille: int = 900
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,13 @@ class Mempool:
         self.queued_evicted = 0  # pushed out of a full queue by a tx closer to its turn
         self.queued_dropped = 0  # superseded by another tx for the same nonce, or invalid when its turn came
         self.promoted = 0
+        # Refused before the signature check: cheap state checks (stale nonce, fee, balance) and the high-water
+        # marks. A flood of junk costs a dictionary lookup per tx, not an ed25519 verification.
+        self.refused_cheap = 0
+        self.refused_high_water = 0
+        # A lower bound on the cheapest pending tail fee (None: unknown, computed on demand), kept so the
+        # high-water check need not scan every sender.
+        self._floor: int | None = None
 
     def __len__(self) -> int:
         return len(self.txs)
@@ -165,8 +181,15 @@ class Mempool:
             raise TxTooLarge(len(raw), MAX_TX_BYTES)
         if stx.tx_id in self.txs or stx.tx_id in self.queued:
             raise AlreadyInMempool(stx.tx_id)
-        self.check_signature(stx)
         expected = self.next_nonce(stx.sender)
+        try:
+            # Cheap first: what the state alone refuses, and a full pool, cost no signature check.
+            check_tx(self.state, stx)
+        except InvalidTx:
+            self.refused_cheap += 1
+            raise
+        self._check_high_water(stx, expected, len(raw))
+        self.check_signature(stx)
         if stx.nonce > expected:
             self._queue(stx, expected, len(raw))
             return Admission(stx, queued=True)
@@ -203,6 +226,42 @@ class Mempool:
             raise InsufficientFunds(stx.sender, needed, self.state.balance(stx.sender))
         self._make_room(stx, size)
 
+    def _check_high_water(self, stx: SignedTx, expected: int, size: int) -> None:
+        """Above the high-water mark, refuse a tx that could not displace anything, before its signature is
+        checked: for a pending tx one paying no more than the cheapest pending tail, for a queued one a tx no
+        closer to its turn than the farthest queued. Between the mark and the bound such a tx would still fit,
+        but the room is kept for txs that pay more (and for txs other nodes already accepted, arriving by
+        gossip, which pay more or come first); a refusal is back-pressure, answered with "retry later"."""
+        cfg = self.config
+        if stx.nonce < expected:
+            return  # one of the sender's pending nonces: refused as BadNonce, not as back-pressure
+        if stx.nonce > expected:
+            gap = stx.nonce - expected
+            if not (len(self.queued) * 1000 >= cfg.max_future_txs * cfg.high_water_permille
+                    or (self.queued_bytes + size) * 1000 > cfg.max_future_bytes * cfg.high_water_permille):
+                return
+            far = self._farthest_queued()
+            if far is None or far[0] <= gap:
+                self.refused_high_water += 1
+                if len(self.queued) + 1 > cfg.max_future_txs:
+                    raise FutureQueueFull("count", cfg.max_future_txs, gap)
+                if self.queued_bytes + size > cfg.max_future_bytes:
+                    raise FutureQueueFull("bytes", cfg.max_future_bytes, gap)
+                raise FutureQueueFull("high-water", cfg.max_future_txs * cfg.high_water_permille // 1000, gap)
+            return
+        if not (len(self.txs) * 1000 >= cfg.max_txs * cfg.high_water_permille
+                or (self.bytes + size) * 1000 > cfg.max_bytes * cfg.high_water_permille):
+            return
+        if self._floor is None:
+            self._floor = min((q[-1].fee for q in self.by_sender.values() if q), default=None)
+        if self._floor is not None and stx.fee <= self._floor:
+            self.refused_high_water += 1
+            if len(self.txs) + 1 > cfg.max_txs:
+                raise MempoolFull("count", cfg.max_txs, stx.fee)
+            if self.bytes + size > cfg.max_bytes:
+                raise MempoolFull("bytes", cfg.max_bytes, stx.fee)
+            raise MempoolFull("high-water", cfg.max_txs * cfg.high_water_permille // 1000, stx.fee)
+
     def _remember_verified(self, tx_id: bytes) -> None:
         self.verified[tx_id] = None
         self.verified.move_to_end(tx_id)
@@ -225,6 +284,8 @@ class Mempool:
             self.evicted += 1
 
     def _insert(self, stx: SignedTx) -> None:
+        if self._floor is not None and stx.fee < self._floor:
+            self._floor = stx.fee
         self.txs[stx.tx_id] = stx
         self.by_sender.setdefault(stx.sender, []).append(stx)
         self.pending_fees[stx.sender] = self.pending_fees.get(stx.sender, 0) + stx.fee
@@ -241,6 +302,8 @@ class Mempool:
         else:
             self.pending_fees[sender] -= stx.fee
             self.pending_cost[sender] -= _cost(stx)
+            if self._floor is not None and q[-1].fee < self._floor:
+                self._floor = q[-1].fee  # the sender's new tail is cheaper than the floor we knew
         del self.txs[stx.tx_id]
         self.bytes -= len(stx.encode())
 
@@ -296,6 +359,7 @@ class Mempool:
         else:
             senders = [a for a in set(touched) if a in self.by_sender]
         self.state = state
+        self._floor = None  # tails changed (included, dropped): recomputed when the high-water check needs it
         before = len(self.txs)
         included = set(committed)
         for tx_id in included:

@@ -157,6 +157,11 @@ def render_metrics(node: Any, device: DeviceSampler, api: dict[str, Any] | None 
           [] if bt is None else [({}, bt / 1000.0)])
     e.add("dacn_mempool_txs", "gauge", "transactions waiting in the mempool", len(node.mempool))
     e.add("dacn_mempool_bytes", "gauge", "bytes of transactions in the mempool", node.mempool.bytes)
+    mp = node.mempool
+    e.add("dacn_mempool_refused_total", "counter",
+          "txs refused before their signature was checked: above the high-water mark, or by the state alone",
+          [({"reason": "high_water"}, mp.refused_high_water), ({"reason": "state"}, mp.refused_cheap)])
+    e.add("dacn_mempool_evicted_total", "counter", "pending txs evicted by txs that pay more", mp.evicted)
     e.add("dacn_peers", "gauge", "connected peers", len(node.peers()))
     metrics = node.host.metrics() if node.host is not None else {}
     topics = metrics.get("topics", {})

@@ -105,8 +105,10 @@ async def test_a_nodes_scrape(tmp_path: Path) -> None:
     for family in ("dacn_height", "dacn_block_time_seconds", "dacn_mempool_txs", "dacn_peers",
                    "dacn_gossip_messages_total", "dacn_jobs", "dacn_verification_outcomes_total",
                    "dacn_worker_device_utilisation_ratio", "dacn_worker_device_memory_used_bytes",
-                   "dacn_worker_device_memory_total_bytes", "dacn_node_events_total", "dacn_api_rejected_total"):
+                   "dacn_worker_device_memory_total_bytes", "dacn_node_events_total", "dacn_api_rejected_total",
+                   "dacn_mempool_refused_total", "dacn_mempool_evicted_total"):
         assert family in m, family
+    assert {labels for labels, _ in m["dacn_mempool_refused_total"]} == {'{reason="high_water"}', '{reason="state"}'}
     assert 3 <= m["dacn_height"][0][1] <= height
     assert 0 < m["dacn_block_time_seconds"][0][1] < 5
     assert {labels for labels, _ in m["dacn_jobs"]} == {f'{{state="{s}"}}' for s in JOB_STATUSES}

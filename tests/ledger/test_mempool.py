@@ -77,7 +77,8 @@ def test_full_pool_evicts_cheapest_tail_or_refuses():
     mp.add(rich.encode())
     assert len(mp) == 2 and mp.evicted == 1 and rich.tx_id in mp
     assert all(t.sender != b.account for t in mp.txs.values())
-    mpb, (a2, _b2, c2, *_) = pool(max_bytes=2 * len(a.transfer(c.account, 1, nonce=0).encode()))
+    mpb, (a2, _b2, c2, *_) = pool(max_bytes=2 * len(a.transfer(c.account, 1, nonce=0).encode()),
+                                high_water_permille=1000)
     mpb.add(a2.transfer(c2.account, 1, fee=2).encode())
     mpb.add(a2.transfer(c2.account, 1, fee=2).encode())
     with pytest.raises(MempoolFull) as exc:
@@ -377,3 +378,73 @@ def test_a_long_run_of_early_nonces_is_promoted_whole_when_the_gap_fills():
     assert [t.tx_id for t in admission.promoted] == [t.tx_id for t in txs[1:]]
     assert [t.tx_id for t in mp.by_sender[a.account]] == [t.tx_id for t in txs]
     assert not mp.queued and not mp.future and mp.promoted == 49 and mp.queued_dropped == 0
+
+
+def test_above_high_water_what_could_not_displace_anything_is_refused_before_its_signature():
+    """Back-pressure before the mark is reached: at 3 of 4 slots (high water 750 permille) a tx paying no more than
+    the cheapest pending tail is refused as MempoolFull without its signature being checked (a forged one gets
+    the same answer, so a flood costs no verification); one paying more still gets in, and a block that makes
+    room lifts the refusal. The future queue has its own mark."""
+    mp, (a, b, c, d, e, f) = pool(max_txs=4, high_water_permille=750)
+    for w in (a, b, c):
+        mp.add(w.transfer(f.account, 1, fee=3).encode())
+    same = d.transfer(f.account, 1, fee=3)
+    forged = SignedTx(same.tx, same.body_bytes, bytes(64))
+    for stx in (same, forged):
+        with pytest.raises(MempoolFull) as exc:
+            mp.add(stx.encode())
+        assert exc.value.what == "high-water" and exc.value.limit == 3
+    assert mp.refused_high_water == 2 and forged.tx_id not in mp.verified and same.tx_id not in mp.verified
+    richer = d.transfer(f.account, 1, fee=4, nonce=0)
+    mp.add(richer.encode())  # pays more than every tail: admitted (the pool is not full, nothing evicted)
+    assert richer.tx_id in mp and mp.evicted == 0 and len(mp) == 4
+    # a forged tx that pays more passes the mark and is then refused for its signature
+    rich_forged = e.transfer(f.account, 1, fee=9)
+    with pytest.raises(BadSignature):
+        mp.add(SignedTx(rich_forged.tx, rich_forged.body_bytes, bytes(64)).encode())
+    # the same sender's next nonce and a replacement of a pending nonce are answered for what they are
+    with pytest.raises(BadNonce):
+        mp.add(a.transfer(f.account, 2, fee=3, nonce=0).encode())
+    # the state alone refuses an unfunded tx before any signature check, and counts it
+    broke = Wallet("nobody").transfer(f.account, 1, fee=3)
+    with pytest.raises(InsufficientFunds):
+        mp.add(SignedTx(broke.tx, broke.body_bytes, bytes(64)).encode())
+    assert mp.refused_cheap == 1
+    # the floor follows evictions: once full, a tx paying 5 evicts a fee-3 tail and the floor is still 3
+    mp.add(e.transfer(f.account, 1, fee=5, nonce=0).encode())
+    assert mp.evicted == 1 and len(mp) == 4
+    with pytest.raises(MempoolFull):
+        mp.add(f.transfer(a.account, 1, fee=3).encode())
+
+    q, (a, b, c, *_) = pool(max_future_txs=4, high_water_permille=500)
+    q.add(a.transfer(c.account, 1, nonce=5).encode())
+    q.add(b.transfer(c.account, 1, nonce=2).encode())
+    with pytest.raises(FutureQueueFull) as fexc:  # at the mark, as far as the farthest: refused, not evicting
+        q.add(c.transfer(a.account, 1, nonce=5).encode())
+    assert fexc.value.what == "high-water" and q.queued_evicted == 0
+    q.add(c.transfer(a.account, 1, nonce=3).encode())  # closer to its turn than the farthest: still queued
+    assert len(q.queued) == 3
+
+
+def test_the_high_water_floor_is_never_above_the_cheapest_tail(seed=7):
+    """The floor the mark compares against is a lower bound of the cheapest pending tail after any sequence of
+    admissions, evictions and commits, so the early refusal only refuses what the full check would."""
+    rng = random.Random(seed)
+    chain = Chain(genesis4())
+    wallets = users(6)
+    mp = Mempool(chain.chain_id, chain.state, MempoolConfig(max_txs=8, high_water_permille=500))
+    nonces = {w.account: 0 for w in wallets}
+    for _ in range(400):
+        w = rng.choice(wallets)
+        stx = w.transfer(wallets[0].account, 1, fee=rng.randint(1, 9), nonce=nonces[w.account])
+        try:
+            mp.add(stx.encode())
+            nonces[w.account] += 1
+        except LedgerError:
+            pass
+        tails = [q[-1].fee for q in mp.by_sender.values() if q]
+        if mp._floor is not None and tails:
+            assert mp._floor <= min(tails)
+        if rng.random() < 0.1:
+            mp.update(chain.state)
+            nonces = {a: mp.next_nonce(a) for a in nonces}
