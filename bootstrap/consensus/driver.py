@@ -36,6 +36,7 @@ from typing import Any
 import trio
 from nacl.signing import SigningKey
 
+from bootstrap.consensus.budget import ExecBudget
 from bootstrap.consensus.wal import ConsensusWal, WalCorrupt
 from bootstrap.gossip import ConsensusMsg, ProposalMsg, RoundStateMsg, VoteMsg, encode_consensus
 from ledger import consensus as c
@@ -104,6 +105,8 @@ class ConsensusDriver:
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         byzantine: frozenset[str] = frozenset(),
         crash_at: tuple[str, int] | None = None,
+        exec_budget_ms: int | None = None,
+        perf_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         unknown = set(byzantine) - BYZANTINE_MODES
         if unknown:
@@ -116,6 +119,11 @@ class ConsensusDriver:
         self.is_validator = me is not None and me in chain.validators
         self._clock_ms = clock_ms
         self._drift_ms = config.max_clock_drift_ms
+        # A block must execute well within the propose timeout on every validator (see budget.py): a third of it
+        # unless configured.
+        budget_ms = exec_budget_ms if exec_budget_ms is not None else max(50, config.timeout_propose_ms // 3)
+        self.budget = ExecBudget(budget_ms / 1000)
+        self._perf = perf_clock
         self.wal = ConsensusWal(wal_path, encode_value=Block.encode, decode_value=Block.decode)
         self.signing_refused: str | None = None
         restore: list[c.WalEntry] = []
@@ -136,7 +144,7 @@ class ConsensusDriver:
             validators=chain.validators,
             height=chain.next_height,
             value_id=chain.value_id,
-            validate=chain.validate,
+            validate=self._timed_validate,
             signing_key=signing_key if signing else None,
             config=config,
             timely=self._timely,
@@ -182,6 +190,8 @@ class ConsensusDriver:
             "signing_refused": self.signing_refused,
             "wal_fsyncs": self.wal.fsyncs,
             "inbox": self._in_recv.statistics().current_buffer_used,
+            "block_tx_cap": self.budget.max_txs,
+            "exec_us_per_tx": None if self.budget.cost_s is None else round(self.budget.cost_s * 1e6, 1),
             **vars(self.stats),
         }
 
@@ -335,16 +345,28 @@ class ConsensusDriver:
             log.error("consensus driver: unhandled action %r at height %d (a bug)", action, self.machine.height)
         return None
 
+    def _timed_validate(self, height: int, block: Block) -> bool:
+        """The chain's validity predicate, its time an observation of this node's per-tx cost (for a block built
+        elsewhere: our own was executed when we built it, and its validation costs nothing)."""
+        t0 = self._perf()
+        ok = self.chain.validate(height, block)
+        if block.header.proposer != self.machine.me:
+            self.budget.observe(len(block.txs), self._perf() - t0)
+        return ok
+
     def _build(self, action: c.BuildProposal) -> c.Event | None:
         me = self.machine.me
         assert me is not None
+        t0 = self._perf()
         try:
-            block = self.chain.build(action.height, action.round, me, self._clock_ms(), list(self.machine.evidence))
+            block = self.chain.build(action.height, action.round, me, self._clock_ms(), list(self.machine.evidence),
+                                     max_txs=self.budget.max_txs)
         except (BlockError, LedgerError):
             # A bug, but one that must cost only this round (the propose timeout moves on), not the driver.
             self.stats.build_failures += 1
             log.exception("consensus: building the block for height %d round %d failed", action.height, action.round)
             return None
+        self.budget.observe(len(block.txs), self._perf() - t0)
         if "invalid-proposals" in self.byzantine:
             self.stats.byzantine_proposals += 1
             bad = dataclasses.replace(block.header, state_root=blake2b256(b"not the state" + block.hash()))

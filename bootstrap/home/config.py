@@ -82,12 +82,20 @@ class NodeConfig:
     # block sync: how often to compare heights with peers even when consensus does not say we are behind
     sync_interval_ms: int = 2000
     snapshot_every: int = 100
+    # A proposal holds at most the txs this node executes in this many ms (0: a third of timeout_propose_ms);
+    # see bootstrap.consensus.budget
+    block_exec_budget_ms: int = 0
     mempool_max_txs: int = 50_000
     default_fee: int = 1
     # compute workers (child processes); with the default agent.duty_slots one of two is kept for duties
     pool_size: int = 2
     pool_preload: list[str] = field(default_factory=lambda: ["sklearn"])
     max_blob_bytes: int = 256 * 1024 * 1024
+    # job data no live job needs: removed once unused this long (0: never, an archive node), and beyond this
+    # many bytes in all the least recently used go first (0: no quota); swept every blob_sweep_interval_s
+    blob_retention_s: int = 7 * 24 * 3600
+    blob_store_max_bytes: int = 16 * 1024 * 1024 * 1024
+    blob_sweep_interval_s: int = 600
     test_network: bool = False  # loopback timers for the p2p host (HostConfig.test())
     run_agent: bool = True  # start the worker agent (tests of consensus alone turn it off)
     agent: AgentConfig = field(default_factory=AgentConfig)
@@ -178,11 +186,12 @@ class NodeConfig:
                 raise ConfigError(f"bootstrap[{i}]", text, str(exc)) from None
             if ma.peer_id is None:
                 raise ConfigError(f"bootstrap[{i}]", text, "must end with /p2p/<peer id>")
-        for name in ("rebroadcast_ms", "sync_interval_ms", "snapshot_every", "mempool_max_txs", "max_blob_bytes"):
+        for name in ("rebroadcast_ms", "sync_interval_ms", "snapshot_every", "mempool_max_txs", "max_blob_bytes",
+                     "blob_sweep_interval_s"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ConfigError(name, value, "must be a positive integer")
-        for name in ("default_fee", "pool_size"):
+        for name in ("default_fee", "pool_size", "block_exec_budget_ms", "blob_retention_s", "blob_store_max_bytes"):
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise ConfigError(name, value, "must be a non-negative integer")

@@ -1,7 +1,9 @@
 """Job submission and job data: dataset sources and their building, the content-addressed blob store, and the
-desk that submits a client's job, announces its data and fetches any job's blobs from peers (:class:`JobDesk`)."""
+desk that submits a client's job, announces its data and fetches any job's blobs from peers (:class:`JobDesk`), and
+the collector that removes job data no live job needs (:class:`BlobCollector`)."""
 
-from bootstrap.jobs.blobs import BlobStore
+from bootstrap.jobs.blobs import BlobStore, SweepReport
+from bootstrap.jobs.collect import BlobCollector, live_digests
 from bootstrap.jobs.desk import JobDesk
 from bootstrap.jobs.sources import (
     CsvSource,
@@ -14,6 +16,6 @@ from bootstrap.jobs.sources import (
 )
 
 __all__ = [
-    "BlobStore", "CsvSource", "DatasetSource", "DigestSource", "InlineSource", "JobDesk", "SyntheticSource",
-    "build_dataset", "default_dataset"
+    "BlobCollector", "BlobStore", "CsvSource", "DatasetSource", "DigestSource", "InlineSource", "JobDesk",
+    "SweepReport", "SyntheticSource", "build_dataset", "default_dataset", "live_digests",
 ]

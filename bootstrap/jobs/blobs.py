@@ -9,12 +9,29 @@ it was written); ``verify`` rechecks a blob when asked. The node serves this sto
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap.errors import BlobTooLarge, NodeError
 from p2pnet import blob_digest
 
 DIGEST_LEN = 32
+
+
+TMP_GRACE_S = 3600.0  # a temp file this old is what a crash mid-write left behind
+
+
+@dataclass
+class SweepReport:
+    """What one :meth:`BlobStore.sweep` did."""
+
+    kept: int = 0
+    kept_bytes: int = 0
+    removed: int = 0
+    removed_bytes: int = 0
+    over_quota_removed: int = 0
+    temp_removed: int = 0
 
 
 class BlobStore:
@@ -99,3 +116,53 @@ class BlobStore:
             if sub.is_dir():
                 out += [bytes.fromhex(p.name) for p in sub.iterdir() if len(p.name) == 2 * DIGEST_LEN]
         return sorted(out)
+
+    def sweep(self, live: set[bytes], *, older_than_s: float, max_total_bytes: int = 0,
+              now: float | None = None) -> SweepReport:
+        """Collect what no live job needs: every blob not in ``live`` unused for ``older_than_s`` seconds (its
+        mtime: when it was written, or last marked live), then, if the store still holds more than
+        ``max_total_bytes`` (0: no quota), the least recently used blobs not in ``live`` until it fits; and temp
+        files a crash left. ``live`` blobs are marked used now. Blocking (a directory walk): run it on a thread.
+        ``older_than_s <= 0`` keeps every blob (an archive node), the quota aside."""
+        now = time.time() if now is None else now
+        report = SweepReport()
+        idle: list[tuple[float, int, Path]] = []
+        for sub in self.root.iterdir():
+            if not sub.is_dir():
+                continue
+            for path in sub.iterdir():
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                if len(path.name) != 2 * DIGEST_LEN:
+                    if path.name.endswith(".tmp") and now - st.st_mtime > TMP_GRACE_S:
+                        path.unlink(missing_ok=True)
+                        report.temp_removed += 1
+                    continue
+                try:
+                    digest = bytes.fromhex(path.name)
+                except ValueError:
+                    continue
+                if digest in live:
+                    os.utime(path, (now, now))
+                elif older_than_s > 0 and now - st.st_mtime > older_than_s:
+                    path.unlink(missing_ok=True)
+                    report.removed += 1
+                    report.removed_bytes += st.st_size
+                    continue
+                else:
+                    idle.append((st.st_mtime, st.st_size, path))
+                report.kept += 1
+                report.kept_bytes += st.st_size
+        if max_total_bytes > 0 and report.kept_bytes > max_total_bytes:
+            for _mtime, size, path in sorted(idle, key=lambda t: t[0]):
+                if report.kept_bytes <= max_total_bytes:
+                    break
+                path.unlink(missing_ok=True)
+                report.kept -= 1
+                report.kept_bytes -= size
+                report.removed += 1
+                report.removed_bytes += size
+                report.over_quota_removed += 1
+        return report

@@ -41,7 +41,7 @@ from bootstrap.gossip import (
     VoteMsg,
 )
 from bootstrap.home import NODE_KEY, Keystore, KeystoreError, NodeConfig, home_paths, load_home_genesis
-from bootstrap.jobs import BlobStore, DatasetSource, JobDesk, build_dataset
+from bootstrap.jobs import BlobCollector, BlobStore, DatasetSource, JobDesk, build_dataset
 from bootstrap.node.events import EventBus
 from bootstrap.node.switches import TestSwitches, isolate, spam
 from bootstrap.sync import BlockSync
@@ -84,6 +84,7 @@ class Node:
         self.host: Host | None = None
         self._protected_set: tuple[bytes, ...] = ()
         self.blobs: BlobStore | None = None
+        self.blob_collector: BlobCollector | None = None
         self.events = EventBus()
         self.driver: ConsensusDriver | None = None
         self.agent: Any = None
@@ -187,12 +188,18 @@ class Node:
                     clock_ms=self._clock_ms,
                     byzantine=self.switches.byzantine,
                     crash_at=self.switches.crash_at,
+                    exec_budget_ms=self.config.block_exec_budget_ms or None,
                 )
                 self.sync.attach(host, self.driver)
                 await nursery.start(self.driver.run)
                 if "spam" in self.switches.byzantine:
                     nursery.start_soon(spam, self, self.switches.spam_rate)
                 nursery.start_soon(self.sync.run)
+                self.blob_collector = BlobCollector(
+                    self.blobs, lambda: self.chain.state, self.counters,  # type: ignore[union-attr]
+                    interval_s=self.config.blob_sweep_interval_s, retention_s=self.config.blob_retention_s,
+                    max_total_bytes=self.config.blob_store_max_bytes)
+                nursery.start_soon(self.blob_collector.run)
                 if self.config.pool_size > 0:
                     nursery.start_soon(self._run_pool)
                 await self._start_agent(nursery)
