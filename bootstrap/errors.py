@@ -47,6 +47,15 @@ class BlobTooLarge(NodeError, ValueError):
         self.size, self.limit = size, limit
 
 
+class NodeBusy(NodeError):
+    """Back-pressure, not a verdict: the node spent its share of time on admitting submitted txs; send the same
+    bytes again after ``retry_after_s``."""
+
+    def __init__(self, what: str, retry_after_s: float) -> None:
+        super().__init__(f"node busy: {what}; retry after {retry_after_s:g} s")
+        self.what, self.retry_after_s = what, retry_after_s
+
+
 class NodeNotRunning(NodeError):
     """A write was attempted before ``Node.run`` started (or after it stopped)."""
 

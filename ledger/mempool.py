@@ -179,16 +179,7 @@ class Mempool:
         raw = stx.encode()
         if len(raw) > MAX_TX_BYTES:
             raise TxTooLarge(len(raw), MAX_TX_BYTES)
-        if stx.tx_id in self.txs or stx.tx_id in self.queued:
-            raise AlreadyInMempool(stx.tx_id)
-        expected = self.next_nonce(stx.sender)
-        try:
-            # Cheap first: what the state alone refuses, and a full pool, cost no signature check.
-            check_tx(self.state, stx)
-        except InvalidTx:
-            self.refused_cheap += 1
-            raise
-        self._check_high_water(stx, expected, len(raw))
+        expected = self.precheck(stx, len(raw))
         self.check_signature(stx)
         if stx.nonce > expected:
             self._queue(stx, expected, len(raw))
@@ -198,6 +189,22 @@ class Mempool:
         self._check_pending(stx, len(raw))
         self._insert(stx)
         return Admission(stx, queued=False, promoted=tuple(self._promote(stx.sender)))
+
+    def precheck(self, stx: SignedTx, size: int | None = None) -> int:
+        """What admission refuses without a signature check, in the same errors: a tx already here, what the
+        state alone refuses (stale nonce, low fee, a balance that cannot pay), and a full pool (the high-water
+        marks). Returns the sender's next nonce. A relayer of a batch runs this on each tx before it checks any
+        signature, so a flood of junk or of txs beyond capacity costs no verification."""
+        if stx.tx_id in self.txs or stx.tx_id in self.queued:
+            raise AlreadyInMempool(stx.tx_id)
+        expected = self.next_nonce(stx.sender)
+        try:
+            check_tx(self.state, stx)
+        except InvalidTx:
+            self.refused_cheap += 1
+            raise
+        self._check_high_water(stx, expected, len(stx.encode()) if size is None else size)
+        return expected
 
     def check_signature(self, stx: SignedTx) -> None:
         """Verify the tx's signature (raises ``BadSignature``) unless this mempool already did; remembered, so

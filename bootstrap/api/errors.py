@@ -4,11 +4,12 @@ busy; anything untyped is a bug and a JSON 500)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
-from bootstrap.errors import BlobNotFound, BlobTooLarge, NodeError, NodeNotRunning, UnknownAccount
+from bootstrap.errors import BlobNotFound, BlobTooLarge, NodeBusy, NodeError, NodeNotRunning, UnknownAccount
 from bootstrap.home import KeystoreError, WrongPassphrase
 from compute.errors import BackendUnavailable, ComputeError, DatasetError, SpecError
 from ledger.errors import (
@@ -94,6 +95,10 @@ def error_for(exc: BaseException) -> ApiError:
         return ApiError(404, str(exc), {"kind": "blob_not_found"})
     if isinstance(exc, BlobTooLarge):
         return ApiError(413, str(exc), {"kind": "blob_too_large"})
+    if isinstance(exc, NodeBusy):
+        # Back-pressure too: admission has had its share of the node's loop; the same bytes may come again.
+        return ApiError(429, str(exc), {"kind": "node_busy", "retry_after_s": exc.retry_after_s},
+                        {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))})
     if isinstance(exc, NodeNotRunning):
         return ApiError(409, str(exc), {"kind": "node_not_running"})
     if isinstance(exc, NodeError | ValueError):

@@ -250,7 +250,7 @@ def load_faucet_key(home: Path) -> SigningKey:
 
 
 # Refusals that say "not now" rather than "never": the tx is kept and sent again later.
-RETRYABLE = frozenset({"mempool_full", "future_queue_full", "rate_limited"})
+RETRYABLE = frozenset({"mempool_full", "future_queue_full", "rate_limited", "node_busy"})
 
 
 def _reason(result: dict[str, Any]) -> str:

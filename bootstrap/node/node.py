@@ -103,6 +103,10 @@ class Node:
             # dacn/txs/1: batches (and the txs in them) received, refused as garbage, and published
             "tx_batches_in": 0, "tx_batch_txs_in": 0, "tx_batches_rejected": 0, "tx_batches_out": 0,
             "tx_batch_txs_out": 0,
+            # submitted txs refused while admission had used its share of the loop (bootstrap.txs.governor)
+            "txs_refused_busy": 0,
+            # job data collected (bootstrap.jobs.collect)
+            "blob_sweeps": 0, "blobs_collected": 0, "blob_bytes_collected": 0, "blob_sweep_failures": 0,
         }
         # The rooms; those that need the store or the host get them in _open and run.
         self.views = Views(self)

@@ -8,15 +8,17 @@ tx": committed at a height, rejected with a reason, or still pending.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
 
-from bootstrap.errors import NodeError, NodeNotRunning
+from bootstrap.errors import NodeBusy, NodeError, NodeNotRunning
 from bootstrap.gossip import TOPIC_TX, TOPIC_TXS, split_tx_batches
 from bootstrap.home import NODE_KEY
+from bootstrap.txs.governor import CHUNK_TXS, AdmissionGovernor
 from ledger.chain import CommittedBlock
 from ledger.errors import BadNonce, LedgerError
 from ledger.mempool import Admission
@@ -43,6 +45,7 @@ class TxDesk:
         self._failed: OrderedDict[bytes, str] = OrderedDict()
         # Waited-on txs that were in our mempool at some point: only those can be declared dropped.
         self._was_pending: set[bytes] = set()
+        self.governor = AdmissionGovernor()
 
     def rejected_reason(self, tx_id: bytes) -> str | None:
         """Why a tx was dropped (one this node waited on) or failed in its block, if it was or did."""
@@ -111,28 +114,47 @@ class TxDesk:
         self.note_admission(admission)
 
     async def submit_tx(self, stx: SignedTx) -> str:
-        """Admit a signed tx to the mempool (typed ledger errors if it is bad) and gossip it; its id in hex."""
-        self._admit_local(stx)
+        """Admit a signed tx to the mempool (typed ledger errors if it is bad; ``NodeBusy`` while admission has
+        used its share of the loop) and gossip it; its id in hex."""
+        self.governor.check()
+        t0 = time.perf_counter()
+        try:
+            self._admit_local(stx)
+        finally:
+            self.governor.charge(time.perf_counter() - t0)
         assert self.publish is not None
         await self.publish(TOPIC_TX, stx.encode())
         return stx.tx_id.hex()
 
-    async def submit_txs(self, stxs: Sequence[SignedTx]) -> list[str | LedgerError]:
+    async def submit_txs(self, stxs: Sequence[SignedTx]) -> list[str | LedgerError | NodeBusy]:
         """``POST /txs``: admit each tx in order, then gossip the admitted ones as ``dacn/txs/1`` batches (split
         to the wire bounds). Per tx, its id in hex or the ledger error that refused it; one bad tx does not stop
-        the rest."""
+        the rest. Admission goes in chunks with a yield to the loop between them, and once it has used its share
+        of the loop (``governor``) the rest of the batch is refused as ``NodeBusy``, retryable, untouched."""
         if self.node.mempool is None or self.publish is None:
             raise NodeNotRunning("the node is not running")
-        out: list[str | LedgerError] = []
+        out: list[str | LedgerError | NodeBusy] = []
         admitted: list[bytes] = []
-        for stx in stxs:
+        for start in range(0, len(stxs), CHUNK_TXS):
+            chunk = stxs[start:start + CHUNK_TXS]
+            if start:
+                await trio.sleep(0)  # consensus and gossip run between chunks
             try:
-                self._admit_local(stx)
-            except LedgerError as exc:
-                out.append(exc)
-                continue
-            out.append(stx.tx_id.hex())
-            admitted.append(stx.encode())
+                self.governor.check(len(stxs) - start)
+            except NodeBusy as busy:
+                out.extend(busy for _ in stxs[start:])
+                self.node.counters["txs_refused_busy"] += len(stxs) - start
+                break
+            t0 = time.perf_counter()
+            for stx in chunk:
+                try:
+                    self._admit_local(stx)
+                except LedgerError as exc:
+                    out.append(exc)
+                    continue
+                out.append(stx.tx_id.hex())
+                admitted.append(stx.encode())
+            self.governor.charge(time.perf_counter() - t0)
         if admitted:
             batches = split_tx_batches(admitted)
             # Shielded: these txs are in our mempool already, and a client hanging up must not leave them

@@ -181,3 +181,37 @@ def test_report_percentiles() -> None:
     r = LoadReport(rate=1, duration=1, latencies_ms=[float(i) for i in range(1, 101)])
     assert r.percentile_ms(0.5) == 50 and r.percentile_ms(0.99) == 99
     assert math.isnan(LoadReport(rate=1, duration=1).percentile_ms(0.5))
+
+
+async def test_a_node_out_of_admission_time_answers_busy_per_item_and_admits_nothing(home: Path) -> None:
+    """Once admission has used its share of the loop, the rest of a batch is refused before any work as a
+    retryable ``node_busy`` with a wait (the load generator defers such txs, it does not drop them); a single
+    ``POST /tx`` gets a 429 with Retry-After. Then, the bucket refilled, the same bytes are admitted."""
+    from bootstrap.cli.loadgen import RETRYABLE, _call, _Http, load_faucet_key
+    from bootstrap.txs.governor import AdmissionGovernor
+
+    async with running_node(home) as (node, url):
+        faucet = load_faucet_key(home)
+        cid = node.chain.chain_id  # type: ignore[union-attr]
+        n0 = node.next_nonce(bytes(faucet.verify_key))
+        stxs = [make_tx(Transfer(to=SINK, amount=1), faucet, cid, nonce=n0 + i, fee=1) for i in range(3)]
+        clock = [0.0]
+        gov = AdmissionGovernor(share=0.5, burst_s=0.1, clock=lambda: clock[0])
+        gov.charge(1.0)  # a second of admission work just done: 0.9 s of debt, 1.8 s to wait out
+        node.txs.governor = gov
+        h = _Http(url, 10.0)
+        try:
+            status, doc = await _call(h, "POST", "/txs", {"txs": [s.encode().hex() for s in stxs]})
+            assert status == 200 and doc["accepted"] == 0, doc
+            kinds = {r["detail"]["kind"] for r in doc["results"]}
+            assert kinds == {"node_busy"} and kinds <= RETRYABLE
+            assert all(0 < r["detail"]["retry_after_s"] <= 5 for r in doc["results"])
+            assert all(s.tx_id not in node.mempool for s in stxs)  # type: ignore[operator]
+            assert gov.refused == 3
+            status, doc = await _call(h, "POST", "/tx", {"tx": stxs[0].encode().hex()})
+            assert status == 429 and doc["detail"]["kind"] == "node_busy", doc
+            clock[0] += 2.0  # the debt waited out
+            status, doc = await _call(h, "POST", "/txs", {"txs": [s.encode().hex() for s in stxs]})
+            assert status == 200 and doc["accepted"] == 3, doc
+        finally:
+            h.close()
