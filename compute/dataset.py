@@ -197,7 +197,10 @@ def dataset_from_csv(
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"CSV is not UTF-8: {exc}") from exc
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    except csv.Error as exc:  # a bare carriage return inside a field, a NUL byte, …
+        raise DatasetError(f"CSV does not parse: {exc}") from None
     if not rows:
         raise DatasetError("CSV has no rows")
     header: list[str] | None = None

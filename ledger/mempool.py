@@ -29,7 +29,8 @@ bytes wait. When a newcomer does not fit, the queued tx farthest ahead of its se
 likely to become runnable soon; ties: lower fee, then higher tx id) is evicted if the newcomer is strictly
 closer to its turn, repeatedly until it fits; otherwise the newcomer is refused with :class:`FutureQueueFull`.
 Every eviction and every queued tx dropped (superseded by another tx for its nonce, or invalid when its turn
-came) is counted.
+came) is counted, and the last ``gone_kept`` txs that left without being included are remembered with the reason
+(:meth:`Mempool.gone_reason`), so a client can learn that its tx was dropped and why, and resubmit.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ class MempoolConfig:
     # The high-water mark, in parts per thousand of each bound: above it, a newcomer that could not displace
     # anything is refused before its signature is checked (see ``Mempool.admit_tx``).
     high_water_permille: int = 900
+    # Txs that left without being included, remembered with why (a reason string shared by all): bounded memory.
+    gone_kept: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,13 @@ class Admission:
     tx: SignedTx
     queued: bool
     promoted: tuple[SignedTx, ...] = ()
+
+
+EVICTED = "evicted: the mempool was full and a tx paying a higher fee needed the room"
+EVICTED_QUEUED = "evicted from the future-nonce queue by a tx closer to its turn (the queue was full)"
+SUPERSEDED = "superseded: another tx with the same sender and nonce was committed"
+STALE = "no longer valid against the committed state (its sender's nonce, balance or a fee it must pay changed)"
+INVALID_AT_TURN = "invalid when its nonce's turn came (the committed state no longer allows it)"
 
 
 class Mempool:
@@ -148,6 +158,7 @@ class Mempool:
         # A lower bound on the cheapest pending tail fee (None: unknown, computed on demand), kept so the
         # high-water check need not scan every sender.
         self._floor: int | None = None
+        self.gone: OrderedDict[bytes, str] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.txs)
@@ -218,6 +229,16 @@ class Mempool:
         """The nonce the sender's next pending tx needs: the state's nonce plus its pending txs."""
         return self.state.nonce(sender) + len(self.by_sender.get(sender, ()))
 
+    def gone_reason(self, tx_id: bytes) -> str | None:
+        """Why a tx this mempool held left without being included (one of the last ``gone_kept``), if it did."""
+        return self.gone.get(tx_id)
+
+    def _note_gone(self, tx_id: bytes, reason: str) -> None:
+        gone = self.gone
+        gone[tx_id] = reason
+        if len(gone) > self.config.gone_kept:
+            gone.popitem(last=False)
+
     def is_queued(self, tx_id: bytes) -> bool:
         """Whether ``tx_id`` waits in the future-nonce queue (``tx_id in mempool`` covers only pending txs)."""
         return tx_id in self.queued
@@ -287,6 +308,7 @@ class Mempool:
             if victim is None or victim.fee >= stx.fee:
                 raise MempoolFull(what, limit, stx.fee)
             self._remove_tail(victim.sender)
+            self._note_gone(victim.tx_id, EVICTED)
             self._far_stale |= victim.sender in self.future
             self.evicted += 1
 
@@ -408,6 +430,11 @@ class Mempool:
             for stx in q[:first] + q[keep:]:
                 del self.txs[stx.tx_id]
                 self.bytes -= len(stx.encode())
+            for stx in q[:first]:
+                if stx.tx_id not in included:
+                    self._note_gone(stx.tx_id, SUPERSEDED)
+            for stx in q[keep:]:
+                self._note_gone(stx.tx_id, STALE)
             if keep > first:
                 self.by_sender[sender] = q[first:keep]
                 self.pending_fees[sender] = kept_fees
@@ -453,6 +480,7 @@ class Mempool:
             if victim is None or victim[0] <= gap:
                 raise FutureQueueFull(what, limit, gap)
             self._unqueue(victim[1])
+            self._note_gone(victim[1].tx_id, EVICTED_QUEUED)
             self.queued_evicted += 1
 
     def _farthest_queued(self) -> tuple[int, SignedTx] | None:
@@ -505,6 +533,7 @@ class Mempool:
             self._unqueue(stale)
             if stale.tx_id not in included:
                 self.queued_dropped += 1
+                self._note_gone(stale.tx_id, SUPERSEDED)
         q = self.future.get(sender)
         while q:
             stx = q.get(expected)
@@ -517,6 +546,7 @@ class Mempool:
             except InvalidTx:
                 self._unqueue(stx)
                 self.queued_dropped += 1
+                self._note_gone(stx.tx_id, INVALID_AT_TURN)
                 break
             self._unqueue(stx)
             self._insert(stx)

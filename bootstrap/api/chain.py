@@ -16,7 +16,8 @@ from ledger.tx import SignedTx, decode_signed_tx
 
 
 def add_routes(app: FastAPI, env: Env) -> None:
-    """``GET /chain/head``, ``GET /blocks/{height}``, ``GET /peers``, ``POST /tx``, ``POST /txs``."""
+    """``GET /chain/head``, ``GET /blocks/{height}``, ``GET /peers``, ``GET /tx/{tx_id}``, ``POST /tx``,
+    ``POST /txs``."""
     node = env.node
     call, wait_s, tx_outcome = env.call, env.wait_s, env.tx_outcome
 
@@ -45,6 +46,14 @@ def add_routes(app: FastAPI, env: Env) -> None:
     async def peers() -> dict[str, Any]:
         ps = jsonable(node.peers())
         return {"count": len(ps), "peers": ps}
+
+    @app.get("/tx/{tx_id}")
+    async def tx_status(tx_id: Annotated[str, PathParam(min_length=64, max_length=64,
+                                                        description="the tx id (64 hex characters)")]) -> Any:
+        """Where a tx is now, without waiting: ``committed`` (``height``), ``failed`` in its block (its fee paid,
+        ``reason``), ``pending``, ``queued`` (its nonce is ahead; ``waiting_for_nonce``), ``dropped`` (``reason``;
+        sign it again and resubmit) or ``unknown`` to this node."""
+        return jsonable(await call(node.tx_status, tx_id))
 
     @app.post("/tx")
     async def post_tx(body: RawTx, wait: WaitQuery = 0.0) -> JSONResponse:

@@ -106,14 +106,22 @@ def error_for(exc: BaseException) -> ApiError:
     return ApiError(500, "internal error", {"kind": type(exc).__name__})
 
 
+MAX_PROBLEMS = 20
+"""Validation problems listed in one answer: a body of 100,000 unknown keys once became a 250 MiB error."""
+
+
 def validation_error(exc: RequestValidationError) -> ApiError:
+    """A 400 naming each field that failed (the first :data:`MAX_PROBLEMS`, and how many there were)."""
     problems = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:MAX_PROBLEMS]:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
         field = ".".join(loc) or "body"
         msg = err.get("msg", "invalid")
         # pydantic prefixes messages from our validators with "Value error, "; drop the noise.
         msg = msg.removeprefix("Value error, ")
         problems.append({"field": field, "message": msg})
-    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "invalid request"
+    summary = "; ".join(f"{p['field']}: {p['message']:.200}" for p in problems) or "invalid request"
+    if len(errors) > MAX_PROBLEMS:
+        summary += f"; and {len(errors) - MAX_PROBLEMS} more problems"
     return ApiError(400, summary, problems)

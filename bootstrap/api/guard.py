@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from bootstrap.api.bodies import MAX_BODY_BYTES, jsonable
 from bootstrap.api.errors import error_for
+from bootstrap.api.limits import THREAD_ABOVE, BodyShapeError, check_json_body, limit_for
 
 log = logging.getLogger("dacn.api")
 
@@ -82,6 +85,7 @@ class ApiSettings:
     rate_limit_loopback: bool = False
     """Local callers are trusted like the token trusts them; remote ones share one bucket per address."""
     max_body_bytes: int = MAX_BODY_BYTES
+    """A cap over every endpoint's own (``bootstrap.api.limits``); the smaller of the two applies."""
     max_rate_clients: int = 10_000
 
 
@@ -222,10 +226,12 @@ class Guard:
                                  {"kind": "rate_limited", "retry_after_s": retry},
                                  [(b"retry-after", str(retry).encode())])
                     return
+        limit = limit_for(scope.get("path", ""))
+        cap = min(limit.max_bytes, s.max_body_bytes)
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > s.max_body_bytes):
-            await reject(413, f"request body of {length:.20} bytes exceeds {s.max_body_bytes}",
-                         {"kind": "too_large", "limit": s.max_body_bytes})
+        if length is not None and (not length.isdigit() or int(length) > cap):
+            await reject(413, f"request body of {length:.20} bytes exceeds {cap} for this endpoint",
+                         {"kind": "too_large", "limit": cap})
             return
         if method in WRITE_METHODS:
             # Read the whole body here (bounded), so a chunked upload without Content-Length is limited too.
@@ -236,14 +242,24 @@ class Guard:
                     return
                 chunk = msg.get("body", b"")
                 size += len(chunk)
-                if size > s.max_body_bytes:
-                    await reject(413, f"request body exceeds {s.max_body_bytes} bytes",
-                                 {"kind": "too_large", "limit": s.max_body_bytes})
+                if size > cap:
+                    await reject(413, f"request body exceeds {cap} bytes for this endpoint",
+                                 {"kind": "too_large", "limit": cap})
                     return
                 chunks.append(chunk)
                 if not msg.get("more_body", False):
                     break
             body = b"".join(chunks)
+            if limit.json:
+                # Parsed and walked before any route: off the loop when it is big enough to cost anything.
+                try:
+                    if len(body) > THREAD_ABOVE:
+                        await trio.to_thread.run_sync(check_json_body, body, limit)
+                    else:
+                        check_json_body(body, limit)
+                except BodyShapeError as exc:
+                    await reject(exc.status, exc.message, exc.detail)
+                    return
             replayed = False
 
             async def replay() -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 from bootstrap.api.bodies import (
@@ -20,6 +20,8 @@ from bootstrap.api.bodies import (
 )
 from bootstrap.api.env import Env
 from bootstrap.api.errors import ApiError
+from bootstrap.api.limits import UPLOAD_BYTES
+from bootstrap.jobs import UPLOAD_FORMATS, upload_format
 from bootstrap.views import verdict_words
 from compute.canonical import decode_artifact, dequantise
 from compute.errors import ComputeError
@@ -27,10 +29,38 @@ from ledger.state import VERIFIED
 
 
 def add_routes(app: FastAPI, env: Env) -> None:
-    """``POST /job/submit``, ``GET /job/{job_id}/status``, ``GET /job/{job_id}/result``, ``GET /jobs``,
+    """``POST /data``, ``POST /job/submit``, ``GET /job/{job_id}/status``, ``GET /job/{job_id}/result``, ``GET /jobs``,
     ``GET /jobs/pending``."""
     node = env.node
     call, wait_s, tx_outcome = env.call, env.wait_s, env.tx_outcome
+
+    @app.post("/data", openapi_extra={"requestBody": {"required": True, "content": {
+        "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+        "application/zip": {"schema": {"type": "string", "format": "binary"}},
+        "text/csv": {"schema": {"description": "CSV text, a first row of names optional"}}}}})
+    async def upload_data(
+        request: Request,
+        fmt_query: Annotated[str | None, Query(
+            alias="format", max_length=8,
+            description="npy, npz or csv (default: from the bytes, then the Content-Type)")] = None,
+        target_column: Annotated[str | None, Query(
+            max_length=256, description="the column that becomes y: an index, or a CSV header name")] = None,
+    ) -> dict[str, Any]:
+        """Upload a dataset as binary ``.npy`` (one 2-D array; ``target_column`` picks y), ``.npz`` (arrays ``X``
+        and ``y``) or CSV text, up to 64 MiB, parsed and checked off the node's loop; the answer's ``digest`` names
+        it in ``POST /job/submit`` (``"dataset": {"digest": ...}``). Big datasets go this way, not as JSON rows."""
+        body = await request.body()
+        if not body:
+            raise ApiError(400, "the request body is empty: send the dataset's bytes", {"field": "body"})
+        fmt = (fmt_query or upload_format(body, request.headers.get("content-type", ""))).lower()
+        if fmt not in UPLOAD_FORMATS:
+            raise ApiError(400, f"format: expected one of {', '.join(UPLOAD_FORMATS)}, got {fmt!r}",
+                           {"field": "format"})
+        target: int | str | None = target_column
+        if target_column is not None and target_column.lstrip("-").isdigit():
+            target = int(target_column)
+        return {"message": "dataset stored", "max_bytes": UPLOAD_BYTES,
+                **await call(node.upload_dataset, body, fmt, target)}
 
     @app.post("/job/submit")
     async def submit_job(body: JobSubmission, wait: WaitQuery = None) -> JSONResponse:

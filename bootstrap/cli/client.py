@@ -72,14 +72,18 @@ class NodeClient:
     # ------------------------------------------------------------------------------------------ raw
 
     def request(self, method: str, path: str, body: Any = None, *, query: dict[str, Any] | None = None,
-                timeout: float | None = None) -> Any:
-        """One request; raises :class:`ApiRequestError` on an error status, :class:`NodeUnreachable` on none."""
+                timeout: float | None = None, raw: bytes | None = None, content_type: str = "") -> Any:
+        """One request (a JSON ``body``, or ``raw`` bytes of ``content_type``); raises :class:`ApiRequestError` on
+        an error status, :class:`NodeUnreachable` on none."""
         url = self.base_url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         data = None
         headers = {"Accept": "application/json"}
-        if body is not None:
+        if raw is not None:
+            data = raw
+            headers["Content-Type"] = content_type or "application/octet-stream"
+        elif body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
@@ -163,6 +167,18 @@ class NodeClient:
         if assign is not None:
             body["assign"] = assign
         return self.post("/job/submit", body, wait=wait)
+
+    def upload_dataset(self, data: bytes, fmt: str | None = None, *, target_column: str | int | None = None,
+                       timeout: float | None = None) -> dict[str, Any]:
+        """``POST /data``: a ``.npy``, ``.npz`` or CSV dataset as binary; the answer names its ``digest``."""
+        kind = {"npy": "application/x-npy", "npz": "application/zip", "csv": "text/csv"}.get(fmt or "",
+                                                                                             "application/octet-stream")
+        return self.request("POST", "/data", query={"format": fmt, "target_column": target_column},
+                            raw=data, content_type=kind, timeout=timeout or max(self.timeout, 120.0))
+
+    def tx_status(self, tx_id: str) -> dict[str, Any]:
+        """``GET /tx/{tx_id}``: pending, queued, committed, failed, dropped (with why) or unknown."""
+        return self.get(f"/tx/{tx_id}")
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.get(f"/job/{job_id}/status")

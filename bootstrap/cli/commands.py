@@ -169,18 +169,22 @@ def cmd_balance(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset_arg(args: argparse.Namespace) -> dict[str, Any] | None:
-    if args.csv and args.synthetic:
-        raise CliError("give either --csv or --synthetic, not both")
-    if args.csv:
+def _dataset_arg(args: argparse.Namespace, client: NodeClient) -> dict[str, Any] | None:
+    """The ``dataset`` of a submission: a file is uploaded (``POST /data``, binary) and named by its digest."""
+    files = [f for f in (args.csv, args.data) if f]
+    if len(files) + bool(args.synthetic) > 1:
+        raise CliError("give one of --data, --csv or --synthetic")
+    if files:
+        path = Path(files[0])
         try:
-            text = Path(args.csv).read_text()
+            raw = path.read_bytes()
         except OSError as exc:
-            raise CliError(f"--csv {args.csv}: {exc.strerror}") from None
-        ds: dict[str, Any] = {"csv": text}
-        if args.target is not None:
-            ds["target_column"] = int(args.target) if args.target.lstrip("-").isdigit() else args.target
-        return ds
+            raise CliError(f"{path}: {exc.strerror}") from None
+        fmt = "csv" if args.csv else {".npy": "npy", ".npz": "npz"}.get(path.suffix.lower(), "csv")
+        up = client.upload_dataset(raw, fmt, target_column=args.target)
+        print(f"dataset {up['digest'][:16]}… uploaded ({up['n_samples']} rows × {up['n_features']} features"
+              + (", with a target" if up.get("has_target") else "") + f", {up['bytes']} bytes)", flush=True)
+        return {"digest": up["digest"]}
     if args.synthetic:
         parts = args.synthetic.split(":")
         names = ("kind", "n_samples", "n_features", "seed")
@@ -235,7 +239,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             raise CliError(f"--params is not JSON: {exc}") from None
         if not isinstance(params, dict):
             raise CliError("--params must be a JSON object")
-    res = client.submit_job(args.client, args.model, args.reward, params=params, dataset=_dataset_arg(args),
+    res = client.submit_job(args.client, args.model, args.reward, params=params, dataset=_dataset_arg(args, client),
                             verification_fee=args.fee, device=args.device, assign=args.assign,
                             time_limit_ms=args.time_limit_ms, commit_window=args.commit_window)
     print(f"job {res['job_id']} submitted (tx {res['tx_id'][:16]}…, height {res.get('height')})", flush=True)
@@ -254,6 +258,17 @@ def cmd_job(args: argparse.Namespace) -> int:
     _out(view)
     if args.result:
         _out(client.job_result(args.job_id))
+    return 0
+
+
+def cmd_tx(args: argparse.Namespace) -> int:
+    """Where a tx is: committed, failed, pending, queued, dropped (and why) or unknown to the node."""
+    doc = _client(args).tx_status(args.tx_id)
+    words = doc["status"] + (f" at height {doc['height']}" if doc.get("height") is not None else "")
+    if doc.get("reason"):
+        words += f": {doc['reason']}"
+    print(words, file=sys.stderr)
+    _out(doc)
     return 0
 
 
@@ -405,8 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", help="model parameters as a JSON object")
     p.add_argument("--synthetic", metavar="KIND[:N[:D[:SEED]]]", help="a generated dataset (regression, blobs, "
                    "classification)")
-    p.add_argument("--csv", metavar="FILE")
-    p.add_argument("--target", help="CSV target column (name or index)")
+    p.add_argument("--data", metavar="FILE", help="a dataset file (.npy: one 2-D array, .npz: arrays X and y, "
+                   "else CSV), uploaded to the node as binary and named by its digest")
+    p.add_argument("--csv", metavar="FILE", help="a CSV dataset file (uploaded like --data)")
+    p.add_argument("--target", help="the target column, y (a CSV header name, or an index for CSV and .npy)")
     p.add_argument("--device", default=None, help="any or gpu")
     p.add_argument("--assign", choices=("offers", "bids"), default="offers",
                    help="offers (default): assigned at once to a worker with a standing offer, falling back to a "
@@ -426,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--result", action="store_true")
     p.add_argument("--timeout", type=float, default=300.0)
     p.set_defaults(func=cmd_job)
+
+    p = with_node(sub.add_parser("tx", help="where a tx is: committed, pending, queued, dropped (and why)"))
+    p.add_argument("tx_id")
+    p.set_defaults(func=cmd_tx)
 
     p = with_node(sub.add_parser("status", help="a node's chain, peers, workers and jobs"))
     p.add_argument("--json", action="store_true")

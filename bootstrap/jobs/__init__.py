@@ -6,16 +6,32 @@ from bootstrap.jobs.blobs import BlobStore, SweepReport
 from bootstrap.jobs.collect import BlobCollector, live_digests
 from bootstrap.jobs.desk import JobDesk
 from bootstrap.jobs.sources import (
+    UPLOAD_FORMATS,
     CsvSource,
     DatasetSource,
     DigestSource,
     InlineSource,
     SyntheticSource,
     build_dataset,
+    dataset_from_upload,
     default_dataset,
+    upload_format,
 )
 
 __all__ = [
-    "BlobCollector", "BlobStore", "CsvSource", "DatasetSource", "DigestSource", "InlineSource", "JobDesk",
-    "SweepReport", "SyntheticSource", "build_dataset", "default_dataset", "live_digests",
+    "UPLOAD_FORMATS",
+    "BlobCollector",
+    "BlobStore",
+    "CsvSource",
+    "DatasetSource",
+    "DigestSource",
+    "InlineSource",
+    "JobDesk",
+    "SweepReport",
+    "SyntheticSource",
+    "build_dataset",
+    "dataset_from_upload",
+    "default_dataset",
+    "live_digests",
+    "upload_format",
 ]

@@ -27,7 +27,7 @@ import trio
 
 from bootstrap.errors import BlobNotFound, BlobTooLarge, NodeError, NodeNotRunning
 from bootstrap.gossip import TOPIC_JOBDATA, JobDataAnnouncement, encode_announcement
-from bootstrap.jobs.sources import DatasetSource, build_dataset, default_dataset
+from bootstrap.jobs.sources import DatasetSource, build_dataset, dataset_from_upload, default_dataset
 from compute import JobSpec, make_spec
 from compute.dataset import Dataset, decode_dataset, encode_dataset
 from compute.errors import ComputeError
@@ -89,20 +89,22 @@ class JobDesk:
         if assign not in (ASSIGN_BY_OFFERS, ASSIGN_BY_BIDS):
             raise InvalidField("submit_job.assign", f"expected 'offers' or 'bids', got {assign!r}")
         vfee = max(1, reward // 10) if verification_fee is None else verification_fee
-        built = build_dataset(dataset if dataset is not None else default_dataset(model))
+        # Building, encoding and hashing a dataset of millions of cells takes a while: a worker thread does it,
+        # so the node's consensus and gossip do not wait on one client's submission.
+        built = await trio.to_thread.run_sync(build_dataset, dataset if dataset is not None
+                                              else default_dataset(model))
         shaped: Dataset
         if isinstance(built, bytes):
             digest = built
-            data = blobs.get(digest)
+            data = await trio.to_thread.run_sync(blobs.get, digest)
             if data is None:
                 data = await self.fetch_blob(digest, max_size=node.config.max_blob_bytes)
             shaped = await trio.to_thread.run_sync(decode_dataset, data, digest)  # its shape is checked below
         else:
             shaped = built
-            data = encode_dataset(built)
+            data, digest = await trio.to_thread.run_sync(_encoded, built)
             if len(data) > blobs.max_bytes:
                 raise BlobTooLarge(len(data), blobs.max_bytes)
-            digest = blob_digest(data)
             if digest != built.digest:
                 raise NodeError("dataset digest differs from the blob digest (compute and p2pnet disagree)")
         chain = node.state.params
@@ -117,7 +119,7 @@ class JobDesk:
         spec = make_spec(model, params, digest, device=device, min_memory_mb=min_memory_mb,
                          time_limit_ms=time_limit_ms, memory_limit_mb=memory_limit_mb)
         # A spec every run of which fails, or whose summary no reveal can carry: refused here, not paid for.
-        check_shape(spec, shaped, max_summary_len=chain.max_summary_len)
+        await trio.to_thread.run_sync(lambda: check_shape(spec, shaped, max_summary_len=chain.max_summary_len))
         spec_bytes = spec.encode()
         spec_digest = blob_digest(spec_bytes)
         payload = SubmitJob(
@@ -132,13 +134,32 @@ class JobDesk:
         stx = await node.txs.sign_and_admit(client, payload, fee=fee)
         blobs.put(spec_bytes)
         if not isinstance(built, bytes):
-            blobs.put(data)
+            await trio.to_thread.run_sync(blobs.put, data)
         ann = JobDataAnnouncement(spec_bytes, digest, node.peer_id.to_bytes(), len(data))
         self.note_announcement(ann)
         await host.gossip.publish(TOPIC_JOBDATA, encode_announcement(ann))
         await node.txs.publish_admitted(stx)
         tx_id = stx.tx_id.hex()
         return {"job_id": tx_id, "tx_id": tx_id, "spec_digest": spec_digest.hex(), "dataset_digest": digest.hex()}
+
+    async def upload_dataset(self, body: bytes, fmt: str, target_column: int | str | None = None) -> dict[str, Any]:
+        """Parse, check and keep an uploaded dataset (``.npy``, ``.npz`` or CSV bytes), all on a worker thread, and
+        say its digest and shape; a job then names it by digest. It is announced with the first job that uses it,
+        and collected like any job data no live job needs (``bootstrap.jobs.collect``)."""
+        blobs = self.node.blobs
+        if blobs is None:
+            raise NodeNotRunning("the node is not running")
+
+        def work() -> dict[str, Any]:
+            ds = dataset_from_upload(body, fmt, target_column)
+            data = encode_dataset(ds)
+            if len(data) > blobs.max_bytes:
+                raise BlobTooLarge(len(data), blobs.max_bytes)
+            digest = blobs.put(data)
+            return {"digest": digest.hex(), "n_samples": int(ds.X.shape[0]), "n_features": int(ds.X.shape[1]),
+                    "has_target": ds.y is not None, "bytes": len(data), "format": fmt}
+
+        return await trio.to_thread.run_sync(work)
 
     async def announce_job_data(self, spec_bytes: bytes) -> None:
         """Re-announce a spec whose dataset this node holds (e.g. after a restart, for late workers)."""
@@ -259,3 +280,10 @@ class JobDesk:
             return JobSpec.decode(data)
         except ComputeError:
             return None
+
+
+def _encoded(dataset: Dataset) -> tuple[bytes, bytes]:
+    """A dataset's blob and its digest (run on a worker thread)."""
+    data = encode_dataset(dataset)
+    return data, blob_digest(data)
+

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bootstrap.errors import NodeError
 from compute import Dataset, dataset_from_csv, make_dataset, synthetic
+from compute.dataset import dataset_from_npy
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,64 @@ def build_dataset(source: DatasetSource) -> Dataset | bytes:
     if isinstance(source, DigestSource):
         return source.digest
     raise NodeError(f"unknown dataset source {type(source).__name__}")
+
+
+UPLOAD_FORMATS = ("npy", "npz", "csv")
+
+
+def upload_format(body: bytes, content_type: str = "") -> str:
+    """The format of an uploaded dataset: from its magic bytes (``.npy``, a ``.npz`` zip), else the content type,
+    else CSV text."""
+    if body[:6] == b"\x93NUMPY":
+        return "npy"
+    if body[:4] == b"PK\x03\x04":
+        return "npz"
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return {"application/x-npy": "npy", "application/zip": "npz"}.get(kind, "csv")
+
+
+def dataset_from_upload(body: bytes, fmt: str, target_column: int | str | None = None) -> Dataset:
+    """A checked dataset from uploaded bytes (blocking: run it on a worker thread).
+
+    ``npy``: one 2-D array; ``target_column`` (an index) becomes y. ``npz``: arrays ``X`` and optionally ``y``
+    (``np.savez``). ``csv``: text, ``target_column`` an index or a header name. Pickled objects are refused and
+    every error is a typed ``DatasetError`` naming what is wrong."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from compute.errors import DatasetError
+
+    if fmt == "csv":
+        return dataset_from_csv(body, target_column)
+    if fmt == "npz":
+        if target_column is not None:
+            raise DatasetError("target_column is for .npy and CSV uploads; a .npz names its arrays X and y")
+        try:
+            with zipfile.ZipFile(io.BytesIO(body)) as z:
+                names = {n.removesuffix(".npy"): n for n in z.namelist()}
+                if "X" not in names or set(names) - {"X", "y"}:
+                    raise DatasetError(f"a .npz dataset holds arrays X and optionally y, got {sorted(names)}")
+                x_bytes = z.read(names["X"])
+                y_bytes = z.read(names["y"]) if "y" in names else None
+        except (zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+            raise DatasetError(f"not a valid .npz archive: {exc}") from None
+        return dataset_from_npy(x_bytes, y_bytes)
+    if fmt != "npy":
+        raise DatasetError(f"unknown upload format {fmt!r}; expected one of {', '.join(UPLOAD_FORMATS)}")
+    whole = dataset_from_npy(body)
+    if target_column is None:
+        return whole
+    X = whole.X
+    if isinstance(target_column, str):
+        if not target_column.lstrip("-").isdigit():
+            raise DatasetError(f"target_column of a .npy upload is a column index, got {target_column!r}")
+        target_column = int(target_column)
+    width = X.shape[1]
+    if not -width <= target_column < width or width < 2:
+        raise DatasetError(f"target column {target_column} out of range for {width} columns (and at least one "
+                           "feature must remain)")
+    col = target_column % width
+    return make_dataset(np.delete(X, col, axis=1), np.ascontiguousarray(X[:, col]))
+

@@ -425,6 +425,10 @@ class Node:
         """Wait until the tx is committed (or known rejected), at most ``timeout`` seconds."""
         return await self.txs.wait_for_tx(tx_id_hex, timeout)
 
+    def tx_status(self, tx_id_hex: str) -> dict[str, Any]:
+        """Where a tx is now, without waiting (see :meth:`bootstrap.txs.TxDesk.tx_status`)."""
+        return self.txs.tx_status(tx_id_hex)
+
     async def sync_once(self) -> int:
         """One round of block sync; returns blocks applied."""
         assert self.sync is not None
@@ -439,6 +443,10 @@ class Node:
                          dataset: DatasetSource | None, **kwargs: Any) -> dict[str, Any]:
         """Build, keep, announce and submit a job (see :meth:`bootstrap.jobs.JobDesk.submit_job`)."""
         return await self.jobs.submit_job(client, model, params, dataset, **kwargs)
+
+    async def upload_dataset(self, body: bytes, fmt: str, target_column: int | str | None = None) -> dict[str, Any]:
+        """Keep an uploaded dataset (see :meth:`bootstrap.jobs.JobDesk.upload_dataset`)."""
+        return await self.jobs.upload_dataset(body, fmt, target_column)
 
     async def announce_job_data(self, spec_bytes: bytes) -> None:
         await self.jobs.announce_job_data(spec_bytes)

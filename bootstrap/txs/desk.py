@@ -209,14 +209,41 @@ class TxDesk:
         assert self.publish is not None
         await self.publish(TOPIC_TX, stx.encode())
 
+    def tx_status(self, tx_id_hex: str) -> dict[str, Any]:
+        """Where a tx is now, as this node knows it: ``committed`` (at a height) or ``failed`` in its block (fee
+        paid, nothing else done), ``pending`` (in the mempool, runnable), ``queued`` (its nonce is ahead: it waits
+        for ``waiting_for_nonce``), ``dropped`` with the reason (evicted, superseded, no longer valid: the client
+        may sign again and resubmit), or ``unknown`` (never seen here, or committed before the last
+        ``TX_INDEX_SIZE`` txs)."""
+        tx_id = _tx_id(tx_id_hex)
+        out: dict[str, Any] = {"tx_id": tx_id_hex.lower()}
+        mempool = self.node.mempool
+        height = self.heights.get(tx_id)
+        if height is not None:
+            if tx_id in self._failed:
+                return {**out, "status": "failed", "height": height, "reason": self._failed[tx_id]}
+            return {**out, "status": "committed", "height": height}
+        if mempool is not None:
+            stx = mempool.txs.get(tx_id)
+            if stx is not None:
+                return {**out, "status": "pending", "sender": self.node.display_id(stx.sender), "nonce": stx.nonce,
+                        "fee": stx.fee, "mempool_size": len(mempool)}
+            stx = mempool.queued.get(tx_id)
+            if stx is not None:
+                return {**out, "status": "queued", "sender": self.node.display_id(stx.sender), "nonce": stx.nonce,
+                        "fee": stx.fee, "waiting_for_nonce": mempool.next_nonce(stx.sender)}
+            reason = mempool.gone_reason(tx_id)
+            if reason is not None:
+                return {**out, "status": "dropped", "reason": reason, "resubmit": True}
+        reason = self._rejected.get(tx_id)
+        if reason is not None:
+            return {**out, "status": "dropped", "reason": reason, "resubmit": True}
+        return {**out, "status": "unknown",
+                "reason": f"not seen by this node, or committed before the last {TX_INDEX_SIZE} txs it indexes"}
+
     async def wait_for_tx(self, tx_id_hex: str, timeout: float) -> dict[str, Any]:
         """Wait until the tx is committed (or known rejected), at most ``timeout`` seconds."""
-        try:
-            tx_id = bytes.fromhex(tx_id_hex)
-        except ValueError:
-            raise NodeError(f"tx id must be 64 hex characters, got {tx_id_hex!r:.80}") from None
-        if len(tx_id) != 32:
-            raise NodeError(f"tx id must be 64 hex characters, got {tx_id_hex!r:.80}")
+        tx_id = _tx_id(tx_id_hex)
         ev: trio.Event | None = None
         if tx_id not in self.heights and tx_id not in self._rejected:
             ev = self._waiters.setdefault(tx_id, trio.Event())
@@ -236,3 +263,15 @@ class TxDesk:
             del self._waiters[tx_id]  # nobody waits any more (another waiter re-adds it)
             self._was_pending.discard(tx_id)
         return {"status": "pending", "tx_id": tx_id_hex, "in_mempool": in_pool}
+
+
+def _tx_id(text: str) -> bytes:
+    """32 bytes from a tx id's 64 hex characters, or a typed error naming what was given."""
+    try:
+        tx_id = bytes.fromhex(text)
+    except ValueError:
+        raise NodeError(f"tx id must be 64 hex characters, got {text!r:.80}") from None
+    if len(tx_id) != 32:
+        raise NodeError(f"tx id must be 64 hex characters, got {text!r:.80}")
+    return tx_id
+

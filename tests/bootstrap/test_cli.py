@@ -19,8 +19,8 @@ from ledger.genesis import genesis_state
 from ledger.state import state_root, total_supply
 from ledger.tx import Transfer
 
-SUBCOMMANDS = ("init", "testnet", "node", "devnet", "worker", "client", "balance", "submit", "job", "status",
-               "state", "demo", "loadgen")
+SUBCOMMANDS = ("init", "testnet", "node", "devnet", "worker", "client", "balance", "submit", "job", "tx",
+               "status", "state", "demo", "loadgen")
 
 
 def test_help_lists_every_subcommand() -> None:
@@ -146,4 +146,20 @@ async def test_api_commands_against_a_node(tmp_path: Path, capsys: pytest.Captur
         assert (job.time_limit_ms, job.commit_window) == (30_000, needed)
         rc, out, err = await dacn("job", job_id)  # a person's line on stderr, the view as JSON on stdout
         assert rc == 0 and json.loads(out)["outcomes"] == [] and err.startswith(json.loads(out)["status"])
+        # a dataset file travels as a binary upload and the job names it by digest; its tx can be looked up
+        import numpy as np
+
+        data = tmp_path / "points.npy"
+        np.save(data, np.random.default_rng(3).normal(size=(80, 3)))
+        rc, out, err = await dacn("submit", "--client", "carol", "--model", "pca", "--reward", "5", "--no-wait",
+                                  "--data", str(data))
+        assert rc == 0 and "uploaded (80 rows × 3 features" in out, (out, err)
+        doc = json.loads(out[out.index("{"):])
+        job = node.state.jobs[bytes.fromhex(doc["job_id"])]
+        assert node.blobs.get(job.dataset_digest) is not None
+        rc, out, err = await dacn("tx", doc["tx_id"])
+        assert rc == 0 and json.loads(out)["status"] in ("pending", "committed") and err.split()[0] in out
+        rc, _, err = await dacn("submit", "--client", "carol", "--model", "pca", "--reward", "5", "--no-wait",
+                                "--data", str(tmp_path / "missing.npy"))
+        assert rc == 1 and "missing.npy" in err
         node.stop()

@@ -448,3 +448,36 @@ def test_the_high_water_floor_is_never_above_the_cheapest_tail(seed=7):
         if rng.random() < 0.1:
             mp.update(chain.state)
             nonces = {a: mp.next_nonce(a) for a in nonces}
+
+
+def test_a_tx_that_leaves_without_being_included_is_remembered_with_why():
+    """Evicted, superseded, no longer valid and evicted from the queue: each is told apart, and a tx that was
+    included is not reported gone. The record is bounded."""
+    from ledger.mempool import EVICTED, EVICTED_QUEUED, STALE, SUPERSEDED
+
+    mp, (a, b, c, *_) = pool(max_txs=2, max_future_txs=1, gone_kept=3)
+    cheap = b.transfer(c.account, 1, fee=3)
+    mp.add(a.transfer(c.account, 1, fee=5).encode())
+    mp.add(cheap.encode())
+    mp.add(c.transfer(a.account, 1, fee=4, nonce=0).encode())
+    assert mp.gone_reason(cheap.tx_id) == EVICTED
+    far = a.transfer(c.account, 1, nonce=9)
+    mp.add(far.encode())
+    mp.add(b.transfer(c.account, 1, nonce=2).encode())  # closer to its turn: far is evicted
+    assert mp.gone_reason(far.tx_id) == EVICTED_QUEUED
+    # a's pending nonce-0 tx was superseded by another nonce-0 tx committed elsewhere; c's is no longer covered
+    mine = next(t for t in mp.txs.values() if t.sender == a.account)
+    theirs = next(t for t in mp.txs.values() if t.sender == c.account)
+    state = mp.state.copy()
+    state.w_account(a.account).nonce = 1
+    state.w_account(c.account).balance = 0
+    mp.update(state, [])
+    assert mp.gone_reason(mine.tx_id) == SUPERSEDED and mp.gone_reason(theirs.tx_id) == STALE
+    assert mp.gone_reason(cheap.tx_id) is None and len(mp.gone) == 3  # the oldest forgotten beyond gone_kept
+    mp2, (a2, b2, *_) = pool()
+    kept = a2.transfer(b2.account, 1)
+    mp2.add(kept.encode())
+    state2 = mp2.state.copy()
+    state2.w_account(a2.account).nonce = 1
+    mp2.update(state2, [kept.tx_id])
+    assert kept.tx_id not in mp2 and mp2.gone_reason(kept.tx_id) is None

@@ -1,0 +1,141 @@
+"""What one request body may hold, per endpoint, and the check that runs before any route parses it.
+
+A valid 29 MiB JSON object of small keys once held a validator's loop for 20–28 s (parsed and validated there,
+every unknown key an error in a 250 MiB answer). So every write endpoint has a byte cap sized to what it needs,
+and a JSON body above :data:`THREAD_ABOVE` bytes is parsed on a worker thread and walked against structural limits
+(nesting depth, keys per object, items per array, values in all, string length) before the route sees it; a body
+that breaks one is a 413 (too many bytes) or 400 (too deep, too many keys…) naming the limit. What passes is small
+enough that FastAPI's own parse and validation on the loop take milliseconds. Large datasets travel as binary
+uploads (``POST /data``), parsed on a thread too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+KIB = 1024
+MIB = 1024 * 1024
+THREAD_ABOVE = 16 * KIB
+"""Bodies up to this size are checked on the loop (microseconds); larger ones on a worker thread."""
+
+
+@dataclass(frozen=True)
+class BodyLimit:
+    """Bounds on one endpoint's body. ``json=False``: a binary upload, only ``max_bytes`` applies."""
+
+    max_bytes: int = 64 * KIB
+    max_depth: int = 6
+    max_keys: int = 64
+    max_items: int = 4096
+    max_values: int = 20_000
+    max_string: int = 64 * KIB
+    json: bool = True
+
+
+DEFAULT_LIMIT = BodyLimit()
+UPLOAD_BYTES = 64 * MIB
+
+ENDPOINT_LIMITS: dict[str, BodyLimit] = {
+    # One signed tx as hex (a tx is at most 8 KiB encoded; hex doubles it).
+    "/tx": BodyLimit(max_bytes=64 * KIB, max_string=4 * 8192),
+    # A batch of up to 4,096 signed txs.
+    "/txs": BodyLimit(max_bytes=8 * MIB, max_depth=3, max_keys=4, max_items=4096, max_values=4100,
+                      max_string=4 * 8192),
+    # Inline rows and CSV text stay small; bigger datasets go to POST /data and are named by digest.
+    "/job/submit": BodyLimit(max_bytes=2 * MIB, max_depth=6, max_keys=64, max_items=100_000, max_values=300_000,
+                             max_string=2 * MIB),
+    "/data": BodyLimit(max_bytes=UPLOAD_BYTES, json=False),
+}
+
+
+def limit_for(path: str) -> BodyLimit:
+    """The limits for a write to ``path`` (every other write gets :data:`DEFAULT_LIMIT`)."""
+    return ENDPOINT_LIMITS.get(path, DEFAULT_LIMIT)
+
+
+class BodyShapeError(Exception):
+    """A body that breaks a structural limit; ``status`` is 413 for size, 400 for the rest."""
+
+    def __init__(self, status: int, message: str, detail: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.detail = detail
+
+
+def check_json_body(body: bytes, limit: BodyLimit) -> None:
+    """Parse ``body`` and walk it against ``limit``; raise :class:`BodyShapeError` naming the first limit broken.
+
+    Bad JSON is left to the route (whose error names the position): this check only bounds what parses."""
+    if len(body) > limit.max_bytes:
+        raise BodyShapeError(413, f"request body of {len(body)} bytes exceeds {limit.max_bytes} for this endpoint",
+                             {"kind": "too_large", "limit": limit.max_bytes})
+    if not body.strip():
+        return
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        # Not JSON (or nested past the parser's own stack): FastAPI answers 400 for the first; the second is ours.
+        if _nesting(body) > limit.max_depth:
+            raise _too("depth", limit.max_depth) from None
+        return
+    values = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        values += 1
+        if values > limit.max_values:
+            raise _too("values", limit.max_values)
+        if isinstance(node, dict):
+            if depth > limit.max_depth:
+                raise _too("depth", limit.max_depth)
+            if len(node) > limit.max_keys:
+                raise _too("keys", limit.max_keys, len(node))
+            for key, value in node.items():
+                if len(key) > 256:
+                    raise _too("key_length", 256, len(key))
+                stack.append((value, depth + 1))
+        elif isinstance(node, list):
+            if depth > limit.max_depth:
+                raise _too("depth", limit.max_depth)
+            if len(node) > limit.max_items:
+                raise _too("items", limit.max_items, len(node))
+            stack.extend((value, depth + 1) for value in node)
+        elif isinstance(node, str):
+            if len(node) > limit.max_string:
+                raise _too("string_length", limit.max_string, len(node))
+        elif isinstance(node, int) and not isinstance(node, bool) and node.bit_length() > 256:
+            raise _too("number_digits", 77)
+
+
+def _too(what: str, limit: int, got: int | None = None) -> BodyShapeError:
+    words = {"depth": "nesting depth", "keys": "keys in one object", "items": "items in one array",
+             "values": "values in all", "string_length": "characters in one string",
+             "key_length": "characters in one key", "number_digits": "digits in one integer"}[what]
+    said = f" ({got})" if got is not None else ""
+    return BodyShapeError(400, f"request body has too many {words}{said}: this endpoint allows {limit}",
+                          {"kind": "body_shape", "limit_on": what, "limit": limit, "got": got})
+
+
+def _nesting(body: bytes) -> int:
+    """How deep brackets nest, ignoring strings (for bodies the parser could not walk)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
