@@ -169,5 +169,8 @@ async def serve_api(
     config.errorlog = logging.getLogger("dacn.api.server")
     config.graceful_timeout = 2.0
     config.keep_alive_timeout = 30.0
+    # A connection that sends nothing for this long is closed (headers are capped at 16 KiB by h11), so idle or
+    # half-open sockets do not hold the node's descriptors for ever.
+    config.read_timeout = 30
     app = create_app(node, settings if settings is not None else settings_for(node, host))
     await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)  # type: ignore[arg-type]
