@@ -229,6 +229,15 @@ class Gossip:
         log.info("penalty %.1f for %s: %s (score %.1f)", amount, peer.short(), reason, self.score(peer))
         self._check_disconnect(peer)
 
+    def note_invalid(self, peer: PeerId, weight: float) -> None:
+        """Add ``weight`` to the peer's invalid-message counter (gossipsub's P4), for an application that finds
+        part of a message bad without rejecting all of it (a batch of txs whose senders cannot pay): a fraction
+        of a REJECT, which adds 1."""
+        if not weight > 0:
+            return
+        self._score(peer).invalid += weight
+        self._check_disconnect(peer)
+
     def _check_duplicates(self, peer: PeerId, s: PeerScore) -> None:
         """A behaviour penalty (gossipsub's P7) for copies beyond what an honest peer can send.
 
