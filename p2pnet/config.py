@@ -24,7 +24,11 @@ class GossipConfig:
     prune_backoff: float = 60.0
     flood_publish: bool = True  # own messages go to every subscribed peer, not only the mesh
     forward_timeout: float = 1.0  # how long forwarding waits on a full peer queue before counting a drop
+    # IHAVE ids a peer may advertise per heartbeat (we advertise at most half of it); beyond, a behaviour penalty
     max_ihave_ids: int = 5000
+    iwant_followup: int = 3  # heartbeats a peer has to deliver what it advertised and we asked for by IWANT
+    max_promises: int = 10_000  # IWANT promises remembered at most (one id per IWANT sent)
+    broken_promise_penalty: float = 0.5  # behaviour penalty per promise not kept by its deadline
     max_iwant_replies: int = 5000  # per peer per heartbeat
     subscription_queue: int = 10_000
     # scoring
@@ -70,6 +74,14 @@ class GossipConfig:
             )
         if self.seen_max < 1000:
             raise ConfigError("seen_max", self.seen_max, "must be ≥ 1000")
+        if self.max_ihave_ids < 2:
+            raise ConfigError("max_ihave_ids", self.max_ihave_ids, "must be ≥ 2 (we advertise half of it)")
+        if self.iwant_followup < 1:
+            raise ConfigError("iwant_followup", self.iwant_followup, "must be ≥ 1 heartbeat")
+        if self.max_promises < 1:
+            raise ConfigError("max_promises", self.max_promises, "must be ≥ 1")
+        if self.broken_promise_penalty < 0:
+            raise ConfigError("broken_promise_penalty", self.broken_promise_penalty, "must be ≥ 0")
         if self.subscription_queue < 1:
             raise ConfigError("subscription_queue", self.subscription_queue, "must be ≥ 1")
 
