@@ -67,7 +67,8 @@ class Received:
 
 @dataclass
 class TopicCounters:
-    """Per-topic counters: in (first copies), out (frames queued), dropped, invalid, ignored, duplicates."""
+    """Per-topic counters: in (first copies), out (frames queued), dropped, invalid, ignored, duplicates, and first
+    copies dropped unvalidated because their sender was over its rate cap for the topic."""
 
     received: int = 0
     delivered: int = 0
@@ -77,6 +78,7 @@ class TopicCounters:
     published: int = 0
     sent: int = 0
     dropped: int = 0
+    rate_limited: int = 0
 
 
 @dataclass
@@ -92,6 +94,9 @@ class PeerScore:
     iwant_served: int = 0
     duplicates: int = 0  # copies of already-seen messages sent to us this heartbeat
     ihave_ids: int = 0  # ids advertised to us by IHAVE this heartbeat
+    first_copies: dict[str, int] = field(default_factory=dict)  # per topic, this heartbeat (rate caps)
+    rate_limited: int = 0  # first copies dropped over a cap this heartbeat
+    rate_strikes: int = 0  # heartbeats in a row with some dropped
 
 
 def message_id(topic: str, data: bytes) -> bytes:
@@ -335,6 +340,9 @@ class Gossip:
             s.duplicates += 1
             self._check_duplicates(peer, s)
             return
+        if self._over_cap(peer, topic):
+            counters.rate_limited += 1
+            return  # not marked seen: an honest copy from another peer is still taken
         self._mark_seen(mid)
         self._keep_promises(mid)
         self._new_this_heartbeat += 1
@@ -374,6 +382,16 @@ class Gossip:
             counters.delivered += 1
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # unsubscribed meanwhile, or the application closed its receive channel
+
+    def _over_cap(self, peer: PeerId, topic: str) -> bool:
+        """Count a first copy from ``peer`` on ``topic``; whether it is beyond the topic's cap for this heartbeat
+        (dropped before validation: a flood costs a hash and a count per message, not a validator call)."""
+        s = self._score(peer)
+        n = s.first_copies[topic] = s.first_copies.get(topic, 0) + 1
+        if n <= self.config.topic_cap(topic):
+            return False
+        s.rate_limited += 1
+        return True
 
     async def _forward(self, source: PeerId, msg: GossipMessage) -> None:
         peers = [p for p in self.mesh.get(msg.topic, ()) if p != source]
@@ -520,9 +538,15 @@ class Gossip:
         self.heartbeats += 1
         self._decay_scores()
         self._new_last_heartbeat, self._new_this_heartbeat = self._new_this_heartbeat, 0
-        for s in self.scores.values():
+        for peer, s in list(self.scores.items()):
             s.duplicates = 0
             s.ihave_ids = 0
+            s.first_copies.clear()
+            s.rate_strikes = s.rate_strikes + 1 if s.rate_limited else 0
+            if s.rate_strikes >= c.rate_limit_grace:
+                self.penalize(peer, 1.0, f"over a topic's rate cap ({s.rate_limited} dropped) "
+                                         f"{s.rate_strikes} heartbeats in a row")
+            s.rate_limited = 0
         self._judge_promises()
         for topic in list(self.subscriptions):
             self._maintain_mesh(topic, now)
