@@ -67,7 +67,8 @@ class Received:
 
 @dataclass
 class TopicCounters:
-    """Per-topic counters: in (first copies), out (frames queued), dropped, invalid, ignored, duplicates."""
+    """Per-topic counters: in (first copies), out (frames queued), dropped, invalid, ignored, duplicates, and first
+    copies dropped unvalidated because their sender was over its rate cap for the topic."""
 
     received: int = 0
     delivered: int = 0
@@ -77,6 +78,7 @@ class TopicCounters:
     published: int = 0
     sent: int = 0
     dropped: int = 0
+    rate_limited: int = 0
 
 
 @dataclass
@@ -91,6 +93,10 @@ class PeerScore:
     mesh_since: dict[str, int] = field(default_factory=dict)
     iwant_served: int = 0
     duplicates: int = 0  # copies of already-seen messages sent to us this heartbeat
+    ihave_ids: int = 0  # ids advertised to us by IHAVE this heartbeat
+    first_copies: dict[str, int] = field(default_factory=dict)  # per topic, this heartbeat (rate caps)
+    rate_limited: int = 0  # first copies dropped over a cap this heartbeat
+    rate_strikes: int = 0  # heartbeats in a row with some dropped
 
 
 def message_id(topic: str, data: bytes) -> bytes:
@@ -134,6 +140,13 @@ class Gossip:
         self.seen_evicted = 0
         self.iwant_sent = 0  # ids asked for after an IHAVE: the repair path at work
         self.iwant_served = 0
+        # IWANT promises (gossipsub v1.1): for each IWANT we send, one of its ids (drawn at random, so a peer
+        # cannot tell which) -> the peers asked for it and the heartbeat by which each must have delivered it.
+        # Oldest first; at most ``max_promises`` entries (the oldest go unjudged), so memory stays bounded.
+        self.promises: OrderedDict[bytes, dict[PeerId, int]] = OrderedDict()
+        self._promise_count = 0
+        self.promises_broken = 0
+        self.ihave_floods = 0
 
     # --- application API ------------------------------------------------------------------------------------
 
@@ -229,6 +242,15 @@ class Gossip:
         log.info("penalty %.1f for %s: %s (score %.1f)", amount, peer.short(), reason, self.score(peer))
         self._check_disconnect(peer)
 
+    def note_invalid(self, peer: PeerId, weight: float) -> None:
+        """Add ``weight`` to the peer's invalid-message counter (gossipsub's P4), for an application that finds
+        part of a message bad without rejecting all of it (a batch of txs whose senders cannot pay): a fraction
+        of a REJECT, which adds 1."""
+        if not weight > 0:
+            return
+        self._score(peer).invalid += weight
+        self._check_disconnect(peer)
+
     def _check_duplicates(self, peer: PeerId, s: PeerScore) -> None:
         """A behaviour penalty (gossipsub's P7) for copies beyond what an honest peer can send.
 
@@ -318,7 +340,11 @@ class Gossip:
             s.duplicates += 1
             self._check_duplicates(peer, s)
             return
+        if self._over_cap(peer, topic):
+            counters.rate_limited += 1
+            return  # not marked seen: an honest copy from another peer is still taken
         self._mark_seen(mid)
+        self._keep_promises(mid)
         self._new_this_heartbeat += 1
         counters.received += 1
         result = ValidationResult.ACCEPT
@@ -357,6 +383,16 @@ class Gossip:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # unsubscribed meanwhile, or the application closed its receive channel
 
+    def _over_cap(self, peer: PeerId, topic: str) -> bool:
+        """Count a first copy from ``peer`` on ``topic``; whether it is beyond the topic's cap for this heartbeat
+        (dropped before validation: a flood costs a hash and a count per message, not a validator call)."""
+        s = self._score(peer)
+        n = s.first_copies[topic] = s.first_copies.get(topic, 0) + 1
+        if n <= self.config.topic_cap(topic):
+            return False
+        s.rate_limited += 1
+        return True
+
     async def _forward(self, source: PeerId, msg: GossipMessage) -> None:
         peers = [p for p in self.mesh.get(msg.topic, ()) if p != source]
         if not peers:
@@ -373,19 +409,38 @@ class Gossip:
                 counters.dropped += 1
 
     def _on_ihave(self, peer: PeerId, ihave: list[tuple[str, list[bytes]]], reply: GossipRPC) -> None:
-        if self.score(peer) < self.config.gossip_threshold:
+        """Ask for the advertised ids we lack, at most ``max_ihave_ids`` per peer and heartbeat.
+
+        An honest peer advertises at most half that per heartbeat (``_emit_gossip``), so even two of its
+        heartbeats falling in one of ours stay within it. Beyond it the ids are not asked for, and the flood is a
+        behaviour penalty (P7): 1 on crossing the bound, 1 more for each further ``max_ihave_ids`` ids."""
+        c = self.config
+        if self.score(peer) < c.gossip_threshold:
             return
-        budget = self.config.max_ihave_ids
+        s = self._score(peer)
+        before = s.ihave_ids
+        s.ihave_ids += sum(len(ids) for _, ids in ihave)
+        if s.ihave_ids > c.max_ihave_ids:
+            crossings = (s.ihave_ids - 1) // c.max_ihave_ids - max(before - 1, 0) // c.max_ihave_ids
+            if crossings > 0:
+                self.ihave_floods += 1
+                self.penalize(peer, float(crossings), f"advertised {s.ihave_ids} ids by IHAVE in one heartbeat")
+        budget = c.max_ihave_ids - before
+        asked: list[bytes] = []
         for topic, ids in ihave:
+            if budget <= 0:
+                break
             if topic not in self.subscriptions:
+                budget -= len(ids)
                 continue
-            for mid in ids:
-                if budget <= 0:
-                    return
-                budget -= 1
+            for mid in ids[:budget]:
                 if mid not in self.seen:
-                    reply.iwant.append(mid)
-                    self.iwant_sent += 1
+                    asked.append(mid)
+            budget -= len(ids)
+        if asked:
+            reply.iwant.extend(asked)
+            self.iwant_sent += len(asked)
+            self._promise(peer, self.rng.choice(asked))
 
     def _on_iwant(self, peer: PeerId, iwant: list[bytes], reply: GossipRPC) -> None:
         if self.score(peer) < self.config.gossip_threshold:
@@ -425,6 +480,49 @@ class Gossip:
         if px and self.score(peer) >= 0:
             self.host._learn_peers(px, peer, f"prune px on {topic[:64]}")
 
+    # --- IWANT promises -------------------------------------------------------------------------------------
+
+    def _promise(self, peer: PeerId, mid: bytes) -> None:
+        """Remember that ``peer`` advertised ``mid`` and was asked for it: it has ``iwant_followup`` heartbeats."""
+        peers = self.promises.get(mid)
+        if peers is None:
+            peers = self.promises[mid] = {}
+        if peer in peers:
+            return
+        peers[peer] = self.heartbeats + self.config.iwant_followup
+        self._promise_count += 1
+        while self._promise_count > self.config.max_promises:
+            _, dropped = self.promises.popitem(last=False)
+            self._promise_count -= len(dropped)
+
+    def _keep_promises(self, mid: bytes) -> None:
+        """``mid`` arrived (from anyone: the peers asked for it need not send it once someone did)."""
+        peers = self.promises.pop(mid, None)
+        if peers:
+            self._promise_count -= len(peers)
+
+    def _judge_promises(self) -> None:
+        """A behaviour penalty (P7) per peer for the promises it broke: ``broken_promise_penalty`` each."""
+        broken: dict[PeerId, int] = {}
+        now = self.heartbeats
+        while self.promises:
+            mid, peers = next(iter(self.promises.items()))
+            due = [p for p, deadline in peers.items() if deadline < now]
+            if not due:
+                break  # entries are oldest first: the rest are due later (near enough: judged when this one is)
+            for p in due:
+                del peers[p]
+                broken[p] = broken.get(p, 0) + 1
+            self._promise_count -= len(due)
+            if peers:
+                self.promises.move_to_end(mid)  # its other peers were asked later
+            else:
+                del self.promises[mid]
+        for p, n in broken.items():
+            self.promises_broken += n
+            if p in self.host._connections:
+                self.penalize(p, n * self.config.broken_promise_penalty, f"broke {n} IWANT promises")
+
     # --- heartbeat ------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -440,8 +538,16 @@ class Gossip:
         self.heartbeats += 1
         self._decay_scores()
         self._new_last_heartbeat, self._new_this_heartbeat = self._new_this_heartbeat, 0
-        for s in self.scores.values():
+        for peer, s in list(self.scores.items()):
             s.duplicates = 0
+            s.ihave_ids = 0
+            s.first_copies.clear()
+            s.rate_strikes = s.rate_strikes + 1 if s.rate_limited else 0
+            if s.rate_strikes >= c.rate_limit_grace:
+                self.penalize(peer, 1.0, f"over a topic's rate cap ({s.rate_limited} dropped) "
+                                         f"{s.rate_strikes} heartbeats in a row")
+            s.rate_limited = 0
+        self._judge_promises()
         for topic in list(self.subscriptions):
             self._maintain_mesh(topic, now)
         for topic in list(self.fanout):
@@ -522,6 +628,7 @@ class Gossip:
     def _emit_gossip(self) -> None:
         c = self.config
         by_topic: dict[str, list[bytes]] = {}
+        budgets: dict[PeerId, int] = {}
         for window in self.windows[: c.history_gossip]:
             for mid, topic in window:
                 by_topic.setdefault(topic, []).append(mid)
@@ -532,9 +639,14 @@ class Gossip:
             # non-mesh peers first (they lack these messages most likely); a node whose every peer is in its
             # mesh still gets IHAVE from mesh peers, else a copy lost on a mesh link would never be repaired
             eligible.sort(key=lambda p: p in mesh)
-            ids = ids[-c.max_ihave_ids :]
             for p in eligible[: c.D_lazy]:
-                self._send_rpc(p, GossipRPC(ihave=[(topic, ids)]))
+                # at most half the receiver's bound per heartbeat over all topics (the newest ids): two of our
+                # heartbeats may fall in one of its
+                room = budgets.get(p, c.max_ihave_ids // 2)
+                if room > 0:
+                    sent = ids[-room:]
+                    budgets[p] = room - len(sent)
+                    self._send_rpc(p, GossipRPC(ihave=[(topic, sent)]))
 
     # --- helpers --------------------------------------------------------------------------------------------
 

@@ -168,6 +168,7 @@ class Node:
                 self.host = host
                 self._protect_validators()
                 self.txs.publish = host.gossip.publish
+                self.tx_topics.note_invalid, self.tx_topics.lagging = host.gossip.note_invalid, self.sync.is_behind
                 host.set_request_handler(PROTO_STATUS, self.sync.serve_status)
                 host.set_request_handler(PROTO_SYNC, self.sync.serve_sync)
                 host.set_blob_reader(self.blobs.read_chunk)

@@ -38,13 +38,20 @@ class BlockSync:
         self.host: Host | None = None
         self.driver: Any = None
         self._wake = trio.Event()
+        self.seen_height = 0  # the highest consensus height a validly signed message showed us
 
     def attach(self, host: Host, driver: Any) -> None:
         self.host, self.driver = host, driver
 
     def wake(self, seen_height: int = 0) -> None:
         """Consensus saw a later height: sync now rather than at the next interval."""
+        self.seen_height = max(self.seen_height, seen_height)
         self._wake.set()
+
+    def is_behind(self) -> bool:
+        """Whether validators are past the height this node decides (chain height + 1): it lacks a block at least,
+        so txs of accounts funded in it look unfunded here (the tx validators blame nobody for them meanwhile)."""
+        return self.seen_height > self.chain.height + 1
 
     # ------------------------------------------------------------------------------------------- serving
 
