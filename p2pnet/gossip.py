@@ -78,6 +78,7 @@ class TopicCounters:
     published: int = 0
     sent: int = 0
     dropped: int = 0
+    shed: int = 0  # first copies on a laned topic dropped because its queue was full (overload)
     rate_limited: int = 0
 
 
@@ -109,9 +110,15 @@ def message_id(topic: str, data: bytes) -> bytes:
 
 
 class _Subscription:
-    def __init__(self, validator: Validator | None, size: int) -> None:
+    def __init__(self, validator: Validator | None, size: int, lane: int = 0) -> None:
         self.validator = validator
         self.send, self.receive = trio.open_memory_channel[Received](size)
+        # A lane: first copies wait here for a worker task that validates them, instead of being validated on
+        # the reader task of the connection they came on (see ``Gossip.subscribe``).
+        self.lane_send: trio.MemorySendChannel[tuple[PeerId, GossipMessage, bytes]] | None = None
+        self.lane_receive: trio.MemoryReceiveChannel[tuple[PeerId, GossipMessage, bytes]] | None = None
+        if lane > 0:
+            self.lane_send, self.lane_receive = trio.open_memory_channel(lane)
 
 
 class Gossip:
@@ -140,6 +147,7 @@ class Gossip:
         self.seen_evicted = 0
         self.iwant_sent = 0  # ids asked for after an IHAVE: the repair path at work
         self.iwant_served = 0
+        self._nursery: trio.Nursery | None = None  # while ``run`` runs: where lane workers are started
         # IWANT promises (gossipsub v1.1): for each IWANT we send, one of its ids (drawn at random, so a peer
         # cannot tell which) -> the peers asked for it and the heartbeat by which each must have delivered it.
         # Oldest first; at most ``max_promises`` entries (the oldest go unjudged), so memory stays bounded.
@@ -150,15 +158,25 @@ class Gossip:
 
     # --- application API ------------------------------------------------------------------------------------
 
-    def subscribe(self, topic: str, validator: Validator | None = None) -> trio.MemoryReceiveChannel[Received]:
+    def subscribe(self, topic: str, validator: Validator | None = None, *,
+                  lane: int = 0) -> trio.MemoryReceiveChannel[Received]:
         """Join ``topic``; validated messages arrive on the returned channel (bounded: a slow reader pushes
-        back on the peers feeding it). ``validator(source, data)`` may be sync or async."""
+        back on the peers feeding it). ``validator(source, data)`` may be sync or async.
+
+        ``lane > 0``: the topic's first copies are validated by a worker task of their own, in a queue of ``lane``
+        messages, not on the reader of the connection they arrived on. A costly topic (signed tx batches) then
+        cannot hold up a cheap, urgent one (consensus votes) that arrives behind it on the same connection, and
+        when the queue is full a new message is shed (counted in ``shed``, left unseen so a later copy may
+        still be taken): under overload the node drops gossip it has no time to check rather than fall behind
+        on consensus. Nothing accepted is lost by it: the node that admitted a tx keeps and re-gossips it."""
         if not topic or len(topic) > 256:
             raise LocalProtocolError(f"topic must be 1..256 characters, got {len(topic)}")
         if topic in self.subscriptions:
             raise LocalProtocolError(f"already subscribed to {topic!r}")
-        sub = _Subscription(validator, self.config.subscription_queue)
+        sub = _Subscription(validator, self.config.subscription_queue, lane)
         self.subscriptions[topic] = sub
+        if sub.lane_receive is not None and self._nursery is not None:
+            self._nursery.start_soon(self._lane_worker, topic, sub)
         self._counters(topic)
         mesh = self.mesh.setdefault(topic, set())
         # join: take fanout peers first, then any subscribed peer
@@ -178,6 +196,8 @@ class Gossip:
         if sub is None:
             return
         sub.send.close()
+        if sub.lane_send is not None:
+            sub.lane_send.close()
         for p in self.mesh.pop(topic, set()):
             self._send_rpc(p, GossipRPC(prune=[(topic, [])]))
         self._broadcast(GossipRPC(subscriptions=[(topic, False)]))
@@ -343,10 +363,38 @@ class Gossip:
         if self._over_cap(peer, topic):
             counters.rate_limited += 1
             return  # not marked seen: an honest copy from another peer is still taken
+        if sub.lane_send is not None:
+            try:
+                sub.lane_send.send_nowait((peer, msg, mid))
+            except trio.WouldBlock:
+                counters.shed += 1
+                return  # not marked seen: a copy that comes when there is room is still taken
+            except trio.ClosedResourceError:
+                return
+            self._mark_seen(mid)
+            self._keep_promises(mid)
+            self._new_this_heartbeat += 1
+            counters.received += 1
+            return
         self._mark_seen(mid)
         self._keep_promises(mid)
         self._new_this_heartbeat += 1
         counters.received += 1
+        await self._validate_and_deliver(peer, msg, mid, sub)
+
+    async def _lane_worker(self, topic: str, sub: _Subscription) -> None:
+        """Validate and deliver a lane's messages one at a time, yielding between them."""
+        assert sub.lane_receive is not None
+        async with sub.lane_receive:
+            async for peer, msg, mid in sub.lane_receive:
+                if self.subscriptions.get(topic) is not sub:
+                    return
+                await self._validate_and_deliver(peer, msg, mid, sub)
+                await trio.sleep(0)  # whatever arrived meanwhile (a vote) runs before the next costly check
+
+    async def _validate_and_deliver(self, peer: PeerId, msg: GossipMessage, mid: bytes, sub: _Subscription) -> None:
+        topic = msg.topic
+        counters = self.counters[topic]
         result = ValidationResult.ACCEPT
         if sub.validator is not None:
             try:
@@ -526,10 +574,18 @@ class Gossip:
     # --- heartbeat ------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Heartbeat forever."""
-        while True:
-            await trio.sleep(self.config.heartbeat_interval)
-            self.heartbeat()
+        """Heartbeat forever, and run the lanes' workers."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for topic, sub in list(self.subscriptions.items()):
+                if sub.lane_receive is not None:
+                    nursery.start_soon(self._lane_worker, topic, sub)
+            try:
+                while True:
+                    await trio.sleep(self.config.heartbeat_interval)
+                    self.heartbeat()
+            finally:
+                self._nursery = None
 
     def heartbeat(self) -> None:
         """Mesh upkeep, fanout expiry, IHAVE gossip, cache shifting, score decay."""

@@ -158,6 +158,9 @@ class Guard:
         self.settings = settings
         self.limiter = RateLimiter(settings.write_rate_per_s, settings.write_burst, settings.max_rate_clients)
         self.counters = counters if counters is not None else {}
+        # One body walked at a time: ``json.loads`` holds the GIL for its whole call, so parallel walks of big
+        # bodies would keep the node's loop waiting for each of them in turn; one at a time it waits for one.
+        self.body_checks = trio.CapacityLimiter(1)
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -254,7 +257,7 @@ class Guard:
                 # Parsed and walked before any route: off the loop when it is big enough to cost anything.
                 try:
                     if len(body) > THREAD_ABOVE:
-                        await trio.to_thread.run_sync(check_json_body, body, limit)
+                        await trio.to_thread.run_sync(check_json_body, body, limit, limiter=self.body_checks)
                     else:
                         check_json_body(body, limit)
                 except BodyShapeError as exc:

@@ -61,6 +61,11 @@ from p2pnet import Host, Identity, P2PError, PeerId, Received
 
 log = logging.getLogger("bootstrap.node")
 
+# Gossip lanes of the tx topics, in messages (``p2pnet.Gossip.subscribe``): a batch of 256 signed txs takes ~13 ms
+# to check here, so 64 queued batches are under a second of work; beyond it new copies are shed, not queued.
+TX_LANE = 4096
+TX_BATCH_LANE = 64
+
 
 class Node:
     """A running dacn node; see the module docstring. Attributes are set by :meth:`run`."""
@@ -173,8 +178,9 @@ class Node:
                 host.set_request_handler(PROTO_SYNC, self.sync.serve_sync)
                 host.set_blob_reader(self.blobs.read_chunk)
                 await nursery.start(host.run)
-                txs = host.gossip.subscribe(TOPIC_TX, self.tx_topics.validate_tx)
-                tx_batches = host.gossip.subscribe(TOPIC_TXS, self.tx_topics.validate_tx_batch)
+                # Tx topics get lanes of their own: checking signed txs must not delay the votes behind them.
+                txs = host.gossip.subscribe(TOPIC_TX, self.tx_topics.validate_tx, lane=TX_LANE)
+                tx_batches = host.gossip.subscribe(TOPIC_TXS, self.tx_topics.validate_tx_batch, lane=TX_BATCH_LANE)
                 cons = host.gossip.subscribe(TOPIC_CONSENSUS, self.consensus_topic.validate)
                 jobdata = host.gossip.subscribe(TOPIC_JOBDATA, self.jobdata_topic.validate)
                 nursery.start_soon(self._drain, txs, None)

@@ -50,7 +50,7 @@ async def test_each_endpoint_has_its_own_byte_cap() -> None:
     # the same without a Content-Length (chunked): counted as it arrives
     status, _, body = await asgi_call(a, "POST", "/client/register", chunks=[b"[" * 40_000] * 3, client=LOCAL)
     assert status == 413, body
-    # a 3 MiB job submission is over its own 2 MiB cap; a 100 MB body anywhere is refused before it is read
+    # a 3 MiB job submission is over its own 1 MiB cap; a 100 MB body anywhere is refused before it is read
     status, _, _ = await asgi_call(a, "POST", "/job/submit", body=b" " * (3 << 20), client=LOCAL)
     assert status == 413
     status, _, _ = await asgi_call(a, "POST", "/data", headers={"content-length": str(100 << 20)},
@@ -59,13 +59,15 @@ async def test_each_endpoint_has_its_own_byte_cap() -> None:
 
 
 @pytest.mark.parametrize(("path", "body", "limit_on"), [
-    ("/job/submit", dict_bomb(20_000), "keys"),  # 300 KB of keys, under the byte cap
+    ("/job/submit", dict_bomb(20_000), "keys_in_all"),  # 300 KB of keys, under the byte cap: counted, not parsed
+    ("/job/submit", dict_bomb(100), "keys"),
     ("/job/submit", b"[" * 5000 + b"]" * 5000, "depth"),
-    ("/job/submit", json.dumps({"dataset": {"X": [[0]] * 150_000}}).encode(), "items"),
+    ("/job/submit", json.dumps({"dataset": {"X": [[0]] * 150_000}}).encode(), "containers"),
+    ("/job/submit", json.dumps({"dataset": {"X": [0] * 150_000}}).encode(), "items"),
     ("/txs", json.dumps({"txs": ["00"] * 5000}).encode(), "items"),
     ("/tx", json.dumps({"tx": "ab" * 20_000}).encode(), "string_length"),
-    ("/job/submit", json.dumps({"params": {"x": [1] * 90_000, "y": [1] * 90_000, "z": [1] * 90_000,
-                                           "w": [1] * 90_000}}).encode(), "values"),
+    ("/job/submit", json.dumps({"params": {"x": [1] * 60_000, "y": [1] * 60_000, "z": [1] * 60_000,
+                                           "w": [1] * 60_000}}).encode(), "values"),
     ("/client/register", json.dumps({"n": int("9" * 100)}).encode(), "number_digits"),
 ])
 async def test_bodies_over_a_structural_limit_are_refused_before_any_route(path: str, body: bytes,
