@@ -168,7 +168,8 @@ def render_metrics(node: Any, device: DeviceSampler, api: dict[str, Any] | None 
     gossip: list[tuple[dict[str, str], int]] = []
     for topic, c in sorted(topics.items()):
         for direction, key in (("in", "received"), ("out", "sent"), ("dropped", "dropped"),
-                               ("invalid", "invalid"), ("duplicate", "duplicates"), ("published", "published")):
+                               ("invalid", "invalid"), ("duplicate", "duplicates"), ("published", "published"),
+                               ("shed", "shed"), ("rate_limited", "rate_limited")):
             gossip.append(({"topic": topic, "direction": direction}, int(c.get(key, 0))))
     e.add("dacn_gossip_messages_total", "counter", "gossip messages by topic and direction", gossip)
     frames = {"in": 0, "out": 0, "dropped": 0}

@@ -112,7 +112,8 @@ async def test_a_nodes_scrape(tmp_path: Path) -> None:
     assert 3 <= m["dacn_height"][0][1] <= height
     assert 0 < m["dacn_block_time_seconds"][0][1] < 5
     assert {labels for labels, _ in m["dacn_jobs"]} == {f'{{state="{s}"}}' for s in JOB_STATUSES}
-    assert any('direction="dropped"' in labels for labels, _ in m["dacn_gossip_messages_total"])
+    for direction in ("dropped", "shed", "rate_limited"):  # overload sheds and rate caps are visible too
+        assert any(f'direction="{direction}"' in labels for labels, _ in m["dacn_gossip_messages_total"])
     if os.path.exists("/proc/stat"):
         (labels, util), = m["dacn_worker_device_utilisation_ratio"]
         assert 'device="cpu"' in labels or 'device="gpu"' in labels
