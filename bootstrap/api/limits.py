@@ -94,40 +94,43 @@ def check_json_body(body: bytes, limit: BodyLimit) -> None:
     except ValueError:
         return  # not JSON: the route's own 400 names where it breaks
     values = 0
-    stack: list[tuple[Any, int]] = [(doc, 1)]
+    # (value, depth, the field it sits in): items of a list share the list's field name, so naming costs nothing
+    stack: list[tuple[Any, int, str]] = [(doc, 1, "body")]
     while stack:
-        node, depth = stack.pop()
+        node, depth, field = stack.pop()
         values += 1
         if values > limit.max_values:
             raise _too("values", limit.max_values)
         if isinstance(node, dict):
             if depth > limit.max_depth:
-                raise _too("depth", limit.max_depth)
+                raise _too("depth", limit.max_depth, field=field)
             if len(node) > limit.max_keys:
-                raise _too("keys", limit.max_keys, len(node))
+                raise _too("keys", limit.max_keys, len(node), field)
             for key, value in node.items():
                 if len(key) > 256:
-                    raise _too("key_length", 256, len(key))
-                stack.append((value, depth + 1))
+                    raise _too("key_length", 256, len(key), field)
+                stack.append((value, depth + 1, key if field == "body" else f"{field}.{key}"))
         elif isinstance(node, list):
             if depth > limit.max_depth:
-                raise _too("depth", limit.max_depth)
+                raise _too("depth", limit.max_depth, field=field)
             if len(node) > limit.max_items:
-                raise _too("items", limit.max_items, len(node))
-            stack.extend((value, depth + 1) for value in node)
+                raise _too("items", limit.max_items, len(node), field)
+            stack.extend((value, depth + 1, field) for value in node)
         elif isinstance(node, str):
             if len(node) > limit.max_string:
-                raise _too("string_length", limit.max_string, len(node))
+                raise _too("string_length", limit.max_string, len(node), field)
         elif isinstance(node, int) and not isinstance(node, bool) and node.bit_length() > 256:
-            raise _too("number_digits", 77)
+            raise _too("number_digits", 77, field=field)
 
 
-def _too(what: str, limit: int, got: int | None = None) -> BodyShapeError:
+def _too(what: str, limit: int, got: int | None = None, field: str = "body") -> BodyShapeError:
     words = {"depth": "nesting depth", "keys": "keys in one object", "items": "items in one array",
              "values": "values in all", "string_length": "characters in one string",
              "key_length": "characters in one key", "number_digits": "digits in one integer",
              "containers": "arrays and objects", "keys_in_all": "keys (colons) in all"}[what]
     said = f" ({got})" if got is not None else ""
-    return BodyShapeError(400, f"request body has too many {words}{said}: this endpoint allows {limit}",
-                          {"kind": "body_shape", "limit_on": what, "limit": limit, "got": got})
+    where = "request body" if field == "body" else field
+    return BodyShapeError(400, f"{where:.120} has too many {words}{said}: this endpoint allows {limit}",
+                          {"kind": "body_shape", "field": field[:120], "limit_on": what, "limit": limit,
+                           "got": got})
 

@@ -214,3 +214,9 @@ async def test_a_client_can_always_learn_where_its_tx_is(home: Path) -> None:
         for bad in ("zz" * 32, "ab" * 31):
             status, st = await call(client, "GET", f"/tx/{bad}")
             assert status == 400 and set(st) == {"error", "detail"}, st
+
+
+def test_a_shape_error_names_the_field() -> None:
+    with pytest.raises(BodyShapeError) as exc:
+        check_json_body(json.dumps({"dataset": {"X": [0] * 150_000}}).encode(), ENDPOINT_LIMITS["/job/submit"])
+    assert exc.value.detail["field"] == "dataset.X" and exc.value.message.startswith("dataset.X has too many")
