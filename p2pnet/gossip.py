@@ -4,6 +4,10 @@ validate-before-forward, and peer scores with gossip / publish / graylist / disc
 Messages are not signed by their author: every application payload we gossip (transactions, blocks, votes) is
 signed by the application, and every hop is authenticated by Noise, so a per-message signature would only halve
 throughput. The message id is BLAKE2b-160 of topic and data, so the same payload published twice is one message.
+
+Why this file is long: the router's state (meshes, fanout, seen-cache, message cache, IWANT promises, scores,
+per-topic rate caps and lanes) is read and written by every handler and by the heartbeat; split across modules,
+each piece would need the whole router's state anyway.
 """
 
 from __future__ import annotations
