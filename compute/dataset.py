@@ -167,22 +167,24 @@ def dataset_from_npy(
     x_bytes: bytes, y_bytes: bytes | None = None, limits: DatasetLimits = DEFAULT_LIMITS
 ) -> Dataset:
     """A dataset from ``.npy`` bytes (``np.save`` output) for X and optionally y; pickled objects are refused."""
-
-    def load(name: str, blob: bytes) -> np.ndarray:
-        if len(blob) > limits.max_bytes + 1024:
-            raise DatasetError(f"{name} .npy is {len(blob)} bytes; the limit is {limits.max_bytes}")
-        try:
-            return np.load(io.BytesIO(blob), allow_pickle=False)
-        except ValueError as exc:
-            raise DatasetError(f"{name} is not a plain .npy array: {exc}") from exc
-        except MemoryError:
-            raise
-        except Exception as exc:  # truncated or garbled headers raise assorted errors
-            raise DatasetError(f"{name} is not valid .npy data: {exc}") from exc
-
-    X = load("X", x_bytes)
-    y = None if y_bytes is None else load("y", y_bytes)
+    X = load_npy("X", x_bytes, limits)
+    y = None if y_bytes is None else load_npy("y", y_bytes, limits)
     return make_dataset(X, y, limits)
+
+
+def load_npy(name: str, blob: bytes, limits: DatasetLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """The array in ``.npy`` bytes, unchecked beyond its size (a typed error names ``name`` if it is not one;
+    pickled objects are refused)."""
+    if len(blob) > limits.max_bytes + 1024:
+        raise DatasetError(f"{name} .npy is {len(blob)} bytes; the limit is {limits.max_bytes}")
+    try:
+        return np.load(io.BytesIO(blob), allow_pickle=False)
+    except ValueError as exc:
+        raise DatasetError(f"{name} is not a plain .npy array: {exc}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # truncated or garbled headers raise assorted errors
+        raise DatasetError(f"{name} is not valid .npy data: {exc}") from exc
 
 
 def dataset_from_csv(
@@ -225,14 +227,22 @@ def dataset_from_csv(
     if isinstance(target_column, str):
         if header is None or target_column not in header:
             raise DatasetError(f"target column {target_column!r} not found in header {header}")
-        col = header.index(target_column)
-    elif isinstance(target_column, int) and not isinstance(target_column, bool) and -width <= target_column < width:
-        col = target_column % width
-    else:
+        target_column = header.index(target_column)
+    return split_target(values, target_column, limits)
+
+
+def split_target(values: np.ndarray, target_column: int, limits: DatasetLimits = DEFAULT_LIMITS) -> Dataset:
+    """A dataset from a 2-D table whose column ``target_column`` (an index, negative from the end) becomes y and
+    the rest X (CSV and ``.npy`` uploads both name their target this way)."""
+    if values.ndim != 2:
+        raise DatasetError(f"a table with a target column must be 2-D, got shape {values.shape}")
+    width = values.shape[1]
+    if isinstance(target_column, bool) or not isinstance(target_column, int) or not -width <= target_column < width:
         raise DatasetError(f"target column {target_column!r} out of range for {width} columns")
     if width < 2:
-        raise DatasetError("CSV needs at least one feature column besides the target")
-    return make_dataset(np.delete(values, col, axis=1), values[:, col], limits)
+        raise DatasetError("a dataset needs at least one feature column besides the target")
+    col = target_column % width
+    return make_dataset(np.delete(values, col, axis=1), np.ascontiguousarray(values[:, col]), limits)
 
 
 SYNTHETIC_KINDS = ("regression", "blobs", "classification")

@@ -369,22 +369,18 @@ class Gossip:
             return  # not marked seen: an honest copy from another peer is still taken
         if sub.lane_send is not None:
             try:
-                sub.lane_send.send_nowait((peer, msg, mid))
+                sub.lane_send.send_nowait((peer, msg, mid))  # its worker validates it once we are done here
             except trio.WouldBlock:
                 counters.shed += 1
                 return  # not marked seen: a copy that comes when there is room is still taken
             except trio.ClosedResourceError:
                 return
-            self._mark_seen(mid)
-            self._keep_promises(mid)
-            self._new_this_heartbeat += 1
-            counters.received += 1
-            return
         self._mark_seen(mid)
         self._keep_promises(mid)
         self._new_this_heartbeat += 1
         counters.received += 1
-        await self._validate_and_deliver(peer, msg, mid, sub)
+        if sub.lane_send is None:
+            await self._validate_and_deliver(peer, msg, mid, sub)
 
     async def _lane_worker(self, topic: str, sub: _Subscription) -> None:
         """Validate and deliver a lane's messages one at a time, yielding between them."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bootstrap.errors import NodeError
 from compute import Dataset, dataset_from_csv, make_dataset, synthetic
-from compute.dataset import dataset_from_npy
+from compute.dataset import dataset_from_npy, load_npy, split_target
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,6 @@ def dataset_from_upload(body: bytes, fmt: str, target_column: int | str | None =
     import io
     import zipfile
 
-    import numpy as np
-
     from compute.errors import DatasetError
 
     if fmt == "csv":
@@ -123,18 +121,10 @@ def dataset_from_upload(body: bytes, fmt: str, target_column: int | str | None =
         return dataset_from_npy(x_bytes, y_bytes)
     if fmt != "npy":
         raise DatasetError(f"unknown upload format {fmt!r}; expected one of {', '.join(UPLOAD_FORMATS)}")
-    whole = dataset_from_npy(body)
     if target_column is None:
-        return whole
-    X = whole.X
+        return dataset_from_npy(body)
     if isinstance(target_column, str):
         if not target_column.lstrip("-").isdigit():
             raise DatasetError(f"target_column of a .npy upload is a column index, got {target_column!r}")
         target_column = int(target_column)
-    width = X.shape[1]
-    if not -width <= target_column < width or width < 2:
-        raise DatasetError(f"target column {target_column} out of range for {width} columns (and at least one "
-                           "feature must remain)")
-    col = target_column % width
-    return make_dataset(np.delete(X, col, axis=1), np.ascontiguousarray(X[:, col]))
-
+    return split_target(load_npy("X", body), target_column)

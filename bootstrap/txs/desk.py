@@ -209,6 +209,16 @@ class TxDesk:
         assert self.publish is not None
         await self.publish(TOPIC_TX, stx.encode())
 
+    def _in_block(self, tx_id: bytes, tx_id_hex: str) -> dict[str, Any] | None:
+        """``committed`` at its height, or ``failed`` there (in a block, its fee paid, nothing else done); None
+        if this node has not indexed it in a block."""
+        height = self.heights.get(tx_id)
+        if height is None:
+            return None
+        if tx_id in self._failed:
+            return {"status": "failed", "tx_id": tx_id_hex, "height": height, "reason": self._failed[tx_id]}
+        return {"status": "committed", "tx_id": tx_id_hex, "height": height}
+
     def tx_status(self, tx_id_hex: str) -> dict[str, Any]:
         """Where a tx is now, as this node knows it: ``committed`` (at a height) or ``failed`` in its block (fee
         paid, nothing else done), ``pending`` (in the mempool, runnable), ``queued`` (its nonce is ahead: it waits
@@ -218,11 +228,9 @@ class TxDesk:
         tx_id = _tx_id(tx_id_hex)
         out: dict[str, Any] = {"tx_id": tx_id_hex.lower()}
         mempool = self.node.mempool
-        height = self.heights.get(tx_id)
-        if height is not None:
-            if tx_id in self._failed:
-                return {**out, "status": "failed", "height": height, "reason": self._failed[tx_id]}
-            return {**out, "status": "committed", "height": height}
+        settled = self._in_block(tx_id, out["tx_id"])
+        if settled is not None:
+            return settled
         if mempool is not None:
             stx = mempool.txs.get(tx_id)
             if stx is not None:
@@ -251,11 +259,9 @@ class TxDesk:
                 self._was_pending.add(tx_id)
             with trio.move_on_after(timeout):
                 await ev.wait()
-        if tx_id in self.heights:
-            if tx_id in self._failed:  # in a block, its fee paid, and nothing else done
-                return {"status": "failed", "tx_id": tx_id_hex, "height": self.heights[tx_id],
-                        "reason": self._failed[tx_id]}
-            return {"status": "committed", "tx_id": tx_id_hex, "height": self.heights[tx_id]}
+        settled = self._in_block(tx_id, tx_id_hex)
+        if settled is not None:
+            return settled
         if tx_id in self._rejected:
             return {"status": "rejected", "tx_id": tx_id_hex, "reason": self._rejected[tx_id]}
         in_pool = self._in_pool(tx_id)
