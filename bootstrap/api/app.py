@@ -38,6 +38,7 @@ from bootstrap.api.guard import ApiSettings, Guard, settings_for
 from bootstrap.api.jobs import add_routes as jobs_routes
 from bootstrap.api.metrics import DeviceSampler
 from bootstrap.api.network import add_routes as network_routes
+from bootstrap.api.server import ConnectionGate, descriptor_budget, serve_gated
 from bootstrap.api.workers import add_routes as workers_routes
 from bootstrap.dashboard import install_dashboard
 
@@ -65,6 +66,7 @@ def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:
     app.state.device = None
     app.state.settings = settings
     app.state.counters = {}
+    app.state.gate = None  # set by serve_api: a test client's app has no TCP listener
     app.add_middleware(Guard, settings=settings, counters=app.state.counters)
 
     @app.exception_handler(ApiError)
@@ -161,7 +163,6 @@ async def serve_api(
     """Serve the node's API on ``host:port`` (port 0 picks a free one) until cancelled or ``shutdown_trigger``
     returns; ``task_status.started`` receives the bound URLs (``["http://127.0.0.1:5000"]``)."""
     from hypercorn.config import Config
-    from hypercorn.trio import serve
 
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
@@ -172,5 +173,8 @@ async def serve_api(
     # A connection that sends nothing for this long is closed (headers are capped at 16 KiB by h11), so idle or
     # half-open sockets do not hold the node's descriptors for ever.
     config.read_timeout = 30
-    app = create_app(node, settings if settings is not None else settings_for(node, host))
-    await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)  # type: ignore[arg-type]
+    settings = settings if settings is not None else settings_for(node, host)
+    app = create_app(node, settings)
+    total = settings.max_connections if settings.max_connections is not None else min(4096, descriptor_budget())
+    app.state.gate = ConnectionGate(per_ip=settings.max_connections_per_ip, total=total)
+    await serve_gated(app, config, app.state.gate, shutdown_trigger=shutdown_trigger, task_status=task_status)

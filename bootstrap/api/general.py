@@ -42,7 +42,8 @@ def add_routes(app: FastAPI, env: Env) -> None:
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format 0.0.4"}})
     async def metrics() -> PlainTextResponse:
-        api_state = {"counters": app.state.counters, "streams_open": app.state.streams["open"]}
+        api_state = {"counters": app.state.counters, "streams_open": app.state.streams["open"],
+                     "gate": getattr(app.state, "gate", None)}
         return PlainTextResponse(render_metrics(node, app.state.device_sampler, api_state),
                                  media_type=METRICS_CONTENT_TYPE)
 

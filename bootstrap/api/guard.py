@@ -87,6 +87,10 @@ class ApiSettings:
     max_body_bytes: int = MAX_BODY_BYTES
     """A cap over every endpoint's own (``bootstrap.api.limits``); the smaller of the two applies."""
     max_rate_clients: int = 10_000
+    max_connections_per_ip: int = 128
+    """Open TCP connections from one address, loopback included (``bootstrap.api.server.ConnectionGate``)."""
+    max_connections: int | None = None
+    """Open TCP connections in all; ``None``: half of the process's descriptor limit, at most 4,096."""
 
 
 def settings_for(node: Any, bind_host: str) -> ApiSettings:

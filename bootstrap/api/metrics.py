@@ -225,6 +225,11 @@ def render_metrics(node: Any, device: DeviceSampler, api: dict[str, Any] | None 
         e.add("dacn_api_rejected_total", "counter", "requests the API guard refused, by status",
               [({"status": s}, v) for s, v in rejected])
         e.add("dacn_api_event_streams", "gauge", "open /events streams", int(api.get("streams_open", 0)))
+        gate = api.get("gate")
+        if gate is not None:
+            e.add("dacn_api_connections", "gauge", "open API TCP connections", gate.open)
+            e.add("dacn_api_connections_refused_total", "counter", "API TCP connections refused, by the cap hit",
+                  [({"limit": r}, n) for r, n in sorted(gate.refused.items())])
     return e.render()
 
 

@@ -59,8 +59,10 @@ async def test_idle_api_connections_beyond_a_1024_limit_do_not_stop_the_node(tmp
                 buf += chunk
         api = next(f[4:] for f in buf.split(b"\n", 1)[0].decode().split() if f.startswith("api="))
         host, port = api.rsplit(":", 1)
-        for _ in range(IDLE_CONNECTIONS):
-            sockets.append(socket.create_connection((host, int(port)), timeout=5))
+        # from eleven loopback addresses, 100 each: under the API's per-address cap, so every one is held open
+        for k in range(IDLE_CONNECTIONS):
+            sockets.append(socket.create_connection((host, int(port)), timeout=5,
+                                                    source_address=(f"127.0.0.{2 + k // 100}", 0)))
         start = await trio.to_thread.run_sync(_height, api)
         with trio.fail_after(30):
             while (await trio.to_thread.run_sync(_height, api)) < start + 3:

@@ -5,8 +5,9 @@ client's ``/health`` timed throughout.
 The attacks, one after another against validator 0's API, each bounded:
 - dict and list bombs, deep nesting and huge literals just under each endpoint's byte cap (3 of each);
 - 100 MB bodies, announced by Content-Length and sent chunked without one (5 of each);
-- slowloris: 200 connections that send a request's headers a byte at a time, for 12 s;
-- 1,000 idle ``/events`` subscribers at once, held for 8 s.
+- slowloris: 300 connections from one address that send a request's headers a byte at a time, for 12 s (the
+  API holds at most 128 connections per address; the rest are refused with 429);
+- 1,000 idle ``/events`` subscribers at once from another address, held for 8 s.
 
 Each must be refused with a 4xx (or the connection closed) and none may stall the chain, kill the node or grow
 its memory without bound."""
@@ -19,6 +20,7 @@ import json
 import socket
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -70,6 +72,16 @@ def post(host: str, port: int, path: str, body: bytes, *, chunked: bool = False,
         return _status_of(sock)
 
 
+def _refused_connections(metrics: str) -> dict[str, int]:
+    """``dacn_api_connections_refused_total`` by limit, from a ``/metrics`` page."""
+    out = {}
+    for line in metrics.splitlines():
+        if line.startswith("dacn_api_connections_refused_total{"):
+            labels, value = line.rsplit(" ", 1)
+            out[labels.split('limit="', 1)[1].split('"', 1)[0]] = int(float(value))
+    return out
+
+
 def bombs() -> list[tuple[str, bytes]]:
     cap = 1024 * 1024 - 4096
     keys = b"{" + b",".join(b'"k%d":0' % i for i in range(cap // 12)) + b"}"
@@ -81,12 +93,18 @@ def bombs() -> list[tuple[str, bytes]]:
             ("/client/register", small_keys), ("/txs", b'{"txs":[' + b",".join([b'"00"'] * 200_000) + b"]}")]
 
 
-def slowloris(host: str, port: int, n: int, seconds: float) -> int:
-    """``n`` connections trickling a request's headers a byte at a time; how many the server closed."""
+def _connect(host: str, port: int, source: str) -> socket.socket:
+    """A connection from ``source`` (another loopback address than the plain client's, as a stranger's would be)."""
+    return socket.create_connection((host, port), timeout=5, source_address=(source, 0))
+
+
+def slowloris(host: str, port: int, n: int, seconds: float, source: str) -> dict[str, int]:
+    """``n`` connections trickling a request's headers a byte at a time; how many the server closed and how many
+    it still held at the end."""
     socks = []
     for _ in range(n):
         with contextlib.suppress(OSError):
-            s = socket.create_connection((host, port), timeout=5)
+            s = _connect(host, port, source)
             s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
             socks.append(s)
     closed = 0
@@ -102,16 +120,16 @@ def slowloris(host: str, port: int, n: int, seconds: float) -> int:
         time.sleep(1.0)
     for s in socks:
         s.close()
-    return closed
+    return {"closed": closed, "held": len(alive)}
 
 
-def idle_streams(host: str, port: int, n: int, hold_s: float) -> dict[str, int]:
+def idle_streams(host: str, port: int, n: int, hold_s: float, source: str) -> dict[str, int]:
     """``n`` ``/events`` subscribers that read nothing; counts of what each got (status or nothing)."""
     socks: list[socket.socket] = []
     codes: dict[str, int] = {}
     for _ in range(n):
         try:
-            s = socket.create_connection((host, port), timeout=5)
+            s = _connect(host, port, source)
             s.sendall(f"GET /events HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n".encode())
             socks.append(s)
         except OSError:
@@ -165,9 +183,9 @@ def test_hostile_http_does_not_stall_a_validator(tmp_path: Path) -> None:
             phases.append(("upload", time.time()))
             results["big_upload"] = post(host, port_n, "/data", b"", length=big, ctype="text/csv")
             phases.append(("slowloris", time.time()))
-            results["slowloris"] = slowloris(host, port_n, 200, 12.0)
+            results["slowloris"] = slowloris(host, port_n, 300, 12.0, "127.0.0.2")
             phases.append(("streams", time.time()))
-            results["streams"] = idle_streams(host, port_n, 1000, 8.0)
+            results["streams"] = idle_streams(host, port_n, 1000, 8.0, "127.0.0.3")
             stop.set()
             prober.join(timeout=15)
         t1 = time.time()
@@ -179,6 +197,11 @@ def test_hostile_http_does_not_stall_a_validator(tmp_path: Path) -> None:
         assert results["big_upload"] == 413
         streams = results["streams"]
         assert isinstance(streams, dict) and streams.get("200", 0) <= 40 and streams.get("429", 0) >= 900, streams
+        # one address held at most its share of connections; the rest were refused before reaching the app
+        loris = results["slowloris"]
+        assert isinstance(loris, dict) and loris["held"] <= 128, loris
+        refused = _refused_connections(urllib.request.urlopen(f"{victim.api_url}/metrics", timeout=10).read().decode())
+        assert refused.get("per_ip", 0) >= (300 - 128) + (1000 - 128), refused
         # blocks kept committing throughout
         top = int(client.head()["height"])
         assert top > h0 + 5
