@@ -317,7 +317,7 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
     urls = [u for item in args.node for u in item.split(",") if u]
     cfg = LoadConfig(urls, rate=args.rate, duration=args.duration, accounts=args.accounts,
                      faucet_home=Path(args.faucet_home) if args.faucet_home else None, batch_ms=args.batch_ms,
-                     settle_s=args.settle, http_timeout=args.http_timeout)
+                     settle_s=args.settle, http_timeout=args.http_timeout, spread=args.spread)
     report = trio.run(run_load, cfg)
     print(json.dumps(report.to_dict()) if args.json else report.table())
     return 0
@@ -470,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-ms", type=int, default=100, help="one POST /txs batch every this many ms")
     p.add_argument("--settle", type=float, default=30.0, help="seconds to wait for stragglers to commit")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--spread", action="store_true",
+                   help="send whole batches to the nodes in turn instead of each account to one node")
     p.add_argument("--http-timeout", type=float, default=60.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_loadgen)
 

@@ -78,6 +78,10 @@ class LoadConfig:
     poll_ms: int = 100
     http_timeout: float = 30.0
     resend_s: float = 5.0
+    spread: bool = False
+    """Hand whole batches to the nodes in turn, so one sender's consecutive nonces land on different nodes and
+    meet again only by gossip; by default each account sends to one node (account k to node k mod n), as a
+    wallet does."""
 
     def validate(self) -> None:
         if not self.node_urls:
@@ -118,6 +122,9 @@ class LoadReport:
     send_seconds: float = 0.0
     commit_seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    """First offer → seen committed, back-pressure waits included: what the client lived through."""
+    admitted_latencies_ms: list[float] = field(default_factory=list)
+    """The POST a node accepted → seen committed: how long an admitted tx waited for the chain."""
     rejections: Counter[str] = field(default_factory=Counter)
     deferred: Counter[str] = field(default_factory=Counter)  # refused for back-pressure, kept and resent
     send_errors: Counter[str] = field(default_factory=Counter)
@@ -127,6 +134,9 @@ class LoadReport:
     last_height: int = 0
     committed_ids: set[str] = field(default_factory=set)
     uncommitted: int = 0
+    """Txs offered and not seen committed by the end of the settle time."""
+    admitted_uncommitted: int = 0
+    """Of those, the ones a node had accepted: what the network lost (the others it kept refusing)."""
     resent: int = 0
     signed_late: int = 0  # transfers signed during the run (the prepared ones ran out), not before its clock
 
@@ -139,10 +149,12 @@ class LoadReport:
         """Committed txs over the time from the first send to the block that committed the last of them."""
         return self.committed / self.commit_seconds if self.commit_seconds > 0 else 0.0
 
-    def percentile_ms(self, q: float) -> float:
-        if not self.latencies_ms:
+    def percentile_ms(self, q: float, *, admitted: bool = False) -> float:
+        """The ``q`` quantile of latency from first offer, or with ``admitted`` from the accepting POST."""
+        values = self.admitted_latencies_ms if admitted else self.latencies_ms
+        if not values:
             return math.nan
-        s = sorted(self.latencies_ms)
+        s = sorted(values)
         return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
 
     @property
@@ -152,9 +164,12 @@ class LoadReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "rate": self.rate, "duration": self.duration, "offered": self.offered, "accepted": self.accepted,
-            "committed": self.committed, "uncommitted": self.uncommitted, "resent": self.resent,
+            "committed": self.committed, "uncommitted": self.uncommitted,
+            "admitted_uncommitted": self.admitted_uncommitted, "resent": self.resent,
             "offered_tps": round(self.offered_tps, 1), "committed_tps": round(self.committed_tps, 1),
             "latency_p50_ms": round(self.percentile_ms(0.5), 1), "latency_p99_ms": round(self.percentile_ms(0.99), 1),
+            "admitted_latency_p50_ms": round(self.percentile_ms(0.5, admitted=True), 1),
+            "admitted_latency_p99_ms": round(self.percentile_ms(0.99, admitted=True), 1),
             "block_time_median_ms": self.block_time_median_ms, "blocks": len(self.block_times_ms),
             "max_block_txs": max(self.block_txs, default=0), "heights": [self.first_height, self.last_height],
             "rejections": dict(self.rejections), "deferred": dict(self.deferred),
@@ -168,8 +183,11 @@ class LoadReport:
                 ("accepted by the node", str(self.accepted)),
                 ("committed tx/s", f"{d['committed_tps']:.1f} ({self.committed} txs in {self.commit_seconds:.1f} s)"),
                 ("sent, not committed", str(self.uncommitted)),
+                ("of those accepted by a node", str(self.admitted_uncommitted)),
                 ("resent (oldest of an account, unseen after resend_s)", str(self.resent)),
                 ("latency p50 / p99 ms", f"{d['latency_p50_ms']} / {d['latency_p99_ms']}"),
+                ("admitted → committed p50 / p99 ms",
+                 f"{d['admitted_latency_p50_ms']} / {d['admitted_latency_p99_ms']}"),
                 ("blocks, median block time ms", f"{d['blocks']}, {d['block_time_median_ms']}"),
                 ("largest block (txs)", str(d["max_block_txs"]))]
         rows += [(f"rejected: {reason}", str(n)) for reason, n in self.rejections.most_common(8)]
@@ -374,6 +392,7 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
         # Signing during the run took CPU from the nodes and the posting on the same cores: sign before the clock.
         await trio.to_thread.run_sync(prepared.sign, min(total, PRESIGN_MAX))
         sent_at: dict[str, float] = {}
+        admitted_at: dict[str, float] = {}  # when the POST that a node accepted was sent
         done = trio.Event()
         sending_over = trio.Event()
         start_height = int((await _get(watch, "/chain/head"))["height"])
@@ -409,11 +428,14 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
                     report.last_height = h
                     for tid in tids:
                         sent = sent_at.pop(tid, None)
+                        admitted = admitted_at.pop(tid, None)
                         forget(tid)
                         if sent is not None:
                             report.committed += 1
                             report.committed_ids.add(tid)
                             report.latencies_ms.append(1000 * (now - sent))
+                            if admitted is not None:
+                                report.admitted_latencies_ms.append(1000 * (now - admitted))
                             last_commit = now
                 if sending_over.is_set():
                     if settle_deadline == math.inf:
@@ -428,6 +450,9 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
         # tx of its account, so the oldest one of each account is sent again once it is ``resend_s`` old;
         # resending the same signed bytes is harmless (a node that has it answers AlreadyInMempool).
         outstanding: list[dict[int, list[Any]]] = [{} for _ in accounts]
+        # Which node each account sends to (unless ``spread``); a node that cannot be reached hands its accounts
+        # to the next one, and the batch it failed is sent there soon, as a wallet fails over.
+        home = [k % len(nodes) for k in range(len(accounts))]
         where: dict[str, tuple[int, int]] = {}
         # Txs a node refused for back-pressure ("not now"), sent again once its Retry-After has passed, oldest
         # first. While this backlog is large the sender offers nothing new: that is honouring back-pressure.
@@ -438,19 +463,35 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
             if loc is not None:
                 outstanding[loc[0]].pop(loc[1], None)
 
-        async def post(node: _Http, batch: list[str], ids: list[str], resends: int) -> None:
+        def fail_over(index: int, batch: list[str], ids: list[str]) -> None:
+            if cfg.spread:
+                return  # still outstanding: the oldest of each account is resent after resend_s
+            soon = time.perf_counter() + 0.5
+            for raw, tid in zip(batch, ids, strict=True):
+                loc = where.get(tid)
+                if loc is not None and tid in sent_at:
+                    if home[loc[0]] == index:
+                        home[loc[0]] = (index + 1) % len(nodes)
+                    deferred_q.append((soon, tid, raw))
+
+        async def post(index: int, node: _Http, batch: list[str], ids: list[str], resends: int) -> None:
             fresh = len(batch) - resends
+            posted = time.perf_counter()
             try:
                 status, doc = await _call(node, "POST", "/txs", {"txs": batch})
             except (http.client.HTTPException, OSError, ValueError) as exc:
                 report.send_errors[type(exc).__name__] += fresh
-                return  # still outstanding: resent later
+                fail_over(index, batch, ids)
+                return
             if status != 200 or not isinstance(doc, dict):
                 report.send_errors[f"HTTP {status}"] += fresh
+                fail_over(index, batch, ids)
                 return
             for k, (tid, res) in enumerate(zip(ids, doc["results"], strict=True)):
                 if res.get("status") == "pending":
                     report.accepted += k < fresh
+                    if tid in sent_at:  # not seen committed already (a block may beat the answer)
+                        admitted_at.setdefault(tid, posted)
                 elif _reason(res) in RETRYABLE:
                     # back-pressure (a full mempool or future queue): the tx stays outstanding and is sent again
                     # after the node's Retry-After, so no nonce gap is left behind it
@@ -465,10 +506,11 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
                     sent_at.pop(tid, None)
                     forget(tid)
 
-        async def poster(node: _Http, batches: trio.MemoryReceiveChannel[tuple[list[str], list[str], int]]) -> None:
+        async def poster(index: int, node: _Http,
+                         batches: trio.MemoryReceiveChannel[tuple[list[str], list[str], int]]) -> None:
             """Post one node's batches, one at a time over its own keep-alive connection."""
             async for batch, ids, resends in batches:
-                await post(node, batch, ids, resends)
+                await post(index, node, batch, ids, resends)
                 if on_progress is not None:
                     on_progress(report)
 
@@ -514,20 +556,37 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
                 if report.offered >= total and not sending_over.is_set():
                     report.send_seconds = time.perf_counter() - t0
                     sending_over.set()
-                if batch or more:
+                if (batch or more) and cfg.spread:
                     await channels[turn % len(channels)][0].send((batch + more, ids + more_ids, len(more)))
                     turn += 1
+                elif batch or more:
+                    # each node gets its accounts' share: fresh txs first, then resends (post counts them so)
+                    shares: list[tuple[list[str], list[str], list[str], list[str]]] = [
+                        ([], [], [], []) for _ in channels]
+                    for raw, tid in zip(batch, ids, strict=True):
+                        share = shares[home[where[tid][0]]]
+                        share[0].append(raw)
+                        share[1].append(tid)
+                    for raw, tid in zip(more, more_ids, strict=True):
+                        loc = where.get(tid)
+                        share = shares[home[loc[0]] if loc is not None else 0]
+                        share[2].append(raw)
+                        share[3].append(tid)
+                    for (send, _recv), (raws, tids, again, again_ids) in zip(channels, shares, strict=True):
+                        if raws or again:
+                            await send.send((raws + again, tids + again_ids, len(again)))
                 await trio.sleep(max(0.0, t0 + tick * math.floor(elapsed / tick + 1) - time.perf_counter()))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watcher)
-            for node, (_send, receive) in zip(nodes, channels, strict=True):
-                nursery.start_soon(poster, node, receive)
+            for index, (node, (_send, receive)) in enumerate(zip(nodes, channels, strict=True)):
+                nursery.start_soon(poster, index, node, receive)
             nursery.start_soon(sender)
             await done.wait()
             nursery.cancel_scope.cancel()
         report.commit_seconds = last_commit - t0 if report.committed else 0.0
         report.uncommitted = len(sent_at)
+        report.admitted_uncommitted = sum(tid in sent_at for tid in admitted_at)
         report.signed_late = prepared.signed_late
         return report
     finally:

@@ -75,7 +75,7 @@ async def test_a_full_mempool_defers_txs_instead_of_losing_them(home: Path) -> N
 async def test_transfers_are_signed_before_the_clock_starts_and_posted_to_every_node(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Signing happens before the first load batch is posted (it used to share the run's time with posting), and
-    batches still go round robin over the node URLs (here the same node twice, one poster each)."""
+    every node URL gets its accounts' batches (here the same node twice, one poster each)."""
     from bootstrap.cli import loadgen
 
     events: list[tuple[str, int]] = []
@@ -103,6 +103,25 @@ async def test_transfers_are_signed_before_the_clock_starts_and_posted_to_every_
     assert [what for what, _ in events[:first_post]] == ["sign"] * 100
     assert all(what == "post" for what, _ in events[first_post:])
     assert len({conn for what, conn in events if what == "post"}) == 2
+
+
+async def test_accounts_of_a_node_that_cannot_be_reached_fail_over_and_every_tx_commits(home: Path) -> None:
+    """Each account sends to one node; half of them are given a URL nothing listens on, and their txs go to the
+    other node soon after the refused connection, so every offered tx commits; admitted latency is measured from
+    the POST that was accepted."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    async with running_node(home) as (_node, url):
+        report = await run_load(LoadConfig([url, dead], rate=100, duration=1.0, accounts=4, batch_ms=50,
+                                           faucet_home=home, settle_s=30))
+    assert sum(report.send_errors.values()) > 0, report.to_dict()
+    assert report.committed == report.offered == 100 and report.uncommitted == report.admitted_uncommitted == 0
+    assert len(report.admitted_latencies_ms) == 100
+    # the accounts that failed over waited for the refused POST first: their offer latency is the longer one
+    assert report.percentile_ms(0.99, admitted=True) <= report.percentile_ms(0.99)
 
 
 def test_prepared_transfers_keep_each_accounts_nonces_and_sign_late_when_they_run_out() -> None:

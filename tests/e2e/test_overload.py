@@ -66,7 +66,8 @@ def test_kill9_of_a_validator_under_load_costs_a_dip_not_the_run(tmp_path: Path)
     try:
         wait_ready(nodes, directory=d, timeout=120, procs=procs)
         cfg = LoadConfig([n.api_url for n in nodes], rate=RATE, duration=DURATION, accounts=32,
-                         faucet_home=Path(nodes[0].home), settle_s=60, batch_ms=200)
+                         faucet_home=Path(nodes[0].home), settle_s=60, batch_ms=200,
+                         spread=True)  # every sender's nonces on every node: the kill leaves gaps everywhere
         loader, result, posting = _load_in_thread(cfg)
         client = nodes[0].client(timeout=10)
         # the loader funds its accounts and signs the run's transfers first (about 10 s here); the clock starts
