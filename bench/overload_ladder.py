@@ -3,7 +3,7 @@ saturation rate, the same accounts throughout, in one session; then the 1× run 
 left nothing behind.
 
     .venv/bin/python -m bench.overload_ladder [--probe 1500,3000,6000] [--duration 8] [--accounts 64]
-        [--out bench/results/overload_ladder.md]
+        [--routing account,spread] [--out bench/results/overload_ladder.md]
 
 Steps: start a devnet on free ports; find the saturation rate with short probe runs (the best committed tx/s of
 the probes: the peak); offer 1×, 2×, 4× and 8× the peak with ``bootstrap.cli.loadgen`` (which honours the nodes'
@@ -39,19 +39,15 @@ def _row(label: str, r: LoadReport, peak: float) -> str:
             f"{max(r.block_txs, default=0):,} | {r.block_time_median_ms:.0f} |")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--probe", default="1500,3000,6000", help="rates tried to find the peak, tx/s")
-    ap.add_argument("--ladder", default="1,2,4,8", help="multiples of the peak offered, in order")
-    ap.add_argument("--duration", type=float, default=8.0)
-    ap.add_argument("--accounts", type=int, default=64)
-    ap.add_argument("--settle", type=float, default=90.0)
-    ap.add_argument("--spread", action="store_true",
-                    help="hand whole batches to the nodes in turn (one sender's nonces on every node) instead of "
-                         "each account sending to one node")
-    ap.add_argument("--out", default="bench/results/overload_ladder.md")
-    args = ap.parse_args()
-    lines: list[str] = []
+ROUTING = {
+    "account": "each account sends to one node (account k to node k mod 4), as a wallet does",
+    "spread": "whole batches go to the nodes in turn, so each sender's consecutive nonces land on every node and "
+              "meet again only by gossip (`--spread`)",
+}
+
+
+def ladder(args: argparse.Namespace, routing: str) -> list[str]:
+    """One whole ladder (probes, rungs, the 1× after) on a fresh devnet; the markdown section for it."""
     with tempfile.TemporaryDirectory(prefix="dacn-ladder-") as tmp:
         d = Path(tmp) / "devnet"
         api = find_port_base(4)
@@ -62,10 +58,10 @@ def main() -> None:
 
             def load(rate: float) -> LoadReport:
                 cfg = LoadConfig(urls, rate=rate, duration=args.duration, accounts=args.accounts,
-                                 faucet_home=Path(nodes[0].home), settle_s=args.settle, spread=args.spread)
+                                 faucet_home=Path(nodes[0].home), settle_s=args.settle, spread=routing == "spread")
                 r = trio.run(run_load, cfg)
-                print(f"rate {rate:,.0f}: offered {r.offered_tps:,.0f}, committed {r.committed_tps:,.0f} tx/s, "
-                      f"p99 {r.percentile_ms(0.99) / 1000:.2f} s "
+                print(f"{routing}, rate {rate:,.0f}: offered {r.offered_tps:,.0f}, committed {r.committed_tps:,.0f} "
+                      f"tx/s, p99 {r.percentile_ms(0.99) / 1000:.2f} s "
                       f"(admitted {r.percentile_ms(0.99, admitted=True) / 1000:.2f} s), "
                       f"lost {r.admitted_uncommitted}, never accepted {r.uncommitted - r.admitted_uncommitted}",
                       flush=True)
@@ -77,16 +73,9 @@ def main() -> None:
             rungs.append(("1× after", load(peak)))
         finally:
             devnet_down(d, timeout=10)
-    lines.append("# overload_ladder\n")
-    lines.append(f"Command: `python -m bench.overload_ladder --probe {args.probe} --ladder {args.ladder} "
-                 f"--duration {args.duration:g} --accounts {args.accounts}"
-                 f"{' --spread' if args.spread else ''}`. Machine: nproc={os.cpu_count()}, "
-                 f"{cpu_model()}, {time.strftime('%Y-%m-%d')}; the load generator runs on the same cores as the "
-                 "four node processes.\n")
+    lines = [f"## Routing: {routing}\n", f"{ROUTING[routing][0].upper()}{ROUTING[routing][1:]}.\n"]
     lines.append("Probes (to find the peak): " + ", ".join(
         f"{r.rate:,.0f} offered → {r.committed_tps:,.0f} committed" for r in probes) + f"; peak {peak:,.0f} tx/s.\n")
-    lines.append("Latency is given twice: from a tx's first offer (back-pressure waits included: what the client "
-                 "lived through) and from the POST a node accepted (how long an admitted tx waited for the chain).\n")
     lines.append("| rung | rate asked, tx/s | offered tx/s | committed tx/s | ÷ peak | p50 s | p99 s | admitted p50 s "
                  "| admitted p99 s | deferred (back-pressure) | refused | accepted, never committed "
                  "| offered, never accepted | largest block | median block ms |")
@@ -105,8 +94,39 @@ def main() -> None:
                  f"({sum(r.uncommitted - r.admitted_uncommitted for _, r in rungs)} more offered and still refused "
                  "when the settle time ran out).")
     lines.append(f"After the overload: {after.committed_tps:,.0f} tx/s against {first.committed_tps:,.0f} at the "
-                 f"first 1× (ratio {after.committed_tps / max(first.committed_tps, 1):.2f}).")
-    text = "\n".join(lines) + "\n"
+                 f"first 1× (ratio {after.committed_tps / max(first.committed_tps, 1):.2f}).\n")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--probe", default="1500,3000,6000", help="rates tried to find the peak, tx/s")
+    ap.add_argument("--ladder", default="1,2,4,8", help="multiples of the peak offered, in order")
+    ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--accounts", type=int, default=64)
+    ap.add_argument("--settle", type=float, default=90.0)
+    ap.add_argument("--routing", default="account,spread",
+                    help="how the load generator routes txs to the nodes, one whole ladder each, in this order: "
+                         + "; ".join(f"{k}: {v}" for k, v in ROUTING.items()))
+    ap.add_argument("--out", default="bench/results/overload_ladder.md")
+    args = ap.parse_args()
+    routings = [r for r in args.routing.split(",") if r]
+    for r in routings:
+        if r not in ROUTING:
+            ap.error(f"--routing: {r!r} is not one of {', '.join(ROUTING)}")
+    lines = ["# overload_ladder\n",
+             f"Command: `python -m bench.overload_ladder --probe {args.probe} --ladder {args.ladder} "
+             f"--duration {args.duration:g} --accounts {args.accounts} --routing {args.routing}`. Machine: "
+             f"nproc={os.cpu_count()}, {cpu_model()}, {time.strftime('%Y-%m-%d')}; the load generator runs on the "
+             "same cores as the four node processes; the ladders ran one after the other in this one command, "
+             "each on a fresh devnet.\n",
+             "Latency is given twice: from a tx's first offer (back-pressure waits included: what the client "
+             "lived through) and from the POST a node accepted (how long an admitted tx waited for the chain). "
+             "'Offered' is what the load generator got through: it sends a node its next batch only once the last "
+             "is answered, so a slow node lowers it.\n"]
+    for r in routings:
+        lines += ladder(args, r)
+    text = "\n".join(lines)
     print("\n" + text)
     Path(args.out).write_text(text)
 

@@ -9,6 +9,7 @@ handing each batch to the consensus driver, which checks the commits before appl
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import trio
@@ -17,7 +18,7 @@ from bootstrap.errors import WireError
 from bootstrap.gossip import PROTO_STATUS, PROTO_SYNC, Status
 from ledger.chain import Chain
 from ledger.errors import DecodeError
-from ledger.sync import GetBlocks, decode_sync_message, serve
+from ledger.sync import MAX_BLOCKS_PER_RESPONSE, GetBlocks, decode_sync_message, serve
 from p2pnet import Host, P2PError, PeerId
 from p2pnet.errors import BadRequest
 
@@ -26,6 +27,10 @@ log = logging.getLogger("bootstrap.node")
 ZERO_HASH = bytes(32)
 STATUS_PEERS = 16  # peers asked for their height in one round
 BLOCKS_PER_REQUEST = 16
+# Encoded sync answers kept for peers that ask for the same range (a node that joins late, several catching up at
+# once): committed blocks never change, so an answer is reused until it is evicted, least recently used first.
+ANSWER_CACHE_BYTES = 32 * 1024 * 1024
+ANSWER_CACHE_ENTRIES = 512
 
 
 class BlockSync:
@@ -39,6 +44,8 @@ class BlockSync:
         self.driver: Any = None
         self._wake = trio.Event()
         self.seen_height = 0  # the highest consensus height a validly signed message showed us
+        self._answers: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._answer_bytes = 0
 
     def attach(self, host: Host, driver: Any) -> None:
         self.host, self.driver = host, driver
@@ -72,7 +79,23 @@ class BlockSync:
             raise BadRequest(f"sync: {exc}") from None
         if not isinstance(req, GetBlocks):
             raise BadRequest("sync: expected a GetBlocks request")
-        return serve(self.chain, req).encode()
+        # what the answer holds: the committed part of the range, at most one response long
+        last = min(req.to_height, req.from_height + MAX_BLOCKS_PER_RESPONSE - 1, self.chain.height)
+        if req.from_height < 1 or last < req.from_height:
+            return serve(self.chain, req).encode()  # nothing committed there: a small answer, not kept
+        key = (req.from_height, last)
+        answer = self._answers.get(key)
+        if answer is not None:
+            self._answers.move_to_end(key)
+            self.counters["sync_answers_cached"] = self.counters.get("sync_answers_cached", 0) + 1
+            return answer
+        answer = serve(self.chain, GetBlocks(req.from_height, last)).encode()
+        self._answers[key] = answer
+        self._answer_bytes += len(answer)
+        while self._answer_bytes > ANSWER_CACHE_BYTES or len(self._answers) > ANSWER_CACHE_ENTRIES:
+            _, old = self._answers.popitem(last=False)
+            self._answer_bytes -= len(old)
+        return answer
 
     # ------------------------------------------------------------------------------------------- fetching
 
