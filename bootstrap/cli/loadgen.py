@@ -21,6 +21,11 @@ rejections by reason.
 HTTP is blocking ``http.client`` (keep-alive, one connection per poster and per watcher) run in trio worker
 threads, so the event loop only paces and counts. Bodies are the API's compact JSON (hex txs), serialised with
 no spaces.
+
+Why this file is long: one run is one coroutine whose tasks (the sender, a poster per node, the chain watcher)
+share the run's bookkeeping of every outstanding tx (sent, admitted, deferred, where it was routed); split into
+modules they would pass that state around as a bag of dicts, and the report and settings sit beside the run they
+describe.
 """
 
 from __future__ import annotations
