@@ -198,7 +198,7 @@ class StateTree:
         if type(bucket_max) is not int or bucket_max < _MIN_BUCKET_MAX:
             raise ValueError(f"bucket_max must be an int >= {_MIN_BUCKET_MAX}, got {bucket_max!r}")
         self._split_above = bucket_max
-        self._merge_at = bucket_max // 4  # >= 2, so a branch holds >= 3 keys and is never a compressed leaf
+        self._merge_at = bucket_max // 2  # >= 4, so a branch holds >= 5 keys and is never a compressed leaf
         self._root: _Node = _Bucket(bytearray(), 0, ZERO)
         if items:
             self.update(items)

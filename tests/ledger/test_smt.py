@@ -120,6 +120,48 @@ def _shared_bits(a: bytes, b: bytes) -> int:
     return 256 - (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_length()
 
 
+@pytest.mark.parametrize("bucket_max", [8, 16])
+def test_buckets_split_and_merge_under_growth_and_shrinkage(bucket_max: int) -> None:
+    """Single-key steps that grow to 300 keys, shrink to 4, grow and shrink again: every split and every
+    (cascaded) merge keeps the root right, also when a merged bucket is later changed on one side only."""
+    rng = random.Random(bucket_max)
+    tree, live = StateTree(bucket_max=bucket_max), {}
+    for target in (300, 4, 120, 8, 60, 0):
+        while len(live) != target:
+            if len(live) < target:
+                key = rng.randbytes(32)
+                live[key] = rng.randbytes(32)
+                tree.update({key: live[key]})
+            else:
+                key = rng.choice(list(live))
+                del live[key]
+                tree.update({key: None})
+            if len(live) % 3 == 0:
+                assert tree.root == root_of(live)
+            if len(live) <= 30 and live:
+                probe = rng.choice(list(live))
+                assert verify_proof(tree.root, probe, live[probe], tree.prove(probe))
+
+
+def test_a_merged_bucket_keeps_its_junction_hash_for_a_later_merge() -> None:
+    """A branch at prefix 1 merges (its halves 10 and 11 become one bucket), then the root merges over it, then a
+    change under prefix 0 only reads the merged bucket's junction hash back, without recomputing it."""
+    rng = random.Random(3)
+
+    def under(prefix: int, bits: int) -> bytes:
+        return _key(prefix << (256 - bits) | int.from_bytes(rng.randbytes(32), "big") >> bits)
+
+    k10, k11, k0 = [under(2, 2) for _ in range(5)], [under(3, 2) for _ in range(4)], [under(0, 1) for _ in range(6)]
+    tree, live = StateTree(bucket_max=8), {}
+    for batch in ({k: _h(k) for k in k10 + k11 + k0}, dict.fromkeys(k10[:3] + k11[:2]), dict.fromkeys(k0),
+                  {under(0, 1): _h(b"new")}):
+        tree.update(batch)
+        live.update({k: v for k, v in batch.items() if v is not None})
+        for k in [k for k, v in batch.items() if v is None]:
+            del live[k]
+        assert tree.root == root_of(live)
+
+
 def test_a_non_membership_proof_holds_only_for_keys_under_its_end() -> None:
     tree = StateTree()
     tree.update({_key(1): _h(b"a"), _key(2): _h(b"b"), _key(1 << 255): _h(b"c")})
