@@ -150,6 +150,8 @@ def _range_hash(buf: bytearray, lo: int, hi: int, depth: int, dirty: list[int], 
             return ZERO
         o = lo * _REC
         return blake2b256(LEAF + buf[o : o + _SLOT])
+    if dlo == dhi:
+        return _clean_hash(buf, lo, hi, depth)
     o = lo * _REC
     first = int.from_bytes(buf[o : o + KEY_LEN], "big")
     o = (hi - 1) * _REC
@@ -164,15 +166,15 @@ def _range_hash(buf: bytearray, lo: int, hi: int, depth: int, dirty: list[int], 
         else:
             a = mid + 1
     slot = a * _REC + _SLOT
-    if dlo < dhi:
-        shift = KEY_BITS - split_depth
-        base = (first >> shift) << shift
-        dlo = bisect_left(dirty, base, dlo, dhi)
-        dhi = bisect_left(dirty, base + (1 << shift), dlo, dhi)
+    shift = KEY_BITS - split_depth
+    base = (first >> shift) << shift
+    dlo = bisect_left(dirty, base, dlo, dhi)
+    dhi = bisect_left(dirty, base + (1 << shift), dlo, dhi)
     if dlo < dhi:
         dmid = bisect_left(dirty, base + (1 << (shift - 1)), dlo, dhi)
-        h = blake2b256(NODE + _range_hash(buf, lo, a, split_depth + 1, dirty, dlo, dmid)
-                       + _range_hash(buf, a, hi, split_depth + 1, dirty, dmid, dhi))
+        below = split_depth + 1
+        h = blake2b256(NODE + _range_hash(buf, lo, a, below, dirty, dlo, dmid)
+                       + _range_hash(buf, a, hi, below, dirty, dmid, dhi))
         buf[slot : slot + HASH_LEN] = h
     else:
         h = bytes(buf[slot : slot + HASH_LEN])
@@ -181,7 +183,27 @@ def _range_hash(buf: bytearray, lo: int, hi: int, depth: int, dirty: list[int], 
     return h
 
 
-_NO_DIRTY: list[int] = []
+def _clean_hash(buf: bytearray, lo: int, hi: int, depth: int) -> bytes:
+    """:func:`_range_hash` for records no change touched: the binary node's slot and the one-child levels above."""
+    o = lo * _REC
+    if hi - lo == 1:
+        return blake2b256(LEAF + buf[o : o + _SLOT])
+    first = int.from_bytes(buf[o : o + KEY_LEN], "big")
+    o = (hi - 1) * _REC
+    split_depth = KEY_BITS - (first ^ int.from_bytes(buf[o : o + KEY_LEN], "big")).bit_length()
+    byte, mask = split_depth >> 3, 0x80 >> (split_depth & 7)
+    a, b = lo + 1, hi - 1
+    while a < b:
+        mid = (a + b) >> 1
+        if buf[mid * _REC + byte] & mask:
+            b = mid
+        else:
+            a = mid + 1
+    slot = a * _REC + _SLOT
+    h = bytes(buf[slot : slot + HASH_LEN])
+    for d in range(split_depth - 1, depth - 1, -1):
+        h = blake2b256(NODE + ZERO + h) if (first >> (255 - d)) & 1 else blake2b256(NODE + h + ZERO)
+    return h
 
 
 class StateTree:
@@ -359,7 +381,7 @@ class StateTree:
             leaves_at = KEY_BITS - (first ^ kint).bit_length()  # where the key leaves the records' shared prefix
             if leaves_at < split_depth:
                 siblings.extend([ZERO] * (leaves_at - depth))
-                siblings.append(_range_hash(buf, lo, hi, leaves_at + 1, _NO_DIRTY, 0, 0))
+                siblings.append(_clean_hash(buf, lo, hi, leaves_at + 1))
                 return Proof(tuple(siblings))
             siblings.extend([ZERO] * (split_depth - depth))
             byte, mask = split_depth >> 3, 0x80 >> (split_depth & 7)
@@ -372,10 +394,10 @@ class StateTree:
                     a = mid + 1
             depth = split_depth + 1
             if key[byte] & mask:
-                siblings.append(_range_hash(buf, lo, a, depth, _NO_DIRTY, 0, 0))
+                siblings.append(_clean_hash(buf, lo, a, depth))
                 lo = a
             else:
-                siblings.append(_range_hash(buf, a, hi, depth, _NO_DIRTY, 0, 0))
+                siblings.append(_clean_hash(buf, a, hi, depth))
                 hi = a
         if hi == lo:
             return Proof(tuple(siblings))
