@@ -12,16 +12,19 @@ fixed 96-byte records ``key | value_hash | slot``; a bucket holds every key unde
 ``bucket_max`` of them). Sorted keys give the tree's shape for free: each binary node (two non-empty children) is
 the lowest common ancestor of two neighbouring keys, so the ``slot`` of record ``i`` holds the hash of the binary
 node between records ``i - 1`` and ``i``. One-child nodes are never stored; they are re-hashed on the way up. Above
-the buckets a small binary trie of ``_Branch`` objects (about one per 50 records) holds each prefix's hash, so a
+the buckets a small binary trie of ``_Branch`` objects (about one per 48 records) holds each prefix's hash, so a
 bucket that no change touches is never read.
 
-Costs (measured in bench/results/state_tree.md, Python 3.11, one core):
-  * memory: about 112 bytes per record at 100k and 1M records (96 B of record plus bytearray slack and the
-    bucket/branch objects); 10M records fit in about 1.1 GiB;
-  * an update of k keys hashes only the nodes on the k paths, each shared node once per batch: about
-    ``k * (log2(n / k) + 3)`` hashes (the one-child nodes on a path included), and never an untouched subtree;
-  * time: ~0.1 ms for a batch of one record at 1M records, ~60 µs per record for a batch of 5,000;
-  * a proof is about ``log2 n`` siblings, 34 bytes each on the wire (an empty sibling is 2 bytes).
+Costs (bench/results/state_tree.md: Python 3.11, random keys, CPU time on a shared 2-core machine):
+  * memory: 104 bytes per record at 1k to 1M records (the 96-byte record, bytearray slack, one bucket and one
+    branch per ~48 records), by tracemalloc at 100k and by a walk of the objects at 1M; so about 1.0 GB at 10M.
+    An update holds its sorted batch (~270 bytes per record of it) until it returns;
+  * hashes: an update of k keys hashes only the nodes on the k paths, each shared node once per batch, and never
+    an untouched subtree: 1.1-1.4 x log2 n for one key (24 at 1M), about ``log2(n / k) + 3.5`` per key for a
+    batch of k (12 per key for 5,000 at 1M);
+  * time: 0.05-0.13 ms for a batch of one record from 1k to 1M records; 46-88 µs per record (runs differ on the
+    shared machine) for a batch of 5,000 at 1M, where re-hashing today's sorted section costs ~4 s;
+  * a proof is about ``log2 n`` siblings, 34 bytes each on the wire (2 for an empty one): ~690 bytes at 1M.
 
 Pure: no I/O, no floats. Keys should be uniformly spread (hash them first): the depth, hence the cost, of a key is
 the length of its longest prefix shared with another key, at most 256.
