@@ -196,6 +196,22 @@ def test_known_roots_pin_the_encoding() -> None:
     assert verify_proof(h, c, vc, proof)
 
 
+def test_the_vectors_in_docs_state_tree_md() -> None:
+    va, vb, vc = _h(b"a"), _h(b"b"), _h(b"c")
+    tree = StateTree({_key(0): va, _key(1): vb, _key(1 << 255): vc})
+    assert tree.root.hex() == "3213c4306342982e2cb2b54222cb25c1bf56dd18085c08ceef3da28e5c410d87"
+    assert root_of({_key(0): va}).hex() == "2dcd76ecfc413e336c66e740d0298585ba048618080be6dbd37c4cfb452cfa5b"
+    assert root_of({_key(0): va, _key(1 << 255): vb}).hex() == (
+        "a1839dcd8d894def842896f8b7d4994be44d343f6f3e7f38f3a325f1b46d80b4")
+    assert root_of({_key(0): va, _key(1): vb}).hex() == (
+        "8da329f5f0ec19de5060303182fddc6218b22526ff8d3a54dd8526b15485db64")
+    assert tree.prove(_key(1 << 254)).encode().hex() == (
+        "930192c420d94a2ade4623112c0ebdbf0a595e0873ca1edf86bcc9d98ff2d2c1719ecb2bdfc420d1bef53d993817fb9cb11e6e4dcdca9"
+        "45f886ec74d3ae6e3542a80efaca4097b90")
+    assert tree.prove(_key(1 << 255)).encode().hex() == (
+        "930191c420880a90f9602970318886f889e78edcda29c62a5b7f7a8183df0385e47bd35fe790")
+
+
 def test_a_bad_batch_raises_and_changes_nothing() -> None:
     tree = StateTree({_key(1): _h(b"a")})
     root = tree.root
