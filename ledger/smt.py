@@ -155,19 +155,9 @@ def _range_hash(buf: bytearray, lo: int, hi: int, depth: int, dirty: list[int], 
         return blake2b256(LEAF + buf[o : o + _SLOT])
     if dlo == dhi:
         return _clean_hash(buf, lo, hi, depth)
-    o = lo * _REC
-    first = int.from_bytes(buf[o : o + KEY_LEN], "big")
-    o = (hi - 1) * _REC
-    split_depth = KEY_BITS - (first ^ int.from_bytes(buf[o : o + KEY_LEN], "big")).bit_length()
-    # The binary node sits at split_depth: find its right half, the first record with that bit set.
-    byte, mask = split_depth >> 3, 0x80 >> (split_depth & 7)
-    a, b = lo + 1, hi - 1
-    while a < b:
-        mid = (a + b) >> 1
-        if buf[mid * _REC + byte] & mask:
-            b = mid
-        else:
-            a = mid + 1
+    first, split_depth = _split(buf, lo, hi)
+    # the first record has the bit clear and the last has it set: the right half starts in [lo + 1, hi - 1]
+    a = _first_with_bit(buf, lo + 1, hi - 1, split_depth)
     slot = a * _REC + _SLOT
     shift = KEY_BITS - split_depth
     base = (first >> shift) << shift
@@ -181,31 +171,46 @@ def _range_hash(buf: bytearray, lo: int, hi: int, depth: int, dirty: list[int], 
         buf[slot : slot + HASH_LEN] = h
     else:
         h = bytes(buf[slot : slot + HASH_LEN])
-    for d in range(split_depth - 1, depth - 1, -1):
-        h = blake2b256(NODE + ZERO + h) if (first >> (255 - d)) & 1 else blake2b256(NODE + h + ZERO)
-    return h
+    return _lift(h, first, split_depth, depth)
 
 
 def _clean_hash(buf: bytearray, lo: int, hi: int, depth: int) -> bytes:
     """:func:`_range_hash` for records no change touched: the binary node's slot and the one-child levels above."""
-    o = lo * _REC
     if hi - lo == 1:
+        o = lo * _REC
         return blake2b256(LEAF + buf[o : o + _SLOT])
+    first, split_depth = _split(buf, lo, hi)
+    slot = _first_with_bit(buf, lo + 1, hi - 1, split_depth) * _REC + _SLOT  # the right half (see _range_hash)
+    return _lift(bytes(buf[slot : slot + HASH_LEN]), first, split_depth, depth)
+
+
+def _split(buf: bytearray, lo: int, hi: int) -> tuple[int, int]:
+    """For records ``[lo, hi)`` (two or more): the first key as an int and the depth of their binary node (where
+    the first and last keys part)."""
+    o = lo * _REC
     first = int.from_bytes(buf[o : o + KEY_LEN], "big")
     o = (hi - 1) * _REC
-    split_depth = KEY_BITS - (first ^ int.from_bytes(buf[o : o + KEY_LEN], "big")).bit_length()
-    byte, mask = split_depth >> 3, 0x80 >> (split_depth & 7)
-    a, b = lo + 1, hi - 1
+    return first, KEY_BITS - (first ^ int.from_bytes(buf[o : o + KEY_LEN], "big")).bit_length()
+
+
+def _first_with_bit(buf: bytearray, a: int, b: int, bit: int) -> int:
+    """The first record in ``[a, b)`` whose key has ``bit`` set (``b`` if none), for records sorted by key that
+    share every bit above it."""
+    byte, mask = bit >> 3, 0x80 >> (bit & 7)
     while a < b:
         mid = (a + b) >> 1
         if buf[mid * _REC + byte] & mask:
             b = mid
         else:
             a = mid + 1
-    slot = a * _REC + _SLOT
-    h = bytes(buf[slot : slot + HASH_LEN])
-    for d in range(split_depth - 1, depth - 1, -1):
-        h = blake2b256(NODE + ZERO + h) if (first >> (255 - d)) & 1 else blake2b256(NODE + h + ZERO)
+    return a
+
+
+def _lift(h: bytes, key: int, from_depth: int, to_depth: int) -> bytes:
+    """``h``, the hash of a node at ``from_depth`` on ``key``'s path, hashed up through the one-child levels to
+    ``to_depth`` (the other child of each is empty)."""
+    for d in range(from_depth - 1, to_depth - 1, -1):
+        h = blake2b256(NODE + ZERO + h) if (key >> (255 - d)) & 1 else blake2b256(NODE + h + ZERO)
     return h
 
 
@@ -344,14 +349,7 @@ class StateTree:
                 return _Bucket(buf, count, h)
             reuse.buf, reuse.count, reuse.hash = buf, count, h
             return reuse
-        byte, mask = depth >> 3, 0x80 >> (depth & 7)
-        a, b = 0, count
-        while a < b:
-            mid = (a + b) >> 1
-            if buf[mid * _REC + byte] & mask:
-                b = mid
-            else:
-                a = mid + 1
+        a = _first_with_bit(buf, 0, count, depth)
         shift = 255 - depth
         dmid = bisect_left(dirty, ((int.from_bytes(buf[:KEY_LEN], "big") >> shift) | 1) << shift, dlo, dhi)
         c0 = self._bucket(buf[: a * _REC], depth + 1, dirty, dlo, dmid)
@@ -377,26 +375,16 @@ class StateTree:
         buf = node.buf  # type: ignore[union-attr]
         lo, hi = 0, node.count
         while hi - lo > 1:
-            o = lo * _REC
-            first = int.from_bytes(buf[o : o + KEY_LEN], "big")
-            o = (hi - 1) * _REC
-            split_depth = KEY_BITS - (first ^ int.from_bytes(buf[o : o + KEY_LEN], "big")).bit_length()
+            first, split_depth = _split(buf, lo, hi)
             leaves_at = KEY_BITS - (first ^ kint).bit_length()  # where the key leaves the records' shared prefix
             if leaves_at < split_depth:
                 siblings.extend([ZERO] * (leaves_at - depth))
                 siblings.append(_clean_hash(buf, lo, hi, leaves_at + 1))
                 return Proof(tuple(siblings))
             siblings.extend([ZERO] * (split_depth - depth))
-            byte, mask = split_depth >> 3, 0x80 >> (split_depth & 7)
-            a, b = lo + 1, hi - 1
-            while a < b:
-                mid = (a + b) >> 1
-                if buf[mid * _REC + byte] & mask:
-                    b = mid
-                else:
-                    a = mid + 1
+            a = _first_with_bit(buf, lo + 1, hi - 1, split_depth)
             depth = split_depth + 1
-            if key[byte] & mask:
+            if (kint >> (255 - split_depth)) & 1:
                 siblings.append(_clean_hash(buf, lo, a, depth))
                 lo = a
             else:
