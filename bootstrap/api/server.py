@@ -16,7 +16,6 @@ listeners, with the gate around its per-connection ``TCPServer``; a test serves 
 from __future__ import annotations
 
 import json
-import logging
 import resource
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -25,8 +24,6 @@ from functools import partial
 from typing import Any
 
 import trio
-
-log = logging.getLogger("dacn.api.server")
 
 # Refused connections linger this long (answer sent, write side shut, the request drained) so that the client
 # reads the answer instead of a reset; at most REFUSING_MAX linger at once, beyond that they are closed at once.
