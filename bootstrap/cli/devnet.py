@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -100,15 +101,37 @@ def ports_free(host: str, ports: Sequence[int]) -> bool:
             s.close()
 
 
+def ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux's default where unreadable)."""
+    try:
+        low, high = (int(x) for x in Path(path).read_text().split()[:2])
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
 def find_port_base(count: int, *, host: str = "127.0.0.1", avoid: Sequence[int] = (), tries: int = 200) -> int:
     """A base port ``b`` with ``b .. b+count-1`` all free (and none in ``avoid``), for tests that need fixed
-    offsets; the kernel picks the first candidate, so parallel runs rarely collide."""
+    offsets.
+
+    The run lies outside the kernel's ephemeral range: a node's port must stay free while the node is down
+    (killed and restarted), and any outgoing connection on the machine could otherwise take it as its local port
+    in the meantime, leaving the restarted node unable to bind. Candidates are random, so parallel runs rarely
+    collide.
+    """
+    rng = random.SystemRandom()
+    low, high = ephemeral_range()
+    spans = [(lo, hi) for lo, hi in ((10000, low - 1), (high + 1, 65535)) if hi - lo + 1 >= count]
     for _ in range(tries):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            base = s.getsockname()[1]
+        if spans:
+            lo, hi = rng.choice(spans)
+            base = rng.randint(lo, hi - count + 1)
+        else:  # the whole range is ephemeral: take what the kernel offers
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, 0))
+                base = s.getsockname()[1]
         ports = range(base, base + count)
-        if base + count < 65535 and not set(ports) & set(avoid) and ports_free(host, ports):
+        if base + count <= 65536 and not set(ports) & set(avoid) and ports_free(host, ports):
             return base
     raise DevnetError(f"no run of {count} free ports found on {host}")
 

@@ -15,6 +15,7 @@ from bootstrap.cli.devnet import (
     create_devnet,
     devnet_down,
     devnet_up,
+    ephemeral_range,
     find_port_base,
     load_devnet,
     node_pid,
@@ -84,3 +85,15 @@ def test_a_node_that_dies_at_start_is_reported_and_the_others_stopped(tmp_path: 
         assert [node_pid(d, i) for i in range(2)] == [None, None]
     finally:
         devnet_down(d, timeout=10)
+
+
+def test_port_runs_lie_outside_the_ephemeral_range(tmp_path: Path) -> None:
+    # A killed node's port stays free for its restart only if no outgoing connection can take it meanwhile.
+    low, high = ephemeral_range()
+    for _ in range(50):
+        base = find_port_base(4)
+        assert all(not low <= p <= high for p in range(base, base + 4)), (base, low, high)
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("1024\t65535\n")
+    assert ephemeral_range(str(ranges)) == (1024, 65535)
+    assert ephemeral_range(str(tmp_path / "missing")) == (32768, 60999)

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from bootstrap.cli import NodeClient, export_state
-from bootstrap.cli.devnet import DevnetNode, node_pid, start_node, stop_node
+from bootstrap.cli.client import NodeUnreachable
+from bootstrap.cli.devnet import DevnetNode, log_tail, node_pid, start_node, stop_node
 from tests.e2e.netkit import (
     common_block,
     post_raw,
@@ -133,7 +134,10 @@ def test_a_killed_validator_restarts_and_catches_up(net: tuple[Path, list[Devnet
 
     start_node(directory, victim)
     try:
-        NodeClient(victim.api_url).wait_healthy(timeout=60)
+        try:
+            NodeClient(victim.api_url).wait_healthy(timeout=60)
+        except NodeUnreachable as exc:
+            raise AssertionError(f"{exc}\nnode3's log:\n{log_tail(directory, 3, 40)}") from None
         target = clients[0].head()["height"]
         wait_for("node3 to catch up", lambda: clients[3].head()["height"] >= target, 60)
         same = common_block([clients[0], clients[3]])
