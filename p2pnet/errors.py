@@ -16,6 +16,14 @@ class LocalProtocolError(P2PError):
     """The local caller misused the API (bad argument, closed connection, unknown peer)."""
 
 
+class ListenError(LocalProtocolError):
+    """A listening address could not be bound (taken, not local, no permission); the node cannot serve."""
+
+    def __init__(self, what: str, address: str, reason: str) -> None:
+        super().__init__(f"cannot listen for {what} on {address}: {reason}")
+        self.what, self.address, self.reason = what, address, reason
+
+
 class RemoteProtocolError(P2PError):
     """The remote peer sent something invalid; the connection it came on should be closed."""
 

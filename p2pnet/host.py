@@ -29,6 +29,7 @@ from p2pnet.errors import (
     HandshakeError,
     HandshakeTimeout,
     InvalidPeerId,
+    ListenError,
     LocalProtocolError,
     P2PError,
     RemoteProtocolError,
@@ -95,7 +96,12 @@ class TcpTransport:
         for ma in addrs:
             if ma.kind not in ("ip4", "ip6"):
                 raise LocalProtocolError(f"cannot listen on {ma}: only /ip4 and /ip6")
-            listeners += await trio.open_tcp_listeners(ma.port, host=ma.host)
+            try:
+                listeners += await trio.open_tcp_listeners(ma.port, host=ma.host)
+            except OSError as exc:
+                for lst in listeners:
+                    await lst.aclose()
+                raise ListenError("peers", str(ma), exc.strerror or str(exc)) from exc
         bound = []
         for lst in listeners:
             sockname = lst.socket.getsockname()

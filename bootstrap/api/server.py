@@ -25,6 +25,8 @@ from typing import Any
 
 import trio
 
+from p2pnet.errors import ListenError
+
 # Refused connections linger this long (answer sent, write side shut, the request drained) so that the client
 # reads the answer instead of a reset; at most REFUSING_MAX linger at once, beyond that they are closed at once.
 REFUSE_LINGER_S = 1.0
@@ -169,7 +171,10 @@ async def serve_gated(
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
         async with trio.open_nursery() as server_nursery:
-            sockets = config.create_sockets()
+            try:
+                sockets = config.create_sockets()
+            except OSError as exc:
+                raise ListenError("the API", ", ".join(config.bind), exc.strerror or str(exc)) from exc
             listeners, binds = [], []
             for sock in sockets.insecure_sockets:
                 sock.listen(config.backlog)

@@ -18,6 +18,7 @@ from bootstrap.node.switches import TestSwitchError, TestSwitches
 from ledger.block import BlockError
 from ledger.errors import LedgerError
 from ledger.store import StoreError
+from p2pnet.errors import ListenError
 
 log = logging.getLogger("bootstrap.node")
 
@@ -103,10 +104,39 @@ def main_node(home: Path, config: NodeConfig, *, passphrase: str | None = None, 
 
     try:
         trio.run(_main)
-    except (HomeError, StoreError, BlockError, LedgerError) as exc:
-        print(f"error: {exc}", flush=True)
+    except BaseException as exc:
+        reasons = startup_failures(exc)
+        if reasons is None:
+            raise
+        for reason in reasons:
+            print(f"error: {reason}", flush=True)
         return 1
     return 0
+
+
+# A node that stops on one of these has a cause to show its operator (a bad home, a taken port), not a bug.
+_STARTUP_FAILURES = (HomeError, StoreError, BlockError, LedgerError, ListenError)
+
+
+def startup_failures(exc: BaseException) -> list[BaseException] | None:
+    """The errors inside ``exc`` (trio groups them) if all of them are operator-facing causes; None if any is
+    not, so that a bug is never hidden behind a clean message."""
+    if isinstance(exc, _STARTUP_FAILURES):
+        return [exc]
+    if not isinstance(exc, BaseExceptionGroup):
+        return None
+    matched, rest = exc.split(_STARTUP_FAILURES)
+    if rest is not None or matched is None:
+        return None
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [matched]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(reversed(e.exceptions))
+        else:
+            leaves.append(e)
+    return leaves
 
 
 def _cli(argv: list[str] | None = None) -> int:

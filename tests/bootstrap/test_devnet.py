@@ -18,8 +18,12 @@ from bootstrap.cli.devnet import (
     ephemeral_range,
     find_port_base,
     load_devnet,
+    log_tail,
     node_pid,
+    start_node,
 )
+from bootstrap.node.process import startup_failures
+from p2pnet.errors import ListenError
 
 pytestmark = pytest.mark.slow
 
@@ -97,3 +101,30 @@ def test_port_runs_lie_outside_the_ephemeral_range(tmp_path: Path) -> None:
     ranges.write_text("1024\t65535\n")
     assert ephemeral_range(str(ranges)) == (1024, 65535)
     assert ephemeral_range(str(tmp_path / "missing")) == (32768, 60999)
+
+
+@pytest.mark.parametrize("which", ["api", "p2p"])
+def test_a_taken_port_stops_the_node_with_a_clear_error(tmp_path: Path, which: str) -> None:
+    # An outgoing connection bound to the node's port: SO_REUSEADDR does not get past it.
+    api = find_port_base(1)
+    p2p = find_port_base(1, avoid=[api])
+    nodes = create_devnet(tmp_path / "net", 1, api_port=api, p2p_port=p2p)
+    with socket.socket() as server, socket.socket() as holder:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        holder.bind(("127.0.0.1", api if which == "api" else p2p))
+        holder.connect(server.getsockname())
+        proc = start_node(tmp_path / "net", nodes[0])
+        assert proc.wait(60) == 1
+    what = "the API" if which == "api" else "peers"
+    tail = log_tail(tmp_path / "net", 0)
+    assert f"error: cannot listen for {what} on" in tail and "Address already in use" in tail, tail
+    assert "Traceback" not in tail, tail
+
+
+def test_startup_failures_never_hide_a_bug() -> None:
+    taken = ListenError("peers", "/ip4/127.0.0.1/tcp/1", "Address already in use")
+    assert startup_failures(taken) == [taken]
+    assert startup_failures(ExceptionGroup("n", [ExceptionGroup("m", [taken])])) == [taken]
+    assert startup_failures(ExceptionGroup("n", [taken, KeyError("bug")])) is None
+    assert startup_failures(KeyError("bug")) is None
