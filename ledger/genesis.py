@@ -212,5 +212,4 @@ def genesis_state(genesis: Genesis) -> State:
             w.stake, genesis.params.initial_reputation, w.device_kind, w.device_name, w.memory_mb, w.capacity, 0
         )
         state.accounts.setdefault(w.account, Account())
-    state._dirty = {("account", k) for k in state.accounts} | {("worker", k) for k in state.workers}
-    return state
+    return state  # its state tree is built in full when its root is first asked for

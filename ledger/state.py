@@ -8,9 +8,13 @@ rolls back, so a rejected tx costs only the few records it touched, never a copy
 nest: the chain can open one around a whole block (``sp = state.savepoint()`` … ``state.rollback_to(sp)``) to
 try a proposal and throw it away.
 
-The state root is BLAKE2b over a canonical encoding: a leaf hash per record (cached, recomputed only for dirty
-keys), sorted by key within each section, then the section hashes and a header. ``state_root_uncached`` recomputes
-everything from scratch; tests check the two always agree.
+The state root commits to every record through an authenticated tree (``ledger.smt``, docs/STATE_TREE.md): each
+record is one leaf, at key ``tree_key(section, key)`` with value ``record_hash(section, key, record)``, and the
+root is ``BLAKE2b(header || tree root)`` where the header (``state_header``) packs the few scalars (height, chain
+id, params, validators, the slashed pool). ``state_root`` feeds only the records written since its last call to
+the tree, so its cost grows with the records a block touched times log n, not with the state's size; any record
+can be proven present or absent (``prove_record``). ``state_root_uncached`` recomputes the same root from scratch
+by the tree's definition; tests check the two always agree.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ledger.crypto import blake2b256
 from ledger.encoding import pack, unpack
 from ledger.errors import DecodeError, InvalidGenesis
 from ledger.params import Params
+from ledger.smt import Proof, StateTree, root_of
 from ledger.types import AccountId, Height, JobId, Tokens
 from ledger.verdict import OUTCOMES
 
@@ -307,9 +312,9 @@ class State:
         self.active_jobs: dict[JobId, None] = {}
         self._journal: list[tuple[Any, Any, Any, str | None]] = []
         self._depth = 0
+        # Records written since the tree last saw them; the tree is None until first needed (rebuilt in full).
         self._dirty: set[tuple[str, Any]] = set()
-        self._leaves: dict[str, dict[Any, bytes]] = {s: {} for s in _SECTIONS}
-        self._section_hash: dict[str, bytes] = {}
+        self._tree: StateTree | None = None
 
     # ---- savepoints -------------------------------------------------------------------------------------------
     def savepoint(self) -> int:
@@ -451,9 +456,9 @@ class State:
         s.workers = {k: v.clone() for k, v in self.workers.items()}
         s.jobs = {k: v.clone() for k, v in self.jobs.items()}
         s.active_jobs = dict(self.active_jobs)
-        s._dirty = set(self._dirty)
-        s._leaves = {k: dict(v) for k, v in self._leaves.items()}
-        s._section_hash = dict(self._section_hash)
+        if self._tree is not None:
+            s._tree = StateTree(dict(self._tree.items()))
+            s._dirty = set(self._dirty)
         return s
 
 
@@ -467,18 +472,14 @@ def total_supply(state: State) -> Tokens:
 
 
 # ---- canonical encoding and root ------------------------------------------------------------------------------
-def _leaf_value(section: str, key: Any, record: Any) -> list[Any]:
-    if section == "allowance":
-        return [key[0], key[1], record]
-    return [key, record.to_list()]
-
-
 def _section_dict(state: State, section: str) -> dict[Any, Any]:
     return {"account": state.accounts, "allowance": state.allowances, "worker": state.workers,
             "job": state.jobs}[section]
 
 
-def _header(state: State) -> bytes:
+def state_header(state: State) -> bytes:
+    """The scalars the root commits to beside the tree: version, chain id, genesis time, height, slashed pool,
+    params and validators, packed."""
     return pack([STATE_VERSION, state.chain_id, state.genesis_time, state.height, state.slashed_pool,
                  state.params.to_list(), list(state.validators)])
 
@@ -487,36 +488,70 @@ def _sort_key(section: str, key: Any) -> bytes:
     return key[0] + key[1] if section == "allowance" else key
 
 
+SECTION_TAGS = {s: b"dacn/" + s.encode() + b"/" for s in _SECTIONS}
+
+
+def tree_key(section: str, key: Any) -> bytes:
+    """Where a record sits in the tree: BLAKE2b-256 of ``"dacn/<section>/"`` and its raw key (an account, worker
+    or job id; an allowance's owner then spender), so keys spread uniformly whatever ids the records have."""
+    return blake2b256(SECTION_TAGS[section] + _sort_key(section, key))
+
+
+def record_hash(section: str, key: Any, record: Any) -> bytes:
+    """The tree value of a record: BLAKE2b-256 of its canonical msgpack (``record_value``)."""
+    return blake2b256(pack(record_value(section, key, record)))
+
+
+def record_value(section: str, key: Any, record: Any) -> list[Any]:
+    """A record as the list its tree value hashes: ``[owner, spender, amount]`` for an allowance, else
+    ``[key, fields]`` with the record's ``to_list()``."""
+    if section == "allowance":
+        return [key[0], key[1], record]
+    return [key, record.to_list()]
+
+
+def _tree_items(state: State) -> dict[bytes, bytes]:
+    return {tree_key(section, k): record_hash(section, k, v)
+            for section in _SECTIONS for k, v in _section_dict(state, section).items()}
+
+
+def _sync_tree(state: State) -> StateTree:
+    """Bring the tree up to date with the records (only the dirty ones, once it exists)."""
+    if state._tree is None:
+        state._tree = StateTree(_tree_items(state))
+    elif state._dirty:
+        batch: dict[bytes, bytes | None] = {}
+        for section, key in state._dirty:
+            record = _section_dict(state, section).get(key, MISSING)
+            batch[tree_key(section, key)] = None if record is MISSING else record_hash(section, key, record)
+        state._tree.update(batch)
+    state._dirty.clear()
+    return state._tree
+
+
+def combine_root(header: bytes, tree_root: bytes) -> bytes:
+    """The state root from its two parts (what a light client recomputes)."""
+    return blake2b256(header + tree_root)
+
+
 def state_root(state: State) -> bytes:
     """The 32-byte commitment to the whole state; only records written since the last call are re-hashed."""
-    dirty_sections: set[str] = set()
-    for section, key in state._dirty:
-        dirty_sections.add(section)
-        record = _section_dict(state, section).get(key, MISSING)
-        leaves = state._leaves[section]
-        if record is MISSING:
-            leaves.pop(key, None)
-        else:
-            leaves[key] = blake2b256(pack(_leaf_value(section, key, record)))
-    state._dirty.clear()
-    for section in _SECTIONS:
-        if section in dirty_sections or section not in state._section_hash:
-            leaves = state._leaves[section]
-            ordered = sorted(leaves.items(), key=lambda kv, s=section: _sort_key(s, kv[0]))
-            state._section_hash[section] = blake2b256(b"".join(_sort_key(section, k) + h for k, h in ordered))
-    return blake2b256(_header(state) + b"".join(state._section_hash[s] for s in _SECTIONS))
+    return combine_root(state_header(state), _sync_tree(state).root)
 
 
 def state_root_uncached(state: State) -> bytes:
     """The same root computed from scratch, ignoring every cache (for tests and audits)."""
-    parts = []
-    for section in _SECTIONS:
-        d = _section_dict(state, section)
-        ordered = sorted(d.items(), key=lambda kv, s=section: _sort_key(s, kv[0]))
-        parts.append(blake2b256(b"".join(
-            _sort_key(section, k) + blake2b256(pack(_leaf_value(section, k, v))) for k, v in ordered
-        )))
-    return blake2b256(_header(state) + b"".join(parts))
+    return combine_root(state_header(state), root_of(_tree_items(state)))
+
+
+def prove_record(state: State, section: str, key: Any) -> tuple[Any, bytes, Proof]:
+    """``(record or None, tree root, proof)`` for one record of the current state: a membership proof of
+    ``record_hash`` at ``tree_key`` when the record exists, a non-membership proof when it does not."""
+    if section not in SECTION_TAGS:
+        raise ValueError(f"unknown state section {section!r}; one of {', '.join(_SECTIONS)}")
+    tree = _sync_tree(state)
+    record = _section_dict(state, section).get(key)
+    return record, tree.root, tree.prove(tree_key(section, key))
 
 
 MAX_STATE_BYTES = 1 << 30
@@ -564,5 +599,4 @@ def decode_state(data: bytes) -> State:
     except (TypeError, ValueError) as exc:
         raise DecodeError("state", f"malformed record: {exc}") from None
     s.active_jobs = {k: None for k, j in sorted(s.jobs.items()) if not j.is_terminal}
-    s._dirty = {(sec, k) for sec in _SECTIONS for k in _section_dict(s, sec)}
-    return s
+    return s  # its tree is built in full when its root is first asked for
