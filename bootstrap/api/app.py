@@ -38,6 +38,7 @@ from bootstrap.api.guard import ApiSettings, Guard, settings_for
 from bootstrap.api.jobs import add_routes as jobs_routes
 from bootstrap.api.metrics import DeviceSampler
 from bootstrap.api.network import add_routes as network_routes
+from bootstrap.api.proofs import add_routes as proof_routes
 from bootstrap.api.server import ConnectionGate, descriptor_budget, serve_gated
 from bootstrap.api.workers import add_routes as workers_routes
 from bootstrap.dashboard import install_dashboard
@@ -53,7 +54,8 @@ API_DESCRIPTION = (
 )
 
 # The order routes are added in is the order FastAPI matches them and the OpenAPI document lists them.
-RESOURCES = (general_routes, workers_routes, clients_routes, jobs_routes, network_routes, chain_routes)
+RESOURCES = (general_routes, workers_routes, clients_routes, jobs_routes, network_routes, chain_routes,
+             proof_routes)
 
 
 def create_app(node: Any, settings: ApiSettings | None = None) -> FastAPI:

@@ -169,6 +169,45 @@ def cmd_balance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify_proof(args: argparse.Namespace) -> int:
+    """Check a state proof from each node named (or from a saved answer) against the genesis validators."""
+    from bootstrap.home import load_home_genesis
+    from ledger.errors import DecodeError
+    from ledger.genesis import load_genesis
+    from ledger.lightclient import ProofRejected, StateProof, verify_state_proof
+
+    if bool(args.genesis) == bool(args.home):
+        raise CliError("give the trusted chain as --genesis FILE or --home DIR (one of them)")
+    genesis = load_genesis(args.genesis) if args.genesis else load_home_genesis(Path(args.home))
+    answers: list[tuple[str, dict[str, Any]]] = []
+    if args.file:
+        try:
+            answers.append((args.file, json.loads(Path(args.file).read_text())))
+        except (OSError, ValueError) as exc:
+            raise CliError(f"{args.file}: not a saved /proof answer: {exc}") from None
+    else:
+        if not args.section or not args.ident:
+            raise CliError("name the record: SECTION ID (e.g. account alice), or give --file")
+        query = {"spender": args.spender} if args.spender else {}
+        for url in [args.node, *(args.also or [])]:
+            answers.append((url, NodeClient(url, timeout=args.http_timeout).get(
+                f"/proof/{args.section}/{args.ident}", **query)))
+    failed = 0
+    for source, answer in answers:
+        try:
+            sp = StateProof.decode(bytes.fromhex(str(answer.get("proof", ""))))
+            verified = verify_state_proof(sp, chain_id=genesis.chain_id, validators=genesis.validators)
+            shown = verified.to_dict()
+            if answer.get("record") != shown["record"]:
+                raise ProofRejected("answer", "the record the node shows is not the one its proof proves")
+        except (DecodeError, ProofRejected, ValueError) as exc:
+            failed += 1
+            print(f"error: {source}: {exc}", file=sys.stderr)
+            continue
+        _out({"source": source, "verified": True, **shown, "anchor_height": sp.anchor.height})
+    return 1 if failed else 0
+
+
 def _dataset_arg(args: argparse.Namespace, client: NodeClient) -> dict[str, Any] | None:
     """The ``dataset`` of a submission: a file is uploaded (``POST /data``, binary) and named by its digest."""
     files = [f for f in (args.csv, args.data) if f]
@@ -411,6 +450,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_node(sub.add_parser("balance", help="an account's balance"))
     p.add_argument("name", help="local key name, peer id or 64-hex account")
     p.set_defaults(func=cmd_balance)
+
+    p = with_node(sub.add_parser("verify-proof", help="check a record (balance, worker, job outcome) with a "
+                                 "state proof against the genesis validators, trusting no node"))
+    p.add_argument("section", nargs="?", choices=["account", "worker", "job", "allowance"])
+    p.add_argument("ident", nargs="?", help="key name, peer id or 64-hex account; a job id; an allowance's owner")
+    p.add_argument("--spender", help="allowance only: the spender")
+    p.add_argument("--also", action="append", metavar="URL", help="ask this node too (repeatable)")
+    p.add_argument("--genesis", help="the trusted genesis file (chain id and validators)")
+    p.add_argument("--home", help="take the trusted genesis from this node home instead")
+    p.add_argument("--file", help="check a saved GET /proof answer (JSON) instead of asking a node")
+    p.set_defaults(func=cmd_verify_proof)
 
     p = with_node(sub.add_parser("submit", help="submit a job and follow it until it settles"))
     p.add_argument("--client", required=True, help="the paying client's key name on that node")

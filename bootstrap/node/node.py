@@ -43,6 +43,7 @@ from bootstrap.gossip import (
 from bootstrap.home import NODE_KEY, Keystore, KeystoreError, NodeConfig, home_paths, load_home_genesis
 from bootstrap.jobs import BlobCollector, BlobStore, DatasetSource, JobDesk, build_dataset
 from bootstrap.node.events import EventBus
+from bootstrap.node.proofs import ProofDesk
 from bootstrap.node.switches import TestSwitches, isolate, spam
 from bootstrap.sync import BlockSync
 from bootstrap.txs import TxDesk
@@ -117,6 +118,7 @@ class Node:
         self.views = Views(self)
         self.txs = TxDesk(self)
         self.jobs = JobDesk(self)
+        self.proofs = ProofDesk(self)
         self.tx_topics: TxTopics | None = None
         self.consensus_topic: ConsensusTopic | None = None
         self.jobdata_topic = JobDataTopic(self.jobs.announcement_welcome, self.jobs.note_announcement)
@@ -330,6 +332,7 @@ class Node:
             self.events.publish({"type": "tx", "tx_id": tx_id.hex(), "status": "committed",
                                  "height": height})
         self._emit_job_changes(height)
+        self.proofs.on_commit()
 
     def _emit_job_changes(self, height: int) -> None:
         state = self.state

@@ -8,6 +8,8 @@ restarted (it catches up to the same state root).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -15,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.cli import NodeClient, export_state
+from bootstrap.cli import NodeClient, export_state, main
 from bootstrap.cli.client import NodeUnreachable
 from bootstrap.cli.devnet import DevnetNode, log_tail, node_pid, start_node, stop_node
+from bootstrap.home import load_home_genesis
+from ledger.encoding import pack, unpack
+from ledger.lightclient import ProofRejected, StateProof, verify_state_proof
 from tests.e2e.netkit import (
     common_block,
     post_raw,
@@ -146,3 +151,40 @@ def test_a_killed_validator_restarts_and_catches_up(net: tuple[Path, list[Devnet
         assert clients[3].balance(clients[1].balance("during_outage")["account"])["balance"] == 77
     finally:
         stop_node(directory, 3, timeout=10.0)  # a no-op when it already died; the fixture stops the rest
+
+
+def test_verify_proof_confirms_a_balance_from_every_node_and_rejects_a_lie(
+        net: tuple[Path, list[DevnetNode]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory, every = net
+    nodes = [n for n in every if node_pid(directory, n.index) is not None]  # the restart test stops node 3
+    clients = [n.client(timeout=60.0) for n in nodes]
+    clients[2].register_client("light_client_check", 4321)
+    account = clients[2].balance("light_client_check")["account"]
+    trusted = ["--home", nodes[-1].home]  # a genesis file is all the trust there is
+    wait_for("every node has the balance",
+             lambda: all(c.balance(account)["balance"] == 4321 for c in clients), 60)
+    rc = main(["verify-proof", "account", account, "--node", nodes[0].api_url,
+               *[a for n in nodes[1:] for a in ("--also", n.api_url)], *trusted])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    shown = [json.loads(part) for part in out.out.replace("}\n{", "}\x00{").split("\x00")]
+    assert len(shown) == len(nodes)
+    assert all(s["verified"] and s["record"] == {"balance": 4321, "nonce": 0} for s in shown), shown
+
+    # an account nobody funded is proven absent
+    assert main(["verify-proof", "account", "ab" * 32, "--node", nodes[1].api_url, *trusted]) == 0
+    assert json.loads(capsys.readouterr().out)["record"] is None
+
+    # a node that lies: the same answer with a richer record (or any byte changed) does not verify
+    answer = clients[-1].get(f"/proof/account/{account}")
+    sp = StateProof.decode(bytes.fromhex(answer["proof"]))
+    key, (balance, nonce) = unpack(sp.record, max_size=4096)
+    forged = dataclasses.replace(sp, record=pack([key, [balance + 1_000_000, nonce]]))
+    for bad, check in ((forged, "tree"), (dataclasses.replace(sp, tree_root=bytes(32)), "state_root")):
+        path = tmp_path / f"{check}.json"
+        path.write_text(json.dumps({**answer, "record": None, "proof": bad.encode().hex()}))
+        assert main(["verify-proof", "--file", str(path), *trusted]) == 1
+        assert f"proof rejected ({check})" in capsys.readouterr().err
+    genesis = load_home_genesis(Path(nodes[0].home))
+    with pytest.raises(ProofRejected, match="commit"):
+        verify_state_proof(sp, chain_id=genesis.chain_id, validators=[bytes(32)] * 4)
