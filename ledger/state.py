@@ -497,17 +497,14 @@ def tree_key(section: str, key: Any) -> bytes:
     return blake2b256(SECTION_TAGS[section] + _sort_key(section, key))
 
 
-def record_hash(section: str, key: Any, record: Any) -> bytes:
-    """The tree value of a record: BLAKE2b-256 of its canonical msgpack (``record_value``)."""
-    return blake2b256(pack(record_value(section, key, record)))
-
-
 def record_value(section: str, key: Any, record: Any) -> list[Any]:
-    """A record as the list its tree value hashes: ``[owner, spender, amount]`` for an allowance, else
-    ``[key, fields]`` with the record's ``to_list()``."""
-    if section == "allowance":
-        return [key[0], key[1], record]
-    return [key, record.to_list()]
+    """A record as the list whose msgpack its tree value hashes (``record_hash``): ``[owner, spender, amount]``
+    for an allowance, else ``[key, fields]`` with the record's ``to_list()``."""
+    return [key[0], key[1], record] if section == "allowance" else [key, record.to_list()]
+
+
+def record_hash(section: str, key: Any, record: Any) -> bytes:
+    return blake2b256(pack(record_value(section, key, record)))
 
 
 def _tree_items(state: State) -> dict[bytes, bytes]:
