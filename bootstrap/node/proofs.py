@@ -3,7 +3,7 @@
 The state after block ``h`` is fixed by the ``state_root`` in block ``h + 1``'s header, which exists only once
 ``h + 1`` commits. So a proof is cut from the committed state at once (the tree's path, the header, the record),
 and the answer then waits for the next block, up to a timeout, to attach its header and commit; a chain that
-stalls gets a 503 with ``Retry-After`` rather than a proof nobody could check. Cutting a proof costs one tree path
+stalls gets a 429 with ``Retry-After`` rather than a proof nobody could check. Cutting a proof costs one tree path
 (about log2 n hashes) and holds a few kilobytes while it waits.
 """
 
@@ -18,8 +18,6 @@ from ledger.encoding import pack
 from ledger.lightclient import KEY_BYTES, StateProof
 from ledger.state import prove_record, record_value, state_header
 
-SECTIONS = tuple(KEY_BYTES)
-
 
 class ProofDesk:
     """Cuts state proofs from the node's committed state and anchors them to the next block."""
@@ -27,7 +25,6 @@ class ProofDesk:
     def __init__(self, node: Any) -> None:
         self.node = node
         self._next_block = trio.Event()
-        self.served = 0
 
     def on_commit(self) -> None:
         """A block committed: wake every proof waiting for its anchor."""
@@ -53,5 +50,4 @@ class ProofDesk:
             raise NodeBusy(f"block {height + 1}, which fixes the state root of height {height}, has not "
                            f"committed within {timeout:g} s", retry_after_s=2.0)
         block, commit = got[0]
-        self.served += 1
         return StateProof(section, raw_key, packed, header, tree_root, proof, block.header, commit)
