@@ -26,7 +26,7 @@ from ledger.crypto import blake2b256
 from ledger.encoding import pack, unpack
 from ledger.errors import DecodeError, LedgerError
 from ledger.smt import Proof, verify_proof
-from ledger.state import SECTION_TAGS, Account, Job, Worker, combine_root
+from ledger.state import Account, Job, Worker, combine_root, raw_tree_key
 from ledger.types import AccountId
 
 STATE_PROOF_VERSION = 1
@@ -42,11 +42,6 @@ class ProofRejected(LedgerError):
     def __init__(self, check: str, reason: str) -> None:
         super().__init__(f"proof rejected ({check}): {reason}")
         self.check, self.reason = check, reason
-
-
-def raw_tree_key(section: str, raw_key: bytes) -> bytes:
-    """``ledger.state.tree_key`` from the record's raw key bytes."""
-    return blake2b256(SECTION_TAGS[section] + raw_key)
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,10 @@ rolls back, so a rejected tx costs only the few records it touched, never a copy
 nest: the chain can open one around a whole block (``sp = state.savepoint()`` … ``state.rollback_to(sp)``) to
 try a proposal and throw it away.
 
-The state root commits to every record through an authenticated tree (``ledger.smt``, docs/STATE_TREE.md): each
-record is one leaf, at key ``tree_key(section, key)`` with value ``record_hash(section, key, record)``, and the
-root is ``BLAKE2b(header || tree root)`` where the header (``state_header``) packs the few scalars (height, chain
-id, params, validators, the slashed pool). ``state_root`` feeds only the records written since its last call to
-the tree, so its cost grows with the records a block touched times log n, not with the state's size; any record
-can be proven present or absent (``prove_record``). ``state_root_uncached`` recomputes the same root from scratch
-by the tree's definition; tests check the two always agree.
+The state root is ``BLAKE2b(state_header || tree root)``: every record is one leaf of a sparse Merkle tree
+(``ledger.smt``, docs/STATE_TREE.md) at ``tree_key`` with value ``record_hash``. ``state_root`` feeds the tree only
+the records written since its last call (cost: records touched × log n, not the state's size); ``prove_record``
+proves any record present or absent; ``state_root_uncached`` recomputes the root from scratch (tests compare).
 """
 
 from __future__ import annotations
@@ -491,15 +488,19 @@ def _sort_key(section: str, key: Any) -> bytes:
 SECTION_TAGS = {s: b"dacn/" + s.encode() + b"/" for s in _SECTIONS}
 
 
-def tree_key(section: str, key: Any) -> bytes:
+def raw_tree_key(section: str, raw_key: bytes) -> bytes:
     """Where a record sits in the tree: BLAKE2b-256 of ``"dacn/<section>/"`` and its raw key (an account, worker
     or job id; an allowance's owner then spender), so keys spread uniformly whatever ids the records have."""
-    return blake2b256(SECTION_TAGS[section] + _sort_key(section, key))
+    return blake2b256(SECTION_TAGS[section] + raw_key)
+
+
+def tree_key(section: str, key: Any) -> bytes:
+    """``raw_tree_key`` of a record's key as the state holds it (an allowance's is an (owner, spender) pair)."""
+    return raw_tree_key(section, _sort_key(section, key))
 
 
 def record_value(section: str, key: Any, record: Any) -> list[Any]:
-    """A record as the list whose msgpack its tree value hashes (``record_hash``): ``[owner, spender, amount]``
-    for an allowance, else ``[key, fields]`` with the record's ``to_list()``."""
+    """What ``record_hash`` packs: ``[owner, spender, amount]`` for an allowance, else ``[key, record.to_list()]``."""
     return [key[0], key[1], record] if section == "allowance" else [key, record.to_list()]
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query
@@ -42,8 +41,7 @@ def add_routes(app: FastAPI, env: Env) -> None:
         """The record (or its absence) at the current height, with its tree path, the state header and the
         header and commit of the next block, whose state root covers it. The record shown is what the node
         claims; check ``proof`` with ``dacn verify-proof`` before trusting it."""
-        if not math.isfinite(wait) or wait < 0:
-            raise ApiError(400, "wait: must be a non-negative number of seconds", {"field": "wait"})
+        timeout = min(env.wait_s(wait), MAX_PROOF_WAIT_S)
         key = parse_hex32(ident, "id") if section == "job" else env.account(ident)
         if section == "allowance":
             if spender is None:
@@ -51,5 +49,5 @@ def add_routes(app: FastAPI, env: Env) -> None:
             key += env.account(spender)
         elif spender is not None:
             raise ApiError(400, "spender: only for /proof/allowance", {"field": "spender"})
-        sp = await env.call(node.proofs.prove, section, key, timeout=min(wait, MAX_PROOF_WAIT_S))
+        sp = await env.call(node.proofs.prove, section, key, timeout=timeout)
         return proof_answer(sp)

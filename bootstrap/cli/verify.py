@@ -48,9 +48,5 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
             failed += 1
             print(f"error: {source}: {exc}", file=sys.stderr)
             continue
-        _out({"source": source, "verified": True, **shown, "anchor_height": sp.anchor.height})
+        print(json.dumps({"source": source, "verified": True, **shown, "anchor_height": sp.anchor.height}, indent=2))
     return 1 if failed else 0
-
-
-def _out(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=False))
