@@ -3,7 +3,7 @@ the lists of all and of unfinished jobs."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
@@ -22,10 +22,10 @@ from bootstrap.api.env import Env
 from bootstrap.api.errors import ApiError
 from bootstrap.api.limits import UPLOAD_BYTES
 from bootstrap.jobs import UPLOAD_FORMATS, upload_format
-from bootstrap.views import verdict_words
+from bootstrap.views import CursorError, verdict_words
 from compute.canonical import decode_artifact, dequantise
 from compute.errors import ComputeError
-from ledger.state import VERIFIED
+from ledger.state import JOB_STATUSES, VERIFIED
 
 
 def add_routes(app: FastAPI, env: Env) -> None:
@@ -126,15 +126,35 @@ def add_routes(app: FastAPI, env: Env) -> None:
             out["elapsed_s"] = mine.elapsed_s
         return out
 
+    def page(status: str | None, unfinished: bool, cursor: str | None, limit: int, order: str) -> dict[str, Any]:
+        if status is not None and status not in JOB_STATUSES:
+            raise ApiError(400, f"unknown job status {status!r}: one of {', '.join(JOB_STATUSES)}",
+                           {"kind": "bad_status"})
+        try:
+            return jsonable(node.views.jobs(status, unfinished=unfinished, cursor=cursor, limit=limit,
+                                            newest_first=order == "newest"))
+        except CursorError as exc:
+            raise ApiError(400, str(exc), {"kind": "bad_cursor"}) from None
+
     @app.get("/jobs")
-    async def jobs(status: Annotated[str | None, Query(max_length=32)] = None) -> dict[str, Any]:
-        views = node.views.jobs(status)
-        return {"count": len(views), "jobs": jsonable(views)}
+    async def jobs(status: Annotated[str | None, Query(max_length=32)] = None,
+                   limit: PageLimit = DEFAULT_PAGE, cursor: CursorQuery = None,
+                   order: OrderQuery = "newest") -> dict[str, Any]:
+        """A page of jobs (``status`` filters), with the number that match, the count per status and
+        ``next_cursor``, to pass as ``cursor`` for the next page (null at the end)."""
+        return page(status, False, cursor, limit, order)
 
     @app.get("/jobs/pending")
-    async def jobs_pending() -> dict[str, Any]:
-        views = node.views.jobs(unfinished=True)
-        return {"count": len(views), "jobs": jsonable(views)}
+    async def jobs_pending(limit: PageLimit = DEFAULT_PAGE, cursor: CursorQuery = None,
+                           order: OrderQuery = "newest") -> dict[str, Any]:
+        """A page of the jobs not yet finished (open, assigned, revealing, disputed), paged like ``GET /jobs``."""
+        return page(None, True, cursor, limit, order)
+
+
+DEFAULT_PAGE = 100
+PageLimit = Annotated[int, Query(ge=1, le=500, description="jobs per page (at most 500)")]
+CursorQuery = Annotated[str | None, Query(max_length=80, description="the previous page's next_cursor")]
+OrderQuery = Annotated[Literal["newest", "oldest"], Query(description="newest (default) or oldest first")]
 
 
 def artifact_value(value: Any) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 
 from bootstrap.cli.client import ClientError, JobWaitTimeout, NodeClient
 from bootstrap.cli.export import CliError, export_state
+from bootstrap.cli.jobs import add_jobs_parser
 from bootstrap.cli.verify import cmd_verify_proof
 from bootstrap.errors import NodeError
 
@@ -455,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--result", action="store_true")
     p.add_argument("--timeout", type=float, default=300.0)
     p.set_defaults(func=cmd_job)
+
+    add_jobs_parser(sub, with_node)
 
     p = with_node(sub.add_parser("tx", help="where a tx is: committed, pending, queued, dropped (and why)"))
     p.add_argument("tx_id")

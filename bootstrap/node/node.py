@@ -47,7 +47,7 @@ from bootstrap.node.proofs import ProofDesk
 from bootstrap.node.switches import TestSwitches, isolate, spam
 from bootstrap.sync import BlockSync
 from bootstrap.txs import TxDesk
-from bootstrap.views import Views
+from bootstrap.views import JobIndex, Views
 from compute import Dataset, JobSpec
 from compute.errors import ComputeError
 from compute.pool import PoolConfig
@@ -55,7 +55,7 @@ from ledger.chain import Chain, CommittedBlock
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis, genesis_state
 from ledger.mempool import Mempool, MempoolConfig
-from ledger.state import TERMINAL_STATUSES, State
+from ledger.state import State
 from ledger.store import StoreError, open_chain
 from ledger.tx import Payload, SignedTx
 from p2pnet import Host, Identity, P2PError, PeerId, Received
@@ -102,7 +102,7 @@ class Node:
         self.started_at = 0.0
         self._stop = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._job_status: dict[bytes, str] = {}
+        self.job_index = JobIndex()  # pages of jobs, counts per status (bootstrap.views.index)
         self.counters: dict[str, int] = {
             "txs_submitted": 0, "txs_gossip_in": 0, "txs_gossip_rejected": 0, "blocks_committed": 0,
             "sync_requests": 0, "sync_failures": 0, "blobs_fetched": 0, "announcements": 0,
@@ -152,8 +152,7 @@ class Node:
         self.tx_topics = TxTopics(self.mempool, self.txs.note_admission, self.counters)
         self.consensus_topic = ConsensusTopic(self.chain, self._feed_consensus)
         self.sync = BlockSync(self.chain, self.counters, self.config.sync_interval_ms / 1000)
-        for job_id in self.chain.state.active_jobs:
-            self._job_status[job_id] = self.chain.state.jobs[job_id].status
+        self.job_index.rebuild(self.chain.state)
 
     def _close(self) -> None:
         self.events.close()
@@ -331,24 +330,17 @@ class Node:
         for tx_id in block.tx_ids:
             self.events.publish({"type": "tx", "tx_id": tx_id.hex(), "status": "committed",
                                  "height": height})
-        self._emit_job_changes(height)
+        self._emit_job_changes(height, [r.tx_id for r in cb.receipts if r.kind == "submit_job" and r.ok])
         self.proofs.on_commit()
 
-    def _emit_job_changes(self, height: int) -> None:
+    def _emit_job_changes(self, height: int, submitted: list[bytes]) -> None:
+        """Update the job index from the jobs this block can have changed and publish each status change."""
         state = self.state
-        seen = set(self._job_status)
-        for job_id in list(state.active_jobs) + [j for j in seen if j not in state.active_jobs]:
-            job = state.jobs.get(job_id)
-            if job is None:
-                continue
-            before = self._job_status.get(job_id)
-            if job.status != before:
-                self.events.publish({"type": "job", "job_id": job_id.hex(), "status": job.status,
+        touched = [*self.job_index.unfinished_ids(), *state.active_jobs, *submitted]
+        for job_id, before, now in self.job_index.update(state, touched):
+            if now is not None:
+                self.events.publish({"type": "job", "job_id": job_id.hex(), "status": now,
                                      "previous": before, "height": height})
-            if job.status in TERMINAL_STATUSES:
-                self._job_status.pop(job_id, None)
-            else:
-                self._job_status[job_id] = job.status
 
     # ============================================================================================ facade: reads
 

@@ -2,6 +2,7 @@
 accounts (:class:`Views`), and how a job reads to a person (its timeline, what it waits for, what each party
 revealed and what its verdict means)."""
 
+from bootstrap.views.index import CursorError, JobIndex
 from bootstrap.views.jobs import (
     OUTCOME_WORDS,
     VERDICT_WORDS,
@@ -15,6 +16,6 @@ from bootstrap.views.jobs import (
 from bootstrap.views.views import DISPLAY_ID_CACHE, Views
 
 __all__ = [
-    "DISPLAY_ID_CACHE", "OUTCOME_WORDS", "VERDICT_WORDS", "Views", "assigned_at_submission", "reveal_outcomes",
-    "status_waiting_for", "timeline", "verdict_words", "why_waiting"
+    "DISPLAY_ID_CACHE", "OUTCOME_WORDS", "VERDICT_WORDS", "CursorError", "JobIndex", "Views",
+    "assigned_at_submission", "reveal_outcomes", "status_waiting_for", "timeline", "verdict_words", "why_waiting",
 ]

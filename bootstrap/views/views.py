@@ -11,10 +11,11 @@ import time
 from typing import Any
 
 from bootstrap.home import read_declared
+from bootstrap.views.index import decode_cursor, encode_cursor
 from bootstrap.views.jobs import reveal_outcomes, status_waiting_for, timeline, verdict_words, why_waiting
 from ledger.crypto import blake2b256
 from ledger.errors import DecodeError
-from ledger.state import TERMINAL_STATUSES, Job, total_supply
+from ledger.state import Job, total_supply
 from ledger.tx import decode_signed_tx
 from p2pnet import PeerId
 
@@ -29,6 +30,7 @@ class Views:
     def __init__(self, node: Any) -> None:
         self.node = node
         self._display_ids: dict[bytes, str] = {}
+        self._supply: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------------------------------- identities
 
@@ -224,9 +226,8 @@ class Views:
         """The seed's network statistics (workers, jobs, success rate, escrow, stake, supply) plus node stats."""
         node = self.node
         st = node.state
-        by_status: dict[str, int] = {}
-        for j in st.jobs.values():
-            by_status[j.status] = by_status.get(j.status, 0) + 1
+        index = node.job_index
+        by_status = index.counts()
         done = by_status.get("verified", 0)
         finished = done + by_status.get("failed", 0) + by_status.get("refunded", 0)
         active_workers = sum(1 for w in st.workers.values() if w.stake >= st.params.min_stake)
@@ -234,16 +235,24 @@ class Views:
             "height": node.height,
             "total_workers": len(st.workers),
             "active_workers": active_workers,
-            "total_jobs": len(st.jobs),
+            "total_jobs": index.total(),
             "completed_jobs": done,
             "jobs_by_status": by_status,
             "success_rate": (done / finished) if finished else None,
-            "escrow_balance": sum(j.escrow or 0 for j in st.jobs.values()),
+            # A finished job holds no escrow, so the unfinished ones are all there is to add up.
+            "escrow_balance": sum(st.jobs[j].escrow or 0 for j in st.active_jobs),
             "total_staked": sum(w.stake for w in st.workers.values()),
-            "total_supply": total_supply(st),
+            "total_supply": self._total_supply(),
             "coordination": self.agent_running(),
             "node": self.stats(),
         }
+
+    def _total_supply(self) -> int:
+        """The ledger's total supply, summed once per height (it adds up every account's balance)."""
+        st = self.node.state
+        if self._supply is None or self._supply[0] != st.height:
+            self._supply = (st.height, total_supply(st))
+        return self._supply[1]
 
     # ------------------------------------------------------------------------------------------- jobs
 
@@ -304,12 +313,24 @@ class Views:
         d["timeline"] = timeline(job)
         return d
 
-    def jobs(self, status: str | None = None, *, unfinished: bool = False) -> list[dict[str, Any]]:
-        """Job rows in submission order: all, those in ``status``, or (``unfinished``) every non-terminal one."""
-        views = [self.job_row(j) for j in self.node.state.jobs.values()
-                 if (status is None or j.status == status) and not (unfinished and j.status in TERMINAL_STATUSES)]
-        views.sort(key=lambda v: (v["submitted_at"] or 0, v["job_id"]))
-        return views
+    def jobs(self, status: str | None = None, *, unfinished: bool = False, cursor: str | None = None,
+             limit: int = 100, newest_first: bool = True) -> dict[str, Any]:
+        """One page of job rows from the node's job index: all jobs, those in ``status``, or (``unfinished``)
+        every non-terminal one, newest or oldest first, after ``cursor`` (from the previous page's
+        ``next_cursor``); with the number that match, the count per status, and the next page's cursor (None at
+        the end). Raises :class:`bootstrap.views.CursorError` for a cursor this index never handed out."""
+        index = self.node.job_index
+        after = decode_cursor(cursor) if cursor else None
+        ids, last = index.page(status=status, unfinished=unfinished, after=after, limit=limit,
+                               newest_first=newest_first)
+        jobs = self.node.state.jobs
+        return {
+            "count": index.count(status, unfinished=unfinished),
+            "counts": index.counts(),
+            "order": "newest" if newest_first else "oldest",
+            "jobs": [self.job_row(jobs[j]) for j in ids],
+            "next_cursor": encode_cursor(last) if last is not None else None,
+        }
 
     # ------------------------------------------------------------------------------------------- accounts
 
@@ -342,7 +363,7 @@ class Views:
     def client_balance(self, address: str, acct: bytes) -> dict[str, Any]:
         """An account's balance, nonce, escrow held in its unfinished jobs, and stake."""
         st = self.node.state
-        escrow = sum(j.escrow or 0 for j in st.jobs.values() if j.client == acct and not j.is_terminal)
+        escrow = sum(j.escrow or 0 for j in map(st.jobs.__getitem__, st.active_jobs) if j.client == acct)
         w = st.workers.get(acct)
         return {
             "client_address": address,
@@ -357,9 +378,7 @@ class Views:
         """Accounts that submitted jobs, and local keys that are not workers: name, balance, jobs submitted."""
         node = self.node
         st = node.state
-        submitted: dict[bytes, int] = {}
-        for j in st.jobs.values():
-            submitted[j.client] = submitted.get(j.client, 0) + 1
+        submitted = node.job_index.clients()
         local = {}
         for name in node.keystore.names():
             a = self.safe_account(name)

@@ -122,6 +122,44 @@ async def test_seed_basic_flow(home: Path) -> None:
         assert "test_client" in [x["name"] for x in clients["clients"]]
 
 
+async def test_jobs_are_served_in_pages_with_counts_and_a_cursor(home: Path) -> None:
+    async with running_node(home) as (node, client):
+        assert (await call(client, "POST", "/client/register", SEED_CLIENT))[0] == 200
+        ids = []
+        for _ in range(4):
+            status, j = await call(client, "POST", "/job/submit", SEED_JOB)
+            assert status == 200, j
+            ids.append(j["job_id"])
+        expected = [j.job_id.hex() for j in sorted(node.state.jobs.values(),
+                                                   key=lambda j: (j.submitted_at, j.job_id), reverse=True)]
+        assert sorted(expected) == sorted(ids)
+        seen, cursor = [], None
+        while True:
+            status, page = await call(client, "GET", "/jobs", limit=3, **({"cursor": cursor} if cursor else {}))
+            assert status == 200, page
+            assert page["count"] == 4 and sum(page["counts"].values()) == 4 and len(page["jobs"]) <= 3
+            seen += [j["job_id"] for j in page["jobs"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == expected  # newest first, each job once
+        status, oldest = await call(client, "GET", "/jobs", order="oldest", limit=500)
+        assert [j["job_id"] for j in oldest["jobs"]] == expected[::-1] and oldest["next_cursor"] is None
+        some = next(iter(page["counts"]))
+        status, filtered = await call(client, "GET", "/jobs", status=some)
+        assert filtered["count"] == page["counts"][some] and {j["status"] for j in filtered["jobs"]} == {some}
+        status, pending = await call(client, "GET", "/jobs/pending", limit=2)
+        assert status == 200 and pending["count"] == sum(
+            n for s, n in page["counts"].items() if s not in ("verified", "failed", "refunded"))
+        stats = (await call(client, "GET", "/network/stats"))[1]
+        assert stats["total_jobs"] == 4 and stats["jobs_by_status"] == page["counts"]
+        assert_error(*await call(client, "GET", "/jobs", status="done"), 400, "unknown job status")
+        assert_error(*await call(client, "GET", "/jobs", cursor="nonsense"), 400, "cursor")
+        assert (await call(client, "GET", "/jobs", limit=0))[0] == 400
+        assert (await call(client, "GET", "/jobs", limit=501))[0] == 400
+        assert (await call(client, "GET", "/jobs", order="sideways"))[0] == 400
+
+
 async def test_submit_takes_an_assignment_mode_offers_by_default(home: Path) -> None:
     async with running_node(home) as (node, client):
         status, _ = await call(client, "POST", "/client/register", {**SEED_CLIENT, "client_address": "modes"})

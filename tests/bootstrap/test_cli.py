@@ -20,7 +20,7 @@ from ledger.state import state_root, total_supply
 from ledger.tx import Transfer
 
 SUBCOMMANDS = ("init", "testnet", "node", "devnet", "worker", "client", "balance", "submit", "job", "tx",
-               "status", "state", "demo", "loadgen", "verify-proof")
+               "status", "state", "demo", "loadgen", "verify-proof", "jobs")
 
 
 def test_help_lists_every_subcommand() -> None:
@@ -144,6 +144,16 @@ async def test_api_commands_against_a_node(tmp_path: Path, capsys: pytest.Captur
         assert rc == 0, err
         job = node.state.jobs[bytes.fromhex(json.loads(out[out.index("{"):])["job_id"])]
         assert (job.time_limit_ms, job.commit_window) == (30_000, needed)
+        # dacn jobs: a page at a time, the cursor of the next page on stderr; --all walks every page
+        rc, out, err = await dacn("jobs", "--limit", "1", "--json")
+        assert rc == 0 and len(out.splitlines()) == 1 and "2 jobs match" in err and "--cursor " in err, err
+        first = json.loads(out)["job_id"]
+        rc, out, err = await dacn("jobs", "--cursor", err.split("--cursor ")[1].split()[0], "--json")
+        assert rc == 0 and [json.loads(line)["job_id"] for line in out.splitlines()] == [job_id], err
+        rc, out, err = await dacn("jobs", "--all", "--limit", "1", "--oldest")
+        assert rc == 0 and [line[:16] for line in out.splitlines()[1:]] == [job_id[:16], first[:16]], out
+        rc, _, err = await dacn("jobs", "--limit", "0")
+        assert rc == 1 and "limit" in err, err
         rc, out, err = await dacn("job", job_id)  # a person's line on stderr, the view as JSON on stdout
         assert rc == 0 and json.loads(out)["outcomes"] == [] and err.startswith(json.loads(out)["status"])
         # a dataset file travels as a binary upload and the job names it by digest; its tx can be looked up

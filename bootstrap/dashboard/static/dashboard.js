@@ -6,6 +6,7 @@ const COLORS = ["#5b9dff", "#3ecf8e", "#f5b942", "#ff6b6b", "#b48cff", "#4dd0e1"
                 "#f472b6", "#94a3b8", "#facc15", "#22d3ee"];
 const STATE_COLORS = {open: "#f5b942", assigned: "#5b9dff", revealing: "#4dd0e1", disputed: "#b48cff",
                       verified: "#3ecf8e", failed: "#ff6b6b", refunded: "#ff9f68", pending: "#8d99b3"};
+const JOBS_PAGE = 100;  // jobs a page of the table loads; older ones come with "show older jobs"
 const JOB_STATES = ["pending", "open", "assigned", "revealing", "disputed", "verified", "failed", "refunded"];
 const DEFAULT_PARAMS = {
   linear_regression: {}, kmeans: {k: 3}, pca: {n_components: 2},
@@ -17,6 +18,7 @@ const DEFAULT_KIND = {linear_regression: "regression", kmeans: "blobs", pca: "bl
 const S = {
   jobs: new Map(), workers: [], clients: [], blocks: [], peers: [], stats: null, health: null,
   selected: null, source: null, refreshTimer: null,
+  jobsTotal: 0, jobsCursor: null,  // GET /jobs pages: jobs on the chain, and where the next (older) page starts
 };
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;",
@@ -55,11 +57,12 @@ function toast(text, kind) {
 async function loadSnapshot() {
   const [health, stats, workers, clients, jobs, blocks, peers] = await Promise.all([
     api("GET", "/health"), api("GET", "/network/stats"), api("GET", "/workers"), api("GET", "/clients"),
-    api("GET", "/jobs"), api("GET", "/blocks?limit=60"), api("GET", "/peers"),
+    api("GET", `/jobs?limit=${JOBS_PAGE}`), api("GET", "/blocks?limit=60"), api("GET", "/peers"),
   ]);
   S.health = health; S.stats = stats; S.workers = workers.workers; S.clients = clients.clients;
   S.blocks = blocks.blocks.slice().reverse(); S.peers = peers.peers;
   for (const j of jobs.jobs) S.jobs.set(j.job_id, j);
+  S.jobsTotal = jobs.count; S.jobsCursor = jobs.next_cursor;
   $("node-id").innerHTML = `node <code>${esc(short(health.peer_id))}</code> · chain <code>${esc(health.chain_id)}</code>`;
   renderAll();
   loadAgent();
@@ -84,7 +87,7 @@ function scheduleRefresh() {
       const [stats, workers, clients] = await Promise.all([
         api("GET", "/network/stats"), api("GET", "/workers"), api("GET", "/clients")]);
       S.stats = stats; S.workers = workers.workers; S.clients = clients.clients;
-      renderCards(); renderWorkers(); renderClients();
+      renderCards(); renderWorkers(); renderClients(); drawJobStates();
     } catch (e) { console.warn("refresh failed", e); }
   }, 250);
 }
@@ -204,7 +207,8 @@ function timelineHtml(j) {
 
 function renderJobs() {
   const jobs = [...S.jobs.values()].sort((a, b) => (b.submitted_at || 1e12) - (a.submitted_at || 1e12));
-  $("n-jobs").textContent = jobs.length;
+  const total = Math.max(S.stats ? S.stats.total_jobs : 0, S.jobsTotal, jobs.length);
+  $("n-jobs").textContent = jobs.length < total ? `${fmt(jobs.length)} of ${fmt(total)}` : fmt(total);
   if (!jobs.length) { $("jobs").innerHTML = `<div class="empty">no jobs yet</div>`; return; }
   const rows = jobs.map((j) => `
     <tr class="clickable ${S.selected === j.job_id ? "selected" : ""}" data-job="${esc(j.job_id)}">
@@ -224,7 +228,9 @@ function renderJobs() {
     </tr>`).join("");
   $("jobs").innerHTML = `<table id="jobs-table"><thead><tr><th>job</th><th>model</th><th>status</th>
     <th>timeline</th><th>worker</th><th>verifier</th><th>referee</th><th>reward</th></tr></thead>
-    <tbody>${rows}</tbody></table>`;
+    <tbody>${rows}</tbody></table>` +
+    (S.jobsCursor ? `<button id="jobs-more" class="secondary more">show older jobs</button>` : "");
+  if (S.jobsCursor) $("jobs-more").addEventListener("click", loadOlderJobs);
   for (const tr of $("jobs").querySelectorAll("tr[data-job]")) {
     tr.addEventListener("click", () => {
       S.selected = tr.dataset.job; renderJobs();
@@ -233,6 +239,15 @@ function renderJobs() {
       else toast(`job ${short(S.selected)} is ${j ? j.status : "unknown"}: its result shows once verified`);
     });
   }
+}
+
+async function loadOlderJobs() {
+  try {
+    const page = await api("GET", `/jobs?limit=${JOBS_PAGE}&cursor=${encodeURIComponent(S.jobsCursor)}`);
+    for (const j of page.jobs) if (!S.jobs.has(j.job_id)) S.jobs.set(j.job_id, j);
+    S.jobsCursor = page.next_cursor; S.jobsTotal = page.count;
+    renderJobs();
+  } catch (e) { toast("could not load older jobs: " + e.message, "error"); }
 }
 
 function renderWorkers() {
@@ -431,8 +446,11 @@ function drawChainCharts() {
 }
 
 function drawJobStates() {
+  // The node's counts cover every job on the chain (the table holds only the pages loaded); submits not yet
+  // committed are the table's.
   const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0]));
-  for (const j of S.jobs.values()) counts[j.status] = (counts[j.status] || 0) + 1;
+  Object.assign(counts, (S.stats && S.stats.jobs_by_status) || {});
+  counts.pending = [...S.jobs.values()].filter((j) => j.status === "pending").length;
   hbars($("ch-jobstates"), JOB_STATES, JOB_STATES.map((s) => counts[s] || 0),
         JOB_STATES.map((s) => STATE_COLORS[s]));
 }
