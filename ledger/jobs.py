@@ -731,3 +731,13 @@ def process_deadlines(state: State, ctx: BlockContext) -> list[Event]:
         job = state.w_job(job_id)
         events += _ON_DEADLINE[job.status](state, job, ctx)
     return events
+
+
+def prune_finished_jobs(state: State, height: int) -> list[Event]:
+    """Retention: the jobs that ended ``job_retention_blocks`` blocks before ``height`` leave the live state (in
+    job-id order, one ``job_pruned`` event each). A finished job holds no escrow and no role (``_close``), so this
+    moves no token, stake or reputation: nobody gains or loses by when it happens."""
+    keep = state.params.job_retention_blocks
+    if not keep or height - keep < 0:
+        return []
+    return [Event("job_pruned", {"job_id": j}) for j in sorted(state.drop_ended(height - keep))]

@@ -69,6 +69,12 @@ class Params:
     offer_band_permille: int = 100
     """Offers and bids whose effective price is within this much (per mille) of the best compete in a seeded,
     reputation- and capacity-weighted draw, so undercutting by one token does not take every job."""
+    job_retention_blocks: int = 0
+    """Blocks a finished job stays in the live state after the block it ended in; then it leaves the state (a
+    ``job_pruned`` event), so the state holds the jobs of the last window rather than every job ever posted.
+    0 keeps every job (an archive chain). A job's final record can be proven (``GET /proof/job``) while it is
+    retained, and a proof saved then verifies for ever. It holds no escrow and no role once finished, so
+    dropping it moves no token and no reputation."""
     faucet: bytes | None = None
     """Optional devnet faucet account (a 32-byte account id); the ledger gives it no special rights."""
 

@@ -43,6 +43,7 @@ from ledger.jobs import (
     process_offer,
     process_reveal_result,
     process_submit_job,
+    prune_finished_jobs,
 )
 from ledger.staking import (
     process_add_stake,
@@ -251,13 +252,14 @@ def _atomic(state: State, fn: Callable[[], list[Event]]) -> list[Event]:
 
 
 def begin_block(state: State, ctx: BlockContext) -> tuple[State, list[Event]]:
-    """Start block ``ctx.height``: record the height and release unbonded stake that has come due."""
+    """Start block ``ctx.height``: record the height, release unbonded stake that has come due and drop the
+    finished jobs past their retention window."""
     if ctx.height <= state.height and not (ctx.height == state.height == 0):
         raise InvalidField("ctx.height", f"block height {ctx.height} is not above the state's {state.height}")
 
     def run() -> list[Event]:
         state.set_height(ctx.height)
-        return release_unbonded(state, ctx.height)
+        return release_unbonded(state, ctx.height) + prune_finished_jobs(state, ctx.height)
 
     return state, _atomic(state, run)
 

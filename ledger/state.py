@@ -12,6 +12,10 @@ The state root is ``BLAKE2b(state_header || tree root)``: every record is one le
 (``ledger.smt``, docs/STATE_TREE.md) at ``tree_key`` with value ``record_hash``. ``state_root`` feeds the tree only
 the records written since its last call (cost: records touched × log n, not the state's size); ``prove_record``
 proves any record present or absent; ``state_root_uncached`` recomputes the root from scratch (tests compare).
+
+Why this file is long: the records, the journal that undoes their writes, the derived indexes those writes keep
+and the encoding and root over them are one invariant (every write journaled, marked dirty and rebuilt the same on
+decode); split apart, a new kind of write could miss one of them.
 """
 
 from __future__ import annotations
@@ -307,6 +311,8 @@ class State:
         self.jobs: dict[JobId, Job] = {}
         # Derived index: ids of jobs not yet terminal (so block hooks do not scan every job ever posted).
         self.active_jobs: dict[JobId, None] = {}
+        # Derived index (only with job_retention_blocks): finished jobs by the height they ended in.
+        self.ended_jobs: dict[Height, tuple[JobId, ...]] = {}
         self._journal: list[tuple[Any, Any, Any, str | None]] = []
         self._depth = 0
         # Records written since the tree last saw them; the tree is None until first needed (rebuilt in full).
@@ -441,6 +447,21 @@ class State:
             self.active_jobs[job_id] = None
         else:
             del self.active_jobs[job_id]
+            if self.params.job_retention_blocks:  # a job ends at the height being executed
+                ended = self.ended_jobs.get(self.height, ())
+                self._record(self.ended_jobs, self.height, ended or MISSING, None)
+                self.ended_jobs[self.height] = (*ended, job_id)
+
+    def drop_ended(self, height: Height) -> tuple[JobId, ...]:
+        """Remove the jobs that ended at ``height`` from the state (retention); returns their ids."""
+        ended = self.ended_jobs.get(height, ())
+        if ended:
+            self._record(self.ended_jobs, height, ended, None)
+            del self.ended_jobs[height]
+        for job_id in ended:
+            self._record(self.jobs, job_id, self.jobs[job_id], "job")
+            del self.jobs[job_id]
+        return ended
 
     # ---- whole-state helpers ----------------------------------------------------------------------------------
     def copy(self) -> State:
@@ -453,6 +474,7 @@ class State:
         s.workers = {k: v.clone() for k, v in self.workers.items()}
         s.jobs = {k: v.clone() for k, v in self.jobs.items()}
         s.active_jobs = dict(self.active_jobs)
+        s.ended_jobs = dict(self.ended_jobs)
         if self._tree is not None:
             s._tree = StateTree(dict(self._tree.items()))
             s._dirty = set(self._dirty)
@@ -597,4 +619,8 @@ def decode_state(data: bytes) -> State:
     except (TypeError, ValueError) as exc:
         raise DecodeError("state", f"malformed record: {exc}") from None
     s.active_jobs = {k: None for k, j in sorted(s.jobs.items()) if not j.is_terminal}
+    if params.job_retention_blocks:  # a finished job's deadline is the height it ended in (ledger.jobs._close)
+        for k, j in sorted(s.jobs.items()):
+            if j.is_terminal:
+                s.ended_jobs[j.deadline] = (*s.ended_jobs.get(j.deadline, ()), k)
     return s  # its tree is built in full when its root is first asked for

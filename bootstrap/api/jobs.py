@@ -85,12 +85,16 @@ def add_routes(app: FastAPI, env: Env) -> None:
         out["status"] = (view or {}).get("status", "pending")
         return JSONResponse(jsonable(out), status_code=200 if outcome["status"] == "committed" else 202)
 
+    def retention_hint() -> str:
+        keep = node.state.params.job_retention_blocks
+        return f" (a finished job leaves the state {keep} blocks after it ended)" if keep else ""
+
     @app.get("/job/{job_id}/status")
     async def job_status(job_id: JobIdParam) -> dict[str, Any]:
         jid = env.job_id_of(job_id)
         view = node.views.job_detail(jid)
         if view is None:
-            raise ApiError(404, f"unknown job {jid.hex()}", {"kind": "unknown_job"})
+            raise ApiError(404, f"unknown job {jid.hex()}{retention_hint()}", {"kind": "unknown_job"})
         return jsonable(view)
 
     @app.get("/job/{job_id}/result")
@@ -98,7 +102,7 @@ def add_routes(app: FastAPI, env: Env) -> None:
         jid = env.job_id_of(job_id)
         job = node.state.jobs.get(jid)
         if job is None:
-            raise ApiError(404, f"unknown job {job_id}", {"kind": "unknown_job"})
+            raise ApiError(404, f"unknown job {job_id}{retention_hint()}", {"kind": "unknown_job"})
         if job.status != VERIFIED or not job.result_artifact:
             # A job that failed (a spec error's code is kept as its summary) has no artifact to serve.
             raise ApiError(404, f"job {job_id} has no accepted result (status {job.status}"

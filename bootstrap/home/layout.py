@@ -41,6 +41,8 @@ DEVNET_PARAMS: dict[str, Any] = {
     # Devnet blocks come every ~0.7 s: plan for 0.5 s, so a 10 s run fits the 40-block commit window twice over.
     "block_time_ms": 500,
     "default_job_time_ms": 10_000,
+    # A finished job stays in the state ~10 hours at devnet block times, then leaves it (the state stays bounded).
+    "job_retention_blocks": 50_000,
 }
 NODE_BALANCE = 100_000
 NODE_STAKE = 1_000

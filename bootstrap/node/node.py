@@ -330,11 +330,14 @@ class Node:
         for tx_id in block.tx_ids:
             self.events.publish({"type": "tx", "tx_id": tx_id.hex(), "status": "committed",
                                  "height": height})
-        self._emit_job_changes(height, [r.tx_id for r in cb.receipts if r.kind == "submit_job" and r.ok])
+        self._emit_job_changes(height, [r.tx_id for r in cb.receipts if r.kind == "submit_job" and r.ok]
+                               + [e.fields["job_id"] for e in cb.events if e.kind == "job_pruned"])
         self.proofs.on_commit()
 
     def _emit_job_changes(self, height: int, submitted: list[bytes]) -> None:
-        """Update the job index from the jobs this block can have changed and publish each status change."""
+        """Update the job index from the jobs this block can have changed (the unfinished ones, those it
+        submitted and those retention pruned) and publish each status change (not a pruning: nothing happened to
+        the job)."""
         state = self.state
         touched = [*self.job_index.unfinished_ids(), *state.active_jobs, *submitted]
         for job_id, before, now in self.job_index.update(state, touched):

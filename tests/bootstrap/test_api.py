@@ -13,6 +13,7 @@ import trio
 
 from bootstrap.cli import ApiRequestError, NodeClient
 from bootstrap.home import NodeConfig, init_home
+from bootstrap.home.layout import DEVNET_PARAMS
 from bootstrap.node import Node
 from ledger.tx import Transfer, TransferFrom, make_tx
 
@@ -158,6 +159,35 @@ async def test_jobs_are_served_in_pages_with_counts_and_a_cursor(home: Path) -> 
         assert (await call(client, "GET", "/jobs", limit=0))[0] == 400
         assert (await call(client, "GET", "/jobs", limit=501))[0] == 400
         assert (await call(client, "GET", "/jobs", order="sideways"))[0] == 400
+
+
+async def test_a_finished_job_past_its_retention_leaves_pages_counts_and_status(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(DEVNET_PARAMS, "job_retention_blocks", 3)
+    init_home(tmp_path / "h", config=NodeConfig.test(), chain_id="retention-test")
+    async with running_node(tmp_path / "h") as (node, client):
+        blocks = node.events.subscribe()
+        assert (await call(client, "POST", "/client/register", SEED_CLIENT))[0] == 200
+        status, j = await call(client, "POST", "/job/submit", SEED_JOB)
+        assert status == 200, j
+        jid = bytes.fromhex(j["job_id"])
+        ended = None
+        with trio.fail_after(60):  # one worker key: no verifier can be drawn, so the job is refunded
+            async for ev in blocks:
+                if ev["type"] != "block":
+                    continue
+                job = node.state.jobs.get(jid)
+                if job is not None and job.is_terminal and ended is None:
+                    ended = job.deadline
+                    page = (await call(client, "GET", "/jobs"))[1]
+                    assert page["count"] == 1 and page["counts"] == {job.status: 1}
+                if job is None:
+                    break
+        assert ended is not None and node.height >= ended + 3
+        page = (await call(client, "GET", "/jobs"))[1]
+        assert page["count"] == 0 and page["jobs"] == [] and page["counts"] == {}
+        assert (await call(client, "GET", "/network/stats"))[1]["total_jobs"] == 0
+        assert_error(*await call(client, "GET", f"/job/{jid.hex()}/status"), 404, "leaves the state 3 blocks")
 
 
 async def test_submit_takes_an_assignment_mode_offers_by_default(home: Path) -> None:
