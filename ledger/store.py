@@ -54,15 +54,21 @@ def genesis_hash(genesis: Genesis) -> bytes:
 
 
 class BlockStore:
-    """Blocks, commits, roots and periodic snapshots in one sqlite file."""
+    """Blocks, commits, roots and periodic snapshots in one sqlite file. Only the newest ``keep_snapshots``
+    snapshots are kept (their pages are reused, so the file does not grow with them); 0 keeps every one, as an
+    archive node does. Blocks are all kept: they are what a late joiner replays."""
 
-    def __init__(self, path: str | Path, *, snapshot_every: int = 100, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path, *, snapshot_every: int = 100, keep_snapshots: int = 3,
+                 synchronous: str = "FULL") -> None:
         if snapshot_every < 1:
             raise StoreError("snapshot_every must be at least 1")
+        if keep_snapshots < 0:
+            raise StoreError("keep_snapshots must be 0 (keep every one) or more")
         if synchronous not in ("FULL", "NORMAL", "OFF"):
             raise StoreError(f"unknown synchronous mode {synchronous!r}")
         self.path = Path(path)
         self.snapshot_every = snapshot_every
+        self.keep_snapshots = keep_snapshots
         self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
@@ -119,6 +125,10 @@ class BlockStore:
             )
             if snapshot is not None:
                 self.db.execute("INSERT INTO snapshots VALUES (?, ?)", (block.height, snapshot))
+                if self.keep_snapshots:  # in the same transaction: a crash never leaves fewer than kept
+                    self.db.execute("DELETE FROM snapshots WHERE height NOT IN "
+                                    "(SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
+                                    (self.keep_snapshots,))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -147,10 +157,11 @@ class BlockStore:
 
 
 def open_chain(
-    path: str | Path, genesis: Genesis, *, snapshot_every: int = 100, mempool: Mempool | None = None
+    path: str | Path, genesis: Genesis, *, snapshot_every: int = 100, keep_snapshots: int = 3,
+    mempool: Mempool | None = None,
 ) -> Chain:
     """Open (or create) a store and rebuild the chain at its last committed height: snapshot, then replay."""
-    store = BlockStore(path, snapshot_every=snapshot_every)
+    store = BlockStore(path, snapshot_every=snapshot_every, keep_snapshots=keep_snapshots)
     store.init_genesis(genesis)
     top = store.height
     snap = store.latest_snapshot(top)

@@ -82,6 +82,8 @@ class NodeConfig:
     # block sync: how often to compare heights with peers even when consensus does not say we are behind
     sync_interval_ms: int = 2000
     snapshot_every: int = 100
+    # state snapshots kept in the store, newest first (0: every one, an archive node)
+    keep_snapshots: int = 3
     # A proposal holds at most the txs this node executes in this many ms (0: a third of timeout_propose_ms);
     # see bootstrap.consensus.budget
     block_exec_budget_ms: int = 0
@@ -191,7 +193,8 @@ class NodeConfig:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ConfigError(name, value, "must be a positive integer")
-        for name in ("default_fee", "pool_size", "block_exec_budget_ms", "blob_retention_s", "blob_store_max_bytes"):
+        for name in ("default_fee", "pool_size", "block_exec_budget_ms", "blob_retention_s", "blob_store_max_bytes",
+                     "keep_snapshots"):
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise ConfigError(name, value, "must be a non-negative integer")

@@ -143,7 +143,8 @@ class Node:
         )
         try:
             self.chain = open_chain(
-                self.paths["chain"], self.genesis, snapshot_every=self.config.snapshot_every, mempool=mempool
+                self.paths["chain"], self.genesis, snapshot_every=self.config.snapshot_every,
+                keep_snapshots=self.config.keep_snapshots, mempool=mempool,
             )
         except StoreError as exc:
             raise HomeError(str(self.paths["chain"]), str(exc)) from exc

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ledger.state import state_root_uncached
-from ledger.store import BlockStore, NotSequential, StoreCorrupt, WrongGenesis, open_chain, replay
+from ledger.store import BlockStore, NotSequential, StoreCorrupt, StoreError, WrongGenesis, open_chain, replay
 from tests.ledger.chainkit import genesis4, next_block, users
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +41,27 @@ def test_reopen_resumes_at_last_height_with_the_same_root(tmp_path):
     grow(again, 2)  # and it keeps going
     assert again.height == 12
     assert [b.height for b, _ in again.get_blocks(3, 5)] == [3, 4, 5]
+
+
+def test_only_the_newest_snapshots_are_kept_unless_archive(tmp_path):
+    db = tmp_path / "chain.db"
+    chain = open_chain(db, genesis4(), snapshot_every=2, keep_snapshots=2)
+    grow(chain, 11)
+    rows = [h for (h,) in chain.store.db.execute("SELECT height FROM snapshots ORDER BY height")]
+    assert rows == [8, 10]
+    root = chain.root
+    chain.store.close()
+    again = open_chain(db, genesis4(), snapshot_every=2, keep_snapshots=2)  # restores from 10, replays 11
+    assert (again.height, again.root) == (11, root)
+    assert state_root_uncached(again.state) == root
+    grow(again, 40)  # 20 snapshots more, each replacing the oldest
+    assert again.store.db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 2
+    archive = open_chain(tmp_path / "archive.db", genesis4(), snapshot_every=2, keep_snapshots=0)
+    grow(archive, 11)
+    assert [h for (h,) in archive.store.db.execute("SELECT height FROM snapshots ORDER BY height")] == [
+        2, 4, 6, 8, 10]
+    with pytest.raises(StoreError, match="keep_snapshots"):
+        BlockStore(tmp_path / "x.db", keep_snapshots=-1)
 
 
 def test_wrong_genesis_and_out_of_order_writes_are_refused(tmp_path):
