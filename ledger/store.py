@@ -134,7 +134,36 @@ class BlockStore:
             self.db.execute("ROLLBACK")
             raise
 
+    def install_snapshot(self, block: Block, commit: Commit, root: bytes, snapshot: bytes) -> None:
+        """Start an empty store at a state-synced snapshot: block ``h`` with its commit and the root after it,
+        and the snapshot taken after it, in one transaction (``ledger.statesync`` checked them). Blocks below
+        ``h`` are not stored: this node never saw them."""
+        if self.height != INITIAL_HEIGHT - 1:
+            raise StoreError(f"a snapshot can only start an empty store; this one is at height {self.height}")
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
+                            (block.height, block.hash(), block.encode(), commit.encode(), root))
+            self.db.execute("INSERT INTO snapshots VALUES (?, ?)", (block.height, snapshot))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
     # ---------------------------------------------------------------------------------------- reading
+
+    @property
+    def first_height(self) -> Height:
+        """The lowest stored block: 1, or the height a state-synced store started at."""
+        row = self.db.execute("SELECT MIN(height) FROM blocks").fetchone()
+        return INITIAL_HEIGHT if row[0] is None else int(row[0])
+
+    def latest_snapshot_bytes(self, at_most: Height) -> tuple[Height, bytes] | None:
+        """The newest stored snapshot at or below ``at_most``, still encoded (what state sync serves)."""
+        row = self.db.execute(
+            "SELECT height, state FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1", (at_most,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
 
     def get_block(self, height: Height) -> tuple[Block, Commit, bytes] | None:
         row = self.db.execute("SELECT block, commit_, state_root FROM blocks WHERE height = ?", (height,)).fetchone()
