@@ -41,6 +41,10 @@ class BlobNotFound(NodeError, LookupError):
         self.digest, self.tried, self.reason = digest, tried, reason
 
 
+class HeightNotKept(NodeError, LookupError):
+    """The state at a past height cannot be rebuilt on this node: no snapshot at or below it is kept."""
+
+
 class BlobTooLarge(NodeError, ValueError):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"blob of {size} bytes exceeds the limit {limit}")

@@ -158,6 +158,11 @@ class BlockStore:
         row = self.db.execute("SELECT MIN(height) FROM blocks").fetchone()
         return INITIAL_HEIGHT if row[0] is None else int(row[0])
 
+    def latest_snapshot_height(self, at_most: Height) -> Height | None:
+        """The height of the newest stored snapshot at or below ``at_most`` (without reading it)."""
+        row = self.db.execute("SELECT MAX(height) FROM snapshots WHERE height <= ?", (at_most,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
     def latest_snapshot_bytes(self, at_most: Height) -> tuple[Height, bytes] | None:
         """The newest stored snapshot at or below ``at_most``, still encoded (what state sync serves)."""
         row = self.db.execute(

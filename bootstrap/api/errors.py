@@ -9,7 +9,15 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
-from bootstrap.errors import BlobNotFound, BlobTooLarge, NodeBusy, NodeError, NodeNotRunning, UnknownAccount
+from bootstrap.errors import (
+    BlobNotFound,
+    BlobTooLarge,
+    HeightNotKept,
+    NodeBusy,
+    NodeError,
+    NodeNotRunning,
+    UnknownAccount,
+)
 from bootstrap.home import KeystoreError, WrongPassphrase
 from compute.errors import BackendUnavailable, ComputeError, DatasetError, SpecError
 from ledger.errors import (
@@ -62,7 +70,7 @@ def error_for(exc: BaseException) -> ApiError:
     if isinstance(exc, InsufficientFunds):
         return ApiError(400, str(exc), {"kind": "insufficient_funds", "needed": exc.needed,
                                         "available": exc.available, "shortfall": exc.needed - exc.available})
-    if isinstance(exc, UnknownJob | UnknownWorker | UnknownAccount):
+    if isinstance(exc, UnknownJob | UnknownWorker | UnknownAccount | HeightNotKept):
         return ApiError(404, str(exc), {"kind": type(exc).__name__})
     if isinstance(exc, AlreadyRegistered | DuplicateAction | AlreadyInMempool | WrongJobState | DeadlinePassed):
         return ApiError(409, str(exc), {"kind": type(exc).__name__})

@@ -37,9 +37,11 @@ def add_routes(app: FastAPI, env: Env) -> None:
         spender: Annotated[str | None, Query(max_length=128, description="allowance only: the spender")] = None,
         wait: Annotated[float, Query(description="seconds to wait for the next block, which fixes the root "
                                      f"(at most {MAX_PROOF_WAIT_S:g})")] = 10.0,
+        height: Annotated[int | None, Query(ge=0, description="a past height (the node rebuilds that state from "
+                                            "a kept snapshot); default the head")] = None,
     ) -> dict[str, Any]:
-        """The record (or its absence) at the current height, with its tree path, the state header and the
-        header and commit of the next block, whose state root covers it. The record shown is what the node
+        """The record (or its absence) at the current height (or ``height``), with its tree path, the state header
+        and the header and commit of the next block, whose state root covers it. The record shown is what the node
         claims; check ``proof`` with ``dacn verify-proof`` before trusting it."""
         timeout = min(env.wait_s(wait), MAX_PROOF_WAIT_S)
         key = parse_hex32(ident, "id") if section == "job" else env.account(ident)
@@ -49,5 +51,5 @@ def add_routes(app: FastAPI, env: Env) -> None:
             key += env.account(spender)
         elif spender is not None:
             raise ApiError(400, "spender: only for /proof/allowance", {"field": "spender"})
-        sp = await env.call(node.proofs.prove, section, key, timeout=timeout)
+        sp = await env.call(node.proofs.prove, section, key, timeout=timeout, height=height)
         return proof_answer(sp)

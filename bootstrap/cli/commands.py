@@ -419,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("section", nargs="?", choices=["account", "worker", "job", "allowance"])
     p.add_argument("ident", nargs="?", help="key name, peer id or 64-hex account; a job id; an allowance's owner")
     p.add_argument("--spender", help="allowance only: the spender")
+    p.add_argument("--height", type=int, help="the record at this past height (default: the head)")
     p.add_argument("--also", action="append", metavar="URL", help="ask this node too (repeatable)")
     p.add_argument("--genesis", help="the trusted genesis file (chain id and validators)")
     p.add_argument("--home", help="take the trusted genesis from this node home instead")

@@ -185,6 +185,9 @@ def _walkthrough(net: list[DevnetNode], timeout: float, say: Callable[[str], Non
                                            if not isinstance(val, dict))
             except ApiRequestError as exc:
                 summary = f"  (result not fetched: {exc.error})"
+        elif v.get("verdict_words"):  # why it ended so, and what each party revealed
+            reveals = "; ".join(f"{o['role']}: {o['words']}" for o in v.get("outcomes") or [])
+            summary = f"  ({v['verdict_words']}{'; ' + reveals if reveals else ''})"
         say(f"   {job.label:36} {v.get('status'):9} price {v.get('price')}  fee {v.get('verification_fee')}"
             f"{summary}")
 

@@ -39,6 +39,10 @@ def export_state(home: Path, height: int | None = None) -> dict[str, Any]:
             raise CliError(f"--height {target}: the store holds heights 0..{top}")
         snap = db.execute("SELECT height, state FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1",
                           (target,)).fetchone()
+        first = db.execute("SELECT MIN(height) FROM blocks").fetchone()[0] or 1
+        if first > 1 and (snap is None or int(snap[0]) < first):
+            raise CliError(f"--height {target}: this store starts at height {first} (it joined by state sync, "
+                           f"with its newest snapshots only); export a height from {first} on")
         if snap is None:
             base, state = 0, genesis_state(genesis)
         else:

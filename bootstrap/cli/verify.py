@@ -32,7 +32,9 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     else:
         if not args.section or not args.ident:
             raise CliError("name the record: SECTION ID (e.g. account alice), or give --file")
-        query = {"spender": args.spender} if args.spender else {}
+        query: dict[str, Any] = {"spender": args.spender} if args.spender else {}
+        if args.height is not None:
+            query["height"] = args.height
         for url in [args.node, *(args.also or [])]:
             answers.append((url, NodeClient(url, timeout=args.http_timeout).get(
                 f"/proof/{args.section}/{args.ident}", **query)))

@@ -84,6 +84,10 @@ class NodeConfig:
     snapshot_every: int = 100
     # state snapshots kept in the store, newest first (0: every one, an archive node)
     keep_snapshots: int = 3
+    # a node whose store is empty starts at a peer's verified snapshot instead of replaying from genesis,
+    # waiting this long for its first peer (bootstrap.sync.snapshots)
+    state_sync: bool = True
+    state_sync_wait_s: int = 10
     # A proposal holds at most the txs this node executes in this many ms (0: a third of timeout_propose_ms);
     # see bootstrap.consensus.budget
     block_exec_budget_ms: int = 0
@@ -119,6 +123,7 @@ class NodeConfig:
             rebroadcast_ms=500,
             sync_interval_ms=300,
             snapshot_every=10,
+            state_sync=False,  # in-process tests start nodes one by one and expect them to replay
             pool_size=0,
             test_network=True,
         )
@@ -139,6 +144,7 @@ class NodeConfig:
             timeout_commit_ms=700,
             rebroadcast_ms=1000,
             sync_interval_ms=1000,
+            snapshot_every=20,  # a node that joins a devnet late finds a snapshot to start from within a minute
             test_network=True,
         )
         return replace(cfg, **overrides)
@@ -194,7 +200,7 @@ class NodeConfig:
             if type(value) is not int or value < 1:
                 raise ConfigError(name, value, "must be a positive integer")
         for name in ("default_fee", "pool_size", "block_exec_budget_ms", "blob_retention_s", "blob_store_max_bytes",
-                     "keep_snapshots"):
+                     "keep_snapshots", "state_sync_wait_s"):
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise ConfigError(name, value, "must be a non-negative integer")

@@ -45,7 +45,7 @@ from bootstrap.jobs import BlobCollector, BlobStore, DatasetSource, JobDesk, bui
 from bootstrap.node.events import EventBus
 from bootstrap.node.proofs import ProofDesk
 from bootstrap.node.switches import TestSwitches, isolate, spam
-from bootstrap.sync import BlockSync
+from bootstrap.sync import PROTO_SNAPSHOT, BlockSync, SnapshotServer, StateSyncer, SyncProgress, store_is_empty
 from bootstrap.txs import TxDesk
 from bootstrap.views import JobIndex, Views
 from compute import Dataset, JobSpec
@@ -123,10 +123,16 @@ class Node:
         self.consensus_topic: ConsensusTopic | None = None
         self.jobdata_topic = JobDataTopic(self.jobs.announcement_welcome, self.jobs.note_announcement)
         self.sync: BlockSync | None = None
+        self.snapshots: SnapshotServer | None = None
+        self.state_sync: SyncProgress | None = None  # what a state sync at start did (None: none was tried)
 
     # ============================================================================================ lifecycle
 
     def _open(self) -> None:
+        self._open_home()
+        self._open_chain()
+
+    def _open_home(self) -> None:
         if not self.paths["genesis"].exists():
             raise HomeError(str(self.home), "not a node home (no genesis.json; run `dacn init`)")
         self.keystore = Keystore(self.paths["keys"], self.passphrase)
@@ -138,6 +144,9 @@ class Node:
             raise HomeError(str(self.home), str(exc)) from exc
         self.genesis = load_home_genesis(self.home)
         self.paths["data"].mkdir(parents=True, exist_ok=True)
+
+    def _open_chain(self) -> None:
+        assert self.genesis is not None
         mempool = Mempool(
             self.genesis.chain_id, genesis_state(self.genesis), MempoolConfig(max_txs=self.config.mempool_max_txs)
         )
@@ -153,7 +162,18 @@ class Node:
         self.tx_topics = TxTopics(self.mempool, self.txs.note_admission, self.counters)
         self.consensus_topic = ConsensusTopic(self.chain, self._feed_consensus)
         self.sync = BlockSync(self.chain, self.counters, self.config.sync_interval_ms / 1000)
+        self.snapshots = SnapshotServer(self.chain)
         self.job_index.rebuild(self.chain.state)
+
+    async def _state_sync(self, host: Host) -> None:
+        assert self.genesis is not None
+        log.info("state sync: the store is empty; asking peers for a snapshot (up to %d s for the first peer)",
+                 self.config.state_sync_wait_s)
+        self.state_sync = await StateSyncer(host, self.genesis, self.paths["chain"]).run(
+            self.config.state_sync_wait_s)
+        if self.state_sync.height is None:
+            log.info("state sync: %s; replaying the chain from genesis",
+                     self.state_sync.reason or "no snapshot checked out")
 
     def _close(self) -> None:
         self.events.close()
@@ -165,21 +185,34 @@ class Node:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until :meth:`stop` (or cancellation); ``task_status.started()`` once everything listens."""
-        self._open()
-        assert self.identity is not None and self.chain is not None and self.blobs is not None
-        assert self.tx_topics is not None and self.consensus_topic is not None and self.sync is not None
+        self._open_home()
+        # A node with an empty store and peers to ask starts at a peer's verified snapshot (bootstrap.sync).
+        sync_first = (self.config.state_sync and bool(self.config.bootstrap)
+                      and store_is_empty(self.paths["chain"]))
+        if not sync_first:
+            self._open_chain()
+        assert self.identity is not None and self.genesis is not None
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 host = Host(self.identity, self.config.host_config(str(self.paths["peers"])))
                 self.host = host
+                if sync_first:
+                    host.protect(PeerId.from_public_key(v) for v in self.genesis.validators)
+                    await nursery.start(host.run)
+                    await self._state_sync(host)
+                    self._open_chain()
+                assert self.chain is not None and self.blobs is not None and self.sync is not None
+                assert self.tx_topics is not None and self.consensus_topic is not None
                 self._protect_validators()
                 self.txs.publish = host.gossip.publish
                 self.tx_topics.note_invalid, self.tx_topics.lagging = host.gossip.note_invalid, self.sync.is_behind
                 host.set_request_handler(PROTO_STATUS, self.sync.serve_status)
                 host.set_request_handler(PROTO_SYNC, self.sync.serve_sync)
+                host.set_request_handler(PROTO_SNAPSHOT, self.snapshots.serve)
                 host.set_blob_reader(self.blobs.read_chunk)
-                await nursery.start(host.run)
+                if not sync_first:
+                    await nursery.start(host.run)
                 # Tx topics get lanes of their own: checking signed txs must not delay the votes behind them.
                 txs = host.gossip.subscribe(TOPIC_TX, self.tx_topics.validate_tx, lane=TX_LANE)
                 tx_batches = host.gossip.subscribe(TOPIC_TXS, self.tx_topics.validate_tx_batch, lane=TX_BATCH_LANE)

@@ -5,6 +5,12 @@ The state after block ``h`` is fixed by the ``state_root`` in block ``h + 1``'s 
 and the answer then waits for the next block, up to a timeout, to attach its header and commit; a chain that
 stalls gets a 429 with ``Retry-After`` rather than a proof nobody could check. Cutting a proof costs one tree path
 (about log2 n hashes) and holds a few kilobytes while it waits.
+
+A proof at a past height ``h`` (below the head, so block ``h + 1`` is stored) needs the state at ``h``: the desk
+rebuilds it from the newest stored snapshot at or below ``h`` and the blocks after it, off the event loop, checks
+the rebuilt root against the stored one, and keeps that one state for the next proofs at the same height. One
+rebuild runs at a time (another request meanwhile is a 429); a height below every kept snapshot is refused,
+naming what an archive node keeps.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ from typing import Any
 
 import trio
 
-from bootstrap.errors import NodeBusy
+from bootstrap.errors import HeightNotKept, NodeBusy
+from ledger.chain import execute_block
 from ledger.encoding import pack
 from ledger.lightclient import KEY_BYTES, StateProof
-from ledger.state import prove_record, record_value, state_header
+from ledger.state import State, decode_state, prove_record, record_value, state_header, state_root
 
 
 class ProofDesk:
@@ -25,19 +32,26 @@ class ProofDesk:
     def __init__(self, node: Any) -> None:
         self.node = node
         self._next_block = trio.Event()
+        self._past: tuple[int, State] | None = None  # the last state rebuilt for a past height
+        self._rebuilding = False
 
     def on_commit(self) -> None:
         """A block committed: wake every proof waiting for its anchor."""
         self._next_block.set()
         self._next_block = trio.Event()
 
-    async def prove(self, section: str, raw_key: bytes, *, timeout: float) -> StateProof:
-        """A proof of the record ``raw_key`` of ``section`` (present or absent) at the current height."""
+    async def prove(self, section: str, raw_key: bytes, *, timeout: float, height: int | None = None) -> StateProof:
+        """A proof of the record ``raw_key`` of ``section`` (present or absent) at the current height, or at a past
+        ``height`` (see the module docstring)."""
         if section not in KEY_BYTES or len(raw_key) != KEY_BYTES[section]:
             raise ValueError(f"a {section} key is {KEY_BYTES.get(section)} bytes")
         node = self.node
-        state = node.state
-        height = node.height
+        if height is not None and height > node.height:
+            raise ValueError(f"height {height} is above the head ({node.height})")
+        if height is not None and height < node.height:
+            state = await self._state_at(height)
+        else:
+            state, height = node.state, node.height
         key: Any = (raw_key[:32], raw_key[32:]) if section == "allowance" else raw_key
         record, tree_root, proof = prove_record(state, section, key)
         packed = None if record is None else pack(record_value(section, key, record))
@@ -51,3 +65,34 @@ class ProofDesk:
                            f"committed within {timeout:g} s", retry_after_s=2.0)
         block, commit = got[0]
         return StateProof(section, raw_key, packed, header, tree_root, proof, block.header, commit)
+
+    async def _state_at(self, height: int) -> State:
+        if self._past is not None and self._past[0] == height:
+            return self._past[1]
+        store = self.node.chain.store
+        base = store.latest_snapshot_height(height) if store is not None else None
+        if base is None or base < store.first_height:
+            kept = store.db.execute("SELECT MIN(height) FROM snapshots").fetchone()[0] if store else None
+            raise HeightNotKept(f"the state at height {height} is not kept here (snapshots from height {kept}; an "
+                                "archive node, keep_snapshots = 0, keeps every one)")
+        if self._rebuilding:
+            raise NodeBusy("another past state is being rebuilt; ask again shortly", retry_after_s=2.0)
+        self._rebuilding = True
+        try:
+            _, data = store.latest_snapshot_bytes(base)
+            blocks = [b for b, _ in store.get_blocks(base + 1, height)]
+            expected = store.get_block(height)[2]
+
+            def rebuild() -> State:
+                state = decode_state(data)
+                for block in blocks:
+                    execute_block(state, block, check_signatures=False)  # stored blocks were checked on commit
+                if state_root(state) != expected:
+                    raise RuntimeError(f"the state rebuilt at height {height} does not match its stored root")
+                return state
+
+            state = await trio.to_thread.run_sync(rebuild)
+        finally:
+            self._rebuilding = False
+        self._past = (height, state)
+        return state

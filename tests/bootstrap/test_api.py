@@ -190,6 +190,33 @@ async def test_a_finished_job_past_its_retention_leaves_pages_counts_and_status(
         assert_error(*await call(client, "GET", f"/job/{jid.hex()}/status"), 404, "leaves the state 3 blocks")
 
 
+async def test_a_proof_at_a_past_height_shows_that_state_and_verifies(home: Path) -> None:
+    from bootstrap.home import load_home_genesis
+    from ledger.lightclient import StateProof, verify_state_proof
+
+    genesis = load_home_genesis(home)
+    async with running_node(home, snapshot_every=5, keep_snapshots=2) as (node, client):
+        await trio.to_thread.run_sync(lambda: client.wait_healthy(timeout=30, min_height=6))
+        assert (await call(client, "POST", "/client/register", SEED_CLIENT))[0] == 200
+        then = node.height
+        assert (await call(client, "POST", "/client/register", {**SEED_CLIENT, "initial_balance": 1500}))[0] == 200
+        assert node.height > then
+
+        def verified(answer: dict) -> tuple[int, int]:
+            got = verify_state_proof(StateProof.decode(bytes.fromhex(answer["proof"])), chain_id=genesis.chain_id,
+                                     validators=genesis.validators)
+            return got.height, got.record.balance  # type: ignore[union-attr]
+
+        status, past = await call(client, "GET", "/proof/account/test_client", height=then)
+        assert status == 200, past
+        assert verified(past) == (then, 1000) and past["record"]["balance"] == 1000
+        status, now = await call(client, "GET", "/proof/account/test_client")
+        assert status == 200 and verified(now)[1] == 1500
+        assert (await call(client, "GET", "/proof/account/test_client", height=then))[1]["proof"] == past["proof"]
+        assert_error(*await call(client, "GET", "/proof/account/test_client", height=2), 404, "not kept")
+        assert_error(*await call(client, "GET", "/proof/account/test_client", height=node.height + 50), 400, "above")
+
+
 async def test_submit_takes_an_assignment_mode_offers_by_default(home: Path) -> None:
     async with running_node(home) as (node, client):
         status, _ = await call(client, "POST", "/client/register", {**SEED_CLIENT, "client_address": "modes"})

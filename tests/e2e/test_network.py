@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap.cli import NodeClient, export_state, main
-from bootstrap.cli.client import NodeUnreachable
+from bootstrap.cli.client import ApiRequestError, NodeUnreachable
 from bootstrap.cli.devnet import DevnetNode, log_tail, node_pid, start_node, stop_node
 from bootstrap.home import load_home_genesis
 from ledger.encoding import pack, unpack
@@ -188,3 +188,46 @@ def test_verify_proof_confirms_a_balance_from_every_node_and_rejects_a_lie(
     genesis = load_home_genesis(Path(nodes[0].home))
     with pytest.raises(ProofRejected, match="commit"):
         verify_state_proof(sp, chain_id=genesis.chain_id, validators=[bytes(32)] * 4)
+
+
+def test_a_validator_with_a_wiped_store_rejoins_by_state_sync_and_signs_again(
+        net: tuple[Path, list[DevnetNode]]) -> None:
+    """Node 3 (stopped by the restart test) loses its chain store, keeps its keys and consensus WAL, and starts
+    again: it takes a peer's snapshot, checked against the commits, instead of replaying from genesis, follows
+    the chain to the same block, and its precommits appear in commits again."""
+    directory, nodes = net
+    if node_pid(directory, 3) is not None:
+        stop_node(directory, 3, timeout=10.0)
+    clients = [n.client(timeout=60.0) for n in nodes]
+    wait_for("a snapshot with a committed block after it",
+             lambda: clients[0].head()["height"] >= 22, 120)
+    data = Path(nodes[3].home) / "data"
+    for path in data.glob("chain.sqlite*"):
+        path.unlink()
+    assert (data / "consensus.wal").exists()  # what it signed stays: it never signs those heights again
+    start_node(directory, nodes[3])
+    try:
+        try:
+            NodeClient(nodes[3].api_url).wait_healthy(timeout=90)
+        except NodeUnreachable as exc:
+            raise AssertionError(f"{exc}\nnode3's log:\n{log_tail(directory, 3, 40)}") from None
+        log = log_tail(directory, 3, 400)
+        assert "state sync: verified the state at height" in log, log
+        synced = int(log.split("state sync: verified the state at height ")[-1].split()[0])
+        assert synced >= 20
+        with pytest.raises(ApiRequestError) as missing:
+            clients[3].get(f"/blocks/{synced - 1}")  # blocks below the snapshot were never fetched
+        assert missing.value.status == 404
+        target = clients[0].head()["height"]
+        wait_for("node3 to follow the chain", lambda: clients[3].head()["height"] >= target, 60)
+        same = common_block([clients[0], clients[3]])
+        assert same[0] == same[1], same
+        me = clients[3].health()["peer_id"]
+
+        def signed_recently() -> bool:
+            head = clients[0].head()["height"]
+            return any(me in clients[0].get(f"/blocks/{h}")["commit"]["signers"] for h in range(head - 3, head + 1))
+
+        wait_for("node3's precommit in a commit", signed_recently, 60)
+    finally:
+        stop_node(directory, 3, timeout=10.0)
