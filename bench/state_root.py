@@ -29,10 +29,12 @@ import platform
 import random
 import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.state_tree import tree_bytes
 from compute.device import cpu_model
 from ledger.crypto import blake2b256
 from ledger.encoding import pack
@@ -115,6 +117,11 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * 4096
 
 
+def flat_bytes(cache: FlatCache) -> int:
+    """Bytes the old root's cache holds: its leaf dicts and their 32-byte hashes (the keys are the state's)."""
+    return sum(sys.getsizeof(d) + sum(sys.getsizeof(h) for h in d.values()) for d in cache.leaves.values())
+
+
 def finished_job() -> Job:
     """One job walked to ``verified`` by the real ledger (so its record has real bids, commits, reveals and
     history), from a small test chain."""
@@ -185,22 +192,24 @@ def measure(n: int, jobs_per_account: float, flat_runs: int, seed: int) -> dict[
     # Every record, as the old decode_state marked them (genesis_state writes the dicts directly, unmarked).
     everything = {(s, k) for s in _SECTIONS for k in _section_dict(state, s)}
 
-    rss1 = rss_bytes()
     t = time.process_time()
     state_root(state)
     row["build_s"] = time.process_time() - t
-    rss2 = rss_bytes()
-    row["rss_tree"] = (rss2 - rss1) / records
+    assert state._tree is not None
+    row["tree_bytes"] = tree_bytes(state._tree) / records
 
     cache = FlatCache()
     t = time.process_time()
     flat_root(state, cache, everything)
     row["flat_build_s"] = time.process_time() - t
-    row["rss_flat"] = (rss_bytes() - rss2) / records
+    row["flat_bytes"] = flat_bytes(cache) / records
     del everything
     if n <= CHECK_MAX:
         assert flat_root(state, cache, set()) == flat_root_uncached(state)
 
+    # Above 1M accounts one flat root takes tens of seconds: time it once per k there.
+    flat_runs = flat_runs if n <= 1_000_000 else 1
+    row["flat_runs"] = flat_runs
     for k in TOUCHED:
         if k * 2 > n:  # k distinct accounts of at most half the state, as in bench.state_tree
             continue
@@ -236,17 +245,18 @@ def run_size(n: int, jobs_per_account: float, flat_runs: int, seed: int) -> dict
 
 # ---- report -------------------------------------------------------------------------------------------------------
 def growth(rows: list[dict[str, Any]], k: int) -> list[tuple[int, int, float, float, float]]:
-    """For consecutive sizes: (n0, n1, tree time ratio, flat time ratio, ratio of log2 of the records)."""
+    """For consecutive sizes: (n0, n1, then per 10× of records: the tree's time ratio, the flat root's, log2 n's)."""
     out = []
     for a, b in itertools.pairwise(rows):
         if k not in a or k not in b:
             continue
-        out.append((a["n"], b["n"], b[k][0] / a[k][0], b[k][1] / a[k][1],
-                    math.log2(b["records"]) / math.log2(a["records"])))
+        tens = math.log10(b["records"] / a["records"])  # 2 for 1k → 100k: report the ratio per 10× step
+        out.append((a["n"], b["n"], (b[k][0] / a[k][0]) ** (1 / tens), (b[k][1] / a[k][1]) ** (1 / tens),
+                    (math.log2(b["records"]) / math.log2(a["records"])) ** (1 / tens)))
     return out
 
 
-def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+def report(rows: list[dict[str, Any]], args: argparse.Namespace, failed: list[int]) -> str:
     default = (args.sizes == DEFAULT_SIZES and args.jobs_per_account == 0.1 and args.flat_runs == 5)
     command = "`.venv/bin/python -m bench.state_root" + ("`" if default else (
         f" --sizes {args.sizes} --jobs-per-account {args.jobs_per_account} --flat-runs {args.flat_runs}`"))
@@ -265,8 +275,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"are shared), median of {RUNS[1]} blocks of k = 1 and {RUNS[5_000]} of k = 5,000. *Flat* is the root "
         "before the state tree (40784b1's `state_root`, copied as `bench.state_root.flat_root`: each section "
         "holding a changed record re-sorted and re-hashed in full) over the same state after the same touch, "
-        f"median of the first {args.flat_runs} blocks of each k. *Build* is the first root (every record hashed, "
-        "the tree built); flat build is the old root's first call on the same state.",
+        f"median of the first {args.flat_runs} blocks of each k (above 1M accounts: the first block only). "
+        "*Build* is the first root (every record hashed, the tree built); flat build is the old root's first call "
+        "on the same state.",
         "",
         "| accounts | jobs | records | 1 touched: tree ms | flat ms | flat ÷ tree | 5,000 touched: tree ms "
         "| µs/record | flat ms | build s | flat build s |",
@@ -282,13 +293,13 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
                      f"{big} | {r['build_s']:.1f} | {r['flat_build_s']:.1f} |")
     lines += [
         "",
-        "| accounts | RSS bytes/account (State) | bytes/job (State) | bytes/record: tree | flat cache "
-        "| process RSS growth | peak RSS |",
+        "| accounts | RSS bytes/account (State) | bytes/job (State) | bytes/record: tree objects "
+        "| flat cache objects | process RSS growth | peak RSS |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        lines.append(f"| {r['n']:,} | {r['rss_account']:.0f} | {r['rss_job']:.0f} | {r['rss_tree']:.0f} | "
-                     f"{r['rss_flat']:.0f} | {r['rss_total'] / 2**20:,.0f} MiB | {r['peak'] / 2**20:,.0f} MiB |")
+        lines.append(f"| {r['n']:,} | {r['rss_account']:.0f} | {r['rss_job']:.0f} | {r['tree_bytes']:.0f} | "
+                     f"{r['flat_bytes']:.0f} | {r['rss_total'] / 2**20:,.0f} MiB | {r['peak'] / 2**20:,.0f} MiB |")
     largest = rows[-1]
     lines += ["", f"Goal (issue 15): at most 2 ms per block at 1M accounts with one record touched: "
                   f"{largest[1][0]:.3f} ms at {largest['n']:,} accounts ({largest['records']:,} records); the flat "
@@ -296,9 +307,18 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     for k in TOUCHED:
         g = growth(rows, k)
         if g:
-            steps = "; ".join(f"{a:,} → {b:,}: tree × {tr:.2f}, flat × {fr:.0f} (log2 n × {lr:.2f})"
+            steps = "; ".join(f"{a:,} → {b:,}: tree × {tr:.2f}, flat × {fr:.1f} (log2 n × {lr:.2f})"
                               for a, b, tr, fr, lr in g)
-            lines.append(f"Growth, {k:,} touched: {steps}.")
+            lines.append(f"Growth per 10× of records, {k:,} touched: {steps}.")
+    for n in failed:
+        lines.append(f"{n:,} accounts: the child measuring it was killed before it finished (out of memory).")
+    if largest["n"] < 10_000_000:
+        per = largest["peak"] / largest["n"]
+        lines.append(
+            f"10M accounts were not run: at {largest['n']:,} the process peaked at {largest['peak'] / 2**30:.1f} GiB, "
+            f"{per:,.0f} bytes per account (its {args.jobs_per_account:g} jobs, the tree, the tree build's "
+            f"transients and the flat cache included), so 10M would peak near {per * 1e7 / 2**30:.0f} GiB; one "
+            f"flat root there would take ~{largest[1][1] * 10 / 1e3 * 1.15:.0f} s (× 10, plus the sort's log).")
     return "\n".join(lines) + "\n"
 
 
@@ -310,11 +330,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    failed: list[int] = []
     for n in (int(s) for s in args.sizes.split(",")):
-        rows.append(run_size(n, args.jobs_per_account, args.flat_runs, args.seed))
+        try:
+            rows.append(run_size(n, args.jobs_per_account, args.flat_runs, args.seed))
+        except concurrent.futures.process.BrokenProcessPool:  # the child was killed: the OOM killer, most likely
+            failed.append(n)
+            break  # a larger size would not fit either
         print(rows[-1], flush=True)
-    text = report(rows, args)
+    text = report(rows, args, failed)
     args.out.write_text(text)
     print(text)
 
