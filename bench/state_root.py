@@ -301,15 +301,32 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, failed: list[in
         lines.append(f"| {r['n']:,} | {r['rss_account']:.0f} | {r['rss_job']:.0f} | {r['tree_bytes']:.0f} | "
                      f"{r['flat_bytes']:.0f} | {r['rss_total'] / 2**20:,.0f} MiB | {r['peak'] / 2**20:,.0f} MiB |")
     largest = rows[-1]
+    goal = next((r for r in rows if r["n"] == 1_000_000), largest)  # the goal is stated at 1M accounts
     lines += ["", f"Goal (issue 15): at most 2 ms per block at 1M accounts with one record touched: "
-                  f"{largest[1][0]:.3f} ms at {largest['n']:,} accounts ({largest['records']:,} records); the flat "
-                  f"root took {largest[1][1]:,.0f} ms on the same block."]
+                  f"{goal[1][0]:.3f} ms at {goal['n']:,} accounts ({goal['records']:,} records); the flat "
+                  f"root took {goal[1][1]:,.0f} ms on the same block."]
     for k in TOUCHED:
         g = growth(rows, k)
         if g:
             steps = "; ".join(f"{a:,} → {b:,}: tree × {tr:.2f}, flat × {fr:.1f} (log2 n × {lr:.2f})"
                               for a, b, tr, fr, lr in g)
             lines.append(f"Growth per 10× of records, {k:,} touched: {steps}.")
+    tree1 = [g[2] for g in growth(rows, 1)] + [g[2] for g in growth(rows, 5_000)]
+    flat1 = [g[3] for g in growth(rows, 1)] + [g[3] for g in growth(rows, 5_000)]
+    logs = [g[4] for g in growth(rows, 1)]
+    per_record = [r[5_000][0] * 1e3 / 5_000 for r in rows if 5_000 in r]
+    if tree1 and per_record:
+        lines.append(
+            f"Reading: per 10× of records the tree's block time changes × {min(tree1):.2f}–{max(tree1):.2f} "
+            f"(1 and 5,000 touched), log2 n × {min(logs):.2f}–{max(logs):.2f}: no worse than log n, within this "
+            "machine's noise (steps under × 1 are noise). A block of one touched record costs about the same at "
+            "every size (a profile at 100k: two thirds of it the tree's walk down ~log2 n levels in Python, "
+            "~18 µs the state header's pack). The flat root grows "
+            f"× {min(flat1):.1f}–{max(flat1):.1f} per 10×, about linearly (it re-sorts the whole account section). "
+            f"A 5,000-record block costs the tree {min(per_record):.0f}–{max(per_record):.0f} µs per record "
+            "(its key and record hashes, ~log2(n / k) + 3.5 tree hashes, Python's work per level), which at 100k "
+            "accounts is about what the flat re-sort of the section costs: the tree wins big blocks from ~1M "
+            "accounts up, and small blocks at every size.")
     for n in failed:
         lines.append(f"{n:,} accounts: the child measuring it was killed before it finished (out of memory).")
     if largest["n"] < 10_000_000:
