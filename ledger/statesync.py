@@ -25,7 +25,7 @@ from ledger.block import BadCommit, Block, BlockHeader, Commit, validators_hash,
 from ledger.crypto import blake2b256
 from ledger.encoding import pack, unpack
 from ledger.errors import DecodeError, LedgerError
-from ledger.state import State, decode_state, state_root_uncached
+from ledger.state import State, decode_state, state_root
 from ledger.types import AccountId, Height
 
 CHUNK_BYTES = 1 << 20
@@ -128,6 +128,6 @@ def restore(offer: SnapshotOffer, chunks: Sequence[bytes], root: bytes) -> State
         raise SnapshotRejected("decode", str(exc)) from None
     if state.height != offer.height:
         raise SnapshotRejected("height", f"the snapshot is of height {state.height}, offered as {offer.height}")
-    if state_root_uncached(state) != root:
+    if state_root(state) != root:  # the first root of a decoded state builds its tree from every record
         raise SnapshotRejected("state_root", "the snapshot's root differs from the one the commit fixes")
     return state

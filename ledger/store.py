@@ -192,13 +192,18 @@ class BlockStore:
 
 def open_chain(
     path: str | Path, genesis: Genesis, *, snapshot_every: int = 100, keep_snapshots: int = 3,
-    mempool: Mempool | None = None,
+    mempool: Mempool | None = None, restored: State | None = None,
 ) -> Chain:
-    """Open (or create) a store and rebuild the chain at its last committed height: snapshot, then replay."""
+    """Open (or create) a store and rebuild the chain at its last committed height: snapshot, then replay.
+    ``restored`` is the state of the store's newest snapshot already in memory (state sync just checked and
+    installed it): it is used instead of decoding the snapshot again, after the same root check."""
     store = BlockStore(path, snapshot_every=snapshot_every, keep_snapshots=keep_snapshots)
     store.init_genesis(genesis)
     top = store.height
-    snap = store.latest_snapshot(top)
+    if restored is not None and store.latest_snapshot_height(top) == restored.height:
+        snap: tuple[Height, State] | None = (restored.height, restored)
+    else:
+        snap = store.latest_snapshot(top)
     if snap is None:
         base, state = INITIAL_HEIGHT - 1, genesis_state(genesis)
     else:

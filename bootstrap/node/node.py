@@ -154,6 +154,7 @@ class Node:
             self.chain = open_chain(
                 self.paths["chain"], self.genesis, snapshot_every=self.config.snapshot_every,
                 keep_snapshots=self.config.keep_snapshots, mempool=mempool,
+                restored=self.state_sync.state if self.state_sync is not None else None,
             )
         except StoreError as exc:
             raise HomeError(str(self.paths["chain"]), str(exc)) from exc
@@ -202,6 +203,8 @@ class Node:
                     await nursery.start(host.run)
                     await self._state_sync(host)
                     self._open_chain()
+                    if self.state_sync is not None:
+                        self.state_sync.state = None  # the chain holds it now
                 assert self.chain is not None and self.blobs is not None and self.sync is not None
                 assert self.tx_topics is not None and self.consensus_topic is not None
                 self._protect_validators()

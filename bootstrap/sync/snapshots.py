@@ -25,6 +25,7 @@ from ledger.block import Block, Commit
 from ledger.chain import Chain
 from ledger.errors import DecodeError
 from ledger.genesis import Genesis
+from ledger.state import State
 from ledger.statesync import SnapshotOffer, SnapshotRejected, check_chunk, offer_for, restore, verify_anchor
 from ledger.store import BlockStore
 from ledger.sync import Blocks, GetBlocks, decode_sync_message
@@ -89,6 +90,7 @@ class SyncProgress:
     seconds: float = 0.0
     peers_banned: list[str] = field(default_factory=list)
     reason: str = ""
+    state: State | None = field(default=None, repr=False)  # the verified state, for the node to open at once
 
 
 class StateSyncer:
@@ -223,7 +225,7 @@ class StateSyncer:
             return False
         parts = [c for c in chunks if c is not None]
         try:
-            await trio.to_thread.run_sync(restore, offer, parts, root)  # decode + a full root: off the loop
+            state = await trio.to_thread.run_sync(restore, offer, parts, root)  # decode + full root: off the loop
         except SnapshotRejected:
             for p in peers:  # every peer offering it vouched for a snapshot the commit does not fix
                 if not self.host.is_banned(p):
@@ -236,6 +238,7 @@ class StateSyncer:
         finally:
             store.close()
         self.progress.height = offer.height
+        self.progress.state = state
         log.info("state sync: verified the state at height %d (root %s…); block sync goes on from %d",
                  offer.height, root.hex()[:16], offer.height + 1)
         return True
