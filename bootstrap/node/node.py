@@ -371,12 +371,12 @@ class Node:
                                + [e.fields["job_id"] for e in cb.events if e.kind == "job_pruned"])
         self.proofs.on_commit()
 
-    def _emit_job_changes(self, height: int, submitted: list[bytes]) -> None:
+    def _emit_job_changes(self, height: int, named: list[bytes]) -> None:
         """Update the job index from the jobs this block can have changed (the unfinished ones, those it
         submitted and those retention pruned) and publish each status change (not a pruning: nothing happened to
         the job)."""
         state = self.state
-        touched = [*self.job_index.unfinished_ids(), *state.active_jobs, *submitted]
+        touched = [*self.job_index.unfinished_ids(), *state.active_jobs, *named]
         for job_id, before, now in self.job_index.update(state, touched):
             if now is not None:
                 self.events.publish({"type": "job", "job_id": job_id.hex(), "status": now,

@@ -8,13 +8,16 @@ stalls gets a 429 with ``Retry-After`` rather than a proof nobody could check. C
 
 A proof at a past height ``h`` (below the head, so block ``h + 1`` is stored) needs the state at ``h``: the desk
 rebuilds it from the newest stored snapshot at or below ``h`` and the blocks after it, off the event loop, checks
-the rebuilt root against the stored one, and keeps that one state for the next proofs at the same height. One
-rebuild runs at a time (another request meanwhile is a 429); a height below every kept snapshot is refused,
-naming what an archive node keeps.
+the rebuilt root against the stored one, and keeps that one state for the next proofs at the same height. A
+rebuild is a decode and a full tree build (seconds at a million accounts), so one runs at a time, and after one
+the next waits twice as long as it took (at least ``REBUILD_COOLDOWN_S``): whoever asks, rebuilds take at most a
+third of a core. Meanwhile a request for another height is a 429 with ``Retry-After``. A height below every kept
+snapshot is refused, naming what an archive node keeps.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import trio
@@ -25,6 +28,8 @@ from ledger.encoding import pack
 from ledger.lightclient import KEY_BYTES, StateProof
 from ledger.state import State, decode_state, prove_record, record_value, state_header, state_root
 
+REBUILD_COOLDOWN_S = 10.0
+
 
 class ProofDesk:
     """Cuts state proofs from the node's committed state and anchors them to the next block."""
@@ -34,6 +39,7 @@ class ProofDesk:
         self._next_block = trio.Event()
         self._past: tuple[int, State] | None = None  # the last state rebuilt for a past height
         self._rebuilding = False
+        self._next_rebuild = 0.0  # time.monotonic() before which no other past state is rebuilt
 
     def on_commit(self) -> None:
         """A block committed: wake every proof waiting for its anchor."""
@@ -75,9 +81,12 @@ class ProofDesk:
             kept = store.db.execute("SELECT MIN(height) FROM snapshots").fetchone()[0] if store else None
             raise HeightNotKept(f"the state at height {height} is not kept here (snapshots from height {kept}; an "
                                 "archive node, keep_snapshots = 0, keeps every one)")
-        if self._rebuilding:
-            raise NodeBusy("another past state is being rebuilt; ask again shortly", retry_after_s=2.0)
+        wait = self._next_rebuild - time.monotonic()
+        if self._rebuilding or wait > 0:
+            raise NodeBusy(f"the state at another past height ({self._past[0] if self._past else '…'}) was rebuilt "
+                           "just now", retry_after_s=round(max(wait, 2.0), 1))
         self._rebuilding = True
+        started = time.monotonic()
         try:
             _, data = store.latest_snapshot_bytes(base)
             blocks = [b for b, _ in store.get_blocks(base + 1, height)]
@@ -94,5 +103,7 @@ class ProofDesk:
             state = await trio.to_thread.run_sync(rebuild)
         finally:
             self._rebuilding = False
+            took = time.monotonic() - started
+            self._next_rebuild = time.monotonic() + max(REBUILD_COOLDOWN_S, 2 * took)
         self._past = (height, state)
         return state

@@ -50,25 +50,39 @@ class SnapshotServer:
     def __init__(self, chain: Chain) -> None:
         self.chain = chain
         self._offer: tuple[SnapshotOffer, list[bytes]] | None = None
+        self._building = trio.Lock()
 
     def current(self) -> tuple[SnapshotOffer, list[bytes]] | None:
-        store = self.chain.store
-        if store is None:
-            return None
-        height = store.latest_snapshot_height(self.chain.height - 1)  # type: ignore[attr-defined]
+        """The offer and chunks of the newest servable snapshot, built on the spot (tests, tools)."""
+        height = self._newest()
         if height is None:
             return None
         if self._offer is None or self._offer[0].height != height:
-            got = store.latest_snapshot_bytes(height)  # type: ignore[attr-defined]
-            if got is None:
-                return None
+            got = self.chain.store.latest_snapshot_bytes(height)  # type: ignore[union-attr]
             self._offer = offer_for(*got)
+        return self._offer
+
+    def _newest(self) -> int | None:
+        store = self.chain.store
+        if store is None:
+            return None
+        return store.latest_snapshot_height(self.chain.height - 1)  # type: ignore[attr-defined]
+
+    async def offer(self) -> tuple[SnapshotOffer, list[bytes]] | None:
+        """:meth:`current`, with a new snapshot's chunks hashed off the event loop, once."""
+        height = self._newest()
+        if height is None:
+            return None
+        async with self._building:
+            if self._offer is None or self._offer[0].height != height:
+                got = self.chain.store.latest_snapshot_bytes(height)  # type: ignore[union-attr]
+                self._offer = await trio.to_thread.run_sync(offer_for, *got)
         return self._offer
 
     async def serve(self, peer: PeerId, payload: Any) -> bytes:
         if not isinstance(payload, list) or not payload:
             raise BadRequest("snapshot: expected [\"offer\"] or [\"chunk\", height, index]")
-        got = self.current()
+        got = await self.offer()
         if payload[0] == "offer" and len(payload) == 1:
             return got[0].encode() if got is not None else b""
         if payload[0] == "chunk" and len(payload) == 3 and all(type(x) is int for x in payload[1:]):
