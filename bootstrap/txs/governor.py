@@ -49,3 +49,41 @@ class AdmissionGovernor:
         """Admission work took ``seconds`` of loop time (the bucket may go below zero: the debt is waited out)."""
         self._refill()
         self.level -= max(0.0, seconds)
+
+
+class BacklogGate:
+    """Admission of submitted txs stops while the chain's backlog (runnable txs in the mempool, which gossip
+    fills from every node) is more than the chain commits in ``target_s`` at its recent rate (never below
+    ``floor``): past that, a tx admitted now would wait longer than the target for a block, so the client is told
+    to come back (``NodeBusy``, a retryable 429) instead of queueing behind a backlog that only grows. The rate is
+    the committed txs per second over recent blocks (an exponential average)."""
+
+    def __init__(self, target_s: float = 2.0, floor: int = 4_000, clock: Callable[[], float] = time.monotonic) -> None:
+        if target_s <= 0 or floor < 1:
+            raise ValueError(f"backlog target must be positive and floor at least 1, got {target_s}, {floor}")
+        self.target_s, self.floor, self.clock = target_s, floor, clock
+        self.rate = 0.0  # committed tx/s, averaged over recent blocks
+        self._last: float | None = None
+        self.refused = 0
+
+    def on_commit(self, n_txs: int) -> None:
+        """A block of ``n_txs`` committed."""
+        now = self.clock()
+        if self._last is not None and now > self._last:
+            seen = n_txs / (now - self._last)
+            self.rate = seen if not self.rate else 0.7 * self.rate + 0.3 * seen
+        self._last = now
+
+    def limit(self) -> int:
+        """The backlog above which submissions are refused."""
+        return max(self.floor, int(self.rate * self.target_s))
+
+    def check(self, backlog: int, n_txs: int = 1) -> None:
+        """Raise :class:`NodeBusy` (counting ``n_txs`` refused) while ``backlog`` is at or above the limit."""
+        limit = self.limit()
+        if backlog >= limit:
+            self.refused += n_txs
+            ahead = backlog / self.rate if self.rate else self.target_s
+            raise NodeBusy(f"{backlog} transactions wait for a block (about {ahead:.1f} s at the chain's recent "
+                           f"rate; the node admits more below {limit})",
+                           round(min(max(ahead - self.target_s, 0.5), 5.0), 2))

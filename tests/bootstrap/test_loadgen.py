@@ -234,3 +234,58 @@ async def test_a_node_out_of_admission_time_answers_busy_per_item_and_admits_not
             assert status == 200 and doc["accepted"] == 3, doc
         finally:
             h.close()
+
+
+def test_the_backlog_gate_follows_the_committed_rate() -> None:
+    from bootstrap.errors import NodeBusy
+    from bootstrap.txs.governor import BacklogGate
+
+    clock = [0.0]
+    gate = BacklogGate(target_s=2.0, floor=100, clock=lambda: clock[0])
+    assert gate.limit() == 100  # nothing measured yet: the floor
+    gate.check(99)
+    for _ in range(10):  # blocks of 1,000 txs a second
+        clock[0] += 1.0
+        gate.on_commit(1000)
+    assert 990 <= gate.rate <= 1000 and gate.limit() == int(gate.rate * 2)
+    gate.check(gate.limit() - 1)
+    with pytest.raises(NodeBusy) as busy:
+        gate.check(4000, n_txs=7)
+    assert gate.refused == 7 and 0.5 <= busy.value.retry_after_s <= 5.0 and "wait for a block" in str(busy.value)
+    for _ in range(20):  # the chain slows to empty blocks: the limit falls back to the floor
+        clock[0] += 1.0
+        gate.on_commit(0)
+    assert gate.limit() == 100
+
+
+async def test_a_node_whose_backlog_is_at_its_limit_refuses_submissions_then_admits_them(home: Path) -> None:
+    """Submissions while the backlog is at the gate's limit are refused before any work as a retryable
+    ``node_busy`` (single and batch); with room again the same bytes are admitted and commit."""
+    from bootstrap.cli.loadgen import RETRYABLE, _call, _Http, load_faucet_key
+    from bootstrap.txs.governor import BacklogGate
+
+    class Full(BacklogGate):
+        def limit(self) -> int:
+            return 0  # whatever the backlog: as if a long queue waited for blocks
+
+    async with running_node(home) as (node, url):
+        faucet = load_faucet_key(home)
+        cid = node.chain.chain_id  # type: ignore[union-attr]
+        n0 = node.next_nonce(bytes(faucet.verify_key))
+        stxs = [make_tx(Transfer(to=SINK, amount=1), faucet, cid, nonce=n0 + i, fee=1) for i in range(3)]
+        node.txs.backlog = full = Full()
+        h = _Http(url, 10.0)
+        try:
+            status, doc = await _call(h, "POST", "/txs", {"txs": [s.encode().hex() for s in stxs]})
+            assert status == 200 and doc["accepted"] == 0, doc
+            kinds = {r["detail"]["kind"] for r in doc["results"]}
+            assert kinds == {"node_busy"} and kinds <= RETRYABLE and full.refused == 3
+            assert all(s.tx_id not in node.mempool for s in stxs)  # type: ignore[operator]
+            status, doc = await _call(h, "POST", "/tx", {"tx": stxs[0].encode().hex()})
+            assert status == 429 and "wait for a block" in doc["error"], doc
+            node.txs.backlog = BacklogGate()
+            status, doc = await _call(h, "POST", "/txs", {"txs": [s.encode().hex() for s in stxs]})
+            assert status == 200 and doc["accepted"] == 3, doc
+            assert (await node.wait_for_tx(stxs[2].tx_id.hex(), 30))["status"] == "committed"
+        finally:
+            h.close()

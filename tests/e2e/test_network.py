@@ -171,6 +171,17 @@ def test_verify_proof_confirms_a_balance_from_every_node_and_rejects_a_lie(
     assert len(shown) == len(nodes)
     assert all(s["verified"] and s["record"] == {"balance": 4321, "nonce": 0} for s in shown), shown
 
+    # a verified job's outcome: the result digest the client is served is the one the validators' commit fixes
+    done = clients[0].get("/jobs", status="verified", limit=1)["jobs"]
+    assert done, "the seed flow left verified jobs"
+    job_id = done[0]["job_id"]
+    rc = main(["verify-proof", "job", job_id, "--node", nodes[1].api_url, "--also", nodes[2].api_url, *trusted])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    proven = [json.loads(part)["record"] for part in out.out.replace("}\n{", "}\x00{").split("\x00")]
+    digest = clients[1].job_result(job_id)["artifact_digest"]
+    assert len(proven) == 2 and all(r["status"] == "verified" and r["result_artifact"] == digest for r in proven)
+
     # an account nobody funded is proven absent
     assert main(["verify-proof", "account", "ab" * 32, "--node", nodes[1].api_url, *trusted]) == 0
     assert json.loads(capsys.readouterr().out)["record"] is None
