@@ -162,8 +162,8 @@ def time_join(directory: Path, node: DevnetNode, mode: str, target_of: Any, time
 
 def _synced_height(log: list[tuple[float, str]]) -> int | None:
     for _, msg in log:
-        if msg.startswith("state sync: verified the state at height "):
-            return int(msg.split()[6])
+        if m := re.match(r"state sync: verified the state at height (\d+)", msg):
+            return int(m.group(1))
     return None
 
 
@@ -242,6 +242,26 @@ def _events(run: JoinRun) -> list[str]:
             if (msg.startswith(keep) and " chunks (" not in msg) or msg.endswith("(100%)")]
 
 
+def _at(run: JoinRun, prefix: str, suffix: str = "") -> float | None:
+    """The time of the first log line starting with ``prefix`` (and ending with ``suffix``)."""
+    return next((t for t, m in run.log if m.startswith(prefix) and m.endswith(suffix)), None)
+
+
+def phases(run: JoinRun) -> list[tuple[str, float | None, float | None]]:
+    """(phase, from s, to s) of one start, from its log: where the time to the target goes."""
+    up = _at(run, "node ", ", observer")
+    if run.mode != "state sync":
+        return [("process start, genesis load and state, open the store", 0.0, up),
+                ("API up to the target height (block sync and the blocks' execution)", up, run.seconds_to_target)]
+    asking, offer = _at(run, "state sync: the store is empty"), _at(run, "state sync: snapshot at height")
+    fetched, verified = _at(run, "state sync: ", "(100%)"), _at(run, "state sync: verified")
+    return [("process start, genesis load", 0.0, asking), ("first peer, its offer", asking, offer),
+            ("anchor check, chunk fetch", offer, fetched),
+            ("`restore`: decode + the root from scratch (off the loop)", fetched, verified),
+            ("open the chain from the installed snapshot (`open_chain`: decode + root again), start", verified, up),
+            ("node up to the target height (block sync)", up, run.seconds_to_target)]
+
+
 def report(out: dict[str, Any], command: str) -> str:
     sync: JoinRun = out["sync"]
     replay: JoinRun = out["replay"]
@@ -280,6 +300,13 @@ def report(out: dict[str, Any], command: str) -> str:
                      f"{_fmt_s(r.peak_rss_mib)} |" + (f" {r.error}" if r.error else ""))
     lines += ["", f"Snapshot offered: {offer.removeprefix('state sync: ') or '—'}; the `verified` line at "
                   f"{_fmt_s(verified_at)} s.", ""]
+    lines += ["Where node 4's time goes (from its log; seconds since its process start):", "",
+              "| join | phase | from s | to s | s |", "| --- | --- | ---: | ---: | ---: |"]
+    for r in (sync, replay):
+        for what, a, b in phases(r):
+            took = f"{b - a:.1f}" if a is not None and b is not None else "—"
+            lines.append(f"| {r.mode} | {what} | {_fmt_s(a)} | {_fmt_s(b)} | {took} |")
+    lines += [""]
     lines += ["Node 4's log during the state sync (seconds since its process start):", "",
               "| s | line |", "| ---: | --- |", *_events(sync), ""]
     lines += ["Node 4's log during the replay:", "", "| s | line |", "| ---: | --- |", *_events(replay), ""]
