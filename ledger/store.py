@@ -48,9 +48,21 @@ class NotSequential(StoreError):
         self.expected, self.got = expected, got
 
 
+_GENESIS_HASHES: dict[int, tuple[Genesis, bytes]] = {}
+
+
 def genesis_hash(genesis: Genesis) -> bytes:
-    """Identifies the chain a store belongs to: BLAKE2b of the genesis state's canonical encoding."""
-    return blake2b256(pack([genesis.chain_id, encode_state(genesis_state(genesis))]))
+    """Identifies the chain a store belongs to: BLAKE2b of the genesis state's canonical encoding. Remembered per
+    genesis object (a few): it builds and encodes the whole genesis state, seconds at a million accounts, and a
+    node opening its store asks more than once."""
+    got = _GENESIS_HASHES.get(id(genesis))
+    if got is not None and got[0] is genesis:
+        return got[1]
+    digest = blake2b256(pack([genesis.chain_id, encode_state(genesis_state(genesis))]))
+    if len(_GENESIS_HASHES) >= 4:
+        _GENESIS_HASHES.clear()
+    _GENESIS_HASHES[id(genesis)] = (genesis, digest)  # the reference keeps the id from being reused
+    return digest
 
 
 class BlockStore:

@@ -53,7 +53,7 @@ from compute.errors import ComputeError
 from compute.pool import PoolConfig
 from ledger.chain import Chain, CommittedBlock
 from ledger.errors import LedgerError
-from ledger.genesis import Genesis, genesis_state
+from ledger.genesis import Genesis
 from ledger.mempool import Mempool, MempoolConfig
 from ledger.state import State
 from ledger.store import StoreError, open_chain
@@ -147,9 +147,10 @@ class Node:
 
     def _open_chain(self) -> None:
         assert self.genesis is not None
-        mempool = Mempool(
-            self.genesis.chain_id, genesis_state(self.genesis), MempoolConfig(max_txs=self.config.mempool_max_txs)
-        )
+        # The chain hands the mempool its committed state; an empty one stands in until then (building the genesis
+        # state here would cost seconds at a million accounts, for nothing).
+        mempool = Mempool(self.genesis.chain_id, State(self.genesis.chain_id, self.genesis.params),
+                          MempoolConfig(max_txs=self.config.mempool_max_txs))
         try:
             self.chain = open_chain(
                 self.paths["chain"], self.genesis, snapshot_every=self.config.snapshot_every,
