@@ -21,7 +21,7 @@ from ledger.errors import InvalidTx
 from ledger.genesis import genesis_state
 from ledger.jobs import max_job_lifetime
 from ledger.rules import apply_tx, begin_block, end_block, process_evidence
-from ledger.state import state_root, state_root_uncached, total_supply
+from ledger.state import encode_state, encode_state_uncached, state_root, state_root_uncached, total_supply
 from ledger.tx import (
     AddStake,
     Approve,
@@ -280,6 +280,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def cached_root_is_exact(self) -> None:
         assert state_root(self.state) == state_root_uncached(self.state)
+
+    @invariant()
+    def snapshot_from_kept_bytes_is_exact(self) -> None:
+        assert encode_state(self.state) == encode_state_uncached(self.state)
 
     def teardown(self) -> None:
         # Every job terminates once its deadlines pass...

@@ -8,6 +8,7 @@ from ledger.state import (
     Worker,
     decode_state,
     encode_state,
+    encode_state_uncached,
     state_root,
     state_root_uncached,
     total_supply,
@@ -37,9 +38,10 @@ def test_rollback_restores_every_section_and_the_root() -> None:
     state.w_job(job_id).bids.clear()
     state.set_slashed(99)
     state.set_active(job_id, False)
+    assert encode_state(state) == encode_state_uncached(state) != before_bytes  # the kept bytes follow writes
     assert state_root(state) != before_root
     state.rollback_to(sp)
-    assert encode_state(state) == before_bytes
+    assert encode_state(state) == before_bytes == encode_state_uncached(state)
     assert state_root(state) == before_root == state_root_uncached(state)
     assert job_id in state.active_jobs
     assert account("new") not in state.accounts
