@@ -18,7 +18,7 @@ import trio
 from bootstrap.errors import NodeBusy, NodeError, NodeNotRunning
 from bootstrap.gossip import TOPIC_TX, TOPIC_TXS, split_tx_batches
 from bootstrap.home import NODE_KEY
-from bootstrap.txs.governor import CHUNK_TXS, AdmissionGovernor, BacklogGate
+from bootstrap.txs.governor import CHUNK_TXS, AdmissionGovernor
 from ledger.chain import CommittedBlock
 from ledger.errors import BadNonce, LedgerError
 from ledger.mempool import Admission
@@ -46,7 +46,6 @@ class TxDesk:
         # Waited-on txs that were in our mempool at some point: only those can be declared dropped.
         self._was_pending: set[bytes] = set()
         self.governor = AdmissionGovernor()
-        self.backlog = BacklogGate()
 
     def rejected_reason(self, tx_id: bytes) -> str | None:
         """Why a tx was dropped (one this node waited on) or failed in its block, if it was or did."""
@@ -78,7 +77,6 @@ class TxDesk:
         assert mempool is not None
         block = cb.block
         height = block.height
-        self.backlog.on_commit(len(block.tx_ids))
         for tx_id in block.tx_ids:
             self.heights[tx_id] = height
             self._was_pending.discard(tx_id)
@@ -119,7 +117,6 @@ class TxDesk:
         """Admit a signed tx to the mempool (typed ledger errors if it is bad; ``NodeBusy`` while admission has
         used its share of the loop) and gossip it; its id in hex."""
         self.governor.check()
-        self.backlog.check(len(self.node.mempool) if self.node.mempool is not None else 0)
         t0 = time.perf_counter()
         try:
             self._admit_local(stx)
@@ -144,7 +141,6 @@ class TxDesk:
                 await trio.sleep(0)  # consensus and gossip run between chunks
             try:
                 self.governor.check(len(stxs) - start)
-                self.backlog.check(len(self.node.mempool), len(stxs) - start)
             except NodeBusy as busy:
                 out.extend(busy for _ in stxs[start:])
                 self.node.counters["txs_refused_busy"] += len(stxs) - start
