@@ -258,7 +258,7 @@ def phases(run: JoinRun) -> list[tuple[str, float | None, float | None]]:
     return [("process start, genesis load", 0.0, asking), ("first peer, its offer", asking, offer),
             ("anchor check, chunk fetch", offer, fetched),
             ("`restore`: decode + the root from scratch (off the loop)", fetched, verified),
-            ("open the chain from the installed snapshot (`open_chain`: decode + root again), start", verified, up),
+            ("open the chain on the verified state (`open_chain(restored=)`), start", verified, up),
             ("node up to the target height (block sync)", up, run.seconds_to_target)]
 
 
