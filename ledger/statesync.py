@@ -25,11 +25,13 @@ from ledger.block import BadCommit, Block, BlockHeader, Commit, validators_hash,
 from ledger.crypto import blake2b256
 from ledger.encoding import pack, unpack
 from ledger.errors import DecodeError, LedgerError
-from ledger.state import State, decode_state, state_root
+from ledger.state import MAX_STATE_BYTES, State, decode_state, state_root
 from ledger.types import AccountId, Height
 
 CHUNK_BYTES = 1 << 20
-MAX_CHUNKS = 16_384  # 16 GiB of snapshot: far above any state this chain holds, and it bounds an offer's size
+# No offer may claim more than a snapshot ``decode_state`` accepts: a liar's self-consistent chunks are caught only
+# by the root, after all of them arrived, so this bounds what one can make a joiner download and hold.
+MAX_CHUNKS = MAX_STATE_BYTES // CHUNK_BYTES
 MAX_OFFER_BYTES = 64 + MAX_CHUNKS * 34
 
 
@@ -66,8 +68,9 @@ class SnapshotOffer:
         if not (isinstance(obj, list) and len(obj) == 4 and obj[0] == 1):
             raise DecodeError("snapshot_offer", "expected [1, height, size, [chunk hashes]]")
         _, height, size, hashes = obj
-        if type(height) is not int or height < 1 or type(size) is not int or size < 1:
-            raise DecodeError("snapshot_offer", "height and size must be positive integers")
+        if type(height) is not int or height < 1 or type(size) is not int or not 0 < size <= MAX_STATE_BYTES:
+            raise DecodeError("snapshot_offer", f"height and size must be positive integers, size at most "
+                                                f"{MAX_STATE_BYTES}")
         if not isinstance(hashes, list) or not 0 < len(hashes) <= MAX_CHUNKS:
             raise DecodeError("snapshot_offer.chunk_hashes", f"expected 1..{MAX_CHUNKS} hashes")
         if len(hashes) != -(-size // CHUNK_BYTES):

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import DecodeError
+from ledger.state import MAX_STATE_BYTES
 from ledger.statesync import (
     CHUNK_BYTES,
     SnapshotOffer,
@@ -121,7 +122,8 @@ def test_offers_with_wrong_counts_or_hashes_do_not_decode() -> None:
     good = SnapshotOffer(5, CHUNK_BYTES + 1, (bytes(32), bytes(32)))
     assert SnapshotOffer.decode(good.encode()) == good
     for bad in (SnapshotOffer(5, CHUNK_BYTES + 1, (bytes(32),)), SnapshotOffer(0, 10, (bytes(32),)),
-                SnapshotOffer(5, 10, (bytes(31),)), SnapshotOffer(5, 0, ())):
+                SnapshotOffer(5, 10, (bytes(31),)), SnapshotOffer(5, 0, ()),
+                SnapshotOffer(5, MAX_STATE_BYTES + 1, (bytes(32),) * (MAX_STATE_BYTES // CHUNK_BYTES + 1))):
         with pytest.raises(DecodeError):
             SnapshotOffer.decode(bad.encode())
 
