@@ -36,12 +36,36 @@ MAX_STATE_PROOF_BYTES = 256 * 1024
 KEY_BYTES = {"account": 32, "worker": 32, "job": 32, "allowance": 64}
 
 
-class ProofRejected(LedgerError):
-    """A state proof that does not hold; ``check`` names the link that failed (see the module docstring)."""
+class Rejected(LedgerError):
+    """Something checked link by link that does not hold; ``check`` names the first link that failed."""
+
+    what = "data"
 
     def __init__(self, check: str, reason: str) -> None:
-        super().__init__(f"proof rejected ({check}): {reason}")
+        super().__init__(f"{self.what} rejected ({check}): {reason}")
         self.check, self.reason = check, reason
+
+
+class ProofRejected(Rejected):
+    """A state proof that does not hold (the links are in the module docstring)."""
+
+    what = "proof"
+
+
+def header_problem(header: BlockHeader, commit: Commit, *, chain_id: str,
+                   validators: Sequence[AccountId]) -> tuple[str, str] | None:
+    """Why ``commit`` does not make ``header`` a block of ``chain_id`` under ``validators``, as (link, reason):
+    ``commit`` (not more than 2/3 of them signed exactly this header) or ``anchor`` (another chain or validator
+    set); None when it does."""
+    try:
+        verify_commit(commit, validators, chain_id, height=header.height, block_hash=header.hash())
+    except BadCommit as exc:
+        return "commit", exc.reason
+    if header.chain_id != chain_id:
+        return "anchor", f"block of chain {header.chain_id!r}, not {chain_id!r}"
+    if header.validators_hash != validators_hash(validators):
+        return "anchor", "the block names another validator set"
+    return None
 
 
 @dataclass(frozen=True)
@@ -134,14 +158,9 @@ def verify_state_proof(sp: StateProof, *, chain_id: str, validators: Sequence[Ac
     """Check ``sp`` against the trusted ``chain_id`` and ``validators``; the record it proves, or
     :class:`ProofRejected` naming the first link that does not hold."""
     anchor = sp.anchor
-    try:
-        verify_commit(sp.commit, validators, chain_id, height=anchor.height, block_hash=anchor.hash())
-    except BadCommit as exc:
-        raise ProofRejected("commit", exc.reason) from None
-    if anchor.chain_id != chain_id:
-        raise ProofRejected("anchor", f"block of chain {anchor.chain_id!r}, not {chain_id!r}")
-    if anchor.validators_hash != validators_hash(validators):
-        raise ProofRejected("anchor", "the block names another validator set")
+    problem = header_problem(anchor, sp.commit, chain_id=chain_id, validators=validators)
+    if problem is not None:
+        raise ProofRejected(*problem)
     if anchor.state_root != combine_root(sp.state_header, sp.tree_root):
         raise ProofRejected("state_root", "the header and tree root do not give the block's state root")
     try:

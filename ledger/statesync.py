@@ -21,10 +21,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ledger.block import BadCommit, Block, BlockHeader, Commit, validators_hash, verify_commit
+from ledger.block import Block, BlockHeader, Commit
 from ledger.crypto import blake2b256
 from ledger.encoding import pack, unpack
-from ledger.errors import DecodeError, LedgerError
+from ledger.errors import DecodeError
+from ledger.lightclient import Rejected, header_problem
 from ledger.state import MAX_STATE_BYTES, State, decode_state, state_root
 from ledger.types import AccountId, Height
 
@@ -35,14 +36,11 @@ MAX_CHUNKS = MAX_STATE_BYTES // CHUNK_BYTES
 MAX_OFFER_BYTES = 64 + MAX_CHUNKS * 34
 
 
-class SnapshotRejected(LedgerError):
+class SnapshotRejected(Rejected):
     """A snapshot, chunk or anchor that does not check out; ``check`` names the link (anchor, chunk, decode,
     height, state_root)."""
 
-    def __init__(self, check: str, reason: str) -> None:
-        super().__init__(f"snapshot rejected ({check}): {reason}")
-        self.check = check
-        self.reason = reason
+    what = "snapshot"
 
 
 @dataclass(frozen=True)
@@ -104,16 +102,10 @@ def verify_anchor(offer: SnapshotOffer, block: Block, commit: Commit, next_heade
     h = offer.height
     if block.height != h or next_header.height != h + 1:
         raise SnapshotRejected("anchor", f"blocks {block.height} and {next_header.height}, expected {h} and {h + 1}")
-    for header in (block.header, next_header):
-        if header.chain_id != chain_id:
-            raise SnapshotRejected("anchor", f"block of chain {header.chain_id!r:.40}, not {chain_id!r}")
-        if header.validators_hash != validators_hash(validators):
-            raise SnapshotRejected("anchor", f"block {header.height} names another validator set")
-    try:
-        verify_commit(commit, validators, chain_id, height=h, block_hash=block.hash())
-        verify_commit(next_commit, validators, chain_id, height=h + 1, block_hash=next_header.hash())
-    except BadCommit as exc:
-        raise SnapshotRejected("anchor", exc.reason) from None
+    for header, signed in ((block.header, commit), (next_header, next_commit)):
+        problem = header_problem(header, signed, chain_id=chain_id, validators=validators)
+        if problem is not None:
+            raise SnapshotRejected("anchor", f"block {header.height}: {problem[1]}")
     if next_header.prev_hash != block.hash():
         raise SnapshotRejected("anchor", f"block {h + 1} does not follow block {h}")
     return next_header.state_root
