@@ -129,6 +129,10 @@ class BlockStore:
         if block.height != expected:
             raise NotSequential(expected, block.height)
         snapshot = encode_state(state) if block.height % self.snapshot_every == 0 else None
+        self._write(block, commit, root, snapshot)
+
+    def _write(self, block: Block, commit: Commit, root: bytes, snapshot: bytes | None) -> None:
+        """A block, its commit and root, and the snapshot after it if any, in one transaction."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.execute(
@@ -152,15 +156,7 @@ class BlockStore:
         ``h`` are not stored: this node never saw them."""
         if self.height != INITIAL_HEIGHT - 1:
             raise StoreError(f"a snapshot can only start an empty store; this one is at height {self.height}")
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            self.db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
-                            (block.height, block.hash(), block.encode(), commit.encode(), root))
-            self.db.execute("INSERT INTO snapshots VALUES (?, ?)", (block.height, snapshot))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        self._write(block, commit, root, snapshot)
 
     # ---------------------------------------------------------------------------------------- reading
 
@@ -196,10 +192,8 @@ class BlockStore:
         return [(Block.decode(bytes(b)), Commit.decode(bytes(c))) for b, c in rows]
 
     def latest_snapshot(self, at_most: Height) -> tuple[Height, State] | None:
-        row = self.db.execute(
-            "SELECT height, state FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1", (at_most,)
-        ).fetchone()
-        return None if row is None else (int(row[0]), decode_state(bytes(row[1])))
+        got = self.latest_snapshot_bytes(at_most)
+        return None if got is None else (got[0], decode_state(got[1]))
 
 
 def open_chain(

@@ -52,16 +52,6 @@ class SnapshotServer:
         self._offer: tuple[SnapshotOffer, list[bytes]] | None = None
         self._building = trio.Lock()
 
-    def current(self) -> tuple[SnapshotOffer, list[bytes]] | None:
-        """The offer and chunks of the newest servable snapshot, built on the spot (tests, tools)."""
-        height = self._newest()
-        if height is None:
-            return None
-        if self._offer is None or self._offer[0].height != height:
-            got = self.chain.store.latest_snapshot_bytes(height)  # type: ignore[union-attr]
-            self._offer = offer_for(*got)
-        return self._offer
-
     def _newest(self) -> int | None:
         store = self.chain.store
         if store is None:
@@ -69,7 +59,8 @@ class SnapshotServer:
         return store.latest_snapshot_height(self.chain.height - 1)  # type: ignore[attr-defined]
 
     async def offer(self) -> tuple[SnapshotOffer, list[bytes]] | None:
-        """:meth:`current`, with a new snapshot's chunks hashed off the event loop, once."""
+        """The offer and chunks of the newest servable snapshot; a new snapshot's chunks are hashed once, off the
+        event loop."""
         height = self._newest()
         if height is None:
             return None

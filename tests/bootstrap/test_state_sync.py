@@ -49,7 +49,7 @@ async def test_a_late_node_starts_at_a_verified_snapshot_and_follows_the_chain(t
                 ((mine, _),) = late.chain.get_blocks(target, target)
                 assert mine.hash() == block.hash()
                 # and it serves its own snapshot on: the next joiner can sync from it
-                got = late.snapshots.current() if late.snapshots else None  # type: ignore[union-attr]
+                got = await late.snapshots.offer() if late.snapshots else None  # type: ignore[union-attr]
                 assert got is not None and got[0].height >= progress.height
             finally:
                 late.stop()
@@ -72,7 +72,7 @@ class Peer:
     async def answer(self, protocol: str, payload: Any) -> Any:
         if protocol == PROTO_SYNC:
             return serve(self.chain, decode_sync_message(payload)).encode()  # type: ignore[arg-type]
-        got = self.server.current()
+        got = await self.server.offer()
         assert got is not None
         if self.lie == "offer" and payload == ["offer"]:  # an offer of other bytes, self-consistent
             data = bytearray(b"".join(got[1]))
@@ -146,7 +146,7 @@ async def test_with_no_usable_offer_the_syncer_says_why_and_leaves_the_store_emp
 async def test_the_server_refuses_requests_it_cannot_answer(tmp_path: Path) -> None:
     chain = source_chain(tmp_path, "src")
     server = SnapshotServer(chain)
-    offer = server.current()
+    offer = await server.offer()
     assert offer is not None and offer[0].height == 8  # the newest snapshot whose next block is committed
     peer = PeerId.from_public_key(bytes(32))
     for bad in (None, [], ["chunk", 4, 0], ["chunk", 8, 99], ["chunk", "8", 0], ["nonsense"]):
