@@ -10,6 +10,7 @@ newest snapshot and replaying the blocks after it (checking each replayed root a
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,6 +197,20 @@ class BlockStore:
         return None if got is None else (got[0], decode_state(got[1]))
 
 
+def replay_stored(state: State, blocks: Iterable[tuple[Block, bytes]]) -> State:
+    """Execute stored blocks on ``state`` in order, each with the state root stored after it, and check every
+    root: ``StoreCorrupt`` names the first height that does not execute or does not reach its root. The blocks
+    were fully checked before they were stored, so their signatures are not checked again."""
+    for block, root in blocks:
+        try:
+            execute_block(state, block, check_signatures=False)
+        except BlockError as exc:
+            raise StoreCorrupt(block.height, f"stored block does not execute: {exc}") from exc
+        if state_root(state) != root:
+            raise StoreCorrupt(block.height, "replayed state root differs from the stored one")
+    return state
+
+
 def open_chain(
     path: str | Path, genesis: Genesis, *, snapshot_every: int = 100, keep_snapshots: int = 3,
     mempool: Mempool | None = None, restored: State | None = None,
@@ -222,14 +237,7 @@ def open_chain(
         got = store.get_block(h)
         if got is None:
             raise StoreCorrupt(h, "block missing")
-        block, _commit, root = got
-        # These blocks were fully checked before they were stored; signatures need no second check.
-        try:
-            execute_block(state, block, check_signatures=False)
-        except BlockError as exc:
-            raise StoreCorrupt(h, f"stored block does not execute: {exc}") from exc
-        if state_root(state) != root:
-            raise StoreCorrupt(h, "replayed state root differs from the stored one")
+        replay_stored(state, [(got[0], got[2])])
         last = got
     recent = [b for b, _c in store.get_blocks(max(INITIAL_HEIGHT, top - 100), top)]
     return Chain(

@@ -20,9 +20,9 @@ def export_state(home: Path, height: int | None = None) -> dict[str, Any]:
     """
     from bootstrap.home import home_paths, load_home_genesis
     from ledger.block import Block
-    from ledger.chain import execute_block
     from ledger.genesis import genesis_state
     from ledger.state import decode_state, state_root, total_supply
+    from ledger.store import StoreCorrupt, replay_stored
     from p2pnet import PeerId
 
     home = Path(home)
@@ -48,12 +48,12 @@ def export_state(home: Path, height: int | None = None) -> dict[str, Any]:
         else:
             base, state = int(snap[0]), decode_state(bytes(snap[1]))
         block_hash = None
-        for h, raw, root in db.execute("SELECT height, block, state_root FROM blocks WHERE height > ? AND "
-                                       "height <= ? ORDER BY height", (base, target)):
-            block = Block.decode(bytes(raw))
-            execute_block(state, block, check_signatures=False)
-            if state_root(state) != bytes(root):
-                raise CliError(f"replayed state root at height {h} differs from the stored one")
+        rows = db.execute("SELECT block, state_root FROM blocks WHERE height > ? AND height <= ? ORDER BY height",
+                          (base, target))
+        try:
+            replay_stored(state, ((Block.decode(bytes(raw)), bytes(root)) for raw, root in rows))
+        except StoreCorrupt as exc:
+            raise CliError(str(exc)) from None
         row = db.execute("SELECT hash FROM blocks WHERE height = ?", (target,)).fetchone()
         block_hash = bytes(row[0]).hex() if row else None
     finally:
