@@ -14,7 +14,6 @@ bench/results/dashboard_jobs.md. Goal (issue 15): the dashboard in under a secon
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
@@ -22,11 +21,11 @@ from pathlib import Path
 
 import trio
 
+from bench.machine import machine_line
 from bootstrap.api.bodies import jsonable
 from bootstrap.cli import NodeClient
 from bootstrap.home import NodeConfig, init_home
 from bootstrap.node import Node
-from compute.device import cpu_model
 from ledger.state import Job
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dashboard_jobs.md"
@@ -101,8 +100,7 @@ def write(rows: list[dict[str, float]], command: str) -> None:
         "# dashboard_jobs: the dashboard's first load on a node with a long job history",
         "",
         f"Command: `{command}`",
-        f"Machine: {cpu_model()}, {platform.python_implementation()} {platform.python_version()}; "
-        "2 shared cores, noisy. Wall-clock medians of 5 loads.",
+        machine_line() + ". Wall-clock medians of 5 loads.",
         "",
         "| finished jobs | dashboard's 7 requests | `GET /jobs?limit=100` | job index build (node start) "
         "| every job's row, as `GET /jobs` built before pages |",

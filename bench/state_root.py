@@ -28,7 +28,6 @@ import gc
 import itertools
 import math
 import multiprocessing
-import platform
 import random
 import resource
 import statistics
@@ -37,8 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.machine import machine_line
 from bench.state_tree import tree_bytes
-from compute.device import cpu_model
 from ledger.crypto import blake2b256
 from ledger.encoding import pack
 from ledger.genesis import Genesis, GenesisWorker, genesis_state
@@ -268,8 +267,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, failed: list[in
         "",
         f"Command: {command}",
         "",
-        f"Machine: nproc=2, {cpu_model()}, shared with other engineers' runs; Python {platform.python_version()}; "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        machine_line(),
         "",
         f"A real `State`: a genesis of N funded accounts (random 32-byte ids) and one validator's worker, plus "
         f"{args.jobs_per_account:g} × N verified jobs (copies, under fresh ids, of one job walked through the real "

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench.machine import machine_line
 from bootstrap.cli.client import ClientError
 from bootstrap.cli.devnet import (
     DevnetNode,
@@ -44,7 +44,6 @@ from bootstrap.cli.devnet import (
     wait_ready,
 )
 from bootstrap.home.config import NodeConfig
-from compute.device import cpu_model
 from ledger.genesis import load_genesis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -279,8 +278,7 @@ def report(out: dict[str, Any], command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: nproc={os.cpu_count()}, {cpu_model()}, shared with other engineers' runs; Python "
-        f"{platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        machine_line(),
         "",
         f"A 5-process devnet on loopback (4 validators, node 4 an observer; `pool_size = {out['pool_size']}`), "
         f"genesis holding {out['genesis_allocations']:,} allocations ({out['accounts']:,} random accounts of "

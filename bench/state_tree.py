@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import random
 import statistics
 import sys
@@ -26,7 +25,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from compute.device import cpu_model
+from bench.machine import machine_line
 from ledger import smt
 from ledger.crypto import blake2b256
 from ledger.smt import StateTree
@@ -151,8 +150,7 @@ def main() -> None:
         "",
         f"Command: {command}",
         "",
-        f"Machine: nproc=2, {cpu_model()}, shared with other engineers' runs; Python {platform.python_version()}; "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        machine_line(),
         "",
         f"Random 32-byte keys, bucket_max {args.bucket_max}. A batch of k touched records is k overwrites, one in "
         "ten replaced by an insert plus a delete; ms is this process's CPU time (the cores are shared, so wall "
