@@ -264,10 +264,12 @@ class TooManyBids(InvalidTx):
 
 
 class BadCommitment(InvalidTx):
-    """A reveal does not hash to the commitment its sender posted."""
+    """A reveal does not hash to the commitment (or the fingerprint) its sender posted."""
 
-    def __init__(self, job_id: bytes, account: bytes) -> None:
-        super().__init__(f"reveal by {_hex(account)} does not match its commitment on job {_hex(job_id)}")
+    def __init__(self, job_id: bytes, account: bytes, reason: str = "") -> None:
+        super().__init__(f"reveal by {_hex(account)} does not match its commitment on job {_hex(job_id)}"
+                         + (f": {reason}" if reason else ""))
+        self.reason = reason
         self.job_id = job_id
         self.account = account
 

@@ -89,6 +89,8 @@ from ledger.params import Params
 from ledger.staking import adjust_reputation, slash
 from ledger.state import (
     ASSIGNED,
+    AUDITING,
+    CHECKING_STATUSES,
     DISPUTED,
     FAILED,
     OPEN,
@@ -99,23 +101,38 @@ from ledger.state import (
     State,
     Worker,
 )
-from ledger.tx import Bid, CancelJob, CommitResult, Offer, RevealResult, SignedTx, SubmitJob, compute_commitment
+from ledger.tx import (
+    Bid,
+    CancelJob,
+    CommitResult,
+    Offer,
+    RevealResult,
+    SignedTx,
+    SubmitJob,
+    compute_commitment,
+    compute_fingerprint,
+)
 from ledger.types import AccountId, Tokens
 from ledger.verdict import ERROR, NOT_ATTRIBUTABLE, OUTCOMES, PPM, RESULT, UNAVAILABLE, claims_agree, outcome_problem
 
-__all__ = ["compute_commitment", "max_job_lifetime", "process_deadlines"]
+__all__ = ["audit_permille_for", "compute_commitment", "compute_fingerprint", "max_job_lifetime",
+           "process_deadlines"]
 
 JOB_DEVICES = ("any", "gpu")
 ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS = "bids", "offers"
 ASSIGN_MODES = ("", ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS)
+DISPUTE, AUDIT, APPEAL = "dispute", "audit", "appeal"
+"""Why a job has checkers beyond its verifier (``Job.check``): the two claims differ; the audit coin; an auditor
+whose claim differs from the pair's."""
 
 
 def max_job_lifetime(state: State, job: Job) -> int:
     """Blocks after submission by which the job is certainly terminal (see the module docstring)."""
     r = state.params.max_reassignments
     bid_phase = job.bid_deadline - job.submitted_at  # the bid window, or 0 when assigned at submission
-    return (bid_phase + (r + 1) * job.commit_window + job.reveal_window
-            + (r + 1) * (job.commit_window + job.reveal_window))
+    # commits (each try one window, plus the block that draws the check), the referee's or auditor's commit (the
+    # same), the appeal panel's commit, the reveals
+    return bid_phase + 2 * (r + 1) * (job.commit_window + 1) + job.commit_window + job.reveal_window
 
 
 def _get_job(state: State, job_id: bytes) -> Job:
@@ -293,44 +310,65 @@ def process_bid(state: State, stx: SignedTx, p: Bid, ctx: BlockContext) -> list[
 
 
 def _committers(job: Job) -> tuple[AccountId, ...]:
-    """Who may commit/reveal now: worker and verifier while assigned/revealing, the referee while disputed."""
-    if job.status in (ASSIGNED, REVEALING):
+    """Who commits now (worker and verifier while assigned; the referee or auditor, then the appeal panel, while a
+    check runs) or reveals (everyone who committed, while revealing)."""
+    if job.status == ASSIGNED:
         return (job.worker, job.verifier)
-    if job.status == DISPUTED:
-        return (job.referee,)
+    if job.status in CHECKING_STATUSES:
+        return tuple(job.panel) if job.check == APPEAL else (job.referee,)
+    if job.status == REVEALING:
+        return tuple(a for a in job.participants() if a in job.commits)
     return ()
+
+
+def _role_words(job: Job) -> str:
+    if job.status == ASSIGNED:
+        return "worker or verifier"
+    if job.status in CHECKING_STATUSES:
+        return "appeal panel member" if job.check == APPEAL else "referee or auditor"
+    return "party that committed"
 
 
 def process_commit_result(state: State, stx: SignedTx, p: CommitResult, ctx: BlockContext) -> list[Event]:
     sender = stx.tx.sender
     job = _get_job(state, p.job_id)
-    if job.status not in (ASSIGNED, DISPUTED):
-        raise WrongJobState(job.job_id, job.status, (ASSIGNED, DISPUTED))
+    if job.status not in (ASSIGNED, *CHECKING_STATUSES):
+        raise WrongJobState(job.job_id, job.status, (ASSIGNED, *CHECKING_STATUSES))
     if sender not in _committers(job):
-        raise NotParticipant(job.job_id, sender, "worker or verifier" if job.status == ASSIGNED else "referee")
+        raise NotParticipant(job.job_id, sender, _role_words(job))
     if sender in job.commits:
         raise DuplicateAction(job.job_id, sender, "commit")
     if ctx.height > job.deadline:
         raise DeadlinePassed(job.job_id, job.deadline, ctx.height)
     job = state.w_job(job.job_id)
     job.commits[sender] = p.commitment
+    job.fingerprints[sender] = p.fingerprint
     events = [Event("committed", {"job_id": job.job_id, "worker": sender})]
-    if job.status == ASSIGNED and job.worker in job.commits and job.verifier in job.commits:
-        _transition(job, REVEALING, ctx.height)
-        job.deadline = ctx.height + job.reveal_window
-        events.append(Event("job_revealing", {"job_id": job.job_id, "deadline": job.deadline}))
-    elif job.status == DISPUTED:
-        job.deadline = ctx.height + job.reveal_window  # the referee now has a reveal window
+    if all(a in job.commits for a in _committers(job)):
+        if job.status == ASSIGNED or (job.check == AUDIT and p.fingerprint != job.fingerprints[job.worker]):
+            # What comes next is drawn (an auditor or referee; an appeal panel) from the hash of this block, which
+            # nobody knew when committing: the end of the next block draws it (``process_deadlines``).
+            job.deadline = ctx.height + 1
+            events.append(Event("job_checking", {"job_id": job.job_id, "deadline": job.deadline}))
+        else:
+            events += _open_reveals(job, ctx)
     return events
+
+
+def _open_reveals(job: Job, ctx: BlockContext) -> list[Event]:
+    """Every check has committed: everyone who committed reveals within the reveal window."""
+    _transition(job, REVEALING, ctx.height)
+    job.deadline = ctx.height + job.reveal_window
+    return [Event("job_revealing", {"job_id": job.job_id, "deadline": job.deadline})]
 
 
 def process_reveal_result(state: State, stx: SignedTx, p: RevealResult, ctx: BlockContext) -> list[Event]:
     sender = stx.tx.sender
     job = _get_job(state, p.job_id)
-    if job.status not in (REVEALING, DISPUTED):
-        raise WrongJobState(job.job_id, job.status, (REVEALING, DISPUTED))
-    if sender not in _committers(job):
-        raise NotParticipant(job.job_id, sender, "worker or verifier" if job.status == REVEALING else "referee")
+    if job.status != REVEALING:
+        raise WrongJobState(job.job_id, job.status, REVEALING)
+    if sender not in job.participants():
+        raise NotParticipant(job.job_id, sender, _role_words(job))
     if sender not in job.commits:
         raise NotCommitted(job.job_id, sender)
     if sender in job.reveals:
@@ -345,13 +383,13 @@ def process_reveal_result(state: State, stx: SignedTx, p: RevealResult, ctx: Blo
     opened = compute_commitment(job.job_id, sender, p.summary, p.artifact_digest, p.salt, p.outcome)
     if opened != job.commits[sender]:
         raise BadCommitment(job.job_id, sender)
+    if compute_fingerprint(job.job_id, p.summary, p.outcome) != job.fingerprints[sender]:
+        raise BadCommitment(job.job_id, sender, "the claim does not match its fingerprint")
     job = state.w_job(job.job_id)
     job.reveals[sender] = (list(p.summary), p.artifact_digest, p.outcome)
     events = [Event("revealed", {"job_id": job.job_id, "worker": sender, "outcome": OUTCOMES[p.outcome]})]
-    if job.status == REVEALING and job.worker in job.reveals and job.verifier in job.reveals:
-        events += _compare(state, job, ctx)
-    elif job.status == DISPUTED:
-        events += _arbitrate(state, job, ctx)
+    if all(a in job.reveals for a in _committers(job)):
+        events += _verdict(state, job, ctx)
     return events
 
 
@@ -393,9 +431,18 @@ def _trouble(state: State, amount: Tokens) -> Tokens:
     return amount * state.params.trouble_permille // 1000
 
 
+def _verdict(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """Everyone who committed has revealed: decide on two claims, three (a referee or an auditor) or an appeal."""
+    if job.referee is None:
+        return _compare(state, job, ctx)
+    if job.check == APPEAL:
+        return _appeal(state, job, ctx)
+    return _arbitrate(state, job, ctx)
+
+
 def _compare(state: State, job: Job, ctx: BlockContext) -> list[Event]:
-    """Both reveals are in: settle on agreement, end the job when nobody could run it, otherwise draw a referee
-    (or fail if there is none)."""
+    """Worker and verifier only: settle on agreement, end the job when nobody could run it; two different claims
+    with nobody free to referee them fail the job (refunded, nobody slashed)."""
     w, v = job.worker, job.verifier
     cw, cv = _claim(job, w), _claim(job, v)
     if not _attributable(cw) and not _attributable(cv):
@@ -403,32 +450,34 @@ def _compare(state: State, job: Job, ctx: BlockContext) -> list[Event]:
         return _nobodys_fault(state, job, ctx, verdict, {w: job.price, v: job.verification_fee})
     if _agree(job, cw, cv):
         return _conclude(state, job, ctx, "agreed", {w: job.price, v: job.verification_fee}, cw, winners=(w, v))
-    referee = _draw(state, job, ctx, "referee", exclude={w, v})
-    if referee is None:
-        return _close(state, job, ctx, FAILED, "disputed_no_referee", {})
-    job.referee = referee
-    state.w_worker(referee).active_jobs += 1
-    _transition(job, DISPUTED, ctx.height)
-    job.deadline = ctx.height + job.commit_window
-    return [Event("job_disputed", {"job_id": job.job_id, "referee": referee, "deadline": job.deadline})]
+    return _close(state, job, ctx, FAILED, "disputed_no_referee", {})
 
 
 def _arbitrate(state: State, job: Job, ctx: BlockContext) -> list[Event]:
-    """The referee revealed: the two that agree win, the odd one out is slashed if its claim was attributable."""
+    """Three claims (the referee's or auditor's committed blind): the two that agree win, the odd one out is
+    slashed if its claim was attributable."""
     w, v, r = job.worker, job.verifier, job.referee
     cw, cv, cr = _claim(job, w), _claim(job, v), _claim(job, r)
     fee = job.verification_fee
+    if not _attributable(cw) and not _attributable(cv):
+        # Neither could run it (their different claims drew the referee before anyone knew): nobody can check a
+        # result the referee alone has, and nobody is at fault.
+        verdict = "unavailable" if cw[2] == cv[2] == UNAVAILABLE else "unrunnable"
+        return _nobodys_fault(state, job, ctx, verdict, {w: job.price, v: fee - fee // 2, r: fee // 2})
     if not _attributable(cr):
         if _attributable(cw) and _attributable(cv):
+            if _agree(job, cw, cv):  # an auditor that could not run it: the pair's claim stands, unaudited
+                return _conclude(state, job, ctx, "agreed", {w: job.price, v: fee}, cw, winners=(w, v))
             return _close(state, job, ctx, FAILED, "no_majority", {})  # two results nobody can tell apart
         # Two of three could not run it: nobody can check the third's claim, and nobody is at fault.
         return _nobodys_fault(state, job, ctx, "unrunnable", {w: job.price, v: fee - fee // 2, r: fee // 2})
     wr = _attributable(cw) and _agree(job, cw, cr)
     vr = _attributable(cv) and _agree(job, cv, cr)
     if wr and vr:
-        # The referee sits within tolerance of both: nobody is provably wrong; the verifiers share the fee.
+        # The referee sits within tolerance of both: nobody is provably wrong; the checkers share the fee.
         payees = {w: job.price, v: fee - fee // 2, r: fee // 2}
-        return _conclude(state, job, ctx, "agreed_by_referee", payees, cw, winners=(w, v, r))
+        verdict = "audited" if job.check == AUDIT else "agreed_by_referee"
+        return _conclude(state, job, ctx, verdict, payees, cw, winners=(w, v, r))
     if wr:
         events = _punish(state, job, v) if _attributable(cv) else []
         return events + _conclude(state, job, ctx, "verifier_faulty" if _attributable(cv) else "verifier_unable",
@@ -438,6 +487,55 @@ def _arbitrate(state: State, job: Job, ctx: BlockContext) -> list[Event]:
         return events + _conclude(state, job, ctx, "worker_faulty" if _attributable(cw) else "worker_unable",
                                   {r: job.price, v: fee}, cr, winners=(v, r))
     return _close(state, job, ctx, FAILED, "no_majority", {})
+
+
+def _split(fee: Tokens, accounts: list[AccountId]) -> dict[AccountId, Tokens]:
+    """``fee`` shared equally by ``accounts`` (the remainder to the first), so no token is left over."""
+    if not accounts:
+        return {}
+    share = fee // len(accounts)
+    out = {a: share for a in accounts}
+    out[accounts[0]] += fee - share * len(accounts)
+    return out
+
+
+def _appeal(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """An auditor's claim differed from the worker's and verifier's (one claim: their fingerprints matched), and a
+    panel committed blind after it. The panel's strict majority picks the side: the other side is slashed (the
+    pair together), and so is every panel member whose attributable claim sided with neither winner.
+
+    Incentive: a pair of one owner that agreed on a false result loses both stakes' slashes when an honest panel
+    majority sides with the auditor; an auditor that lies about an honest pair loses its own. Deciding needs a
+    panel majority on one side; otherwise the job fails, refunded, and nobody is slashed."""
+    w, v, a = job.worker, job.verifier, job.referee
+    pair, aud = _claim(job, w), _claim(job, a)
+    fee = job.verification_fee
+    panel = [m for m in job.panel if m in job.reveals]
+    voters = [m for m in panel if _attributable(_claim(job, m))]
+    if _attributable(pair) and _attributable(aud) and _agree(job, pair, aud):
+        agreeing = [m for m in voters if _agree(job, pair, _claim(job, m))]
+        events: list[Event] = []
+        for m in voters:
+            if m not in agreeing:
+                events += _punish(state, job, m)
+        return events + _conclude(state, job, ctx, "audited", {w: job.price, **_split(fee, [v, a, *agreeing])},
+                                  pair, winners=(w, v, a, *agreeing))
+    for_pair = [m for m in voters if _attributable(pair) and _agree(job, pair, _claim(job, m))]
+    for_auditor = [m for m in voters if _attributable(aud) and _agree(job, aud, _claim(job, m))]
+    if 2 * len(for_pair) > len(panel) and _attributable(pair):
+        winners, losers, claim = [w, v, *for_pair], ([a] if _attributable(aud) else []), pair
+        payees = {w: job.price, **_split(fee, [v, *for_pair])}
+        verdict = "auditor_faulty" if _attributable(aud) else "auditor_unable"
+    elif 2 * len(for_auditor) > len(panel) and _attributable(aud):
+        winners, losers, claim = [a, *for_auditor], ([w, v] if _attributable(pair) else []), aud
+        payees = {a: job.price, **_split(fee, for_auditor)}
+        verdict = "pair_faulty" if _attributable(pair) else "pair_unable"
+    else:
+        return _close(state, job, ctx, FAILED, "no_majority", {})
+    events = []
+    for m in [*losers, *(m for m in voters if m not in winners)]:
+        events += _punish(state, job, m)
+    return events + _conclude(state, job, ctx, verdict, payees, claim, winners=tuple(winners))
 
 
 def _conclude(state: State, job: Job, ctx: BlockContext, verdict: str, payees: dict[AccountId, Tokens],
@@ -656,7 +754,10 @@ def _assign(state: State, job: Job, ctx: BlockContext) -> list[Event]:
 
 
 def _commit_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
-    """Commit deadline passed in ``assigned``: penalise and replace whoever did not commit."""
+    """Commit deadline passed in ``assigned``: draw the check when both committed, otherwise penalise and replace
+    whoever did not commit."""
+    if job.worker in job.commits and job.verifier in job.commits:
+        return _check_draw(state, job, ctx)
     events: list[Event] = []
     worker_stalled = job.worker not in job.commits
     verifier_stalled = job.verifier not in job.commits
@@ -691,36 +792,131 @@ def _commit_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
     return events
 
 
+CAUGHT_PERCENT = 49
+"""The least chance (in percent) that an audited fake of a pair of one owner is caught, for an owner of less than a
+third of the keys: the auditor is not its key (> 2/3) and the appeal panel of 3 has no majority of its keys
+(> 1 − (3·(1/3)² − 2·(1/3)³) = 20/27): 2/3 · 20/27 = 0.494 (docs/VERIFICATION.md)."""
+
+
+def audit_permille_for(state: State, job: Job) -> int:
+    """The chance (per mille) that ``job`` is audited once its worker and verifier made the same claim:
+    ``max(audit_permille, ⌈1000·pay / (κ·(pay + S_w + S_v))⌉)``, capped at 1000, with ``pay = price +
+    verification_fee`` (what the two roles earn), ``S_w``, ``S_v`` their slashes (``stake · slash_permille /
+    1000``) and ``κ = CAUGHT_PERCENT / 100``. Then ``p · κ · (pay + S_w + S_v) ≥ pay``: a pair of one owner that
+    fakes the work saves at most ``pay`` (an honest run costs no more than it is paid) and, caught with chance at
+    least ``p·κ``, loses the pay and both slashes. 0 when audits are off."""
+    params = state.params
+    if not params.audit_permille:
+        return 0
+    pay = job.price + job.verification_fee
+    at_risk = sum(w.stake * params.slash_permille // 1000
+                  for a in (job.worker, job.verifier) if (w := state.workers.get(a)) is not None)
+    denominator = CAUGHT_PERCENT * (pay + at_risk)
+    needed = -(-1000 * 100 * pay // denominator) if denominator else 1000
+    return min(1000, max(params.audit_permille, needed))
+
+
+def _check_draw(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """Worker and verifier committed in the previous block, whose hash is this block's seed: a referee when their
+    fingerprints differ, an auditor with chance ``audit_permille_for``, either committing before anything is
+    revealed; otherwise the two reveal."""
+    w, v = job.worker, job.verifier
+    if job.fingerprints[w] != job.fingerprints[v]:
+        check = DISPUTE
+    elif _seed_int(job, ctx, "audit-coin") % 1000 < audit_permille_for(state, job):
+        check = AUDIT
+    else:
+        return _open_reveals(job, ctx)
+    checker = _draw(state, job, ctx, "referee" if check == DISPUTE else "auditor", exclude={w, v})
+    if checker is None:
+        # Nobody free to check: two different claims are compared as they are (failed unless within tolerance),
+        # and an audit is skipped.
+        return [Event("check_unavailable", {"job_id": job.job_id, "check": check}), *_open_reveals(job, ctx)]
+    job.referee, job.check = checker, check
+    state.w_worker(checker).active_jobs += 1
+    _transition(job, DISPUTED if check == DISPUTE else AUDITING, ctx.height)
+    job.deadline = ctx.height + job.commit_window
+    kind = "job_disputed" if check == DISPUTE else "job_audited"
+    return [Event(kind, {"job_id": job.job_id, "referee": checker, "deadline": job.deadline})]
+
+
+def _draw_panel(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """The auditor committed a claim unlike the pair's in the previous block: draw up to ``appeal_panel`` more
+    checkers, who commit blind too; with none free everyone reveals and the job fails unless the claims agree
+    within tolerance."""
+    panel: list[AccountId] = []
+    exclude = {job.worker, job.verifier, job.referee}
+    for i in range(state.params.appeal_panel):
+        member = _draw(state, job, ctx, f"appeal-{i}", exclude=exclude | set(panel))
+        if member is None:
+            break
+        panel.append(member)
+    if not panel:
+        return [Event("check_unavailable", {"job_id": job.job_id, "check": APPEAL}), *_open_reveals(job, ctx)]
+    job.panel, job.check = panel, APPEAL
+    for member in panel:
+        state.w_worker(member).active_jobs += 1
+    _transition(job, AUDITING, ctx.height)
+    job.deadline = ctx.height + job.commit_window
+    return [Event("job_appealed", {"job_id": job.job_id, "panel": list(panel), "deadline": job.deadline})]
+
+
 def _reveal_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
-    """Reveal deadline passed: a result was committed but withheld, so the job cannot be checked; refund."""
+    """Reveal deadline passed: whoever withheld a committed claim is penalised. A worker and verifier that both
+    revealed the same claim are settled as agreed when only their checker withheld; otherwise the job cannot be
+    checked and is refunded."""
     events: list[Event] = []
-    for role in ("worker", "verifier"):
-        account = getattr(job, role)
-        if account not in job.reveals:
-            events += _penalise_stall(state, job, account, "reveal")
-            setattr(job, role, None)
+    for account in [a for a in job.participants() if a not in job.reveals]:
+        events += _penalise_stall(state, job, account, "reveal")
+        if account == job.worker:
+            job.worker = None
+        elif account == job.verifier:
+            job.verifier = None
+        elif account == job.referee:
+            job.referee = None
+        else:
+            job.panel = [m for m in job.panel if m != account]
+    w, v = job.worker, job.verifier
+    if w is not None and v is not None and not job.panel and job.fingerprints[w] == job.fingerprints[v]:
+        cw = _claim(job, w)
+        if _attributable(cw):
+            return events + _conclude(state, job, ctx, "agreed", {w: job.price, v: job.verification_fee}, cw,
+                                      winners=(w, v))
     return events + _close(state, job, ctx, REFUNDED, "reveal_timeout", {})
 
 
-def _referee_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
-    """The referee did not commit or reveal in time: replace it, or fail the job (refund) when out of tries."""
+def _check_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """A check's deadline: the auditor's differing commitment draws the panel (a block after it landed); panel
+    members that did not commit are penalised and the rest reveal; a referee or auditor that did not commit is
+    replaced, or the job fails when out of tries."""
+    if job.check == APPEAL:
+        events: list[Event] = []
+        for member in [m for m in job.panel if m not in job.commits]:
+            events += _penalise_stall(state, job, member, "appeal")
+        job.panel = [m for m in job.panel if m in job.commits]
+        return events + _open_reveals(job, ctx)
+    if job.referee in job.commits:
+        return _draw_panel(state, job, ctx)
     events = _penalise_stall(state, job, job.referee, "referee")
     job.referee = None
     if job.reassignments >= state.params.max_reassignments:
         return events + _close(state, job, ctx, FAILED, "referee_timeout", {})
     job.reassignments += 1
-    referee = _draw(state, job, ctx, "referee", exclude={job.worker, job.verifier})
+    referee = _draw(state, job, ctx, "referee" if job.check == DISPUTE else "auditor",
+                    exclude={job.worker, job.verifier})
     if referee is None:
         return events + _close(state, job, ctx, FAILED, "referee_timeout", {})
     job.referee = referee
     state.w_worker(referee).active_jobs += 1
-    _transition(job, DISPUTED, ctx.height)
+    _transition(job, job.status, ctx.height)
     job.deadline = ctx.height + job.commit_window
-    events.append(Event("job_disputed", {"job_id": job.job_id, "referee": referee, "deadline": job.deadline}))
+    kind = "job_disputed" if job.check == DISPUTE else "job_audited"
+    events.append(Event(kind, {"job_id": job.job_id, "referee": referee, "deadline": job.deadline}))
     return events
 
 
-_ON_DEADLINE = {OPEN: _assign, ASSIGNED: _commit_timeout, REVEALING: _reveal_timeout, DISPUTED: _referee_timeout}
+_ON_DEADLINE = {OPEN: _assign, ASSIGNED: _commit_timeout, REVEALING: _reveal_timeout, DISPUTED: _check_timeout,
+                AUDITING: _check_timeout}
 
 
 def process_deadlines(state: State, ctx: BlockContext) -> list[Event]:

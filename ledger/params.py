@@ -69,6 +69,19 @@ class Params:
     offer_band_permille: int = 100
     """Offers and bids whose effective price is within this much (per mille) of the best compete in a seeded,
     reputation- and capacity-weighted draw, so undercutting by one token does not take every job."""
+    audit_permille: int = 100
+    """Least chance (per mille) that a job whose worker and verifier made the same claim gets an auditor: a third
+    worker drawn from the hash of the block holding the last commitment, who commits blind before anything is
+    revealed. A job is audited more often when its pay is large against the stakes at risk:
+    ``p = max(audit_permille, 1000·pay / (κ·(pay + S_w + S_v)))`` per mille with ``pay = price +
+    verification_fee``, ``S`` a party's slash (``stake · slash_permille / 1000``) and ``κ = 0.49``
+    (``ledger.jobs.audit_permille_for``), so that ``p·κ·(pay + S_w + S_v) ≥ pay``: a pair of one owner's keys
+    that fakes the result (saving at most the pay it would spend on honest runs) loses more when caught than it
+    saves (docs/VERIFICATION.md). 0 turns audits off, and with them that guarantee."""
+    appeal_panel: int = 3
+    """Checkers drawn (after the auditor's commitment, blind like it) when an auditor's claim differs from the
+    worker's and verifier's; their majority decides which side is slashed. Fewer are drawn when fewer workers
+    are free; with none the job fails, refunded, nobody slashed."""
     job_retention_blocks: int = 0
     """Blocks a finished job stays in the live state after the block it ended in; then it leaves the state (a
     ``job_pruned`` event), so the state holds the jobs of the last window rather than every job ever posted.
@@ -89,7 +102,7 @@ class Params:
             if type(v) is not int or v < 0 or v > 2**63 - 1:
                 raise InvalidGenesis(f"params.{f.name}", f"expected a non-negative integer, got {v!r}")
         for name in ("slash_permille", "stall_slash_permille", "equivocation_slash_permille", "trouble_permille",
-                     "offer_band_permille"):
+                     "offer_band_permille", "audit_permille"):
             if getattr(self, name) > 1000:
                 raise InvalidGenesis(f"params.{name}", "must be at most 1000 (per mille)")
         for name in ("initial_reputation", "reputation_reward", "reputation_penalty", "reputation_stall_penalty",

@@ -30,7 +30,7 @@ from ledger.smt import Proof, StateTree, root_of
 from ledger.types import AccountId, Height, JobId, Tokens
 from ledger.verdict import OUTCOMES
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 MISSING: Any = object()
 
 # Job statuses (see ledger.jobs for the transitions).
@@ -38,11 +38,14 @@ OPEN = "open"
 ASSIGNED = "assigned"
 REVEALING = "revealing"
 DISPUTED = "disputed"
+AUDITING = "auditing"
 VERIFIED = "verified"
 FAILED = "failed"
 REFUNDED = "refunded"
 TERMINAL_STATUSES = frozenset({VERIFIED, FAILED, REFUNDED})
-JOB_STATUSES = (OPEN, ASSIGNED, REVEALING, DISPUTED, VERIFIED, FAILED, REFUNDED)
+JOB_STATUSES = (OPEN, ASSIGNED, REVEALING, DISPUTED, AUDITING, VERIFIED, FAILED, REFUNDED)
+CHECKING_STATUSES = (DISPUTED, AUDITING)
+"""A checker beyond the verifier is committing: a referee (the two claims differ) or an auditor and its panel."""
 
 
 class Account:
@@ -166,6 +169,7 @@ class Job:
         "bid_deadline",
         "bid_window",
         "bids",
+        "check",
         "client",
         "commit_window",
         "commits",
@@ -174,10 +178,12 @@ class Job:
         "device",
         "escrow",
         "excluded",
+        "fingerprints",
         "history",
         "job_id",
         "min_memory_mb",
         "model",
+        "panel",
         "params_digest",
         "price",
         "reassignments",
@@ -203,6 +209,7 @@ class Job:
         "tolerance_abs", "tolerance_ppm", "device", "min_memory_mb", "bid_window", "commit_window",
         "reveal_window", "status", "escrow", "submitted_at", "bid_deadline", "deadline", "worker", "price",
         "verifier", "referee", "verdict", "result_summary", "result_artifact", "reassignments", "time_limit_ms",
+        "check",
     )
 
     def __init__(self, **kw: Any) -> None:
@@ -210,6 +217,10 @@ class Job:
             setattr(self, name, kw.get(name))
         self.bids: dict[AccountId, Tokens] = kw.get("bids") or {}
         self.commits: dict[AccountId, bytes] = kw.get("commits") or {}
+        # account -> ledger.tx.compute_fingerprint of the claim it committed to
+        self.fingerprints: dict[AccountId, bytes] = kw.get("fingerprints") or {}
+        # the appeal panel: checkers drawn when an auditor's claim differs from the worker's and verifier's
+        self.panel: list[AccountId] = kw.get("panel") or []
         # account -> (summary, artifact digest, outcome: ledger.verdict.RESULT, UNAVAILABLE, ERROR, OVER_LIMIT)
         self.reveals: dict[AccountId, tuple[list[int], bytes, int]] = kw.get("reveals") or {}
         self.excluded: list[AccountId] = kw.get("excluded") or []
@@ -220,6 +231,8 @@ class Job:
             self.price = 0
         if self.verdict is None:
             self.verdict = ""
+        if self.check is None:
+            self.check = ""  # "", or why a third party checks it: "dispute", "audit", "appeal" (ledger.jobs)
         if self.time_limit_ms is None:
             self.time_limit_ms = 0
 
@@ -228,8 +241,8 @@ class Job:
         return self.status in TERMINAL_STATUSES
 
     def participants(self) -> list[AccountId]:
-        """The workers currently holding a role (worker, verifier, referee), in that order."""
-        return [a for a in (self.worker, self.verifier, self.referee) if a is not None]
+        """The workers currently holding a role (worker, verifier, referee, then the appeal panel), in that order."""
+        return [a for a in (self.worker, self.verifier, self.referee, *self.panel) if a is not None]
 
     def clone(self) -> Job:
         j = Job.__new__(Job)
@@ -237,6 +250,8 @@ class Job:
             setattr(j, name, getattr(self, name))
         j.bids = dict(self.bids)
         j.commits = dict(self.commits)
+        j.fingerprints = dict(self.fingerprints)
+        j.panel = list(self.panel)
         j.reveals = dict(self.reveals)  # values are never mutated in place, only replaced
         j.excluded = list(self.excluded)
         j.history = list(self.history)
@@ -251,13 +266,15 @@ class Job:
             sorted([k, list(s), d, o] for k, (s, d, o) in self.reveals.items()),
             sorted(self.excluded),
             [list(h) for h in self.history],
+            sorted([k, v] for k, v in self.fingerprints.items()),
+            list(self.panel),
         ]
 
     @classmethod
     def from_list(cls, v: list[Any]) -> Job:
         n = len(cls._SIMPLE)
         kw = dict(zip(cls._SIMPLE, v[:n], strict=True))
-        bids, commits, reveals, excluded, history = v[n:]
+        bids, commits, reveals, excluded, history, fingerprints, panel = v[n:]
         return cls(
             **kw,
             bids={k: p for k, p in bids},
@@ -265,6 +282,8 @@ class Job:
             reveals={k: (s, d, o) for k, s, d, o in reveals},
             excluded=list(excluded),
             history=[(s, h) for s, h in history],
+            fingerprints={k: f for k, f in fingerprints},
+            panel=list(panel),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -284,6 +303,8 @@ class Job:
             for k, (s, a, o) in sorted(self.reveals.items())
         }
         d["excluded"] = [h(a) for a in sorted(self.excluded)]
+        d["fingerprints"] = {h(k): h(f) for k, f in sorted(self.fingerprints.items())}
+        d["panel"] = [h(a) for a in self.panel]
         d["history"] = [{"status": s, "height": hh} for s, hh in self.history]
         return d
 

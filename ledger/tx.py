@@ -28,6 +28,7 @@ TX_VERSION = 1
 MAX_TX_BYTES = 8192
 SIGN_DOMAIN = b"dacn/tx/v1\x00"
 COMMITMENT_TAG = "dacn/commitment/v1"
+FINGERPRINT_TAG = "dacn/fingerprint/v1"
 MAX_SUMMARY_LEN = 512
 """Hard cap on the length of a revealed result summary (the chain's ``max_summary_len`` may be lower)."""
 MAX_SALT_LEN = 64
@@ -240,13 +241,17 @@ class Bid(Payload):
 
 @dataclass(frozen=True, slots=True)
 class CommitResult(Payload):
-    """Commit to a result: ``commitment = compute_commitment(job_id, sender, summary, artifact_digest, salt)``."""
+    """Commit to a result: ``commitment = compute_commitment(job_id, sender, summary, artifact_digest, salt)`` and
+    ``fingerprint = compute_fingerprint(job_id, summary, outcome)``: the first hides the claim and binds it to the
+    sender; the second lets the ledger see, before anything is revealed, whether two claims are the same, so a
+    disagreement is settled by checkers who commit blind (``ledger.jobs``)."""
 
     KIND = "commit_result"
     CODE = 9
-    FIELDS = (("job_id", _DIGEST), ("commitment", _DIGEST))
+    FIELDS = (("job_id", _DIGEST), ("commitment", _DIGEST), ("fingerprint", _DIGEST))
     job_id: JobId
     commitment: bytes
+    fingerprint: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,3 +502,12 @@ def compute_commitment(
     if outcome:
         body.append(outcome)
     return blake2b256(pack(body) + salt)
+
+
+def compute_fingerprint(job_id: bytes, summary: list[int], outcome: int = 0) -> bytes:
+    """What a claim looks like without showing it: ``blake2b256(pack([tag, job, outcome, summary]))``.
+
+    Unsalted and unbound to the committer, so two identical claims on a job have the same fingerprint and the
+    ledger learns whether the parties agree before anyone reveals. It hides a result summary (a long vector of
+    integers nobody can guess); it does not hide which of a few small error codes a party claims."""
+    return blake2b256(pack([FINGERPRINT_TAG, job_id, outcome, list(summary)]))

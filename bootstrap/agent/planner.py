@@ -47,11 +47,13 @@ from ledger.errors import (
     WrongJobState,
 )
 from ledger.jobs import eligibility_problem, worker_problem
-from ledger.state import ASSIGNED, DISPUTED, OPEN, REVEALING, Job, State
-from ledger.tx import Bid, CommitResult, Offer, Payload, RevealResult, compute_commitment
+from ledger.state import ASSIGNED, AUDITING, CHECKING_STATUSES, OPEN, REVEALING, Job, State
+from ledger.tx import Bid, CommitResult, Offer, Payload, RevealResult, compute_commitment, compute_fingerprint
 from ledger.verdict import ERROR, RESULT, UNAVAILABLE
 
-WORKER, VERIFIER, REFEREE = "worker", "verifier", "referee"
+WORKER, VERIFIER, REFEREE, AUDITOR, PANEL = "worker", "verifier", "referee", "auditor", "panel"
+COMMITTING = (ASSIGNED, *CHECKING_STATUSES)
+"""Statuses in which some role still commits."""
 NODE_KEY = "node"
 OPENINGS_FILE = "agent-openings.json"
 RUN_TIMES_KEPT = 5  # measured run times remembered per model
@@ -100,6 +102,9 @@ class Opening:
         return compute_commitment(job_id, account, list(self.summary), self.artifact_digest, self.salt,
                                   self.outcome)
 
+    def fingerprint(self, job_id: bytes) -> bytes:
+        return compute_fingerprint(job_id, list(self.summary), self.outcome)
+
 
 @dataclass(frozen=True)
 class FetchSpec:
@@ -144,6 +149,7 @@ class PostCommit:
     role: str
     commitment: bytes
     opening: Opening | None  # None when the commitment was copied (fault injection): nothing to open
+    fingerprint: bytes = b""  # with a copied commitment, the copied fingerprint; otherwise the opening's
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,8 @@ def payload_for(action: PostBid | PostOffer | PostCommit | PostReveal) -> Payloa
     if isinstance(action, PostBid):
         return Bid(action.job_id, action.price)
     if isinstance(action, PostCommit):
-        return CommitResult(action.job_id, action.commitment)
+        fingerprint = action.fingerprint or (action.opening.fingerprint(action.job_id) if action.opening else b"")
+        return CommitResult(action.job_id, action.commitment, fingerprint)
     o = action.opening
     return RevealResult(action.job_id, list(o.summary), o.artifact_digest, o.salt, o.outcome)
 
@@ -406,7 +413,7 @@ class Planner:
             job = state.jobs[job_id]
             if job.status == OPEN:
                 open_jobs.append(job)
-            elif job.status in (ASSIGNED, REVEALING, DISPUTED):
+            elif job.status in (*COMMITTING, REVEALING):
                 duties, run = self._duties(state, job, workers, memory)
                 actions += duties
                 if run is not None:
@@ -488,7 +495,7 @@ class Planner:
             if job.status == OPEN:
                 if any(self._has_bid(state, job, k.account, memory) for k in workers):
                     out.append(self._work(state, job, memory))
-            elif job.status in (ASSIGNED, DISPUTED) and job_id not in memory.results and any(
+            elif job.status in COMMITTING and job_id not in memory.results and any(
                     k.account not in job.commits for k, _ in self._roles(job, workers)):
                 if self.duty_lane and not self._is_work(job, workers):
                     continue  # duties run in their own lane
@@ -537,7 +544,7 @@ class Planner:
         to_commit = {k.account: 0 for k in workers}
         for job_id in state.active_jobs:
             job = state.jobs[job_id]
-            if job.status in (ASSIGNED, DISPUTED):
+            if job.status in COMMITTING:
                 for k, _ in self._roles(job, workers):
                     if k.account not in job.commits:
                         to_commit[k.account] += 1
@@ -589,8 +596,15 @@ class Planner:
     # -- duties --
     def _roles(self, job: Job, workers: list[LocalKey]) -> list[tuple[LocalKey, str]]:
         """Local keys holding a role that still has to commit or reveal in the job's current phase."""
-        holders = [(job.worker, WORKER), (job.verifier, VERIFIER)] if job.status in (ASSIGNED, REVEALING) \
-            else [(job.referee, REFEREE)]
+        checker = AUDITOR if job.status == AUDITING else REFEREE
+        everyone = [(job.worker, WORKER), (job.verifier, VERIFIER), (job.referee, checker),
+                    *((m, PANEL) for m in job.panel)]
+        if job.status == ASSIGNED:
+            holders = everyone[:2]
+        elif job.status in CHECKING_STATUSES:
+            holders = everyone[3:] if job.panel else [everyone[2]]
+        else:
+            holders = everyone
         by_account = {k.account: k for k in workers}
         return [(by_account[a], role) for a, role in holders if a in by_account]
 
@@ -602,13 +616,14 @@ class Planner:
         out: list[Action] = []
         need_run: list[tuple[str, str]] = []
         for k, role in self._roles(job, workers):
-            if job.status in (ASSIGNED, DISPUTED) and k.account not in job.commits:
+            if job.status in COMMITTING and k.account not in job.commits:
                 if self._blocked(memory, job.job_id, k.account, "commit", state.height):
                     continue
                 if self.faults.applies(k.name, COPY_COMMIT):
-                    others = sorted(c for a, c in job.commits.items() if a != k.account)
+                    others = sorted((c, job.fingerprints.get(a, b"")) for a, c in job.commits.items()
+                                    if a != k.account)
                     if others:  # nothing to copy until someone else commits
-                        out.append(PostCommit(job.job_id, k, role, others[0], None))
+                        out.append(PostCommit(job.job_id, k, role, others[0][0], None, others[0][1]))
                     continue
                 record = memory.results.get(job.job_id) or self._claim(state, job, memory)
                 if record is None:
@@ -616,7 +631,7 @@ class Planner:
                     continue
                 opening = self._opening(state, job, k, record, memory)
                 out.append(PostCommit(job.job_id, k, role, opening.commitment(job.job_id, k.account), opening))
-            elif k.account in job.commits and k.account not in job.reveals and job.status in (REVEALING, DISPUTED):
+            elif k.account in job.commits and k.account not in job.reveals and job.status == REVEALING:
                 if self.faults.applies(k.name, NO_REVEAL):
                     continue
                 if self._blocked(memory, job.job_id, k.account, "reveal", state.height):

@@ -207,6 +207,8 @@ def describe_job(view: dict[str, Any]) -> str:
     for role in ("worker", "verifier", "referee"):
         if view.get(role):
             parts.append(f"{role} {str(view[role])[:12]}…")
+    if view.get("panel"):
+        parts.append(f"panel of {len(view['panel'])}")
     if view.get("price"):
         parts.append(f"price {view['price']}")
     claims = [o for o in view.get("outcomes") or [] if o.get("outcome") != "result"]

@@ -22,6 +22,12 @@ _SHARE = "each party got a small share of its pay for the trouble, the client th
 VERDICT_WORDS = {
     "agreed": "worker and verifier agreed on the result",
     "agreed_by_referee": "a referee agreed with both worker and verifier",
+    "audited": "an auditor drawn after the commitments ran it again and agreed with worker and verifier",
+    "auditor_faulty": "an auditor's claim was wrong (it was slashed); worker, verifier and the appeal panel agreed",
+    "auditor_unable": "the auditor could not run the job (not penalised); the appeal panel confirmed the result",
+    "pair_faulty": "worker and verifier agreed on a wrong result (both slashed); the auditor and the appeal "
+                   "panel's majority agreed on the accepted one",
+    "pair_unable": "worker and verifier claimed they could not run it; the auditor and the appeal panel ran it",
     "worker_faulty": "the worker's result was wrong (it was slashed); verifier and referee agreed",
     "verifier_faulty": "the verifier's claim was wrong (it was slashed); worker and referee agreed",
     "worker_unable": "the worker could not run the job (not penalised, not paid); verifier and referee agreed",
@@ -30,7 +36,7 @@ VERDICT_WORDS = {
     "unrunnable": f"nobody could run the job (its data could not be fetched, or it ran over its limits): {_SHARE}",
     "spec_error": f"the job's spec fails on its data, the same way for every worker: {_SHARE}",
     "disputed_no_referee": "worker and verifier disagreed and no referee was free: the client was refunded",
-    "no_majority": "worker, verifier and referee all disagreed: the client was refunded",
+    "no_majority": "the checkers found no majority for any claim: the client was refunded, nobody was slashed",
     "referee_timeout": "the referee missed its deadline (penalised): the client was refunded",
     "commit_timeout": "a worker missed its commit deadline too often (penalised): the client was refunded",
     "commit_timeout_no_worker": "a worker missed its commit deadline (penalised) and nobody could replace it: "
@@ -65,10 +71,13 @@ def verdict_words(verdict: str, result_summary: Sequence[int] | None = None) -> 
 
 
 def reveal_outcomes(job: Job) -> list[dict[str, Any]]:
-    """What each party revealed, by role (worker, verifier, referee): its outcome and that in words."""
+    """What each party revealed, by role (worker, verifier, referee or auditor, panel): its outcome and that in
+    words."""
     out = []
-    for role in ("worker", "verifier", "referee"):
-        account = getattr(job, role, None)
+    checker = "auditor" if getattr(job, "check", "") in ("audit", "appeal") else "referee"
+    roles = [("worker", job.worker), ("verifier", job.verifier), (checker, job.referee),
+             *(("panel", m) for m in getattr(job, "panel", []))]
+    for role, account in roles:
         if account is None or account not in job.reveals:
             continue
         summary, _, outcome = job.reveals[account]
@@ -87,12 +96,24 @@ def status_waiting_for(job: Job) -> str | None:
         return f"bids until height {job.bid_deadline}"
     if s == "assigned":
         missing = [r for r, a in (("worker", job.worker), ("verifier", job.verifier)) if a not in job.commits]
-        return f"commits from {' and '.join(missing) or 'nobody'} by height {job.deadline}"
+        if not missing:
+            return f"the check drawn at height {job.deadline} from the hash of the block holding the commitments"
+        return f"commits from {' and '.join(missing)} by height {job.deadline}"
     if s == "revealing":
-        missing = [r for r, a in (("worker", job.worker), ("verifier", job.verifier)) if a not in job.reveals]
-        return f"reveals from {' and '.join(missing) or 'nobody'} by height {job.deadline}"
+        missing = [o for o in ("worker", "verifier", "referee") if (a := getattr(job, o)) is not None
+                   and a in job.commits and a not in job.reveals]
+        missing += ["a panel member"] * sum(1 for m in job.panel if m in job.commits and m not in job.reveals)
+        return f"reveals from {', '.join(missing) or 'nobody'} by height {job.deadline}"
     if s == "disputed":
-        return f"the referee's commit and reveal by height {job.deadline}"
+        return f"the referee's blind commitment by height {job.deadline} (worker and verifier claimed different " \
+               "things)"
+    if s == "auditing":
+        if job.panel:
+            left = sum(1 for m in job.panel if m not in job.commits)
+            return f"commitments from {left} appeal panel member{'s' if left != 1 else ''} by height {job.deadline}"
+        if job.referee in job.commits:
+            return f"the appeal panel drawn at height {job.deadline} (the auditor's claim differs)"
+        return f"the auditor's blind commitment by height {job.deadline}"
     return None
 
 
@@ -131,7 +152,7 @@ def timeline(job: Job) -> list[dict[str, Any]]:
         found = {"step": "offer", "done": True, "height": job.submitted_at}
     else:
         found = {"step": "bids", "done": bool(job.bids) or job.worker is not None, "count": len(job.bids)}
-    revealed: dict[str, Any] = {"step": "revealed", "done": final == "verified" or "disputed" in at
+    revealed: dict[str, Any] = {"step": "revealed", "done": final == "verified"
                                 or (final is not None and bool(job.reveals)), "count": len(job.reveals),
                                 "height": at.get("revealing")}
     outcomes = reveal_outcomes(job)
@@ -142,10 +163,12 @@ def timeline(job: Job) -> list[dict[str, Any]]:
         found,
         {"step": "assigned", "done": job.worker is not None, "height": at.get("assigned")},
         {"step": "committed", "done": len(job.commits) >= 2 or "revealing" in at, "count": len(job.commits)},
-        revealed,
     ]
-    if "disputed" in at:
-        steps.append({"step": "disputed", "done": True, "height": at["disputed"]})
+    # Checks come before the reveals: a referee, an auditor and its panel all commit blind.
+    for status in ("disputed", "auditing"):
+        if status in at:
+            steps.append({"step": status, "done": True, "height": at[status]})
+    steps.append(revealed)
     end: dict[str, Any] = {"step": final or "verified", "done": final is not None,
                            "height": at.get(final or "verified")}
     verdict = getattr(job, "verdict", "")

@@ -172,6 +172,7 @@ def test_the_reveal_opens_the_claim_that_was_committed():
         txs.append(Wallet(c.key.name, nonce=chain.state.nonce(c.key.account)).sign(_payload(c)))
     memory.results[job_id] = RunRecord(TRUE_SUMMARY, ARTIFACT, b"r" * 32)  # a late result changes nothing
     chain.block(*txs)
+    chain.block()  # the check draw
     reveals = Planner(CPU).plan(chain.state, [wk, vk], memory)
     assert [type(a) for a in reveals] == [PostReveal, PostReveal]
     assert all(r.opening.outcome == ERROR and r.opening.summary == (142,) for r in reveals)

@@ -175,7 +175,7 @@ async def test_a_random_results_key_is_caught_by_the_referee_slashed_and_cut(tmp
         seen = await wait_terminal(node, job_id, events)
         job = node.state.jobs[job_id]
         assert job.worker == workers[cheat]
-        assert seen == ["open", "assigned", "revealing", "disputed", "verified"], seen
+        assert seen == ["open", "assigned", "disputed", "revealing", "verified"], seen
         assert job.verdict == "worker_faulty"
         punished = node.state.workers[workers[cheat]]
         assert punished.stake < stake and punished.reputation < 500 and punished.jobs_failed == 1

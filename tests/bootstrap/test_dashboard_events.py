@@ -227,7 +227,8 @@ def _worker(kind: str = "cpu", stake: int = 1000, memory_mb: int = 4096) -> Any:
 
 def _job(**kw: Any) -> Any:
     base = dict(status="open", bids={}, bid_deadline=12, device="any", min_memory_mb=0, history=[("open", 5)],
-                submitted_at=5, worker=None, commits={}, reveals={})
+                submitted_at=5, worker=None, verifier=None, referee=None, panel=[], check="", commits={},
+                reveals={})
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -249,9 +250,13 @@ def test_timeline_steps() -> None:
                          reveals={1: 1, 2: 2}, history=[("open", 5), ("assigned", 8), ("revealing", 10),
                                                         ("verified", 11)]))
     assert all(s["done"] for s in done) and done[-1] == {"step": "verified", "done": True, "height": 11}
-    disputed = timeline(_job(status="failed", worker=b"a", commits={1: 1, 2: 2}, history=[
-        ("open", 5), ("assigned", 8), ("revealing", 10), ("disputed", 11), ("failed", 15)]))
-    assert [s["step"] for s in disputed][-2:] == ["disputed", "failed"]
+    # a check (referee, or auditor and panel) commits blind before anything is revealed
+    disputed = timeline(_job(status="failed", worker=b"a", commits={1: 1, 2: 2, 3: 3}, history=[
+        ("open", 5), ("assigned", 8), ("disputed", 10), ("revealing", 11), ("failed", 15)]))
+    assert [s["step"] for s in disputed][-4:] == ["committed", "disputed", "revealed", "failed"]
+    audited = timeline(_job(status="verified", worker=b"a", commits={1: 1, 2: 2, 3: 3}, history=[
+        ("open", 5), ("assigned", 8), ("auditing", 10), ("revealing", 12), ("verified", 13)]))
+    assert [s["step"] for s in audited][-3:] == ["auditing", "revealed", "verified"]
 
 
 def test_a_job_assigned_at_submission_shows_an_offer_step_and_no_bid_wait() -> None:

@@ -32,6 +32,7 @@ from ledger.tx import (
     TransferFrom,
     Unbond,
     compute_commitment,
+    compute_fingerprint,
     make_tx,
 )
 from ledger.types import AccountId
@@ -58,9 +59,11 @@ def ctx(height: int, *, proposer: AccountId = PROPOSER, seed: bytes | None = Non
     return BlockContext(height, 1_700_000_000_000 + height * 1000, seed or blake2b256(b"seed%d" % height), proposer)
 
 
-TEST_PARAMS: dict[str, Any] = {"commit_margin_blocks": 0, "window_fee_per_block": 0, "default_job_time_ms": 1_000}
+TEST_PARAMS: dict[str, Any] = {"commit_margin_blocks": 0, "window_fee_per_block": 0, "default_job_time_ms": 1_000,
+                               "audit_permille": 0}
 """Most ledger tests walk jobs through one- and two-block windows: let any window fit a default run, for free
-(tests of the window rules pass the chain's real values)."""
+(tests of the window rules pass the chain's real values). Audits are off unless a test turns them on, so a job's
+path does not hang on its seed's audit coin (tests/ledger/test_audits.py covers them)."""
 
 
 def make_genesis(
@@ -171,7 +174,7 @@ class Wallet:
         """Commit to ``summary`` (and ``outcome``) with a salt and artifact digest derived from the wallet and job."""
         opening = self._opening(job_id)
         commitment = compute_commitment(job_id, self.account, summary, *opening, outcome)
-        return self.sign(CommitResult(job_id, commitment), **kw)
+        return self.sign(CommitResult(job_id, commitment, compute_fingerprint(job_id, summary, outcome)), **kw)
 
     def reveal(self, job_id: bytes, summary: list[int], outcome: int = 0, **kw: Any) -> SignedTx:
         return self.sign(RevealResult(job_id, list(summary), *self._opening(job_id), outcome), **kw)
@@ -192,10 +195,11 @@ class Chain:
         self.receipts: list[Any] = []
         self.events: list[Any] = []
 
-    def block(self, *txs: SignedTx) -> list[Any]:
-        """Run begin_block, apply ``txs`` (all must be valid), end_block; returns this block's events."""
+    def block(self, *txs: SignedTx, seed: bytes | None = None) -> list[Any]:
+        """Run begin_block, apply ``txs`` (all must be valid), end_block; returns this block's events. ``seed``
+        stands for the parent block's hash (derived from the height unless given)."""
         self.height += 1
-        c = ctx(self.height)
+        c = ctx(self.height, seed=seed)
         _, events = begin_block(self.state, c)
         for stx in txs:
             _, receipt = apply_tx(self.state, stx, c)

@@ -42,7 +42,7 @@ def _utf8(n: int) -> st.SearchStrategy[str]:
 # Field name -> strategy for a valid value; every field of every kind must be listed (checked below).
 FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     **{name: _h32 for name in ("to", "spender", "owner", "params_digest", "dataset_digest", "job_id", "commitment",
-                               "artifact_digest")},
+                               "fingerprint", "artifact_digest")},
     **{name: _u64 for name in ("amount", "stake", "memory_mb", "capacity", "reward", "verification_fee",
                                "tolerance_abs", "tolerance_ppm", "min_memory_mb", "bid_window", "commit_window",
                                "reveal_window", "price", "until", "time_limit_ms", "outcome", "max_time_ms")},

@@ -54,10 +54,14 @@ def _claim(name: str, behaviour: str, job: dict, index: int) -> tuple[list[int],
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(behaviours=st.lists(st.sampled_from(BEHAVIOURS), min_size=6, max_size=6), jobs=st.lists(job_st, min_size=1,
-                                                                                                 max_size=6))
-def test_an_honest_worker_never_loses_stake_or_reputation(behaviours: list[str], jobs: list[dict]) -> None:
+                                                                                                 max_size=6),
+       audit=st.sampled_from([0, 500]))
+def test_an_honest_worker_never_loses_stake_or_reputation(behaviours: list[str], jobs: list[dict], audit: int
+                                                          ) -> None:
+    """Also with audits (an auditor drawn on half the jobs, and an appeal panel when its claim differs)."""
     behaviour = dict(zip(WORKERS, behaviours, strict=True))
-    state = make_state(balances={"client": 10**9}, workers={n: {} for n in WORKERS})
+    state = make_state(balances={"client": 10**9}, workers={n: {} for n in WORKERS},
+                       params={"audit_permille": audit})
     chain = Chain(state)
     client = Wallet("client")
     wallets = {n: Wallet(n) for n in WORKERS}
@@ -83,9 +87,9 @@ def test_an_honest_worker_never_loses_stake_or_reputation(behaviours: list[str],
                 claim = claims[account]
                 if claim is None or account in j.reveals:
                     continue
-                if account not in j.commits and j.status in ("assigned", "disputed"):
+                if account not in j.commits and j.status in ("assigned", "disputed", "auditing"):
                     txs.append(w.commit(job_id, claim[0], claim[1]))
-                elif account in j.commits and j.status in ("revealing", "disputed"):
+                elif account in j.commits and j.status == "revealing":
                     txs.append(w.reveal(job_id, claim[0], claim[1]))
             chain.block(*txs)
         assert state.jobs[job_id].status in TERMINAL_STATUSES

@@ -10,7 +10,6 @@ from ledger.errors import (
     InsufficientFunds,
     InvalidField,
     NotClient,
-    NotCommitted,
     NotEligible,
     NotParticipant,
     TooManyBids,
@@ -58,12 +57,17 @@ class Net:
         return job_id
 
     def commit_both(self, job_id, worker_summary, verifier_summary) -> None:
+        """Both commit in one block; the next block draws the check (a referee when the claims differ)."""
         self.chain.block(self.role(job_id, "worker").commit(job_id, worker_summary),
                          self.role(job_id, "verifier").commit(job_id, verifier_summary))
+        self.chain.block()
+
+    def reveal_txs(self, job_id, worker_summary, verifier_summary) -> list:
+        return [self.role(job_id, "worker").reveal(job_id, worker_summary),
+                self.role(job_id, "verifier").reveal(job_id, verifier_summary)]
 
     def reveal_both(self, job_id, worker_summary, verifier_summary) -> list:
-        return self.chain.block(self.role(job_id, "worker").reveal(job_id, worker_summary),
-                                self.role(job_id, "verifier").reveal(job_id, verifier_summary))
+        return self.chain.block(*self.reveal_txs(job_id, worker_summary, verifier_summary))
 
     def check_invariants(self) -> None:
         assert total_supply(self.state) == self.supply
@@ -214,9 +218,10 @@ def test_agreement_pays_worker_and_verifier_and_refunds_the_rest(net: Net) -> No
     job_id = net.assigned(bids={"w1": 400}, reward=1_000, verification_fee=200, tolerance_abs=2)
     worker, verifier = net.role(job_id, "worker"), net.role(job_id, "verifier")
     before = {a: net.state.balance(a) for a in (account("alice"), worker.account, verifier.account)}
-    net.commit_both(job_id, [10, 20, 30], [11, 20, 28])
-    assert net.job(job_id).status == "revealing" and net.job(job_id).deadline == 3 + 5
-    events = net.reveal_both(job_id, [10, 20, 30], [11, 20, 28])
+    net.commit_both(job_id, [10, 20, 30], [10, 20, 30])
+    # committed at height 3; height 4 drew no check (the same claim, audits off), so reveals are due by 4 + 5
+    assert net.job(job_id).status == "revealing" and net.job(job_id).deadline == 4 + 5
+    events = net.reveal_both(job_id, [10, 20, 30], [10, 20, 30])
     job = net.job(job_id)
     assert (job.status, job.verdict, job.escrow) == ("verified", "agreed", 0)
     assert job.result_summary == [10, 20, 30]
@@ -241,6 +246,11 @@ def test_commit_and_reveal_invalid_cases(net: Net) -> None:
     apply_tx(s, worker.commit(job_id, [1]), c)
     assert_rejected(s, worker.commit(job_id, [1]), c, DuplicateAction, action="commit")
     apply_tx(s, verifier.commit(job_id, [1]), c)
+    assert_rejected(s, worker.reveal(job_id, [1]), c, WrongJobState, status="assigned")  # the check is drawn first
+    net.chain.block()
+    net.chain.block()
+    c = net.chain.ctx()
+    assert net.job(job_id).status == "revealing"
     assert_rejected(s, worker.reveal(job_id, [2]), c, BadCommitment, account=worker.account)
     assert_rejected(s, outsider.reveal(job_id, [1]), c, NotParticipant)
     apply_tx(s, worker.reveal(job_id, [1]), c)
@@ -257,7 +267,11 @@ def test_copied_commitment_cannot_be_opened_by_the_copier(net: Net) -> None:
     c = net.chain.ctx()
     honest = worker.commit(job_id, [7])
     apply_tx(net.state, honest, c)
-    apply_tx(net.state, verifier.sign(CommitResult(job_id, honest.payload.commitment)), c)
+    copied = CommitResult(job_id, honest.payload.commitment, honest.payload.fingerprint)
+    apply_tx(net.state, verifier.sign(copied), c)
+    net.chain.block()
+    net.chain.block()
+    c = net.chain.ctx()
     reveal = worker.reveal(job_id, [7])
     apply_tx(net.state, reveal, c)
     p = reveal.payload
@@ -275,15 +289,19 @@ def test_summary_longer_than_the_chain_allows() -> None:
 
 
 def _dispute(net: Net, referee_summary: list[int]) -> bytes:
+    """Worker and verifier commit different claims; the next block draws a referee, who commits blind (it saw only
+    fingerprints); then all three reveal."""
     job_id = net.assigned(bids={"w1": 400}, reward=1_000, verification_fee=200)
     net.commit_both(job_id, [1, 2], [1, 3])
-    net.reveal_both(job_id, [1, 2], [1, 3])
     job = net.job(job_id)
-    assert job.status == "disputed" and job.referee not in (job.worker, job.verifier, None)
+    assert job.status == "disputed" and job.check == "dispute"
+    assert job.referee not in (job.worker, job.verifier, None) and not job.reveals
     referee = net.role(job_id, "referee")
-    assert_rejected(net.state, referee.reveal(job_id, referee_summary), net.chain.ctx(), NotCommitted)
+    assert_rejected(net.state, net.role(job_id, "worker").reveal(job_id, [1, 2]), net.chain.ctx(), WrongJobState)
     net.chain.block(referee.commit(job_id, referee_summary))
-    net.chain.block(referee.reveal(job_id, referee_summary))
+    assert job.status == "revealing"
+    net.chain.block(net.role(job_id, "worker").reveal(job_id, [1, 2]),
+                    net.role(job_id, "verifier").reveal(job_id, [1, 3]), referee.reveal(job_id, referee_summary))
     return job_id
 
 
@@ -327,10 +345,9 @@ def test_referee_within_tolerance_of_both_splits_the_fee() -> None:
     net = Net()
     job_id = net.assigned(bids={"w1": 400}, verification_fee=201, tolerance_abs=1)
     net.commit_both(job_id, [0], [2])
-    net.reveal_both(job_id, [0], [2])
     referee = net.role(job_id, "referee")
     net.chain.block(referee.commit(job_id, [1]))
-    events = net.chain.block(referee.reveal(job_id, [1]))
+    events = net.chain.block(referee.reveal(job_id, [1]), *net.reveal_txs(job_id, [0], [2]))
     job = net.job(job_id)
     assert (job.status, job.verdict) == ("verified", "agreed_by_referee")
     paid = {e.fields["to"]: e.fields["amount"] for e in events if e.kind == "paid"}
@@ -362,6 +379,7 @@ def test_worker_missing_commit_is_slashed_and_replaced_by_next_bidder(net: Net) 
     assert [s for s, _ in job.history] == ["open", "assigned", "assigned"]
     assert_rejected(net.state, net.by_account[stalled].commit(job_id, [1]), net.chain.ctx(), NotParticipant)
     net.chain.block(net.role(job_id, "worker").commit(job_id, [1]))
+    net.chain.block()  # the check draw
     assert job.status == "revealing"
     net.reveal_both(job_id, [1], [1])
     assert job.status == "verified"
@@ -397,7 +415,6 @@ def test_stalled_referee_is_replaced_then_job_fails_when_out_of_tries() -> None:
     net = Net(workers={n: {} for n in ["w1", "w2", "w3", "w4"]}, params={"max_reassignments": 1})
     job_id = net.assigned(commit_window=1)
     net.commit_both(job_id, [1], [2])
-    net.reveal_both(job_id, [1], [2])
     job = net.job(job_id)
     first = job.referee
     net.chain.block()  # referee misses its commit window

@@ -26,16 +26,35 @@ def _stakes(net: Net) -> dict[bytes, tuple[int, int]]:
     return {a: (w.stake, w.reputation) for a, w in net.state.workers.items()}
 
 
+_PENDING: dict[bytes, tuple[tuple[list[int], int], tuple[list[int], int]]] = {}
+"""Claims committed but not yet revealed because a referee was drawn first (it commits blind)."""
+
+
 def _commit_reveal(net: Net, job_id: bytes, worker: tuple[list[int], int], verifier: tuple[list[int], int]) -> list:
+    """Both commit; the next block draws the check. The same claim is revealed at once; different claims wait for
+    the referee (``_referee``), who commits before anything is revealed."""
     w, v = net.role(job_id, "worker"), net.role(job_id, "verifier")
     net.chain.block(w.commit(job_id, worker[0], worker[1]), v.commit(job_id, verifier[0], verifier[1]))
+    net.chain.block()
+    if net.job(job_id).status == "disputed":
+        _PENDING[job_id] = (worker, verifier)
+        return []
     return net.chain.block(w.reveal(job_id, worker[0], worker[1]), v.reveal(job_id, verifier[0], verifier[1]))
 
 
 def _referee(net: Net, job_id: bytes, claim: tuple[list[int], int]) -> None:
     r = net.role(job_id, "referee")
     net.chain.block(r.commit(job_id, claim[0], claim[1]))
-    net.chain.block(r.reveal(job_id, claim[0], claim[1]))
+    (ws, wo), (vs, vo) = _PENDING.pop(job_id)
+    w, v = net.role(job_id, "worker"), net.role(job_id, "verifier")
+    net.chain.block(r.reveal(job_id, claim[0], claim[1]), w.reveal(job_id, ws, wo), v.reveal(job_id, vs, vo))
+
+
+def _referee_commits(net: Net, job_id: bytes) -> None:
+    """The block after both commits draws a referee (the claims differ); it commits, and the reveals open."""
+    net.chain.block()
+    net.chain.block(net.role(job_id, "referee").commit(job_id, GOOD))
+    assert net.job(job_id).status == "revealing"
 
 
 def _balances(net: Net, *names: str) -> dict[str, int]:
@@ -68,6 +87,7 @@ def test_unavailable_next_to_over_limit_is_unrunnable_nobody_slashed(net: Net) -
     job_id = net.assigned()
     stakes = _stakes(net)
     _commit_reveal(net, job_id, ([], OVER_LIMIT), ([], UNAVAILABLE))
+    _referee(net, job_id, (GOOD, RESULT))  # the claims differ, so a referee ran it: nobody can check it alone
     assert (net.job(job_id).status, net.job(job_id).verdict) == ("failed", "unrunnable")
     assert _stakes(net) == stakes
     net.check_invariants()
@@ -132,6 +152,7 @@ def test_a_malformed_claim_is_refused_at_reveal(net: Net, summary: list[int], ou
     job_id = net.assigned()
     w, v = net.role(job_id, "worker"), net.role(job_id, "verifier")
     net.chain.block(w.commit(job_id, summary, outcome), v.commit(job_id, GOOD))
+    _referee_commits(net, job_id)
     assert_rejected(net.state, w.reveal(job_id, summary, outcome), net.chain.ctx(), InvalidField,
                     field="reveal_result.outcome")
 
@@ -140,6 +161,7 @@ def test_the_commitment_binds_the_outcome(net: Net) -> None:
     job_id = net.assigned()
     w, v = net.role(job_id, "worker"), net.role(job_id, "verifier")
     net.chain.block(w.commit(job_id, CODE, ERROR), v.commit(job_id, GOOD))
+    _referee_commits(net, job_id)
     # Having seen nothing better to do, the worker tries to open its error commitment as a result.
     assert_rejected(net.state, w.reveal(job_id, CODE, RESULT), net.chain.ctx(), BadCommitment)
 

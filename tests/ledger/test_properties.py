@@ -37,6 +37,7 @@ from ledger.tx import (
     TransferFrom,
     Unbond,
     compute_commitment,
+    compute_fingerprint,
     make_tx,
 )
 from tests.ledger.factories import account, ctx, key, make_genesis
@@ -47,7 +48,9 @@ NEWCOMERS = ["carol", "dave"]
 EVERYONE = CLIENTS + WORKERS + NEWCOMERS
 SUMMARIES = [[1, 2], [1, 3], [5, 5]]
 PARAMS = {"unbonding_period": 3, "evidence_max_age": 2, "max_reassignments": 1, "default_bid_window": 1,
-          "default_commit_window": 2, "default_reveal_window": 2, "max_window": 4, "min_stake": 1_000}
+          "default_commit_window": 2, "default_reveal_window": 2, "max_window": 4, "min_stake": 1_000,
+          "audit_permille": 400, "appeal_panel": 2}
+"""Audits on 40% of the agreeing jobs (or more, for small stakes), so auditors and appeal panels run here too."""
 
 names = st.sampled_from(EVERYONE)
 amounts = st.integers(0, 3_000)
@@ -164,7 +167,9 @@ class LedgerMachine(RuleBasedStateMachine):
         if name is None:
             return
         salt = blake2b256(job_id + acct)[:16]
-        if self._apply(name, CommitResult(job_id, compute_commitment(job_id, acct, summary, blake2b256(b"a"), salt))):
+        commit = CommitResult(job_id, compute_commitment(job_id, acct, summary, blake2b256(b"a"), salt),
+                              compute_fingerprint(job_id, summary))
+        if self._apply(name, commit):
             self.openings[(job_id, acct)] = summary
 
     @precondition(lambda self: self.openings)
@@ -206,9 +211,9 @@ class LedgerMachine(RuleBasedStateMachine):
                     summary = data.draw(st.sampled_from(SUMMARIES), label="summary")
                     salt = blake2b256(job_id + acct)[:16]
                     if self._apply(self._name(acct), CommitResult(job_id, compute_commitment(
-                            job_id, acct, summary, blake2b256(b"a"), salt))):
+                            job_id, acct, summary, blake2b256(b"a"), salt), compute_fingerprint(job_id, summary))):
                         self.openings[(job_id, acct)] = summary
-                elif acct not in job.reveals and job.status in ("revealing", "disputed"):
+                elif acct not in job.reveals and job.status == "revealing":
                     self._apply(self._name(acct), RevealResult(
                         job_id, self.openings[(job_id, acct)], blake2b256(b"a"), blake2b256(job_id + acct)[:16]))
 
