@@ -32,10 +32,12 @@ from typing import Any
 import numpy as np
 
 from compute.models._torch import as_tensor, torch_for
-from compute.models.base import Check, Fields, ModelDef, centre, check_magnitude
+from compute.models.base import SKETCH_WIDTH, Check, Fields, ModelDef, centre, check_magnitude, sketch
 
 TAU = 1e-6
-MAX_PROBE_ROWS = 255  # with R², the ledger's default max_summary_len of 256
+SKETCHED = ("coef", "probe_design")  # the arrays the summary's sketch covers, in order
+# With R² and the sketch, the ledger's default max_summary_len of 256.
+MAX_PROBE_ROWS = 255 - SKETCH_WIDTH * len(SKETCHED)
 PROBE_SEED = 0x11E
 
 
@@ -110,11 +112,13 @@ def _fields(Xc: np.ndarray, yc: np.ndarray, y: np.ndarray, coef: np.ndarray, int
     }
 
 
-def summarise(f: Fields) -> tuple[np.ndarray, dict[str, Any]]:
+def summarise(f: Fields, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     coef = np.asarray(f["coef"], dtype=np.float64)
     fitted = np.asarray(f["probe_design"], dtype=np.float64) @ coef
     rms = float(f["target_rms"])
-    summary = np.concatenate([[f["r2"]], fitted / rms if rms > 0 else np.zeros(fitted.size)])
+    # The coefficients' direction too: fitted values at the probe rows see only the directions those rows span.
+    summary = np.concatenate([[f["r2"]], fitted / rms if rms > 0 else np.zeros(fitted.size),
+                              sketch([np.asarray(f[k]) for k in SKETCHED], seed)])
     return summary, {"coef": coef.tolist(), "intercept": f["intercept"], "r2": f["r2"], "mse": f["mse"]}
 
 
