@@ -84,19 +84,22 @@ def centre(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return m1 + m2, X1 - m2
 
 
-SKETCH_WIDTH = 8  # random projections per sketched array: its length never grows with the array
+SKETCH_PROJECTIONS = 8  # random projections per sketched array: the sketch never grows with the array
+SKETCH_WIDTH = SKETCH_PROJECTIONS + 1  # and the array's size
 _SKETCH_BLOCK = 1 << 15  # columns of projection drawn at a time, so a huge array needs no 8 × size temporary
 
 
 def sketch(arrays: Sequence[np.ndarray], seed: int) -> np.ndarray:
-    """``SKETCH_WIDTH`` seeded Gaussian projections of each array's direction ``a / ||a||`` (zeros for an all-zero
-    array), in order: what ties a summary to every entry of the arrays it does not list in full.
+    """Per array, in order: ``asinh(||a||)`` and ``SKETCH_PROJECTIONS`` seeded Gaussian projections of its
+    direction ``a / ||a||`` (zeros for an all-zero array). What ties a summary to every entry of the arrays it
+    does not list in full.
 
-    A direction reads about N(0, 1) whatever the array's units or size, so it never overflows the int64 summary
-    and honest runs, whose arrays agree to a relative 1e-9 or better, agree on it to far below the tolerance; a
-    change of one entry by a fraction ε of the array's norm moves each projection by about ε. The magnitude is
-    the model's to bind (a norm, or values computed from the array). Array ``i`` draws its own stream
-    ``PCG64([seed, i])``, so two arrays never share a projection, and the same stream on every machine."""
+    A direction reads about N(0, 1) whatever the array's units or size, and asinh grows like a logarithm, so
+    neither overflows the int64 summary; both move by at most the array's relative change, so honest runs, whose
+    arrays agree to a relative 1e-9 or better, agree on them far inside the tolerance, while a change of one entry
+    by a fraction ε of the norm moves each projection by about ε, and a rescaled array moves the size. Array ``i``
+    draws its own stream ``PCG64([seed, i])``: two arrays never share a projection, and every machine draws the
+    same ones."""
     out = np.zeros((len(arrays), SKETCH_WIDTH))
     for i, a in enumerate(arrays):
         v = np.asarray(a, dtype=np.float64).ravel()
@@ -107,9 +110,12 @@ def sketch(arrays: Sequence[np.ndarray], seed: int) -> np.ndarray:
             out[i] = np.nan  # a diverged array has no direction; the caller decides (quantise refuses NaN)
             continue
         u = v / top  # scaled first: the squares of values near 1e200 would overflow
-        u /= np.sqrt(u @ u)
+        r = float(np.sqrt(u @ u))
+        u /= r
+        with np.errstate(over="ignore"):
+            out[i, 0] = np.arcsinh(top * r)
         rng = np.random.Generator(np.random.PCG64([seed, i]))
         for start in range(0, u.size, _SKETCH_BLOCK):
             block = u[start : start + _SKETCH_BLOCK]
-            out[i] += rng.standard_normal((SKETCH_WIDTH, block.size)) @ block
+            out[i, 1:] += rng.standard_normal((SKETCH_PROJECTIONS, block.size)) @ block
     return out.ravel()

@@ -41,7 +41,9 @@ from compute.models._torch import as_tensor, torch_for
 from compute.models.base import SKETCH_WIDTH, Check, Fields, ModelDef, centre, check_magnitude, sketch
 
 MAX_NEWTON_PARAMS = 4096
-SKETCHED = ("coef", "probe_design", "classes")  # the arrays the summary's sketch covers, in order
+# The arrays the summary's sketch covers. Not the coefficients or intercepts: at a large C on separable data they
+# are undetermined to the summary's precision (see above); the probabilities bind them where they matter.
+SKETCHED = ("probe_design", "classes")
 # With the two means and the sketch, the ledger's default max_summary_len of 256.
 MAX_PROBE_VALUES = 254 - SKETCH_WIDTH * len(SKETCHED)
 PROBE_SEED = 0x106
