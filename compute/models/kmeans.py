@@ -28,7 +28,8 @@ their first row, empty clusters last in starting order. (Sorting centres by coor
 share a coordinate in exact arithmetic, as on a lattice, swap places by rounding.) The summary is these centres and
 then the root-mean-square distance ``sqrt(inertia / n)``: every entry is in data units, so a precision that holds
 the centres holds it too. The inertia itself (squared units times n) overflows the int64 summary at 6 digits once
-it passes 9.2e12, which 1,000 rows of spread 1e5 already do; it stays in the artifact and the display.
+it passes 9.2e12, which 1,000 rows of spread 1e5 already do; it stays in the artifact and the display. Last, a
+sketch of the labels (``base.sketch``), so the partition served is the one compared.
 """
 
 from __future__ import annotations

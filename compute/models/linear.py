@@ -16,12 +16,13 @@ TAU²/σ², invisible unless σ < 1e-3, i.e. unless columns are collinear to one
 augmented system's condition by about sqrt(d)/TAU, so fitted values from any backward-stable solver agree to
 about 1e-16 · sqrt(d) / TAU of ||yc||. Because the floor scales with each column, units do not matter.
 
-What is compared: R² and the fitted values at up to 255 seeded rows, as ``(ŷ_i - ȳ) / rms(yc)`` (bounded by
+What is compared: R² and the fitted values at up to 246 seeded rows, as ``(ŷ_i - ȳ) / rms(yc)`` (bounded by
 sqrt(n), scale-free, never overflowing). Fitted values are unique where coefficients are not (a duplicated
 column splits its weight arbitrarily); in a centred form they avoid the cancellation of a large intercept
 against large coefficients. The artifact holds the coefficients and those centred rows, so the summary is
-computed from the coefficients; all of it is certified. Fitted values do not change under an invertible
-affine change of the columns (the regression is the same), so neither does the summary.
+computed from the coefficients; all of it is certified. A sketch of the probe rows ends the summary. Fitted
+values do not change under an invertible affine change of the columns (the regression is the same), so neither
+do the summary's R² and fitted-value entries (the sketch of the rows does).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ penalty does not see a rotation). Either way the optimum is the same model; an o
 Hessian so ill-conditioned that our Newton stalled or dropped every direction. Canonical form: multinomial
 intercepts (of the centred model) shifted to sum to zero.
 
-What is compared: the predicted class probabilities at up to 254 seeded rows, the mean log-loss and the mean
+What is compared: the predicted class probabilities at up to 236 seeded rows (then a sketch of those rows and
+the classes), the mean log-loss and the mean
 probability of the true class. Not the coefficients: with a large C on separable data the optimum is far out
 and the objective nearly flat, the gradient's own rounding (about 1e-16 · C · n) leaves them undetermined to
 the summary's precision. Probabilities are what the coefficients are for, saturate where the coefficients run

@@ -4,7 +4,9 @@ Everything random is drawn in NumPy from ``default_rng(seed)`` (train/test split
 so the CPU and CUDA runs start from the same bits and visit batches in the same order; features are
 standardised with the training split's mean and deviation. Training is SGD with momentum 0.9 on the mean
 cross-entropy. Reported: the loss curve (mean training loss per epoch), and the final train loss, test loss and
-test accuracy evaluated at the final weights.
+test accuracy evaluated at the final weights. Compared: the curve, the losses, each tensor's sum and norm, and a
+sketch (``base.sketch``) of every layer's weights and bias, of the standardisation and of the classes, so every
+weight served is a weight compared.
 
 Chaos. Trained long at a high learning rate, SGD is chaotic: a last-bit difference between two honest
 implementations (another CPU's kernels, CUDA) grows until the two runs share nothing (measured: final losses

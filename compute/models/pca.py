@@ -29,8 +29,9 @@ variance share Σ_{i in g} λ_i / S, after log10(S). An isolated component (gap 
 inside a cluster fades the partial cluster out continuously; components of the null space (λ ≈ 0 = λ_{m+1})
 weigh nothing, so n_components above the numerical rank is allowed and its extra slots read as zero. f_g moves
 by at most ~1.5/h per unit of λ, so even a gap built to sit at any particular size cannot split two backends.
-The price: eigenvalues closer than GAP of the total variance are compared as one cluster. Summary length is
-1 + G (1 + r) ≤ 256 for every m (G = min(m, 64), r ≤ 16).
+The price: eigenvalues closer than GAP of the total variance are compared as one cluster. Then a
+sketch (``base.sketch``) of the mean, the variances, their ratios and the whitening scale. Summary length is
+1 + G (1 + r) + 36 ≤ 256 for every m (G = min(m, 64), r ≤ 16).
 
 The only refusals are deterministic functions of the shape and the exact data: n_components above
 min(n - 1, d) (``SpecError``) and data whose largest magnitude is outside [1e-100, 1e100] (``DatasetError``).

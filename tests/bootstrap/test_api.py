@@ -244,7 +244,7 @@ async def test_a_job_no_run_could_do_is_refused_before_any_tx_and_the_run_time_a
             ({"model_type": "kmeans", "params": {"k": 50}, "dataset": blobs20}, "params.k", "20 samples"),
             ({"model_type": "pca", "params": {"n_components": 3}, "dataset": blobs20}, "params.n_components", "2"),
             ({"model_type": "kmeans", "params": {"k": 200},
-              "dataset": {"synthetic": {"kind": "blobs", "n_samples": 500, "n_features": 2}}}, "summary", "401"),
+              "dataset": {"synthetic": {"kind": "blobs", "n_samples": 500, "n_features": 2}}}, "summary", "410"),
             ({"model_type": "logistic_regression", "dataset": one_class}, "dataset", "two classes"),
         ]
         for body, field, word in refused:
