@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from compute.binding import summary_values
 from compute.canonical import JobResult, blake2b256, decode_artifact, quantise
 from compute.dataset import Dataset
 from compute.errors import DatasetError, ResultError
@@ -52,7 +53,7 @@ def check_certificate(spec: JobSpec, dataset: Dataset, result: JobResult) -> Cer
         return _fail("artifact is bound to another job or dataset")
     model = get_model(spec.model)
     try:
-        values, _ = model.summarise(artifact.fields)
+        values, _ = summary_values(spec.model, spec.digest, dataset.digest, artifact.fields)
         expected = quantise(values, spec.precision)
         checks = model.certify(dataset.X, dataset.y, spec.params, artifact.fields)
     except (KeyError, ValueError, TypeError, IndexError, ResultError, np.linalg.LinAlgError) as exc:

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+from compute.binding import summary_values
 from compute.canonical import JobResult, blake2b256, encode_artifact, quantise
 from compute.dataset import Dataset
 from compute.errors import BackendUnavailable, DatasetError, ExecutionError, ResultError, SpecError
@@ -87,7 +88,7 @@ def execute(spec: JobSpec, dataset: Dataset, backend: str | None = None, threads
     start = time.perf_counter()
     with pinned_threads(threads):
         fields = model.fit(backend, dataset.X, dataset.y, spec.params)
-    values, display = model.summarise(fields)
+    values, display = summary_values(spec.model, spec.digest, dataset.digest, fields)
     try:
         summary = quantise(values, spec.precision)
     except ResultError as exc:

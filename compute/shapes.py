@@ -13,10 +13,15 @@ import numpy as np
 
 from compute.dataset import Dataset
 from compute.errors import DatasetError, SpecError
+from compute.models.base import SKETCH_WIDTH
+from compute.models.kmeans import SKETCHED as KMEANS_SKETCHED
+from compute.models.linear import SKETCHED as LINEAR_SKETCHED
 from compute.models.linear import probe_rows as linear_probe_rows
 from compute.models.logistic import MAX_PROBE_VALUES as LOGISTIC_MAX_PROBE_VALUES
+from compute.models.logistic import SKETCHED as LOGISTIC_SKETCHED
 from compute.models.logistic import probe_rows as logistic_probe_rows
 from compute.models.mlp import MAX_CURVE_POINTS
+from compute.models.pca import SKETCH_LEN as PCA_SKETCH_LEN
 from compute.models.pca import summary_shape as pca_summary_shape
 from compute.spec import JobSpec
 
@@ -34,21 +39,25 @@ def summary_len(spec: JobSpec, n_rows: int, n_features: int, n_classes: int) -> 
     labels in ``y``, for the classifiers)."""
     p, d = spec.params, n_features
     if spec.model == "linear_regression":
-        return 1 + len(linear_probe_rows(n_rows))  # R², fitted values at the probe rows
+        # R², fitted values at the probe rows, the sketch
+        return 1 + len(linear_probe_rows(n_rows)) + SKETCH_WIDTH * len(LINEAR_SKETCHED)
     if spec.model == "kmeans":
-        return int(p["k"]) * d + 1  # centres, sqrt(inertia / n)
+        return int(p["k"]) * d + 1 + SKETCH_WIDTH * len(KMEANS_SKETCHED)  # centres, sqrt(inertia / n), sketch
     if spec.model == "pca":
         groups, probes = pca_summary_shape(int(p["n_components"]))
-        return 1 + len(groups) * (1 + probes)  # log total variance; per slot run its share and probe readings
+        # log total variance; per slot run its share and probe readings; the sketch
+        return 1 + len(groups) * (1 + probes) + PCA_SKETCH_LEN
     if spec.model == "logistic_regression":
         per_row = 1 if n_classes == 2 else n_classes  # binary: one probability per row
         values = len(logistic_probe_rows(n_rows, per_row)) * per_row
-        return 2 + min(values, LOGISTIC_MAX_PROBE_VALUES)  # log loss, mean true probability, probabilities
+        # log loss, mean true probability, probabilities, the sketch
+        return 2 + min(values, LOGISTIC_MAX_PROBE_VALUES) + SKETCH_WIDTH * len(LOGISTIC_SKETCHED)
     if spec.model == "mlp_train":
         layers = len(p["hidden"]) + 1
         curve = min(int(p["epochs"]), MAX_CURVE_POINTS)
-        # damping, loss curve, three metrics, sum and norm of each weight and bias
-        return 1 + curve + 3 + 2 * 2 * layers
+        # damping, loss curve, three metrics, sum and norm of each weight and bias, a sketch of each layer, of
+        # the standardisation and of the classes
+        return 1 + curve + 3 + 2 * 2 * layers + SKETCH_WIDTH * (layers + 2)
     raise SpecError("model", f"no summary layout for {spec.model!r}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import trio
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -23,9 +24,13 @@ from bootstrap.api.errors import ApiError
 from bootstrap.api.limits import UPLOAD_BYTES
 from bootstrap.jobs import UPLOAD_FORMATS, upload_format
 from bootstrap.views import CursorError, verdict_words
+from compute.binding import artifact_problem
 from compute.canonical import decode_artifact, dequantise
 from compute.errors import ComputeError
-from ledger.state import JOB_STATUSES, VERIFIED
+from compute.spec import JobSpec
+from ledger.state import JOB_STATUSES, VERIFIED, Job
+from ledger.verdict import summaries_agree
+from p2pnet import blob_digest
 
 
 def add_routes(app: FastAPI, env: Env) -> None:
@@ -97,8 +102,47 @@ def add_routes(app: FastAPI, env: Env) -> None:
             raise ApiError(404, f"unknown job {jid.hex()}{retention_hint()}", {"kind": "unknown_job"})
         return jsonable(view)
 
+    async def job_spec(job: Job) -> JobSpec:
+        """The job's spec: from this node's store, else fetched from a peer by its digest (the job names it)."""
+        spec = node.spec_of(job.params_digest)
+        if spec is None:
+            data = await call(node.fetch_blob, job.params_digest, max_size=node.config.max_blob_bytes)
+            try:
+                spec = JobSpec.decode(data)
+            except ComputeError as exc:
+                raise ApiError(409, f"the job's spec does not decode: {exc}", {"kind": "bad_spec"}) from None
+        if spec.digest != job.params_digest:
+            raise ApiError(409, "the job's spec does not match its digest", {"kind": "bad_spec"})
+        return spec
+
+    def check_artifact(job: Job, spec: JobSpec, data: bytes) -> dict[str, Any]:
+        """The artifact's fields as JSON, once it is known to be the verified one; else a 409."""
+        try:
+            artifact = decode_artifact(data)
+        except ComputeError as exc:
+            # The artifact matched its digest but is not one: the worker's data is bad, not this request.
+            raise ApiError(409, f"the result artifact does not decode: {exc}", {"kind": "bad_artifact"}) from None
+
+        def agree(recomputed: Any, verified: Any) -> bool:
+            # The ledger's own rule with the job's tolerance: what made the summary the verified one.
+            return summaries_agree(recomputed, verified, job.tolerance_abs, job.tolerance_ppm)
+
+        problem = artifact_problem(spec, job.dataset_digest, artifact, list(job.result_summary or []), agree)
+        if problem is not None:
+            raise ApiError(409, f"the stored artifact is not the verified result: {problem.reason}",
+                           {"kind": "artifact_mismatch", "differs": problem.kind, **jsonable(problem.detail)})
+        # After the meaning, the bytes: a blob altered in the store yet still consistent is not what was named.
+        if blob_digest(data) != job.result_artifact:
+            raise ApiError(409, "the stored artifact is not the verified result: its bytes do not hash to the "
+                                f"digest the job recorded ({job.result_artifact.hex()[:16]}…)",
+                           {"kind": "artifact_mismatch", "differs": "artifact_digest"})
+        return {name: artifact_value(v) for name, v in sorted(artifact.fields.items())}
+
     @app.get("/job/{job_id}/result")
     async def job_result(job_id: JobIdParam) -> dict[str, Any]:
+        """A verified job's summary and artifact. The artifact is served only once it is shown to be the one the
+        verified summary describes (this job's model, spec and dataset, and a summary recomputed from it that
+        agrees with the verified one under the job's tolerance): otherwise 409 ``artifact_mismatch``."""
         jid = env.job_id_of(job_id)
         job = node.state.jobs.get(jid)
         if job is None:
@@ -111,17 +155,12 @@ def add_routes(app: FastAPI, env: Env) -> None:
         out: dict[str, Any] = {"job_id": job_id, "status": job.status, "model": job.model,
                                "summary": list(job.result_summary or []),
                                "artifact_digest": job.result_artifact.hex()}
-        spec = node.spec_of(job.params_digest) if hasattr(node, "spec_of") else None
-        if spec is not None:
-            out["precision"] = spec.precision
-            out["values"] = dequantise(out["summary"], spec.precision)
+        spec = await job_spec(job)
+        out["precision"] = spec.precision
+        out["values"] = dequantise(out["summary"], spec.precision)
         data = await call(node.fetch_blob, job.result_artifact, max_size=node.config.max_blob_bytes)
-        try:
-            artifact = decode_artifact(data)
-        except ComputeError as exc:
-            # The artifact matched its digest but is not one: the worker's data is bad, not this request.
-            raise ApiError(409, f"the result artifact does not decode: {exc}", {"kind": "bad_artifact"}) from None
-        out["artifact"] = {name: artifact_value(v) for name, v in sorted(artifact.fields.items())}
+        # Recomputing the summary sketches every array (a second or so for the largest networks): off the loop.
+        out["artifact"] = await trio.to_thread.run_sync(check_artifact, job, spec, data)
         local = getattr(node.agent, "result_for", None) if getattr(node, "agent", None) is not None else None
         mine = local(jid) if local is not None else None
         if mine is not None:

@@ -4,7 +4,7 @@ table that imports it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,13 +34,14 @@ class Check:
 @dataclass(frozen=True)
 class ModelDef:
     """How one model runs and is checked. ``fit`` returns canonical artifact fields; ``summarise`` turns those
-    fields into the summary floats (in order) and a display dict; ``certify`` returns the cheap checks."""
+    fields and the job's sketch seed (``compute.binding.sketch_seed``) into the summary floats (in order) and a
+    display dict; ``certify`` returns the cheap checks."""
 
     name: str
     backends: tuple[str, ...]
     target: str  # "none", "real" or "labels"
     fit: Callable[[str, np.ndarray, np.ndarray | None, Mapping[str, Any]], Fields]
-    summarise: Callable[[Fields], tuple[np.ndarray, dict[str, Any]]]
+    summarise: Callable[[Fields, int], tuple[np.ndarray, dict[str, Any]]]
     certify: Callable[[np.ndarray, np.ndarray | None, Mapping[str, Any], Fields], list[Check]]
 
 
@@ -81,3 +82,40 @@ def centre(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     X1 = X - m1
     m2 = X1.mean(axis=0)
     return m1 + m2, X1 - m2
+
+
+SKETCH_PROJECTIONS = 8  # random projections per sketched array: the sketch never grows with the array
+SKETCH_WIDTH = SKETCH_PROJECTIONS + 1  # and the array's size
+_SKETCH_BLOCK = 1 << 15  # columns of projection drawn at a time, so a huge array needs no 8 × size temporary
+
+
+def sketch(arrays: Sequence[np.ndarray], seed: int) -> np.ndarray:
+    """Per array, in order: ``asinh(||a||)`` and ``SKETCH_PROJECTIONS`` seeded Gaussian projections of its
+    direction ``a / ||a||`` (zeros for an all-zero array). What ties a summary to every entry of the arrays it
+    does not list in full.
+
+    A direction reads about N(0, 1) whatever the array's units or size, and asinh grows like a logarithm, so
+    neither overflows the int64 summary; both move by at most the array's relative change, so honest runs, whose
+    arrays agree to a relative 1e-9 or better, agree on them far inside the tolerance, while a change of one entry
+    by a fraction ε of the norm moves each projection by about ε, and a rescaled array moves the size. Array ``i``
+    draws its own stream ``PCG64([seed, i])``: two arrays never share a projection, and every machine draws the
+    same ones."""
+    out = np.zeros((len(arrays), SKETCH_WIDTH))
+    for i, a in enumerate(arrays):
+        v = np.asarray(a, dtype=np.float64).ravel()
+        top = float(np.abs(v).max()) if v.size else 0.0
+        if top == 0.0:
+            continue
+        if not np.isfinite(top):
+            out[i] = np.nan  # a diverged array has no direction; the caller decides (quantise refuses NaN)
+            continue
+        u = v / top  # scaled first: the squares of values near 1e200 would overflow
+        r = float(np.sqrt(u @ u))
+        u /= r
+        with np.errstate(over="ignore"):
+            out[i, 0] = np.arcsinh(top * r)
+        rng = np.random.Generator(np.random.PCG64([seed, i]))
+        for start in range(0, u.size, _SKETCH_BLOCK):
+            block = u[start : start + _SKETCH_BLOCK]
+            out[i, 1:] += rng.standard_normal((SKETCH_PROJECTIONS, block.size)) @ block
+    return out.ravel()

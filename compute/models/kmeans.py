@@ -28,7 +28,8 @@ their first row, empty clusters last in starting order. (Sorting centres by coor
 share a coordinate in exact arithmetic, as on a lattice, swap places by rounding.) The summary is these centres and
 then the root-mean-square distance ``sqrt(inertia / n)``: every entry is in data units, so a precision that holds
 the centres holds it too. The inertia itself (squared units times n) overflows the int64 summary at 6 digits once
-it passes 9.2e12, which 1,000 rows of spread 1e5 already do; it stays in the artifact and the display.
+it passes 9.2e12, which 1,000 rows of spread 1e5 already do; it stays in the artifact and the display. Last, a
+sketch of the labels (``base.sketch``), so the partition served is the one compared.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import numpy as np
 
 from compute.errors import ExecutionError, SpecError
 from compute.models._torch import as_tensor, torch_for
-from compute.models.base import Check, Fields, ModelDef
+from compute.models.base import Check, Fields, ModelDef, sketch
 
 TIE_REL = 1e-10  # squared distances this close (relative to |x|² + d²) are a tie, won by the lower index
 TIE_FLOOR = 1e-6  # of the mean |x|², added to that scale so that points at the data's mean still tie robustly
@@ -263,11 +264,15 @@ def fit(backend: str, X: np.ndarray, y: np.ndarray | None, params: Mapping[str, 
     }
 
 
-def summarise(f: Fields) -> tuple[np.ndarray, dict[str, Any]]:
+SKETCHED = ("labels",)  # the arrays the summary's sketch covers (the centres are in it in full)
+
+
+def summarise(f: Fields, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     centres = np.asarray(f["centres"])
     n = max(1, int(np.asarray(f["labels"]).size))
     rms = math.sqrt(max(float(f["inertia"]), 0.0) / n)
-    summary = np.concatenate([centres.ravel(), [rms]])
+    # The labels are the partition honest runs agree on exactly; the sketch ties every one of them in.
+    summary = np.concatenate([centres.ravel(), [rms], sketch([np.asarray(f[k]) for k in SKETCHED], seed)])
     return summary, {
         "centres": centres.tolist(), "inertia": f["inertia"], "rms_distance": rms, "n_iter": f["n_iter"],
         "best_start": f.get("best_start", 0),

@@ -16,12 +16,13 @@ TAU²/σ², invisible unless σ < 1e-3, i.e. unless columns are collinear to one
 augmented system's condition by about sqrt(d)/TAU, so fitted values from any backward-stable solver agree to
 about 1e-16 · sqrt(d) / TAU of ||yc||. Because the floor scales with each column, units do not matter.
 
-What is compared: R² and the fitted values at up to 255 seeded rows, as ``(ŷ_i - ȳ) / rms(yc)`` (bounded by
+What is compared: R² and the fitted values at up to 246 seeded rows, as ``(ŷ_i - ȳ) / rms(yc)`` (bounded by
 sqrt(n), scale-free, never overflowing). Fitted values are unique where coefficients are not (a duplicated
 column splits its weight arbitrarily); in a centred form they avoid the cancellation of a large intercept
 against large coefficients. The artifact holds the coefficients and those centred rows, so the summary is
-computed from the coefficients; all of it is certified. Fitted values do not change under an invertible
-affine change of the columns (the regression is the same), so neither does the summary.
+computed from the coefficients; all of it is certified. A sketch of the probe rows ends the summary. Fitted
+values do not change under an invertible affine change of the columns (the regression is the same), so neither
+do the summary's R² and fitted-value entries (the sketch of the rows does).
 """
 
 from __future__ import annotations
@@ -32,10 +33,15 @@ from typing import Any
 import numpy as np
 
 from compute.models._torch import as_tensor, torch_for
-from compute.models.base import Check, Fields, ModelDef, centre, check_magnitude
+from compute.models.base import SKETCH_WIDTH, Check, Fields, ModelDef, centre, check_magnitude, sketch
 
 TAU = 1e-6
-MAX_PROBE_ROWS = 255  # with R², the ledger's default max_summary_len of 256
+# The arrays the summary's sketch covers. Not the coefficients: on collinear columns their split is set only by
+# the resolution floor and honest backends differ there by 1e-5 of their norm (the hard corpus's
+# duplicated-tiny-ridge); the fitted values at the probe rows bind them where they are determined.
+SKETCHED = ("probe_design",)
+# With R² and the sketch, the ledger's default max_summary_len of 256.
+MAX_PROBE_ROWS = 255 - SKETCH_WIDTH * len(SKETCHED)
 PROBE_SEED = 0x11E
 
 
@@ -110,11 +116,13 @@ def _fields(Xc: np.ndarray, yc: np.ndarray, y: np.ndarray, coef: np.ndarray, int
     }
 
 
-def summarise(f: Fields) -> tuple[np.ndarray, dict[str, Any]]:
+def summarise(f: Fields, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     coef = np.asarray(f["coef"], dtype=np.float64)
     fitted = np.asarray(f["probe_design"], dtype=np.float64) @ coef
     rms = float(f["target_rms"])
-    summary = np.concatenate([[f["r2"]], fitted / rms if rms > 0 else np.zeros(fitted.size)])
+    # The probe rows themselves too: the fitted values alone would let coefficients and rows change together.
+    summary = np.concatenate([[f["r2"]], fitted / rms if rms > 0 else np.zeros(fitted.size),
+                              sketch([np.asarray(f[k]) for k in SKETCHED], seed)])
     return summary, {"coef": coef.tolist(), "intercept": f["intercept"], "r2": f["r2"], "mse": f["mse"]}
 
 

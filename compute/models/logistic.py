@@ -16,7 +16,8 @@ penalty does not see a rotation). Either way the optimum is the same model; an o
 Hessian so ill-conditioned that our Newton stalled or dropped every direction. Canonical form: multinomial
 intercepts (of the centred model) shifted to sum to zero.
 
-What is compared: the predicted class probabilities at up to 254 seeded rows, the mean log-loss and the mean
+What is compared: the predicted class probabilities at up to 236 seeded rows (then a sketch of those rows and
+the classes), the mean log-loss and the mean
 probability of the true class. Not the coefficients: with a large C on separable data the optimum is far out
 and the objective nearly flat, the gradient's own rounding (about 1e-16 · C · n) leaves them undetermined to
 the summary's precision. Probabilities are what the coefficients are for, saturate where the coefficients run
@@ -38,10 +39,14 @@ import numpy as np
 
 from compute.errors import BackendUnavailable, DatasetError, ExecutionError
 from compute.models._torch import as_tensor, torch_for
-from compute.models.base import Check, Fields, ModelDef, centre, check_magnitude
+from compute.models.base import SKETCH_WIDTH, Check, Fields, ModelDef, centre, check_magnitude, sketch
 
 MAX_NEWTON_PARAMS = 4096
-MAX_PROBE_VALUES = 254  # with the two means, the ledger's default max_summary_len of 256
+# The arrays the summary's sketch covers. Not the coefficients or intercepts: at a large C on separable data they
+# are undetermined to the summary's precision (see above); the probabilities bind them where they matter.
+SKETCHED = ("probe_design", "classes")
+# With the two means and the sketch, the ledger's default max_summary_len of 256.
+MAX_PROBE_VALUES = 254 - SKETCH_WIDTH * len(SKETCHED)
 PROBE_SEED = 0x106
 # On the per-sample-averaged gradient: at or below the rounding floor, so Newton stops where no descent is left.
 # Stopping any earlier (1e-12 here before) left the probabilities of two backends 2.5e-4 apart at large C: the
@@ -318,11 +323,12 @@ def _fields(Xc: np.ndarray, xm: np.ndarray, y: np.ndarray, classes: np.ndarray, 
     }
 
 
-def summarise(f: Fields) -> tuple[np.ndarray, dict[str, Any]]:
+def summarise(f: Fields, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     coef, intercept = np.asarray(f["coef"], dtype=np.float64), np.asarray(f["intercept"], dtype=np.float64)
     Z = _scores(np.asarray(f["probe_design"], dtype=np.float64), coef, np.asarray(f["intercept_centred"]))
     probs = probabilities(Z).ravel()[:MAX_PROBE_VALUES]
-    summary = np.concatenate([[f["log_loss"], f["mean_true_probability"]], probs])
+    summary = np.concatenate([[f["log_loss"], f["mean_true_probability"]], probs,
+                              sketch([np.asarray(f[k]) for k in SKETCHED], seed)])
     return summary, {
         "coef": coef.tolist(), "intercept": intercept.tolist(), "accuracy": f["accuracy"], "log_loss": f["log_loss"],
         "mean_true_probability": f["mean_true_probability"],

@@ -4,7 +4,9 @@ Everything random is drawn in NumPy from ``default_rng(seed)`` (train/test split
 so the CPU and CUDA runs start from the same bits and visit batches in the same order; features are
 standardised with the training split's mean and deviation. Training is SGD with momentum 0.9 on the mean
 cross-entropy. Reported: the loss curve (mean training loss per epoch), and the final train loss, test loss and
-test accuracy evaluated at the final weights.
+test accuracy evaluated at the final weights. Compared: the curve, the losses, each tensor's sum and norm, and a
+sketch (``base.sketch``) of every layer's weights and bias, of the standardisation and of the classes, so every
+weight served is a weight compared.
 
 Chaos. Trained long at a high learning rate, SGD is chaotic: a last-bit difference between two honest
 implementations (another CPU's kernels, CUDA) grows until the two runs share nothing (measured: final losses
@@ -33,10 +35,13 @@ import numpy as np
 
 from compute.errors import BackendUnavailable, DatasetError
 from compute.models._torch import torch_for
-from compute.models.base import Check, Fields, ModelDef, smoothstep
+from compute.models.base import Check, Fields, ModelDef, sketch, smoothstep
 from compute.models.logistic import classes_of
 
 MAX_CURVE_POINTS = 64
+# The twin's divergence is measured on every summary value, the sketch included; it is a comparison of the run
+# with its own twin inside one fit, where the job's sketch seed is not known, so it reads a fixed one.
+_TWIN_SKETCH_SEED = 0x4D4C50
 TWIN_DELTA = 1e-9
 CALM, CHAOTIC = 1e-3, 1e-2
 
@@ -157,7 +162,7 @@ def fit(backend: str, X: np.ndarray, y: np.ndarray | None, params: Mapping[str, 
         fields.update({"loss_curve": np.asarray(curves[run]), "classes": classes, "mu": mu, "sd": sd})
         runs.append(fields)
     with np.errstate(all="ignore"):
-        a, b = _raw_summary(runs[0]), _raw_summary(runs[1])
+        a, b = _raw_summary(runs[0], _TWIN_SKETCH_SEED), _raw_summary(runs[1], _TWIN_SKETCH_SEED)
         gaps = np.abs(a - b) / np.maximum(1.0, np.abs(a))
     # A run that overflows (inf, NaN) has diverged: as far from its twin as a run can be.
     divergence = float(gaps.max()) if np.isfinite(gaps).all() else float("inf")
@@ -171,13 +176,27 @@ def _curve_points(curve: np.ndarray) -> np.ndarray:
     return curve[np.linspace(0, curve.size - 1, MAX_CURVE_POINTS).round().astype(int)]
 
 
-def _raw_summary(f: Fields) -> np.ndarray:
+def n_layers(f: Fields) -> int:
+    """How many layers (weight and bias pairs ``w{2i}``, ``w{2i+1}``) the artifact's network has."""
+    return sum(1 for k in f if k[0] == "w" and k[1:].isdigit()) // 2
+
+
+def sketched(f: Fields) -> list[np.ndarray]:
+    """The arrays the summary's sketch covers: each layer's weights and bias as one vector (a sketch per layer,
+    not per tensor, keeps 8 hidden layers and a 64-point curve within the ledger's 256 values), the
+    standardisation (mean and deviation) and the class labels."""
+    layers = [np.concatenate([np.ravel(f[f"w{2 * i}"]), np.ravel(f[f"w{2 * i + 1}"])]) for i in range(n_layers(f))]
+    return [*layers, np.concatenate([np.ravel(f["mu"]), np.ravel(f["sd"])]), np.asarray(f["classes"])]
+
+
+def _raw_summary(f: Fields, seed: int) -> np.ndarray:
     curve = np.asarray(f["loss_curve"], dtype=np.float64)
-    # Per-tensor sum and norm tie the summary to the weights themselves, not only to their metrics.
-    tensors = [np.asarray(f[f"w{i}"]) for i in range(sum(1 for k in f if k[0] == "w" and k[1:].isdigit()))]
+    # Per-tensor sum and norm tie the summary to the weights' size; the sketch, to every weight's value.
+    tensors = [np.asarray(f[f"w{i}"]) for i in range(2 * n_layers(f))]
     stats = [v for w in tensors for v in (float(w.sum()), float(np.linalg.norm(w)))]
     return np.concatenate(
-        [_curve_points(curve), [f["train_loss"], f["test_loss"], f["test_true_probability"]], stats]
+        [_curve_points(curve), [f["train_loss"], f["test_loss"], f["test_true_probability"]], stats,
+         sketch(sketched(f), seed)]
     )
 
 
@@ -188,11 +207,11 @@ def damping(divergence: float) -> float:
     return float(1.0 - smoothstep((divergence - CALM) / (CHAOTIC - CALM)))
 
 
-def summarise(f: Fields) -> tuple[np.ndarray, dict[str, Any]]:
+def summarise(f: Fields, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     curve = np.asarray(f["loss_curve"])
     k = damping(float(f["twin_divergence"]))
     with np.errstate(all="ignore"):
-        raw = _raw_summary(f)
+        raw = _raw_summary(f, seed)
     # k = 0 reads exactly zero, whatever a diverged run holds (0 × inf is NaN).
     scaled = k * raw if k > 0 else np.zeros(raw.size)
     return np.concatenate([[k], scaled]), {

@@ -29,8 +29,9 @@ variance share Σ_{i in g} λ_i / S, after log10(S). An isolated component (gap 
 inside a cluster fades the partial cluster out continuously; components of the null space (λ ≈ 0 = λ_{m+1})
 weigh nothing, so n_components above the numerical rank is allowed and its extra slots read as zero. f_g moves
 by at most ~1.5/h per unit of λ, so even a gap built to sit at any particular size cannot split two backends.
-The price: eigenvalues closer than GAP of the total variance are compared as one cluster. Summary length is
-1 + G (1 + r) ≤ 256 for every m (G = min(m, 64), r ≤ 16).
+The price: eigenvalues closer than GAP of the total variance are compared as one cluster. Then a
+sketch (``base.sketch``) of the mean, the variances, their ratios and the whitening scale. Summary length is
+1 + G (1 + r) + 36 ≤ 256 for every m (G = min(m, 64), r ≤ 16).
 
 The only refusals are deterministic functions of the shape and the exact data: n_components above
 min(n - 1, d) (``SpecError``) and data whose largest magnitude is outside [1e-100, 1e100] (``DatasetError``).
@@ -45,12 +46,26 @@ import numpy as np
 
 from compute.errors import SpecError
 from compute.models._torch import as_tensor, torch_for
-from compute.models.base import Check, Fields, ModelDef, centre, check_magnitude, smoothstep, unit_probes
+from compute.models.base import (
+    SKETCH_WIDTH,
+    Check,
+    Fields,
+    ModelDef,
+    centre,
+    check_magnitude,
+    sketch,
+    smoothstep,
+    unit_probes,
+)
 
 GAP = 1e-6  # eigenvalues closer than GAP · (total variance) are compared as one cluster
 MAX_GROUPS = 64
 MAX_PROBES = 16
 SUMMARY_BUDGET = 256  # the ledger's default max_summary_len
+# The arrays the sketch covers. Not the components: within a cluster of eigenvalues no basis is the right one,
+# so honest backends differ there; the probe readings bind them basis-free.
+SKETCHED = ("mean", "explained_variance", "explained_variance_ratio", "scale")
+SKETCH_LEN = SKETCH_WIDTH * len(SKETCHED)
 PROBE_SEED = 0x9CA
 
 
@@ -109,18 +124,19 @@ def fit(backend: str, X: np.ndarray, y: np.ndarray | None, params: Mapping[str, 
 def summary_shape(m: int) -> tuple[list[np.ndarray], int]:
     """The slot runs and the probe count for m components (a function of m alone)."""
     groups = np.array_split(np.arange(m), min(m, MAX_GROUPS))
-    probes = min(MAX_PROBES, max(1, (SUMMARY_BUDGET - 1) // len(groups) - 1))
+    probes = min(MAX_PROBES, max(1, (SUMMARY_BUDGET - 1 - SKETCH_LEN) // len(groups) - 1))
     return groups, probes
 
 
-def summarise(f: Fields) -> tuple[np.ndarray, dict[str, Any]]:
+def summarise(f: Fields, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     V = np.asarray(f["components"], dtype=np.float64)
     lam = np.asarray(f["explained_variance"], dtype=np.float64)
     ratio = np.asarray(f["explained_variance_ratio"], dtype=np.float64)
     S, nxt = float(f["total_variance"]), float(f["next_variance"])
     m, d = V.shape
     groups, r = summary_shape(m)
-    values = np.zeros(1 + len(groups) * (1 + r))
+    values = np.zeros(1 + len(groups) * (1 + r) + SKETCH_LEN)
+    values[-SKETCH_LEN:] = sketch([np.asarray(f[k]) for k in SKETCHED], seed)
     if S > 0:  # S is 0 exactly when the centred data are exactly 0: the same bits for every backend
         h = GAP * S
         cut = smoothstep((lam - nxt) / h) if m < d else np.ones(m)

@@ -244,7 +244,7 @@ async def test_a_job_no_run_could_do_is_refused_before_any_tx_and_the_run_time_a
             ({"model_type": "kmeans", "params": {"k": 50}, "dataset": blobs20}, "params.k", "20 samples"),
             ({"model_type": "pca", "params": {"n_components": 3}, "dataset": blobs20}, "params.n_components", "2"),
             ({"model_type": "kmeans", "params": {"k": 200},
-              "dataset": {"synthetic": {"kind": "blobs", "n_samples": 500, "n_features": 2}}}, "summary", "401"),
+              "dataset": {"synthetic": {"kind": "blobs", "n_samples": 500, "n_features": 2}}}, "summary", "410"),
             ({"model_type": "logistic_regression", "dataset": one_class}, "dataset", "two classes"),
         ]
         for body, field, word in refused:
@@ -467,4 +467,46 @@ async def test_a_verified_job_result_is_served(home: Path) -> None:
         art = res["artifact"]
         assert len(art["coef"]) == 4 and res["summary"][0] == round(art["r2"] * 10**6)
         fitted = np.asarray(art["probe_design"], dtype=np.float64) @ np.asarray(art["coef"]) / art["target_rms"]
-        assert [round(v * 10**6) for v in fitted] == res["summary"][1:]
+        assert [round(v * 10**6) for v in fitted] == res["summary"][1 : 1 + len(fitted)]
+
+
+async def test_a_result_artifact_that_is_not_the_verified_one_is_refused(home: Path) -> None:
+    import numpy as np
+
+    from compute.canonical import decode_artifact, encode_artifact
+
+    async with running_node(home, pool_size=1) as (node, client):
+        assert (await call(client, "POST", "/worker/register", SEED_WORKER))[0] == 200
+        assert (await call(client, "POST", "/client/register", SEED_CLIENT))[0] == 200
+        status, j = await call(client, "POST", "/job/submit", SEED_JOB)
+        assert status == 200
+        view = await trio.to_thread.run_sync(lambda: client.wait_job(j["job_id"], timeout=90))
+        assert view["status"] == "verified", view
+        job = node.state.jobs[bytes.fromhex(j["job_id"])]
+        path = node.blobs.root / job.result_artifact.hex()[:2] / job.result_artifact.hex()
+        honest = path.read_bytes()
+        art = decode_artifact(honest)
+        url = f"/job/{j['job_id']}/result"
+        assert (await call(client, "GET", url))[0] == 200
+
+        def forged(**fields: object) -> bytes:
+            return encode_artifact(art.model, art.spec_digest, art.dataset_digest, {**art.fields, **fields})
+
+        design = np.array(art.fields["probe_design"], dtype=np.float64)
+        design[0, 0] += 1.0
+        # pre: the blob under the job's recorded digest replaced; operation: GET; post: 409 naming what differs
+        for differs, data in (
+            ("summary", forged(probe_design=design)),  # other fitted values than were verified
+            ("spec_digest", encode_artifact(art.model, b"\x01" * 32, art.dataset_digest, art.fields)),
+            ("dataset_digest", encode_artifact(art.model, art.spec_digest, b"\x02" * 32, art.fields)),
+            ("model", encode_artifact("kmeans", art.spec_digest, art.dataset_digest, art.fields)),
+            # the same meaning in other bytes (the intercept is not in the summary): not what the job named
+            ("artifact_digest", forged(intercept=float(art.fields["intercept"]) + 1.0)),
+        ):
+            path.write_bytes(data)
+            status, doc = await call(client, "GET", url)
+            assert_error(status, doc, 409, "not the verified result")
+            assert doc["detail"]["kind"] == "artifact_mismatch" and doc["detail"]["differs"] == differs, doc
+        path.write_bytes(honest)
+        status, res = await call(client, "GET", url)
+        assert status == 200 and res["artifact"]["coef"] == art.fields["coef"].tolist(), res

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from compute.binding import summary_values
 from compute.canonical import JobResult, blake2b256, decode_artifact, encode_artifact, quantise
 from compute.certificates import check_certificate
 from compute.dataset import make_dataset, synthetic
 from compute.errors import DatasetError
 from compute.executor import default_backend, execute
-from compute.models import get_model
 from compute.spec import make_spec
 from ledger.verdict import summaries_agree
 from tests.compute.conftest import BACKENDS_HERE, CASES, Case
@@ -38,7 +38,7 @@ def honest(case: Case) -> JobResult:
 
 def forge(case: Case, base: JobResult, fields: dict) -> JobResult:
     """A self-consistent forged result: artifact, digest and summary all match the forged fields."""
-    values, display = get_model(case.spec.model).summarise(fields)
+    values, display = summary_values(case.spec.model, case.spec.digest, case.dataset.digest, fields)
     artifact = encode_artifact(case.spec.model, case.spec.digest, case.dataset.digest, fields)
     return dataclasses.replace(
         base, summary=quantise(values, case.spec.precision), artifact=artifact,

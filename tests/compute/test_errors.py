@@ -115,7 +115,7 @@ def test_deterministic_job_failures_have_their_codes() -> None:
 def test_a_summary_that_overflows_is_an_execution_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from compute.models import pca
 
-    monkeypatch.setattr(pca, "MODEL", dataclasses.replace(pca.MODEL, summarise=lambda f: (np.array([1e300]), {})))
+    monkeypatch.setattr(pca, "MODEL", dataclasses.replace(pca.MODEL, summarise=lambda f, seed: (np.array([1e300]), {})))
     ds = make_dataset(np.arange(6.0).reshape(3, 2))
     with pytest.raises(ExecutionError) as info:
         execute(make_spec("pca", {"n_components": 1}, ds.digest), ds, "numpy")

@@ -1,0 +1,95 @@
+"""The binding between a job's verified summary and the artifact served as its result.
+
+The ledger compares only summaries; what a client downloads is the artifact the assigned worker named by digest.
+Every summary is a function of the artifact's fields alone (``ModelDef.summarise``), and each model's summary
+ends with a seeded sketch of the arrays it does not list in full (``compute.models.base.sketch``), so an
+artifact can be checked against the verified summary without the dataset: recompute the summary from it, the
+same way the executors do (``summary_values`` is the one path both take), and compare under the ledger's rule.
+
+The rule itself belongs to the ledger (``ledger.verdict``): compute never imports it, so the caller passes it in
+as ``agree``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from compute.canonical import Artifact, ArtifactValue, blake2b256, quantise
+from compute.errors import ResultError
+from compute.models import get_model
+from compute.spec import JobSpec
+
+SKETCH_TAG = b"dacn-sketch/1"
+
+# (recomputed, verified) -> whether they agree: the ledger's comparison with the job's tolerance bound in.
+Agreement = Callable[[Sequence[int], Sequence[int]], bool]
+
+
+def sketch_seed(spec_digest: bytes, dataset_digest: bytes) -> int:
+    """The seed of a job's summary sketch: a function of its spec and dataset, so every run of the job (and every
+    check of its artifact) draws the same projections, and another job draws others."""
+    return int.from_bytes(blake2b256(SKETCH_TAG + spec_digest + dataset_digest)[:8], "little")
+
+
+def summary_values(
+    model: str, spec_digest: bytes, dataset_digest: bytes, fields: Mapping[str, ArtifactValue]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The summary floats and display dict of ``fields`` for this job: what the executor quantises and what an
+    artifact check recomputes."""
+    return get_model(model).summarise(dict(fields), sketch_seed(spec_digest, dataset_digest))
+
+
+@dataclass(frozen=True)
+class ArtifactProblem:
+    """Why an artifact is not the one a verified summary describes. ``kind``: ``model``, ``spec_digest``,
+    ``dataset_digest`` (it is bound to another job or dataset), ``fields`` (the summary cannot be computed from
+    it) or ``summary`` (its summary differs from the verified one); ``detail`` names the values that differ."""
+
+    kind: str
+    reason: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def artifact_problem(
+    spec: JobSpec, dataset_digest: bytes, artifact: Artifact, verified: Sequence[int], agree: Agreement
+) -> ArtifactProblem | None:
+    """``None`` when ``artifact`` belongs to ``spec`` on the dataset ``dataset_digest`` and its recomputed
+    summary agrees (by ``agree``) with the ``verified`` one; otherwise the first thing that differs."""
+    for kind, got, want in (
+        ("model", artifact.model, spec.model),
+        ("spec_digest", artifact.spec_digest, spec.digest),
+        ("dataset_digest", artifact.dataset_digest, dataset_digest),
+    ):
+        if got != want:
+            shown = (got.hex(), want.hex()) if isinstance(got, bytes) and isinstance(want, bytes) else (got, want)
+            return ArtifactProblem(kind, f"the artifact's {kind.replace('_', ' ')} is {shown[0]!s:.64}, the job's is "
+                                         f"{shown[1]!s:.64}", {"artifact": shown[0], "job": shown[1]})
+    try:
+        values, _ = summary_values(spec.model, spec.digest, dataset_digest, artifact.fields)
+        summary = quantise(values, spec.precision)
+    except (KeyError, ValueError, TypeError, IndexError, ResultError, np.linalg.LinAlgError) as exc:
+        # A forged artifact may lack a field or hold one of the wrong shape: whatever it is, it is not the result.
+        return ArtifactProblem("fields", f"no summary can be computed from the artifact: {type(exc).__name__}: "
+                                         f"{exc!s:.200}")
+    if len(summary) != len(verified):
+        return ArtifactProblem("summary", f"the artifact's summary has {len(summary)} values, the verified one "
+                                          f"{len(verified)}", {"length": len(summary), "verified_length":
+                                                               len(verified)})
+    if agree(summary, verified):
+        return None
+    off = [i for i, (a, b) in enumerate(zip(summary, verified, strict=True)) if not agree([a], [b])]
+    first = off[0] if off else 0
+    return ArtifactProblem(
+        "summary",
+        f"the artifact's summary differs from the verified one at {len(off)} of {len(summary)} positions (first "
+        f"at index {first}: {summary[first]} against {verified[first]})",
+        {"positions": off[:16], "differing": len(off), "index": first, "artifact_value": summary[first],
+         "verified_value": verified[first]},
+    )
+
+
+__all__ = ["Agreement", "ArtifactProblem", "artifact_problem", "sketch_seed", "summary_values"]
