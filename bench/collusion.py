@@ -76,6 +76,8 @@ class Point:
     owner_profit: int = 0
     owner_runs: int = 0
     owner_slashed: int = 0
+    honest_slashed: int = 0
+    honest_stake_lost: int = 0
     audited: int = 0
     appealed: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
@@ -93,7 +95,7 @@ def simulate(n_honest: int, m_owner: int, strategy: str, jobs: int) -> Point:
     owner = [f"a{i}" for i in range(m_owner)]
     names = honest + owner
     state = make_state(balances={"client": 10**15}, workers={n: {"stake": STAKE, "capacity": 1_000} for n in names},
-                       params={"audit_permille": 100})
+                       params={"audit_permille": 100, "appeal_panel": 3})
     chain = Chain(state)
     client = Wallet("client")
     wallets = {n: Wallet(n) for n in names}
@@ -129,6 +131,9 @@ def simulate(n_honest: int, m_owner: int, strategy: str, jobs: int) -> Point:
         for e in events:
             if e.kind == "slashed" and e.fields.get("worker") in mine:
                 slashed_at[e.fields["worker"]].append(state.height)
+            elif e.kind == "slashed":
+                point.honest_slashed += 1
+                point.honest_stake_lost += e.fields["amount"]
         still = []
         for job_id in pending:
             job = state.jobs[job_id]
@@ -152,8 +157,7 @@ def _actions(state: State, job, strategy: str, mine: set[bytes], by_account: dic
     """The commits and reveals due on ``job`` this block, each party playing its side."""
     out = []
     committing = job.status in ("assigned", "disputed", "auditing")
-    due = {"assigned": [job.worker, job.verifier], "disputed": [job.referee], "auditing":
-           (list(job.panel) if job.panel else [job.referee])}.get(job.status, [])
+    due = [job.worker, job.verifier] if job.status == "assigned" else (list(job.panel) or [job.referee])
     for acct in (due if committing else [a for a in job.participants() if a in job.commits]):
         w = by_account[acct]
         if committing and acct not in job.commits:
@@ -190,8 +194,8 @@ def _choose(state: State, job, acct: bytes, strategy: str, mine: set[bytes], poi
 
 def _tally(state: State, job, mine: set[bytes], point: Point, false_jobs: list[tuple[int, set[bytes]]]) -> None:
     point.verdicts[job.verdict] = point.verdicts.get(job.verdict, 0) + 1
-    point.audited += job.check in ("audit", "appeal")
-    point.appealed += job.check == "appeal"
+    point.audited += job.check == "audit"
+    point.appealed += bool(job.panel)
     if job.status == "verified" and job.result_summary != true_claim(job.job_id):
         point.false_accepted += 1
         paid = {a for a in (job.worker, job.verifier, job.referee, *job.panel) if a in mine}
@@ -203,7 +207,8 @@ def _row(p: Point, honest_profit: int) -> str:
     verdicts = ", ".join(f"{k} {v}" for k, v in sorted(p.verdicts.items(), key=lambda kv: -kv[1])[:4])
     better = "—" if p.strategy.startswith("honest") else ("**yes**" if p.owner_profit > honest_profit else "no")
     return (f"| {p.n_honest} | {p.m_owner} | {p.share:.2f} | {p.strategy} | {p.jobs:,} | {p.false_accepted} | "
-            f"{p.false_punished} | {p.owner_slashed} | {p.owner_profit:,} | {honest_profit:,} | {better} | "
+            f"{p.false_punished} | {p.owner_slashed} | {p.honest_slashed} | {p.owner_profit:,} | {honest_profit:,} | "
+            f"{better} | "
             f"{p.audited} / {p.appealed} | {verdicts} |")
 
 
@@ -239,9 +244,10 @@ def main() -> None:
             print(f"N={n} m={m} {strategy}: profit {p.owner_profit:,}, false accepted {p.false_accepted}, "
                   f"punished {p.false_punished} ({p.elapsed_s:.0f} s)", flush=True)
             rows.append(_row(p, baseline.owner_profit))
-    state = make_state(workers={"w": {"stake": STAKE}}, params={"audit_permille": 100})
+    state = make_state(workers={"w": {"stake": STAKE}, "v": {"stake": STAKE}}, params={"audit_permille": 100})
     from ledger.state import Job
-    p_job = audit_permille_for(state, Job(worker=next(iter(state.workers)), price=PRICE, verification_fee=FEE))
+    worker, verifier = list(state.workers)[:2]
+    p_job = audit_permille_for(state, Job(worker=worker, verifier=verifier, price=PRICE, verification_fee=FEE))
     lines = [
         "# Collusion against the real ledger rules (issue 13)",
         "",
@@ -250,12 +256,14 @@ def main() -> None:
         "",
         f"Each job: reward {REWARD}, verification fee {FEE}, offers at {PRICE} (undercut: just below the band), a "
         f"run costs its runner {RUN_COST}; every key stakes {STAKE:,} (a wrong result is slashed 10%: "
-        f"{STAKE // 10:,}). Audit chance per job {p_job / 10:.1f}% (`audit_permille_for`), appeal panel of 3.",
+        f"{STAKE // 10:,}). Audit chance per job {p_job / 10:.1f}% (`audit_permille_for`), appeal panel of 3. "
+        "Honest keys slashed: slashes of keys that followed the protocol (a panel majority of the owner's keys "
+        "outvoted them).",
         "",
         "| N honest | m owner keys | share s | strategy | jobs | false results accepted | of them punished | "
-        "owner keys slashed | owner profit | honest profit (same N, m) | cheating pays? | audited / appealed | "
-        "top verdicts |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "owner keys slashed | honest keys slashed | owner profit | honest profit (same N, m) | cheating pays? | "
+        "audited / appeal panels | top verdicts |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
         f"Cheating paid more than the same keys playing honestly at {worse} of {tried} points.",

@@ -64,6 +64,7 @@ verifier is redrawn among live offerers).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ledger.context import BlockContext, Event
@@ -122,8 +123,9 @@ JOB_DEVICES = ("any", "gpu")
 ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS = "bids", "offers"
 ASSIGN_MODES = ("", ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS)
 DISPUTE, AUDIT, APPEAL = "dispute", "audit", "appeal"
-"""Why a job has checkers beyond its verifier (``Job.check``): the two claims differ; the audit coin; an auditor
-whose claim differs from the pair's."""
+"""Why a job has checkers beyond its verifier (``Job.check``): the two claims differ, or the audit coin. The appeal
+panel (``Job.panel``) follows the referee of every dispute, and an auditor whose claim differs from the pair's;
+``APPEAL`` names it in a ``check_unavailable`` event when nobody is free to sit on it."""
 
 
 def max_job_lifetime(state: State, job: Job) -> int:
@@ -315,7 +317,7 @@ def _committers(job: Job) -> tuple[AccountId, ...]:
     if job.status == ASSIGNED:
         return (job.worker, job.verifier)
     if job.status in CHECKING_STATUSES:
-        return tuple(job.panel) if job.check == APPEAL else (job.referee,)
+        return tuple(job.panel) if job.panel else (job.referee,)
     if job.status == REVEALING:
         return tuple(a for a in job.participants() if a in job.commits)
     return ()
@@ -325,7 +327,7 @@ def _role_words(job: Job) -> str:
     if job.status == ASSIGNED:
         return "worker or verifier"
     if job.status in CHECKING_STATUSES:
-        return "appeal panel member" if job.check == APPEAL else "referee or auditor"
+        return "appeal panel member" if job.panel else "referee or auditor"
     return "party that committed"
 
 
@@ -345,9 +347,11 @@ def process_commit_result(state: State, stx: SignedTx, p: CommitResult, ctx: Blo
     job.fingerprints[sender] = p.fingerprint
     events = [Event("committed", {"job_id": job.job_id, "worker": sender})]
     if all(a in job.commits for a in _committers(job)):
-        if job.status == ASSIGNED or (job.check == AUDIT and p.fingerprint != job.fingerprints[job.worker]):
-            # What comes next is drawn (an auditor or referee; an appeal panel) from the hash of this block, which
-            # nobody knew when committing: the end of the next block draws it (``process_deadlines``).
+        if job.status == ASSIGNED or (not job.panel and state.params.appeal_panel and (
+                job.check == DISPUTE or p.fingerprint != job.fingerprints[job.worker])):
+            # What comes next is drawn (an auditor or referee; the appeal panel of a dispute, or of an auditor that
+            # differs) from the hash of this block, which nobody knew when committing: the end of the next block
+            # draws it (``process_deadlines``).
             job.deadline = ctx.height + 1
             events.append(Event("job_checking", {"job_id": job.job_id, "deadline": job.deadline}))
         else:
@@ -415,7 +419,10 @@ def process_cancel_job(state: State, stx: SignedTx, p: CancelJob, ctx: BlockCont
 # loses while c < (1 − t)·(price + fee) / 2, i.e. below 45% of the pay at t = 0.1 (and the client's loss is
 # bounded by t of the escrow). Denying a result by a false error claim is attributable: the referee's run
 # contradicts it and it is slashed like a wrong result.
-def _claim(job: Job, account: AccountId) -> tuple[list[int], bytes, int]:
+Claim = tuple[list[int], bytes, int]
+
+
+def _claim(job: Job, account: AccountId) -> Claim:
     return job.reveals[account]
 
 
@@ -432,12 +439,21 @@ def _trouble(state: State, amount: Tokens) -> Tokens:
 
 
 def _verdict(state: State, job: Job, ctx: BlockContext) -> list[Event]:
-    """Everyone who committed has revealed: decide on two claims, three (a referee or an auditor) or an appeal."""
+    """Everyone who committed has revealed: decide on two claims, on three (a referee or an auditor with nobody
+    free for a panel), or by the appeal panel's majority."""
     if job.referee is None:
         return _compare(state, job, ctx)
-    if job.check == APPEAL:
-        return _appeal(state, job, ctx)
-    return _arbitrate(state, job, ctx)
+    w, v, r = job.worker, job.verifier, job.referee
+    cw, cv = _claim(job, w), _claim(job, v)
+    if not job.panel:
+        return _arbitrate(state, job, ctx)
+    if job.check == AUDIT:
+        return _panel_verdict(state, job, ctx, ([w, v], cw), ([r], _claim(job, r)), list(job.panel))
+    if not _attributable(cw) and not _attributable(cv):
+        fee = job.verification_fee
+        verdict = "unavailable" if cw[2] == cv[2] == UNAVAILABLE else "unrunnable"
+        return _nobodys_fault(state, job, ctx, verdict, {w: job.price, v: fee - fee // 2, r: fee // 2})
+    return _panel_verdict(state, job, ctx, ([w], cw), ([v], cv), [r, *job.panel])
 
 
 def _compare(state: State, job: Job, ctx: BlockContext) -> list[Event]:
@@ -499,43 +515,52 @@ def _split(fee: Tokens, accounts: list[AccountId]) -> dict[AccountId, Tokens]:
     return out
 
 
-def _appeal(state: State, job: Job, ctx: BlockContext) -> list[Event]:
-    """An auditor's claim differed from the worker's and verifier's (one claim: their fingerprints matched), and a
-    panel committed blind after it. The panel's strict majority picks the side: the other side is slashed (the
-    pair together), and so is every panel member whose attributable claim sided with neither winner.
+def _panel_verdict(state: State, job: Job, ctx: BlockContext, side_a: tuple[list[AccountId], Claim],
+                   side_b: tuple[list[AccountId], Claim], voters: list[AccountId]) -> list[Event]:
+    """Two claims and the checkers who committed blind after both: a dispute (worker against verifier, judged by
+    the referee and the panel) or an audit (the worker and verifier's one claim against the auditor's, judged by
+    the panel). The side a strict majority of the voters backs wins; the other side is slashed (a pair together),
+    and so is every voter whose attributable claim backed neither the winner. No majority: the job fails,
+    refunded, nobody slashed. Two claims within tolerance of each other both stand.
 
-    Incentive: a pair of one owner that agreed on a false result loses both stakes' slashes when an honest panel
-    majority sides with the auditor; an auditor that lies about an honest pair loses its own. Deciding needs a
-    panel majority on one side; otherwise the job fails, refunded, and nobody is slashed."""
-    w, v, a = job.worker, job.verifier, job.referee
-    pair, aud = _claim(job, w), _claim(job, a)
-    fee = job.verification_fee
-    panel = [m for m in job.panel if m in job.reveals]
-    voters = [m for m in panel if _attributable(_claim(job, m))]
-    if _attributable(pair) and _attributable(aud) and _agree(job, pair, aud):
-        agreeing = [m for m in voters if _agree(job, pair, _claim(job, m))]
-        events: list[Event] = []
-        for m in voters:
-            if m not in agreeing:
-                events += _punish(state, job, m)
-        return events + _conclude(state, job, ctx, "audited", {w: job.price, **_split(fee, [v, a, *agreeing])},
-                                  pair, winners=(w, v, a, *agreeing))
-    for_pair = [m for m in voters if _attributable(pair) and _agree(job, pair, _claim(job, m))]
-    for_auditor = [m for m in voters if _attributable(aud) and _agree(job, aud, _claim(job, m))]
-    if 2 * len(for_pair) > len(panel) and _attributable(pair):
-        winners, losers, claim = [w, v, *for_pair], ([a] if _attributable(aud) else []), pair
-        payees = {w: job.price, **_split(fee, [v, *for_pair])}
-        verdict = "auditor_faulty" if _attributable(aud) else "auditor_unable"
-    elif 2 * len(for_auditor) > len(panel) and _attributable(aud):
-        winners, losers, claim = [a, *for_auditor], ([w, v] if _attributable(pair) else []), aud
-        payees = {a: job.price, **_split(fee, for_auditor)}
-        verdict = "pair_faulty" if _attributable(pair) else "pair_unable"
+    Incentive: to win against an honest side the owner must hold a majority of the voters (3 of 4 in a dispute,
+    2 of 3 in an audit's panel, drawn uniformly after the commitments), and a voter it holds that backs its side
+    against an honest majority loses ``slash_permille`` of its stake; see docs/VERIFICATION.md for the odds."""
+    (holders_a, ca), (holders_b, cb) = side_a, side_b
+    audit = job.check == AUDIT
+    revealed = [m for m in voters if m in job.reveals]
+    attributable = [m for m in revealed if _attributable(_claim(job, m))]
+
+    def backers(claim: Claim) -> list[AccountId]:
+        return [m for m in attributable if _attributable(claim) and _agree(job, claim, _claim(job, m))]
+
+    if _attributable(ca) and _attributable(cb) and _agree(job, ca, cb):
+        winners, losers, claim, backing = [*holders_a, *holders_b], [], ca, backers(ca)
+        verdict = "audited" if audit else "agreed_by_referee"
+    elif 2 * len(ba := backers(ca)) > len(revealed) and _attributable(ca):
+        winners, losers, claim, backing = holders_a, holders_b, ca, ba
+        wrong = _attributable(cb)
+        verdict = ("auditor_faulty" if wrong else "auditor_unable") if audit else \
+            ("verifier_faulty" if wrong else "verifier_unable")
+    elif 2 * len(bb := backers(cb)) > len(revealed) and _attributable(cb):
+        winners, losers, claim, backing = holders_b, holders_a, cb, bb
+        wrong = _attributable(ca)
+        verdict = ("pair_faulty" if wrong else "pair_unable") if audit else \
+            ("worker_faulty" if wrong else "worker_unable")
     else:
         return _close(state, job, ctx, FAILED, "no_majority", {})
-    events = []
-    for m in [*losers, *(m for m in voters if m not in winners)]:
-        events += _punish(state, job, m)
-    return events + _conclude(state, job, ctx, verdict, payees, claim, winners=tuple(winners))
+    events: list[Event] = []
+    for account in [*(a for a in losers if _attributable(_claim(job, a))), *(m for m in attributable
+                                                                              if m not in backing)]:
+        events += _punish(state, job, account)
+    # The price goes to whoever ran for the accepted claim in the worker's place when the worker lost (the auditor,
+    # or a dispute's first backing checker); the fee is shared by the other winners and the backing checkers.
+    checkers = [a for a in [*winners, *backing] if a not in (job.worker, job.verifier)]
+    price_to = job.worker if job.worker in winners else checkers[0]
+    fee_to = [a for a in [*winners, *backing] if a not in (job.worker, price_to)]
+    payees = {price_to: job.price, **_split(job.verification_fee, list(dict.fromkeys(fee_to)))}
+    return events + _conclude(state, job, ctx, verdict, payees, claim,
+                              winners=tuple(dict.fromkeys([*winners, *backing])))
 
 
 def _conclude(state: State, job: Job, ctx: BlockContext, verdict: str, payees: dict[AccountId, Tokens],
@@ -681,8 +706,9 @@ def _band_pick(state: State, job: Job, ctx: BlockContext, priced: list[tuple[Acc
 def _pick_worker(state: State, job: Job, ctx: BlockContext, exclude: set[AccountId]
                  ) -> tuple[AccountId, Tokens] | None:
     """The worker drawn among the job's eligible bids near the best price (see above)."""
+    free = _free_of(state, exclude)
     priced = [(a, price) for a, price in job.bids.items()
-              if a not in exclude and _has_room(state.workers[a]) and eligibility_problem(state, a, job) is None]
+              if free(a) and _has_room(state.workers[a]) and eligibility_problem(state, a, job) is None]
     return _band_pick(state, job, ctx, priced, "worker")
 
 
@@ -693,13 +719,27 @@ def _seeded_pick(candidates: list[AccountId], job: Job, ctx: BlockContext, role:
     return candidates[_seed_int(job, ctx, role) % len(candidates)]
 
 
+def operator_of(state: State, account: AccountId) -> AccountId:
+    """The node that runs ``account`` (``Worker.operator``; the account itself when it declared none)."""
+    w = state.workers.get(account)
+    return account if w is None or not w.operator else w.operator
+
+
+def _free_of(state: State, holders: set[AccountId] | frozenset[AccountId]) -> Callable[[AccountId], bool]:
+    """Whether an account may take another role next to ``holders``: not one of them, and not run by the same
+    node as any of them (keys of one operator never fill two roles of a job)."""
+    operators = {operator_of(state, a) for a in holders}
+    return lambda a: a not in holders and operator_of(state, a) not in operators
+
+
 def _draw(state: State, job: Job, ctx: BlockContext, role: str, exclude: set[AccountId],
           *, offering: bool = False) -> AccountId | None:
-    """A uniformly drawn eligible worker with free capacity, not in ``exclude`` (with ``offering``: only those
-    with a live offer)."""
+    """A uniformly drawn eligible worker with free capacity, not in ``exclude`` nor run by the same operator as
+    any of them (with ``offering``: only those with a live offer)."""
+    free = _free_of(state, exclude)
     candidates = sorted(
         a for a, w in state.workers.items()
-        if a not in exclude and (not offering or _offers_for(w, job, ctx.height)) and _has_room(w)
+        if free(a) and (not offering or _offers_for(w, job, ctx.height)) and _has_room(w)
         and eligibility_problem(state, a, job) is None
     )
     return _seeded_pick(candidates, job, ctx, role)
@@ -708,8 +748,9 @@ def _draw(state: State, job: Job, ctx: BlockContext, role: str, exclude: set[Acc
 def _pick_offer(state: State, job: Job, ctx: BlockContext, exclude: frozenset[AccountId] = frozenset()
                 ) -> tuple[AccountId, Tokens] | None:
     """The worker drawn among live offers that fit the job and have free capacity, near the best price."""
+    free = _free_of(state, exclude)
     priced = [(a, w.offer_price) for a, w in state.workers.items()
-              if a not in exclude and _offers_for(w, job, ctx.height) and w.offer_price <= job.reward
+              if free(a) and _offers_for(w, job, ctx.height) and w.offer_price <= job.reward
               and _has_room(w) and eligibility_problem(state, a, job) is None]
     return _band_pick(state, job, ctx, priced, "offer")
 
@@ -853,10 +894,10 @@ def _draw_panel(state: State, job: Job, ctx: BlockContext) -> list[Event]:
         panel.append(member)
     if not panel:
         return [Event("check_unavailable", {"job_id": job.job_id, "check": APPEAL}), *_open_reveals(job, ctx)]
-    job.panel, job.check = panel, APPEAL
+    job.panel = panel
     for member in panel:
         state.w_worker(member).active_jobs += 1
-    _transition(job, AUDITING, ctx.height)
+    _transition(job, job.status, ctx.height)
     job.deadline = ctx.height + job.commit_window
     return [Event("job_appealed", {"job_id": job.job_id, "panel": list(panel), "deadline": job.deadline})]
 
@@ -889,7 +930,7 @@ def _check_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
     """A check's deadline: the auditor's differing commitment draws the panel (a block after it landed); panel
     members that did not commit are penalised and the rest reveal; a referee or auditor that did not commit is
     replaced, or the job fails when out of tries."""
-    if job.check == APPEAL:
+    if job.panel:
         events: list[Event] = []
         for member in [m for m in job.panel if m not in job.commits]:
             events += _penalise_stall(state, job, member, "appeal")

@@ -79,9 +79,11 @@ class Params:
     that fakes the result (saving at most the pay it would spend on honest runs) loses more when caught than it
     saves (docs/VERIFICATION.md). 0 turns audits off, and with them that guarantee."""
     appeal_panel: int = 3
-    """Checkers drawn (after the auditor's commitment, blind like it) when an auditor's claim differs from the
-    worker's and verifier's; their majority decides which side is slashed. Fewer are drawn when fewer workers
-    are free; with none the job fails, refunded, nobody slashed."""
+    """Checkers drawn after a referee's commitment (every dispute) or an auditor's that differs from the worker's
+    and verifier's claim, committing blind like it; a strict majority of them (with the referee, in a dispute)
+    decides which side wins and who is slashed. Fewer are drawn when fewer workers are free. With none (or 0
+    here) a dispute is decided two to one with the referee, and an audit that differs fails the job, refunded,
+    nobody slashed."""
     job_retention_blocks: int = 0
     """Blocks a finished job stays in the live state after the block it ended in; then it leaves the state (a
     ``job_pruned`` event), so the state holds the jobs of the last window rather than every job ever posted.

@@ -38,8 +38,11 @@ def process_register_worker(state: State, stx: SignedTx, p: RegisterWorker, ctx:
         raise StakeTooLow(state.params.min_stake, p.stake)
     # The balance covers fee + stake: apply_tx checked spend() before calling us.
     state.w_account(sender).balance -= p.stake
+    if p.operator not in (b"", sender) and len(p.operator) != 32:
+        raise InvalidField("register_worker.operator", "expected a 32-byte account id, or empty for the key itself")
     state.put_worker(sender, Worker(
-        p.stake, state.params.initial_reputation, p.device_kind, p.device_name, p.memory_mb, p.capacity, ctx.height
+        p.stake, state.params.initial_reputation, p.device_kind, p.device_name, p.memory_mb, p.capacity, ctx.height,
+        operator=b"" if p.operator == sender else p.operator,
     ))
     return [Event("worker_registered", {"worker": sender, "stake": p.stake, "device_kind": p.device_kind})]
 

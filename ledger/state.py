@@ -83,6 +83,7 @@ class Worker:
         "offer_max_time_ms",
         "offer_price",
         "offer_until",
+        "operator",
         "registered_at",
         "reputation",
         "stake",
@@ -105,6 +106,7 @@ class Worker:
         offer_price: Tokens = 0,
         offer_until: Height = 0,
         offer_max_time_ms: int = 0,
+        operator: AccountId = b"",
     ) -> None:
         self.stake = stake
         self.reputation = reputation
@@ -120,6 +122,7 @@ class Worker:
         self.offer_price = offer_price
         self.offer_until = offer_until
         self.offer_max_time_ms = offer_max_time_ms
+        self.operator = operator  # the node that runs this key (b"": the key itself); see ledger.tx.RegisterWorker
 
     def offer_live_at(self, height: Height) -> bool:
         """Whether the worker's standing offer covers ``height``."""
@@ -133,14 +136,14 @@ class Worker:
         return Worker(
             self.stake, self.reputation, self.device_kind, self.device_name, self.memory_mb, self.capacity,
             self.registered_at, [list(u) for u in self.unbonding], self.jobs_done, self.jobs_failed,
-            self.active_jobs, self.offer_price, self.offer_until, self.offer_max_time_ms,
+            self.active_jobs, self.offer_price, self.offer_until, self.offer_max_time_ms, self.operator,
         )
 
     def to_list(self) -> list[Any]:
         return [
             self.stake, self.reputation, self.device_kind, self.device_name, self.memory_mb, self.capacity,
             self.registered_at, [list(u) for u in self.unbonding], self.jobs_done, self.jobs_failed,
-            self.active_jobs, self.offer_price, self.offer_until, self.offer_max_time_ms,
+            self.active_jobs, self.offer_price, self.offer_until, self.offer_max_time_ms, self.operator,
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -151,7 +154,7 @@ class Worker:
             "active_jobs": self.active_jobs, "device_kind": self.device_kind, "device_name": self.device_name,
             "memory_mb": self.memory_mb, "capacity": self.capacity, "registered_at": self.registered_at,
             "offer_price": self.offer_price, "offer_until": self.offer_until,
-            "offer_max_time_ms": self.offer_max_time_ms,
+            "offer_max_time_ms": self.offer_max_time_ms, "operator": self.operator.hex() or None,
         }
 
     @classmethod
@@ -232,7 +235,7 @@ class Job:
         if self.verdict is None:
             self.verdict = ""
         if self.check is None:
-            self.check = ""  # "", or why a third party checks it: "dispute", "audit", "appeal" (ledger.jobs)
+            self.check = ""  # "", or why a third party checks it: "dispute" or "audit" (ledger.jobs)
         if self.time_limit_ms is None:
             self.time_limit_ms = 0
 

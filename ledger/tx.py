@@ -144,7 +144,10 @@ class TransferFrom(Payload):
 
 @dataclass(frozen=True, slots=True)
 class RegisterWorker(Payload):
-    """Become a worker: bond ``stake`` and declare the device (``cpu``/``gpu``), its memory and measured capacity."""
+    """Become a worker: bond ``stake`` and declare the device (``cpu``/``gpu``), its memory and measured capacity,
+    and the ``operator``: the account of the node that runs this key (empty: the key runs itself). Keys of one
+    operator never hold two roles of one job (``ledger.jobs``), so a node holding several keys cannot run a job
+    once and commit it twice; an owner who hides its keys behind different operators is what the audits are for."""
 
     KIND = "register_worker"
     CODE = 4
@@ -154,6 +157,7 @@ class RegisterWorker(Payload):
         ("device_name", _str_max(128)),
         ("memory_mb", _u64),
         ("capacity", _u64),
+        ("operator", _bytes_max(32)),
     )
     SPENDS = ("stake",)
     stake: Tokens
@@ -161,6 +165,7 @@ class RegisterWorker(Payload):
     device_name: str
     memory_mb: int
     capacity: int
+    operator: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from bootstrap.api.bodies import WORKER_FEE_ALLOWANCE, NameParam, WaitQuery, WorkerRegistration, jsonable
 from bootstrap.api.env import Env
 from bootstrap.api.errors import ApiError
-from bootstrap.home import write_declared
+from bootstrap.home import NODE_KEY, write_declared
 from ledger.tx import RegisterWorker
 
 
@@ -49,6 +49,8 @@ def add_routes(app: FastAPI, env: Env) -> None:
             device_name=(body.gpu_type or measured["device_name"]).encode()[:128].decode(errors="ignore"),
             memory_mb=measured["memory_mb"],
             capacity=measured["capacity"],
+            # This node runs the key: the ledger never gives it a second role on a job another local key holds.
+            operator=node.account_of(NODE_KEY),
         )
         tx_id = await call(node.sign_and_submit, body.worker_id, payload)
         declared = {"gpu_type": body.gpu_type, "compute_capacity": body.compute_capacity}

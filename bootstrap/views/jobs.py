@@ -74,7 +74,7 @@ def reveal_outcomes(job: Job) -> list[dict[str, Any]]:
     """What each party revealed, by role (worker, verifier, referee or auditor, panel): its outcome and that in
     words."""
     out = []
-    checker = "auditor" if getattr(job, "check", "") in ("audit", "appeal") else "referee"
+    checker = "auditor" if getattr(job, "check", "") == "audit" else "referee"
     roles = [("worker", job.worker), ("verifier", job.verifier), (checker, job.referee),
              *(("panel", m) for m in getattr(job, "panel", []))]
     for role, account in roles:

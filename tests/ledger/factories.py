@@ -60,10 +60,10 @@ def ctx(height: int, *, proposer: AccountId = PROPOSER, seed: bytes | None = Non
 
 
 TEST_PARAMS: dict[str, Any] = {"commit_margin_blocks": 0, "window_fee_per_block": 0, "default_job_time_ms": 1_000,
-                               "audit_permille": 0}
+                               "audit_permille": 0, "appeal_panel": 0}
 """Most ledger tests walk jobs through one- and two-block windows: let any window fit a default run, for free
-(tests of the window rules pass the chain's real values). Audits are off unless a test turns them on, so a job's
-path does not hang on its seed's audit coin (tests/ledger/test_audits.py covers them)."""
+(tests of the window rules pass the chain's real values). Audits and appeal panels are off unless a test turns
+them on, so a job's path does not hang on its seed's audit coin (tests/ledger/test_audits.py covers them)."""
 
 
 def make_genesis(
@@ -146,8 +146,9 @@ class Wallet:
         return self.sign(TransferFrom(owner, to, amount), **kw)
 
     def register_worker(self, stake: int = 5_000, device_kind: str = "cpu", memory_mb: int = 16_384,
-                        **kw: Any) -> SignedTx:
-        return self.sign(RegisterWorker(stake, device_kind, f"{device_kind}-{self.name}", memory_mb, 100), **kw)
+                        operator: bytes = b"", **kw: Any) -> SignedTx:
+        return self.sign(RegisterWorker(stake, device_kind, f"{device_kind}-{self.name}", memory_mb, 100, operator),
+                         **kw)
 
     def add_stake(self, amount: int, **kw: Any) -> SignedTx:
         return self.sign(AddStake(amount), **kw)

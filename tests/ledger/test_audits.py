@@ -27,7 +27,7 @@ STAKE = 5_000
 
 
 def _net(audit: int = 1000, **params: int) -> Net:
-    return Net(workers=dict(SEVEN), params={"audit_permille": audit, **params})
+    return Net(workers=dict(SEVEN), params={"audit_permille": audit, "appeal_panel": 3, **params})
 
 
 def _to_checked(net: Net, pair_claim: list[int], **kw: int) -> bytes:
@@ -91,7 +91,7 @@ def test_a_pair_that_agreed_on_a_false_result_is_slashed_together_when_the_panel
     net.chain.block(net.by_account[auditor].commit(job_id, TRUE))
     assert (job.status, job.panel) == ("auditing", [])  # the panel is drawn from the next block's seed
     net.chain.block()
-    assert job.check == "appeal" and len(job.panel) == 3
+    assert job.check == "audit" and len(job.panel) == 3
     assert not set(job.panel) & {*pair, auditor}
     net.chain.block(*(net.by_account[m].commit(job_id, TRUE) for m in job.panel))
     claims = {a: TRUE for a in job.participants()} | {a: FALSE for a in pair}
@@ -211,3 +211,71 @@ def test_audits_off_means_no_audits() -> None:
     state = Net(params={"audit_permille": 0}).state
     assert audit_permille_for(state, Job(worker=next(iter(state.workers)), price=10, verification_fee=1)) == 0
     assert Params().audit_permille > 0  # real chains audit
+
+
+def test_keys_of_one_operator_never_fill_two_roles_of_a_job() -> None:
+    """A node holding several keys (its own and wallets it registered with ``operator`` = its account) is never
+    drawn twice on one job, so it cannot run a job once and commit the one result twice. Without the rule the
+    node's three extra keys would be drawn verifier or auditor on about a third of these jobs."""
+    from tests.ledger.factories import Wallet
+
+    net = _net(audit=1000)
+    node = net.w["w1"]  # always the worker below (the only bidder)
+    extra = [Wallet(f"x{i}") for i in range(3)]
+    net.by_account.update({x.account: x for x in extra})
+    net.chain.block(*(net.alice.transfer(x.account, 20_000) for x in extra))
+    net.chain.block(*(x.register_worker(operator=node.account) for x in extra))
+    ours = {node.account, *(x.account for x in extra)}
+    for _ in range(15):
+        job_id = _to_checked(net, TRUE)
+        job = net.job(job_id)
+        assert len(ours & {job.worker, job.verifier, job.referee}) == 1, "two keys of one node on one job"
+        net.chain.block(net.by_account[job.referee].commit(job_id, TRUE))
+        _reveal_all(net, job_id, {a: TRUE for a in job.participants()})
+        assert job.status == "verified"
+    assert net.state.workers[extra[0].account].operator == node.account
+    net.check_invariants()
+
+
+def _disputed(net: Net, worker_claim: list[int], verifier_claim: list[int]) -> bytes:
+    job_id = net.assigned(bids={"w1": 400}, reward=1_000, verification_fee=200)
+    net.commit_both(job_id, worker_claim, verifier_claim)
+    assert (net.job(job_id).status, net.job(job_id).check) == ("disputed", "dispute")
+    return job_id
+
+
+def test_a_referee_of_the_cheats_owner_cannot_slash_the_honest_verifier() -> None:
+    """The worker fakes; the referee drawn is the same owner's key and backs the fake, knowing it out of band (it
+    could not copy it: nothing was revealed). The panel drawn after the referee's commitment decides: the fake
+    needs 3 of the 4 checkers, so worker and referee are slashed and the honest verifier is paid."""
+    net = _net()
+    job_id = _disputed(net, FALSE, TRUE)
+    job = net.job(job_id)
+    referee = job.referee
+    net.chain.block(net.by_account[referee].commit(job_id, FALSE))  # backs its owner's fake
+    assert job.status == "disputed" and not job.panel
+    net.chain.block()
+    assert len(job.panel) == 3 and not set(job.panel) & {job.worker, job.verifier, referee}
+    net.chain.block(*(net.by_account[m].commit(job_id, TRUE) for m in job.panel))
+    claims = {a: TRUE for a in job.participants()} | {job.worker: FALSE, referee: FALSE}
+    events = _reveal_all(net, job_id, claims)
+    assert (job.status, job.verdict, job.result_summary) == ("verified", "worker_faulty", TRUE)
+    assert _stake(net, job.worker) == STAKE * 9 // 10 and _stake(net, referee) == STAKE * 9 // 10
+    assert _stake(net, job.verifier) == STAKE and net.state.workers[job.verifier].reputation > 500
+    paid = {e.fields["to"]: e.fields["amount"] for e in events if e.kind == "paid"}
+    assert job.worker not in paid and referee not in paid
+    assert paid[job.panel[0]] == 400  # ran in the worker's place
+    assert sum(paid.get(a, 0) for a in (job.verifier, *job.panel[1:])) == 200
+    net.check_invariants()
+
+
+def test_without_a_free_panel_a_dispute_is_decided_two_to_one() -> None:
+    net = Net(workers={f"w{i}": {} for i in range(1, 4)}, params={"appeal_panel": 3})
+    job_id = _disputed(net, FALSE, TRUE)
+    job = net.job(job_id)
+    net.chain.block(net.by_account[job.referee].commit(job_id, TRUE))
+    events = net.chain.block()  # the panel draw finds nobody free
+    assert [e.fields["check"] for e in events if e.kind == "check_unavailable"] == ["appeal"]
+    _reveal_all(net, job_id, {a: TRUE for a in job.participants()} | {job.worker: FALSE})
+    assert (job.status, job.verdict) == ("verified", "worker_faulty")
+    net.check_invariants()

@@ -53,6 +53,7 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "model": _utf8(128),
     "summary": st.lists(st.integers(-(2**63), 2**63 - 1), max_size=40),
     "salt": st.binary(min_size=16, max_size=MAX_SALT_LEN),
+    "operator": st.sampled_from([b""]) | _h32,
 }
 
 

@@ -61,7 +61,7 @@ def test_an_honest_worker_never_loses_stake_or_reputation(behaviours: list[str],
     """Also with audits (an auditor drawn on half the jobs, and an appeal panel when its claim differs)."""
     behaviour = dict(zip(WORKERS, behaviours, strict=True))
     state = make_state(balances={"client": 10**9}, workers={n: {} for n in WORKERS},
-                       params={"audit_permille": audit})
+                       params={"audit_permille": audit, "appeal_panel": 3 if audit else 0})
     chain = Chain(state)
     client = Wallet("client")
     wallets = {n: Wallet(n) for n in WORKERS}
