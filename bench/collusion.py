@@ -46,6 +46,7 @@ from ledger.tx import CommitResult
 from tests.ledger.factories import Chain, Wallet, make_state
 
 RESULTS = Path(__file__).resolve().parent / "results" / "collusion.md"
+AUDIT_PERMILLE = 100
 STRATEGIES = ("honest", "always", "collude", "copy", "undercut")
 """The owner's strategies (``honest_undercut``, undercutting but honest, is the baseline ``undercut`` is weighed
 against)."""
@@ -53,6 +54,8 @@ REWARD, FEE, PRICE, RUN_COST = 1_000, 200, 400, 100
 STAKE = 100_000
 """Stake per key: the slash for a wrong result (10%) is 10,000 against a job's pay of 600, so the chain's
 audit rate (10%) is what prices cheating (``audit_permille_for``); a smaller stake is audited more often."""
+EARLY = 1_000
+"""Jobs over which the share of pairs is measured, before caught keys lose stake and reputation (and so roles)."""
 IN_FLIGHT = 25
 """Jobs submitted per block while the run lasts (each lives ~5 blocks)."""
 
@@ -77,6 +80,9 @@ class Point:
     owner_runs: int = 0
     owner_slashed: int = 0
     honest_slashed: int = 0
+    pair_early: int = 0  # jobs among the first EARLY whose worker and verifier were both the owner's
+    fakes_audited: int = 0  # jobs the owner's pair faked that drew an auditor
+    fakes_caught: int = 0  # of those, the pair was slashed
     honest_stake_lost: int = 0
     audited: int = 0
     appealed: int = 0
@@ -95,7 +101,7 @@ def simulate(n_honest: int, m_owner: int, strategy: str, jobs: int) -> Point:
     owner = [f"a{i}" for i in range(m_owner)]
     names = honest + owner
     state = make_state(balances={"client": 10**15}, workers={n: {"stake": STAKE, "capacity": 1_000} for n in names},
-                       params={"audit_permille": 100, "appeal_panel": 3})
+                       params={"audit_permille": AUDIT_PERMILLE, "appeal_panel": 3})
     chain = Chain(state)
     client = Wallet("client")
     wallets = {n: Wallet(n) for n in names}
@@ -105,6 +111,7 @@ def simulate(n_honest: int, m_owner: int, strategy: str, jobs: int) -> Point:
     point = Point(n_honest, m_owner, strategy, jobs)
     claims: dict[tuple[bytes, bytes], list[int]] = {}
     pending: list[bytes] = []
+    order: dict[bytes, int] = {}
     false_jobs: list[tuple[int, set[bytes]]] = []  # (end height, owner keys paid) per accepted false result
     slashed_at: dict[bytes, list[int]] = {a: [] for a in mine}
     band_low = PRICE * 1000 // (1000 + state.params.offer_band_permille) - 2
@@ -121,6 +128,7 @@ def simulate(n_honest: int, m_owner: int, strategy: str, jobs: int) -> Point:
             stx = client.submit_job(reward=REWARD, verification_fee=FEE, assign="offers", bid_window=1)
             txs.append(stx)
             pending.append(stx.tx_id)
+            order[stx.tx_id] = submitted
             submitted += 1
         for job_id in pending:
             job = state.jobs.get(job_id)
@@ -140,7 +148,7 @@ def simulate(n_honest: int, m_owner: int, strategy: str, jobs: int) -> Point:
             if not job.is_terminal:
                 still.append(job_id)
                 continue
-            _tally(state, job, mine, point, false_jobs)
+            _tally(state, job, mine, point, false_jobs, order.pop(job_id))
         pending = still
     for end, paid in false_jobs:
         if any(h >= end for a in paid for h in slashed_at[a]):
@@ -192,8 +200,15 @@ def _choose(state: State, job, acct: bytes, strategy: str, mine: set[bytes], poi
     return truth
 
 
-def _tally(state: State, job, mine: set[bytes], point: Point, false_jobs: list[tuple[int, set[bytes]]]) -> None:
+def _tally(state: State, job, mine: set[bytes], point: Point, false_jobs: list[tuple[int, set[bytes]]],
+           index: int) -> None:
     point.verdicts[job.verdict] = point.verdicts.get(job.verdict, 0) + 1
+    pair = job.worker in mine and job.verifier in mine
+    point.pair_early += pair and index < EARLY
+    worker_claim = job.reveals.get(job.worker)
+    if pair and job.check == "audit" and worker_claim is not None and worker_claim[0] != true_claim(job.job_id):
+        point.fakes_audited += 1
+        point.fakes_caught += job.verdict == "pair_faulty"
     point.audited += job.check == "audit"
     point.appealed += bool(job.panel)
     if job.status == "verified" and job.result_summary != true_claim(job.job_id):
@@ -201,6 +216,31 @@ def _tally(state: State, job, mine: set[bytes], point: Point, false_jobs: list[t
         paid = {a for a in (job.worker, job.verifier, job.referee, *job.panel) if a in mine}
         false_jobs.append((state.height, paid))
     assert job.status in TERMINAL_STATUSES
+
+
+def hypergeom_at_least(total: int, marked: int, drawn: int, at_least: int) -> float:
+    """P(at least ``at_least`` of ``drawn`` keys drawn without replacement from ``total`` are among ``marked``)."""
+    from math import comb
+
+    if drawn > total:
+        return 0.0
+    return sum(comb(marked, i) * comb(total - marked, drawn - i) for i in range(at_least, drawn + 1)
+               if i <= marked and drawn - i <= total - marked) / comb(total, drawn)
+
+
+def formula(n: int, m: int, strategy: str, audit: float) -> dict[str, float]:
+    """What docs/VERIFICATION.md predicts for an owner of m of n + m equal keys, per job, before any key is caught:
+    the chance its keys hold both roles, the chance an audited fake is caught (the auditor is not its key and the
+    panel of 3 has no majority of its keys), and its gain per job from faking against running honestly."""
+    total = n + m
+    worker = 1.0 if strategy == "undercut" else m / total
+    pair = worker * (m - 1) / (total - 1)
+    auditor_mine = max(0, m - 2) / (total - 2)
+    panel_flip = hypergeom_at_least(total - 3, max(0, m - 3), 3, 2)
+    caught = (1 - auditor_mine) * (1 - panel_flip)
+    pay = (PRICE * 1000 // 1100 - 2 if strategy == "undercut" else PRICE) + FEE
+    gain = pair * (2 * RUN_COST - audit * caught * (2 * STAKE // 10 + pay))
+    return {"pair": pair, "caught": caught, "gain": gain}
 
 
 def _row(p: Point, honest_profit: int) -> str:
@@ -226,6 +266,7 @@ def main() -> None:
     args = ap.parse_args()
     strategies = args.strategies.split(",")
     rows = []
+    versus = []
     worse = tried = 0
     for n, m in POINTS[args.points]:
         baselines = {}
@@ -241,6 +282,12 @@ def main() -> None:
             p = simulate(n, m, strategy, args.jobs)
             tried += 1
             worse += p.owner_profit > baseline.owner_profit
+            if strategy in ("collude", "undercut"):
+                f = formula(n, m, strategy, AUDIT_PERMILLE / 1000)
+                caught = f"{p.fakes_caught / p.fakes_audited:.2f} ({p.fakes_audited})" if p.fakes_audited else "—"
+                versus.append(f"| {n} | {m} | {p.share:.2f} | {strategy} | {f['pair']:.3f} | "
+                              f"{p.pair_early / min(EARLY, args.jobs):.3f} | {f['caught']:.2f} | {caught} | "
+                              f"{f['gain']:+.1f} | {(p.owner_profit - baseline.owner_profit) / p.jobs:+.1f} |")
             print(f"N={n} m={m} {strategy}: profit {p.owner_profit:,}, false accepted {p.false_accepted}, "
                   f"punished {p.false_punished} ({p.elapsed_s:.0f} s)", flush=True)
             rows.append(_row(p, baseline.owner_profit))
@@ -267,6 +314,19 @@ def main() -> None:
         *rows,
         "",
         f"Cheating paid more than the same keys playing honestly at {worse} of {tried} points.",
+        "",
+        "## The formula beside the simulation (docs/VERIFICATION.md)",
+        "",
+        f"Both roles the owner's: the formula's chance, and the share measured over the first {EARLY:,} jobs "
+        "(before caught keys lose stake, reputation and so roles). An audited fake caught: the formula's "
+        "(1 − a)(1 − f), and caught / audited fakes measured. Gain per job from faking: the formula's "
+        "q·(2c − p·(1 − a)(1 − f)·(2S + pay)) at the start, and (profit − honest profit) / jobs measured over "
+        "the whole run (more negative: caught keys earn less for the rest of it).",
+        "",
+        "| N | m | s | strategy | both roles (formula) | both roles (measured) | audited fake caught (formula) | "
+        "caught (measured, audited fakes) | gain per job (formula) | gain per job (measured) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *versus,
     ]
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

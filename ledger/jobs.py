@@ -11,30 +11,40 @@ which ``end_block`` calls; each transition appends ``(status, height)`` to ``job
     submit_job, assign="bids"; or "offers" and no offer fits ─────────────▶ open       (bid window opens)
     open ──(bid window ends, a bidder and a verifier found)──────────────▶ assigned
     open ──(bid window ends, no eligible bidder or verifier; or cancel)──▶ refunded
-    assigned ──(worker and verifier both committed)──────────────────────▶ revealing
+    assigned ──(both committed; the next block draws no check)───────────▶ revealing
+    assigned ──(both committed, fingerprints differ, a referee drawn)────▶ disputed
+    assigned ──(both committed, the same claim, the audit coin)──────────▶ auditing   (an auditor drawn)
     assigned ──(commit deadline; stallers slashed, replaced)─────────────▶ assigned   (at most max_reassignments)
     assigned ──(commit deadline, no replacement or too many)─────────────▶ refunded
-    revealing ──(both revealed, summaries agree)─────────────────────────▶ verified
-    revealing ──(both unavailable / over their limits; or the same error)▶ failed     (trouble share paid)
-    revealing ──(both revealed, disagree, referee drawn)─────────────────▶ disputed
-    revealing ──(both revealed, disagree, no referee available)──────────▶ failed     (escrow refunded)
-    revealing ──(reveal deadline; stallers slashed)──────────────────────▶ refunded
-    disputed ──(referee revealed, a majority of two)─────────────────────▶ verified   (odd one out slashed)
-    disputed ──(referee and one other could not run it)──────────────────▶ failed     (trouble share paid)
-    disputed ──(referee revealed, all three differ)──────────────────────▶ failed     (escrow refunded)
-    disputed ──(referee missed its deadline; slashed, replaced)──────────▶ disputed   (at most max_reassignments)
-    disputed ──(referee missed its deadline, no replacement)─────────────▶ failed     (escrow refunded)
+    disputed / auditing ──(the referee or auditor committed)─────────────▶ the same   (the next block draws the
+                                                                                      appeal panel: every dispute,
+                                                                                      an audit that differs)
+    auditing ──(the auditor committed the pair's claim)──────────────────▶ revealing
+    disputed / auditing ──(the panel committed; or nobody free for one)──▶ revealing
+    disputed / auditing ──(a referee or auditor missed its commit)───────▶ the same   (slashed, replaced) or failed
+    revealing ──(all revealed: agreement, or a majority of the voters)───▶ verified   (losers slashed)
+    revealing ──(all revealed: no majority; or nobody free to referee)───▶ failed     (escrow refunded)
+    revealing ──(nobody could run it, or the same error)─────────────────▶ failed     (trouble share paid)
+    revealing ──(reveal deadline; stallers slashed)──────────────────────▶ refunded, or verified when only an
+                                                                          auditor withheld next to an agreeing pair
+
+Checks (issue 13, docs/VERIFICATION.md): a commitment carries the claim's fingerprint, so the ledger knows before
+any reveal whether worker and verifier agree. The check after the commitments is drawn from the hash of the block
+that holds them (the next block's seed), which nobody knew when committing; each checker commits blind, having
+seen fingerprints only; the panel's strict majority decides (``_panel_verdict``).
 
 Every non-terminal status has a deadline and every deadline moves the job on, and the number of reassignments
-is capped, so no job lives longer than ``bid + (r+1)·commit + reveal + (r+1)·(commit + reveal)`` blocks where
+is capped, so no job lives longer than ``bid + 2·(r+1)·(commit + 1) + commit + reveal`` blocks where
 ``r = max_reassignments`` and ``bid`` is the bid window (0 for a job assigned at submission: its
 ``bid_deadline`` is its submission height). Every token leaving the escrow goes to a balance (payee or client),
 so none vanish.
 
 Payments on ``verified``: the accepted worker gets its bid ``price``, the accepted verifier the
-``verification_fee``, the client gets the rest back. When the referee sides with the verifier the referee took
-the worker's place and gets the price; when it sides with the worker it took the verifier's place and gets the
-fee; when it agrees with both (each within tolerance of it) verifier and referee split the fee.
+``verification_fee``, the client gets the rest back; the client pays the same whatever checks run. When the
+worker loses, the checker that ran in its place (the auditor, or a dispute's referee or first backing panel
+member) gets the price. The fee is shared equally by the other winners and the checkers that backed the accepted
+claim (an audit that agreed: verifier and auditor; a dispute: the verifier or the referee, and the panel's
+majority).
 
 Claims (issue 14): a reveal carries an outcome (``ledger.verdict``). A result or a deterministic error (its code
 compared exactly) is attributable: it can be checked by running the job again, so the odd one out of a dispute is

@@ -9,7 +9,10 @@ A fault spec is ``MODE`` (every local worker key misbehaves) or ``MODE@name1,nam
   below 40%), so its verifier or a referee disagrees and the ledger slashes it;
 * ``no-reveal`` — runs and commits honestly, then never reveals (stall-slashed at the reveal deadline);
 * ``copy-commit`` — runs nothing: waits for the other party's commitment and posts the same bytes. It cannot open
-  that commitment (it never learns the salt from the state), so it is stall-slashed at the reveal deadline.
+  that commitment (it never learns the salt from the state), so it is stall-slashed at the reveal deadline;
+* ``collude`` — every key in this mode, on any node, commits the same wrong summary for a job (perturbed with the
+  job id, not the key's salt), in any role: two such keys holding worker and verifier agree on a false result,
+  and as auditor, referee or panel member they back it. The audits and the appeal panel catch the pair.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ NONE = "none"
 RANDOM_RESULTS = "random-results"
 NO_REVEAL = "no-reveal"
 COPY_COMMIT = "copy-commit"
-FAULT_MODES = (NONE, RANDOM_RESULTS, NO_REVEAL, COPY_COMMIT)
+COLLUDE = "collude"
+FAULT_MODES = (NONE, RANDOM_RESULTS, NO_REVEAL, COPY_COMMIT, COLLUDE)
 
 
 class FaultSpecError(NodeError, ValueError):

@@ -29,7 +29,7 @@ from typing import Any
 
 from bootstrap.agent.claims import NO_ARTIFACT, SUMMARY_TOO_LONG, describe_claim, spec_mismatch
 from bootstrap.agent.device import LocalDevice
-from bootstrap.agent.faults import COPY_COMMIT, NO_REVEAL, RANDOM_RESULTS, Faults, perturb_summary
+from bootstrap.agent.faults import COLLUDE, COPY_COMMIT, NO_REVEAL, RANDOM_RESULTS, Faults, perturb_summary
 from bootstrap.errors import NodeError
 from compute.canonical import blake2b256
 from compute.spec import JobSpec
@@ -680,4 +680,6 @@ class Planner:
             return Opening(tuple(summary), NO_ARTIFACT, salt, outcome)
         if self.faults.applies(key.name, RANDOM_RESULTS):
             summary = perturb_summary(summary, salt)
+        elif self.faults.applies(key.name, COLLUDE):
+            summary = perturb_summary(summary, b"collude" + job.job_id)  # the same fake on every colluding key
         return Opening(tuple(summary), record.artifact_digest, salt)

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from bootstrap.cli import ApiRequestError, NodeClient
-from bootstrap.home import NodeConfig, init_home
+from bootstrap.home import Keystore, NodeConfig, devnet_genesis, init_home
 from bootstrap.home.layout import DEVNET_PARAMS
 from bootstrap.node import Node
 from ledger.tx import Transfer, TransferFrom, make_tx
@@ -53,6 +53,19 @@ async def call(client: NodeClient, method: str, path: str, body: Any = None, **q
 def home(tmp_path: Path) -> Path:
     init_home(tmp_path / "home", config=NodeConfig.test(), chain_id="api-test")
     return tmp_path / "home"
+
+
+@pytest.fixture
+def home_with_peer(tmp_path: Path) -> Path:
+    """A home whose genesis also stakes a second keystore key, ``peer``, as a worker of its own: a genesis worker
+    names no operator, while a wallet registered through this node's API is run by this node, and the ledger never
+    gives two keys of one operator roles on one job (so the node key and ``test_worker`` never pair up)."""
+    home = tmp_path / "home"
+    ks = Keystore(home / "keys")
+    node, peer, faucet = (bytes(ks.create(n).verify_key) for n in ("node", "peer", "faucet"))
+    init_home(home, config=NodeConfig.test(), genesis=devnet_genesis([node], [node, peer], faucet,
+                                                                     chain_id="api-test"))
+    return home
 
 
 def assert_error(status: int, doc: Any, expected: int, *words: str) -> None:
@@ -444,10 +457,12 @@ async def test_concurrent_faucet_use_from_two_nodes_all_lands(tmp_path: Path) ->
         n0.stop()
 
 
-async def test_a_verified_job_result_is_served(home: Path) -> None:
-    async with running_node(home, pool_size=1) as (node, client):
-        # the node's own key and test_worker make two workers: one runs the job, the other verifies it
+async def test_a_verified_job_result_is_served(home_with_peer: Path) -> None:
+    async with running_node(home_with_peer, pool_size=1) as (node, client):
+        # the node key, peer and test_worker: two of them that are not both this node's run and verify the job
         assert (await call(client, "POST", "/worker/register", SEED_WORKER))[0] == 200
+        # a wallet registered here names this node as its operator (issue 13: one node, one role per job)
+        assert node.state.workers[node.account_of("test_worker")].operator == node.account_of("node")
         assert (await call(client, "POST", "/client/register", SEED_CLIENT))[0] == 200
         status, j = await call(client, "POST", "/job/submit", SEED_JOB)
         assert status == 200
@@ -470,12 +485,12 @@ async def test_a_verified_job_result_is_served(home: Path) -> None:
         assert [round(v * 10**6) for v in fitted] == res["summary"][1 : 1 + len(fitted)]
 
 
-async def test_a_result_artifact_that_is_not_the_verified_one_is_refused(home: Path) -> None:
+async def test_a_result_artifact_that_is_not_the_verified_one_is_refused(home_with_peer: Path) -> None:
     import numpy as np
 
     from compute.canonical import decode_artifact, encode_artifact
 
-    async with running_node(home, pool_size=1) as (node, client):
+    async with running_node(home_with_peer, pool_size=1) as (node, client):
         assert (await call(client, "POST", "/worker/register", SEED_WORKER))[0] == 200
         assert (await call(client, "POST", "/client/register", SEED_CLIENT))[0] == 200
         status, j = await call(client, "POST", "/job/submit", SEED_JOB)

@@ -17,13 +17,14 @@ from bootstrap.cli.devnet import DevnetNode, devnet_down, devnet_up, find_port_b
 
 @contextmanager
 def running_devnet(directory: Path, n: int, *, validators: int | None = None, faulty: dict[int, str] | None = None,
-                   timeout: float = 120.0) -> Iterator[list[DevnetNode]]:
-    """A devnet on free ports; every node process is stopped when the block ends, whatever happened."""
+                   timeout: float = 120.0, params: dict[str, Any] | None = None) -> Iterator[list[DevnetNode]]:
+    """A devnet on free ports (``params`` overrides genesis parameters); every node process is stopped when the
+    block ends, whatever happened."""
     api = find_port_base(n)
     p2p = find_port_base(n, avoid=range(api, api + n))
     try:
         yield devnet_up(directory, n, validators=validators, api_port=api, p2p_port=p2p, faulty=faulty,
-                        timeout=timeout)
+                        timeout=timeout, params=params)
     finally:
         if (directory / "devnet.json").exists():
             devnet_down(directory, timeout=10.0)

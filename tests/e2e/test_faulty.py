@@ -1,5 +1,6 @@
 """End to end: a worker started with ``--faulty random-results`` is caught by its verifier, slashed and loses
-reputation, and the job still completes with honest parties (a referee settles the dispute)."""
+reputation, and the job still completes with honest parties (a referee and the appeal panel settle the
+dispute); two nodes started with ``--faulty collude`` that hold worker and verifier are caught by the audit."""
 
 from __future__ import annotations
 
@@ -32,13 +33,52 @@ def test_random_results_worker_is_slashed_and_the_job_completes(tmp_path: Path) 
         assert after["stake"] < before["stake"]  # slashed
         assert after["reputation"] < before["reputation"]
         assert after["jobs_failed"] == before["jobs_failed"] + 1
-        # the referee sided with the verifier and took the worker's place: it got the price, the verifier its
-        # fee, the cheat nothing
+        # the referee (committed blind) sided with the verifier and took the worker's place: it got the price; the
+        # appeal panel drawn after it (the one node left) backed it too, and shares the fee with the verifier; the
+        # cheat got nothing
         assert final["worker_id"] == cheat and final["referee_id"] not in (None, cheat)
+        assert statuses.index("disputed") < statuses.index("revealing")
+        panel = final["panel_ids"]
+        assert len(panel) == 1 and cheat not in panel
         paid = settlement_payments(clients[0], nodes[0].home, final)
         assert paid.get(cheat, 0) == 0, paid
         assert paid[final["referee_id"]] == final["price"]
-        assert paid[final["verifier_id"]] == final["verification_fee"]
+        assert paid[final["verifier_id"]] + paid[panel[0]] == final["verification_fee"]
         # every node saw the same verdict
         for c in clients:
             assert c.worker(cheat)["stake"] == after["stake"]
+
+
+def test_two_colluding_nodes_that_agree_on_a_false_result_are_caught_by_the_audit(tmp_path: Path) -> None:
+    """Issue 13: two nodes of one owner (``--faulty collude``: the same wrong summary on every colluding key) hold
+    worker and verifier, so they agree. An auditor drawn after their commitments (every job here:
+    ``audit_permille = 1000``) commits the true result blind; the appeal panel drawn after it backs the auditor;
+    both colluders are slashed together, and the client's result is the auditor's, checked against its artifact."""
+    with running_devnet(tmp_path / "devnet", 5, faulty={3: "collude", 4: "collude"},
+                        params={"audit_permille": 1000}) as nodes:
+        clients = [n.client(timeout=120.0) for n in nodes]
+        cheats = {nodes[3].peer_id, nodes[4].peer_id}
+        before = {p: clients[0].worker(p) for p in cheats}
+        # Only the colluders keep offers, so they are the worker and the verifier; the honest nodes still serve
+        # the duties the ledger draws them for (auditor, panel).
+        for c in clients[:3]:
+            assert c.post("/network/coordination/stop")["coordination"] is False
+        clients[0].register_client("erin", 500)
+        job = clients[0].submit_job("erin", "linear_regression", 50)
+        final = clients[0].wait_job(job["job_id"], timeout=240)
+
+        assert {final["worker_id"], final["verifier_id"]} == cheats, final
+        assert final["status"] == "verified" and final["verdict"] == "pair_faulty", final
+        statuses = [h["status"] for h in final["history"]]
+        assert statuses.index("auditing") < statuses.index("revealing")  # the auditor committed before any reveal
+        assert final["referee_id"] not in cheats and final["panel_ids"] and not set(final["panel_ids"]) & cheats
+        for p in cheats:
+            after = clients[0].worker(p)
+            assert after["stake"] < before[p]["stake"] and after["reputation"] < before[p]["reputation"]
+        paid = settlement_payments(clients[0], nodes[0].home, final)
+        assert not set(paid) & cheats, paid
+        assert paid[final["referee_id"]] == final["price"]  # the auditor ran in the worker's place
+        # The client gets the verified result: the auditor's, whose artifact matches the summary.
+        result = clients[0].get(f"/job/{job['job_id']}/result")
+        assert result["summary"] == final["result_summary"]
+        assert result["artifact_digest"] == final["result_artifact"]
