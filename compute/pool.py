@@ -179,6 +179,11 @@ def encode_run(job_id: int, request: JobRequest, include_data: bool) -> bytes:
     })
 
 
+WARM_UP_S = 30.0
+"""How long a worker process may take to load a run's libraries the first time (PyTorch: ~2-5 s; more on a
+loaded machine) before the run's own time limit starts (the worker says "begin")."""
+
+
 def time_limit_s(request: JobRequest) -> float:
     """Wall time the parent allows from sending the request to reading the reply."""
     return request.time_limit_ms / 1000.0
@@ -310,6 +315,10 @@ class WorkerPool:
         pending = deque(enumerate(requests))
         outcomes: dict[int, JobOutcome] = {}
         busy: dict[int, tuple[_Child, int, int, JobRequest, float]] = {}  # fd -> (child, index, id, req, t0)
+        begun: set[int] = set()  # fds whose child said "begin": t0 is then the run's start, not the dispatch
+
+        def limit_s(fd: int, request: JobRequest) -> float:
+            return time_limit_s(request) + (0.0 if fd in begun else WARM_UP_S)
 
         def start(child: _Child, index: int, request: JobRequest, include: bool | None = None) -> None:
             job_id = self._next_id
@@ -332,22 +341,30 @@ class WorkerPool:
             if not busy:
                 continue
             now = time.monotonic()
-            deadline = min(t0 + time_limit_s(req) for (_, _, _, req, t0) in busy.values())
+            deadline = min(t0 + limit_s(fd, req) for fd, (_, _, _, req, t0) in busy.items())
             ready, _, _ = select.select(list(busy), [], [], max(0.0, deadline - now))
             for fd in ready:
                 child, index, job_id, request, t0 = busy[fd]
                 data = os.read(fd, 1 << 20)
                 if not data:
                     del busy[fd]
+                    begun.discard(fd)
                     code = child.proc.wait()
                     outcomes[index] = failed(job_id, "crashed", f"worker exited with {code}", time.monotonic() - t0)
                     self._replace(child)
                     continue
                 child.decoder.feed(data)
                 message = child.decoder.next_message()
+                while message is not None and message.get("op") == "begin":
+                    # Its libraries are loaded: the run's time limit counts from here.
+                    begun.add(fd)
+                    t0 = time.monotonic()
+                    busy[fd] = (child, index, job_id, request, t0)
+                    message = child.decoder.next_message()
                 if message is None:
                     continue
                 del busy[fd]
+                begun.discard(fd)
                 outcome = parse_reply(job_id, message, time.monotonic() - t0)
                 if outcome == DATASET_MISSING:
                     child.cached.discard(request.dataset.digest)
@@ -357,8 +374,9 @@ class WorkerPool:
                     outcomes[index] = outcome
             now = time.monotonic()
             for fd, (child, index, job_id, request, t0) in list(busy.items()):
-                if now - t0 >= time_limit_s(request):
+                if now - t0 >= limit_s(fd, request):
                     del busy[fd]
+                    begun.discard(fd)
                     outcomes[index] = failed(
                         job_id, "timeout", f"exceeded {request.time_limit_ms} ms", now - t0
                     )

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 from compute.canonical import JobResult
 from compute.dataset import Dataset, decode_dataset
 from compute.errors import BackendUnavailable, DatasetError, ExecutionError, ResultError, SpecError, error_code
-from compute.executor import execute
+from compute.executor import default_backend, execute
 from compute.pool import DATASET_MISSING, HEADER, encode_frame
 from compute.spec import JobSpec
 
@@ -78,6 +78,33 @@ def _failure(job_id: Any, kind: str, message: str, field: str | None = None,
              code: int = 0) -> dict[str, Any]:
     return {"op": "result", "id": job_id, "ok": False, "kind": kind, "message": message, "field": field,
             "code": code}
+
+
+_WARM: set[str] = set()
+
+
+def warm_up(message: dict[str, Any]) -> None:
+    """Load what the run's backend needs the first time this process sees it: PyTorch (with its deterministic
+    mode, whose first use imports torch's compiler stack, ~2 s) or scikit-learn. Never raises: a run that cannot
+    load its backend reports that itself."""
+    try:
+        spec = JobSpec.decode(message["spec"])
+        backend = message.get("backend") or default_backend(spec)
+    except Exception:
+        return
+    kind = "torch" if backend.startswith("torch") else "sklearn" if backend == "sklearn" else ""
+    if not kind or kind in _WARM:
+        return
+    _WARM.add(kind)
+    with contextlib.suppress(Exception):
+        if kind == "torch":
+            import torch
+
+            torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
+        else:
+            import sklearn.cluster
+            import sklearn.decomposition
+            import sklearn.linear_model  # noqa: F401
 
 
 def handle_run(message: dict[str, Any], cache: DatasetCache) -> dict[str, Any]:
@@ -142,6 +169,11 @@ def serve(inp: BinaryIO, out: BinaryIO, cache: DatasetCache) -> None:
             return
         message = msgpack.unpackb(body, raw=False)
         if message.get("op") == "run":
+            warm_up(message)
+            # The run's own time limit starts now: loading a library the first time is this process's cost, not
+            # the job's (the pool gives the warm-up its own allowance).
+            out.write(encode_frame({"op": "begin", "id": message.get("id")}))
+            out.flush()
             reply = handle_run(message, cache)
         else:
             reply = _failure(message.get("id"), "protocol", f"unknown op {message.get('op')!r}")

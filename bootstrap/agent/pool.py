@@ -22,6 +22,7 @@ import trio
 from compute.errors import PoolError
 from compute.pool import (
     DATASET_MISSING,
+    WARM_UP_S,
     FrameDecoder,
     JobOutcome,
     JobRequest,
@@ -123,8 +124,10 @@ class TrioComputePool:
         start = trio.current_time()
         keep = False
         try:
-            with trio.move_on_after(time_limit_s(request)) as scope:
-                outcome = await self._exchange(child, job_id, request)
+            # Until the child says "begin" (its libraries loaded), the warm-up allowance is on top of the run's
+            # time limit; from then the limit alone (``_exchange`` moves the deadline).
+            with trio.move_on_after(time_limit_s(request) + WARM_UP_S) as scope:
+                outcome = await self._exchange(child, job_id, request, scope)
             wall = trio.current_time() - start
             if scope.cancelled_caught:
                 return failed(job_id, "timeout", f"exceeded {request.time_limit_ms} ms", wall)
@@ -140,7 +143,8 @@ class TrioComputePool:
                 child.process.kill()
                 self._nursery.start_soon(self._replace, child)
 
-    async def _exchange(self, child: _Child, job_id: int, request: JobRequest) -> JobOutcome | None:
+    async def _exchange(self, child: _Child, job_id: int, request: JobRequest, scope: trio.CancelScope
+                        ) -> JobOutcome | None:
         include = request.dataset.digest not in child.cached
         start = trio.current_time()
         for _attempt in range(2):
@@ -152,6 +156,10 @@ class TrioComputePool:
                 child.cached.add(request.dataset.digest)
             try:
                 message = await child.read_message()
+                while message is not None and message.get("op") == "begin":
+                    start = trio.current_time()
+                    scope.deadline = start + time_limit_s(request)
+                    message = await child.read_message()
             except PoolError as exc:
                 return failed(job_id, "protocol", str(exc))
             if message is None:

@@ -161,3 +161,15 @@ def test_closed_pool_refuses_work() -> None:
         pool.run(JobRequest(KMEANS, BLOBS))
     with pytest.raises(PoolError):
         PoolConfig(size=0)
+
+
+def test_loading_a_library_the_first_time_does_not_count_against_the_run() -> None:
+    """A fresh worker imports PyTorch (and its deterministic mode's compiler stack, several seconds) on its first
+    MLP run; the spec's time limit (1.5 s here, far above the run itself) starts when the worker says "begin"."""
+    pytest.importorskip("torch")
+    data = synthetic("blobs", 200, 4, seed=5, n_classes=2)
+    spec = make_spec("mlp_train", {"hidden": [8], "epochs": 3}, data.digest, time_limit_ms=1_500)
+    with WorkerPool(PoolConfig(size=1, preload=())) as pool:
+        outcome = pool.run(JobRequest(spec, data, "torch-cpu"))
+        assert outcome.ok, outcome.failure
+        assert outcome.wall_s < 1.5  # measured from "begin", not from dispatch

@@ -71,9 +71,10 @@ def test_jobs_nobody_can_run_fail_with_the_trouble_share_and_nobody_is_slashed(t
                 "verified", "failed", "refunded") and v, timeout=60)
         a, b = done["missing"], done["broken"]
         assert (a["status"], a["verdict"]) == ("failed", "unavailable"), a
-        assert [o["outcome"] for o in a["outcomes"]] == ["unavailable", "unavailable"]
+        # worker and verifier (and an auditor, when the job drew one: devnet stakes are small against the pay)
+        assert [o["outcome"] for o in a["outcomes"]] in (["unavailable"] * 2, ["unavailable"] * 3)
         assert (b["status"], b["verdict"]) == ("failed", "spec_error"), b
-        assert [o["outcome"] for o in b["outcomes"]] == ["error", "error"]
+        assert [o["outcome"] for o in b["outcomes"]] in (["error"] * 2, ["error"] * 3)
         assert b["result_summary"][0] < 1000  # compute's code for the SpecError on params.k, the same from both
         assert "nobody was penalised" in a["verdict_words"] and "fails on its data" in b["verdict_words"]
         assert [s["step"] for s in a["timeline"]][-1] == "failed" and "could not fetch" in a["timeline"][-2]["note"]
@@ -94,8 +95,13 @@ def test_jobs_nobody_can_run_fail_with_the_trouble_share_and_nobody_is_slashed(t
             paid = settlement_payments(c0, nodes[0].home, jobs[0])
             expected: dict[str, int] = {}
             for job in jobs:
-                for who, pay in ((job["worker_id"], job["price"]), (job["verifier_id"], job["verification_fee"])):
+                fee = job["verification_fee"]
+                shares = [(job["worker_id"], job["price"]), (job["verifier_id"], fee)]
+                if job["referee_id"]:  # an auditor ran it too: verifier and auditor share the fee
+                    shares[1:] = [(job["verifier_id"], fee - fee // 2), (job["referee_id"], fee // 2)]
+                for who, pay in shares:
                     expected[who] = expected.get(who, 0) + pay * trouble // 1000
             assert {who: paid.get(who) for who in expected} == expected, paid
         claims = sum(c.get("/network/coordination")["counters"]["claims"] for c in clients)
-        assert claims == 4  # two parties on each job, each one claim
+        parties = sum(len(job["outcomes"]) for job in (a, b))  # worker and verifier, and an auditor if drawn
+        assert claims == parties  # each party one claim

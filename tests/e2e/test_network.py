@@ -104,8 +104,12 @@ def test_seed_flow_and_every_model_verified_and_paid(net: tuple[Path, list[Devne
         settled_here = [v for v in finals.values() if v["history"][-1]["height"] == view["history"][-1]["height"]]
         expected: dict[str, int] = {}
         for v in settled_here:
-            for acct, amount in ((v["worker_id"], v["price"]), (v["verifier_id"], v["verification_fee"]),
-                                 (v["client_id"], v["reward"] - v["price"])):
+            fee = v["verification_fee"]
+            # agreed; or audited (an auditor drawn after the commitments agreed, and shares the fee)
+            assert v["verdict"] in ("agreed", "audited") and not v["panel_ids"], v
+            shares = [(v["verifier_id"], fee)] if v["verdict"] == "agreed" else [
+                (v["verifier_id"], fee - fee // 2), (v["referee_id"], fee // 2)]
+            for acct, amount in ((v["worker_id"], v["price"]), *shares, (v["client_id"], v["reward"] - v["price"])):
                 expected[acct] = expected.get(acct, 0) + amount
         for acct in (view["worker_id"], view["verifier_id"], view["client_id"]):
             assert paid.get(acct, 0) == expected[acct], (acct, paid, expected)

@@ -56,7 +56,9 @@ def test_shipped_datasets_give_what_sklearn_gives(tmp_path: Path) -> None:
         results = {}
         for name, job_id in submitted.items():
             view = clients[0].wait_job(job_id, timeout=180)
-            assert (view["status"], view["verdict"]) == ("verified", "agreed"), (name, view)
+            # agreed, or audited too (devnet stakes are small against the pay, so many jobs draw an auditor)
+            assert (view["status"], view["verdict"]) in (("verified", "agreed"), ("verified", "audited")), \
+                (name, view["verdict"], view["outcomes"], view["history"])
             results[name] = clients[1].job_result(job_id)["artifact"]
 
     # k-means: the optimum scikit-learn's default finds for some seed (centres in any order), and never worse than
