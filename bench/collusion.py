@@ -70,6 +70,8 @@ def fake_claim(job_id: bytes, tag: bytes = b"") -> list[int]:
 
 @dataclass
 class Point:
+    """One simulated run: its setting (honest keys, the owner's keys, its strategy, jobs) and what came of it."""
+
     n_honest: int
     m_owner: int
     strategy: str

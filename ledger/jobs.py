@@ -545,7 +545,9 @@ def _panel_verdict(state: State, job: Job, ctx: BlockContext, side_a: tuple[list
         return [m for m in attributable if _attributable(claim) and _agree(job, claim, _claim(job, m))]
 
     if _attributable(ca) and _attributable(cb) and _agree(job, ca, cb):
-        winners, losers, claim, backing = [*holders_a, *holders_b], [], ca, backers(ca)
+        # Within tolerance of either backs it: tolerance is not transitive, and honest runs may sit on both sides.
+        winners, losers, claim = [*holders_a, *holders_b], [], ca
+        backing = [m for m in attributable if m in backers(ca) or m in backers(cb)]
         verdict = "audited" if audit else "agreed_by_referee"
     elif 2 * len(ba := backers(ca)) > len(revealed) and _attributable(ca):
         winners, losers, claim, backing = holders_a, holders_b, ca, ba

@@ -279,3 +279,20 @@ def test_without_a_free_panel_a_dispute_is_decided_two_to_one() -> None:
     _reveal_all(net, job_id, {a: TRUE for a in job.participants()} | {job.worker: FALSE})
     assert (job.status, job.verdict) == ("verified", "worker_faulty")
     net.check_invariants()
+
+
+def test_a_panel_member_within_tolerance_of_either_agreeing_claim_is_not_punished() -> None:
+    """Tolerance is not transitive: the pair claims [0], the auditor [1] (within 1 of it, so both stand), and an
+    honest panel member [2], within 1 of the auditor but not of the pair. Nobody is slashed."""
+    net = _net(appeal_panel=1)
+    job_id = net.assigned(bids={"w1": 400}, reward=1_000, verification_fee=200, tolerance_abs=1)
+    net.commit_both(job_id, [0], [0])
+    job = net.job(job_id)
+    net.chain.block(net.by_account[job.referee].commit(job_id, [1]))
+    net.chain.block()
+    [member] = job.panel
+    net.chain.block(net.by_account[member].commit(job_id, [2]))
+    _reveal_all(net, job_id, {job.worker: [0], job.verifier: [0], job.referee: [1], member: [2]})
+    assert (job.status, job.verdict, job.result_summary) == ("verified", "audited", [0])
+    assert all(w.stake == STAKE for w in net.state.workers.values())
+    net.check_invariants()
