@@ -75,8 +75,11 @@ def follow_jobs(jobs: list[TrackedJob], timeout: float, say: Callable[[str], Non
                     continue
                 raise
             if view.get("status") != job.status:
-                roles = "  ".join(f"{r}={_short(view.get(f'{r}_id'), 16)}" for r in ("worker", "verifier", "referee")
-                                  if view.get(f"{r}_id"))
+                checker = "auditor" if view.get("check") == "audit" else "referee"
+                roles = "  ".join(f"{label}={_short(view.get(f'{r}_id'), 16)}" for r, label in (
+                    ("worker", "worker"), ("verifier", "verifier"), ("referee", checker)) if view.get(f"{r}_id"))
+                if view.get("panel_ids"):
+                    roles += f"  panel of {len(view['panel_ids'])}"
                 say(f"  [{time.monotonic() - start:6.1f}s] {job.label:32} {job.status:>9} → {view['status']:9} "
                     f"{roles}")
                 job.status = view["status"]
