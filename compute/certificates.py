@@ -30,7 +30,6 @@ from compute.models import Check, get_model
 from compute.models.base import NotCertifiable
 from compute.spec import JobSpec
 
-
 CERTIFIED, REFUTED, UNCERTIFIABLE = "certified", "refuted", "uncertifiable"
 
 
