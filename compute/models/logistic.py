@@ -365,6 +365,9 @@ def certify(X: np.ndarray, y: np.ndarray | None, params: Mapping[str, Any], f: F
     intercept_c = np.asarray(f["intercept_centred"], dtype=np.float64)
     if intercept_c.shape != (K,):
         return [Check("shapes", float("inf"), 0.0)]
+    claimed = np.asarray(f["classes"], dtype=np.float64)
+    if claimed.shape != classes.shape or not np.array_equal(claimed, classes.astype(np.float64)):
+        return [Check("classes_mismatch", float("inf"), 0.0)]  # the summary's sketch reads them
     C = float(params["C"])
     fit_intercept = bool(params["fit_intercept"])
     xm, Xc = centre(X) if fit_intercept else (np.zeros(X.shape[1]), X)

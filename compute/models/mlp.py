@@ -246,6 +246,8 @@ def certify(X: np.ndarray, y: np.ndarray | None, params: Mapping[str, Any], f: F
     got = _evaluate(weights, (X - mu) / sd, idx, train, test, str(params["activation"]))
     divergence = float(f["twin_divergence"])
     return [
+        Check("classes_mismatch", 0.0 if np.array_equal(np.asarray(f["classes"], dtype=np.float64).ravel(),
+                                                        classes.astype(np.float64)) else 1.0, 0.0),
         Check("standardisation_mismatch", float(max(np.abs(mu - f["mu"]).max(), np.abs(sd - f["sd"]).max())), 1e-9),
         *(Check(f"{k}_mismatch", _gap(got[k], float(f[k])), 1e-9) for k in ("train_loss", "test_loss",
                                                                                 "test_accuracy",

@@ -169,6 +169,7 @@ def _centred_blocks(X: np.ndarray, m1: np.ndarray, m2: np.ndarray, rows: int = 6
         yield (B - m1) - m2
 
 
+_CENTRE_ONCE = 1 << 24  # entries (128 MB): up to this the certificate keeps one centred copy of the data
 # A certified result's summary entries are within this of the true decomposition's (an eighth of the default
 # tolerance, 2 units at 6 digits).
 SUMMARY_SLACK = 2.5e-7
@@ -198,17 +199,34 @@ def certify(X: np.ndarray, y: np.ndarray | None, params: Mapping[str, Any], f: F
     if not (np.isfinite(V).all() and np.isfinite(lam).all()):
         return [Check("finite", float("inf"), 0.0)]
     m1 = X.sum(axis=0) / n
-    m2 = sum(((B - m1).sum(axis=0) for B in _blocks(X)), np.zeros(d)) / n
-    true_mean = m1 + m2
-    total = sum(float(np.einsum("ij,ij->", B, B)) for B in _centred_blocks(X, m1, m2)) / (n - 1)
-    scale = max(1.0, float(np.abs(true_mean).max()), float(np.sqrt(max(total, 0.0))))
-    S = max(total, 1e-300)
+    var_raw = np.einsum("ij,ij->j", X, X) / n - m1 * m1
+    # Centring implicitly (X v - 1 (m·v)) reads the data without writing a centred copy: these passes are
+    # memory-bound, and centring every block every pass made the certificate as slow as the fit. It cancels
+    # about (mean/spread)² of the digits, so only where the mean is within 100 spreads of zero in every
+    # column; otherwise one centred copy (or, for data past 128 MB, centred blocks).
+    implicit = bool((m1 * m1 <= 1e4 * var_raw).all()) and bool((var_raw > 0).all())
+    if implicit:
+        true_mean = m1
+        total = float(var_raw.sum()) * n / (n - 1)
+    elif n * d <= _CENTRE_ONCE:
+        true_mean, Xc_all = centre(X)
+        total = float(np.einsum("ij,ij->", Xc_all, Xc_all)) / (n - 1)
+    else:
+        m2 = sum(((B - m1).sum(axis=0) for B in _blocks(X)), np.zeros(d)) / n
+        true_mean = m1 + m2
+        total = sum(float(np.einsum("ij,ij->", B, B)) for B in _centred_blocks(X, m1, m2)) / (n - 1)
 
     def cov_times(B: np.ndarray) -> np.ndarray:
+        if implicit:
+            XB = X @ B - np.outer(np.ones(n), true_mean @ B)
+            return (X.T @ XB - np.outer(true_mean, XB.sum(axis=0))) / (n - 1)
         out = np.zeros((d, B.shape[1]))
-        for Xc in _centred_blocks(X, m1, m2):
+        for Xc in (_blocks(Xc_all) if n * d <= _CENTRE_ONCE else _centred_blocks(X, m1, m2)):
             out += Xc.T @ (Xc @ B)
         return out / (n - 1)
+
+    scale = max(1.0, float(np.abs(true_mean).max()), float(np.sqrt(max(total, 0.0))))
+    S = max(total, 1e-300)
 
     def deflate(B: np.ndarray) -> np.ndarray:
         return B - V.T @ (V @ B)
