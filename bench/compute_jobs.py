@@ -95,7 +95,7 @@ def jobs(n: int, d: int, wide: bool = False) -> list[tuple[str, JobSpec, Dataset
     cls = synthetic("classification", n, d, seed=2, n_classes=2)
     out = [
         ("linear_regression", make_spec("linear_regression", {}, reg.digest), reg, "sklearn"),
-        # Run to convergence (a Lloyd fixed point is what the certificate checks).
+        # Run to convergence (a Lloyd fixed point is what the refutation checks look for).
         ("kmeans", make_spec("kmeans", {"k": 8, "seed": 3}, blobs.digest), blobs, "sklearn"),
         ("pca (sklearn)", make_spec("pca", {"n_components": 5}, reg.digest), reg, "sklearn"),
         ("pca (numpy)", make_spec("pca", {"n_components": 5}, reg.digest), reg, "numpy"),
@@ -130,7 +130,8 @@ def main() -> None:
                     direct()  # warm-up (lazy imports, allocator)
                     result = execute(spec, ds, backend, 1)
                     report = check_certificate(spec, ds, result)
-                    assert report.ok, report.reason
+                    # Since issue 13 k-means, the MLP and full-rank PCA answer "re-run it" (bench.certificates).
+                    assert not report.refuted, report.reason
                     direct_s, pool_s, rerun_s, cert_s = _interleaved_medians(
                         [
                             direct,

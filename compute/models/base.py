@@ -31,11 +31,17 @@ class Check:
         return bool(self.value <= self.threshold)  # NaN fails
 
 
+class NotCertifiable(Exception):
+    """Raised by a model's ``certify`` when this instance has no sound certificate cheaper than re-running it
+    (the message says why): the caller must re-run the job rather than read the checks as a pass."""
+
+
 @dataclass(frozen=True)
 class ModelDef:
     """How one model runs and is checked. ``fit`` returns canonical artifact fields; ``summarise`` turns those
     fields and the job's sketch seed (``compute.binding.sketch_seed``) into the summary floats (in order) and a
-    display dict; ``certify`` returns the cheap checks."""
+    display dict; ``certify`` returns the cheap checks. ``certifiable`` is False for a model whose checks are
+    only necessary conditions (they can refute a result, never certify it): its results must be re-run."""
 
     name: str
     backends: tuple[str, ...]
@@ -43,6 +49,7 @@ class ModelDef:
     fit: Callable[[str, np.ndarray, np.ndarray | None, Mapping[str, Any]], Fields]
     summarise: Callable[[Fields, int], tuple[np.ndarray, dict[str, Any]]]
     certify: Callable[[np.ndarray, np.ndarray | None, Mapping[str, Any], Fields], list[Check]]
+    certifiable: bool = True
 
 
 # Beyond these magnitudes a sum of squares can underflow or overflow, and then backends that rescale (an SVD) and

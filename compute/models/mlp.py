@@ -228,9 +228,10 @@ def _gap(a: float, b: float) -> float:
 
 
 def certify(X: np.ndarray, y: np.ndarray | None, params: Mapping[str, Any], f: Fields) -> list[Check]:
-    """Training has no cheap certificate, but the claimed weights must reproduce the reported train loss, test
-    loss, test accuracy and true-class probability on the seeded split (one forward pass), with the right
-    standardisation."""
+    """Necessary conditions only (``certifiable=False``): the claimed weights must reproduce the reported train
+    loss, test loss, test accuracy and true-class probability on the seeded split (one forward pass), with the
+    right standardisation. Untrained (or otherwise wrong) weights reproduce their own metrics just as well: only
+    training again from the seed says whether these are the trained weights, so the answer is "re-run it"."""
     classes = classes_of(y)
     assert y is not None
     idx = np.searchsorted(classes, y)
@@ -245,6 +246,8 @@ def certify(X: np.ndarray, y: np.ndarray | None, params: Mapping[str, Any], f: F
     got = _evaluate(weights, (X - mu) / sd, idx, train, test, str(params["activation"]))
     divergence = float(f["twin_divergence"])
     return [
+        Check("classes_mismatch", 0.0 if np.array_equal(np.asarray(f["classes"], dtype=np.float64).ravel(),
+                                                        classes.astype(np.float64)) else 1.0, 0.0),
         Check("standardisation_mismatch", float(max(np.abs(mu - f["mu"]).max(), np.abs(sd - f["sd"]).max())), 1e-9),
         *(Check(f"{k}_mismatch", _gap(got[k], float(f[k])), 1e-9) for k in ("train_loss", "test_loss",
                                                                                 "test_accuracy",
@@ -254,4 +257,4 @@ def certify(X: np.ndarray, y: np.ndarray | None, params: Mapping[str, Any], f: F
     ]
 
 
-MODEL = ModelDef("mlp_train", ("torch-cpu", "torch-cuda"), "labels", fit, summarise, certify)
+MODEL = ModelDef("mlp_train", ("torch-cpu", "torch-cuda"), "labels", fit, summarise, certify, certifiable=False)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from compute.certificates import CertificateReport, certifiable
 from compute.dataset import Dataset, synthetic
 from compute.executor import available_backends
 from compute.spec import JobSpec, make_spec
@@ -45,6 +46,18 @@ def small_cases() -> list[Case]:
 
 
 CASES = small_cases()
+# Models whose honest results are always certified here (PCA is certified only where its trace bound applies).
+ALWAYS_CERTIFIED = ("linear_regression", "logistic_regression")
+
+
+def assert_honest_certificate(report: CertificateReport, model: str, where: str = "") -> None:
+    """An honest result is never refuted; it is certified where its model always certifies, and a model with no
+    sound certificate says so."""
+    assert not report.refuted, f"{where}: {report.reason}"
+    if model in ALWAYS_CERTIFIED:
+        assert report.ok, f"{where}: {report.reason}"
+    if not certifiable(model):
+        assert report.verdict == "uncertifiable" and "re-run" in report.reason, f"{where}: {report.reason}"
 BACKENDS_HERE = available_backends()
 
 

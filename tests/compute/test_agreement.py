@@ -10,7 +10,7 @@ from compute.canonical import JobResult
 from compute.certificates import check_certificate
 from compute.executor import backends_for, execute
 from ledger.verdict import summaries_agree
-from tests.compute.conftest import BACKENDS_HERE, Case
+from tests.compute.conftest import BACKENDS_HERE, Case, assert_honest_certificate
 
 pytest.importorskip("threadpoolctl")
 
@@ -44,7 +44,7 @@ def test_every_cpu_backend_and_thread_count_agree(case: Case) -> None:
         assert result.backend == key[0] and result.threads == key[1]
         assert result.precision == case.spec.precision and result.spec_digest == case.spec.digest
         report = check_certificate(case.spec, case.dataset, result)
-        assert report.ok, f"{case.name} on {key}: {report.reason}"
+        assert_honest_certificate(report, case.spec.model, f"{case.name} on {key}")
 
 
 def test_agreement_is_not_vacuous(case: Case) -> None:
@@ -74,4 +74,4 @@ def test_cuda_agrees_with_cpu(case: Case) -> None:
     runs = _runs(case, backends)
     _assert_all_agree(case, runs)
     report = check_certificate(case.spec, case.dataset, runs[("torch-cuda", 1)])
-    assert report.ok, report.reason
+    assert_honest_certificate(report, case.spec.model, case.name)

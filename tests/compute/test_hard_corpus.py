@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from compute.certificates import check_certificate
+from tests.compute.conftest import assert_honest_certificate
 from tests.compute.hard_corpus import (
     CATEGORIES,
     Entry,
@@ -89,7 +90,7 @@ def test_honest_runs_agree_and_certify(entry: Entry, elsewhere: dict[str, dict[s
     for key, outcome in here(entry.name).items():
         if outcome.result is not None:
             report = check_certificate(spec, entry.dataset, outcome.result)
-            assert report.ok, f"{entry.name} on {key}: {report.reason}"
+            assert_honest_certificate(report, spec.model, f"{entry.name} on {key}")
         if outcome.summary is not None:
             assert len(outcome.summary) <= 256, "longer than the ledger's default max_summary_len"
 

@@ -27,7 +27,7 @@ from compute.errors import ExecutionError, SpecError
 from compute.executor import backends_for, execute
 from compute.spec import make_spec
 from ledger.verdict import summaries_agree
-from tests.compute.conftest import BACKENDS_HERE
+from tests.compute.conftest import BACKENDS_HERE, assert_honest_certificate
 
 pytest.importorskip("threadpoolctl")
 
@@ -153,7 +153,7 @@ def test_hard_corpus_honest_results_pass_their_certificate(name: str) -> None:
     spec = make_spec("kmeans", {"k": k, "seed": seed}, ds.digest)
     for backend in CPU_BACKENDS:
         report = check_certificate(spec, ds, execute(spec, ds, backend))
-        assert report.ok, f"{name} on {backend}: {report.reason}"
+        assert_honest_certificate(report, "kmeans", f"{name} on {backend}")
 
 
 def _numpy_blas_is_openblas() -> bool:
