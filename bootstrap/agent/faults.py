@@ -12,22 +12,36 @@ A fault spec is ``MODE`` (every local worker key misbehaves) or ``MODE@name1,nam
   that commitment (it never learns the salt from the state), so it is stall-slashed at the reveal deadline;
 * ``collude`` — every key in this mode, on any node, commits the same wrong summary for a job (perturbed with the
   job id, not the key's salt), in any role: two such keys holding worker and verifier agree on a false result,
-  and as auditor, referee or panel member they back it. The audits and the appeal panel catch the pair.
+  and as auditor, referee or panel member they back it. The audits and the appeal panel catch the pair;
+* ``lazy-subsample`` — runs the job on the first half of the dataset's rows only (half the work), so its summary
+  differs from an honest run's: the blind referee and the panel side with the honest party and it is slashed;
+* ``fake-artifact`` — runs the job honestly and reveals the honest summary, but publishes an artifact with one
+  weight changed: the ledger cannot see it, and ``GET /job/{id}/result`` refuses it (409 artifact_mismatch)
+  rather than serve the client weights nobody verified. (The job is still paid: a confirmation that the accepted
+  artifact is fetchable and matches is not built yet.)
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from bootstrap.errors import NodeError
+from compute.canonical import JobResult, blake2b256, decode_artifact, encode_artifact
+from compute.dataset import Dataset, make_dataset
 
 NONE = "none"
 RANDOM_RESULTS = "random-results"
 NO_REVEAL = "no-reveal"
 COPY_COMMIT = "copy-commit"
 COLLUDE = "collude"
-FAULT_MODES = (NONE, RANDOM_RESULTS, NO_REVEAL, COPY_COMMIT, COLLUDE)
+LAZY_SUBSAMPLE = "lazy-subsample"
+FAKE_ARTIFACT = "fake-artifact"
+FAULT_MODES = (NONE, RANDOM_RESULTS, NO_REVEAL, COPY_COMMIT, COLLUDE, LAZY_SUBSAMPLE, FAKE_ARTIFACT)
+RUN_FAULTS = (LAZY_SUBSAMPLE, FAKE_ARTIFACT)
+"""Modes that change the run itself, so they apply when any of the run's roles is held by a key in the mode."""
 
 
 class FaultSpecError(NodeError, ValueError):
@@ -48,6 +62,10 @@ class Faults:
     def applies(self, key_name: str, mode: str) -> bool:
         """Whether the key named ``key_name`` should misbehave in ``mode``."""
         return self.mode == mode and (self.keys is None or key_name in self.keys)
+
+    def run_applies(self, roles: tuple[tuple[str, str], ...], mode: str) -> bool:
+        """Whether a run for ``roles`` ((key name, role) pairs) is made in ``mode`` (one of ``RUN_FAULTS``)."""
+        return any(self.applies(name, mode) for name, _ in roles)
 
     @property
     def active(self) -> bool:
@@ -91,3 +109,24 @@ def perturb_summary(summary: list[int], seed: bytes) -> list[int]:
         else:
             out.append(x + sign * (abs(x) + 1_000_000 + jitter))
     return out
+
+
+def half_of(dataset: Dataset) -> Dataset:
+    """``lazy-subsample``: the first half of the rows (at least one), as a dataset of its own."""
+    n = max(1, dataset.X.shape[0] // 2)
+    return make_dataset(np.array(dataset.X[:n]), None if dataset.y is None else np.array(dataset.y[:n]))
+
+
+def forged(result: JobResult) -> JobResult:
+    """``fake-artifact``: the same summary beside an artifact whose first array has its first entry moved by 1."""
+    art = decode_artifact(result.artifact)
+    fields = dict(art.fields)
+    for name in sorted(fields):
+        value = fields[name]
+        if isinstance(value, np.ndarray) and value.size:
+            changed = np.array(value, copy=True)
+            changed.flat[0] += 1
+            fields[name] = changed
+            break
+    data = encode_artifact(art.model, art.spec_digest, art.dataset_digest, fields)
+    return replace(result, artifact=data, artifact_digest=blake2b256(data))

@@ -39,7 +39,7 @@ import trio
 
 from bootstrap.agent.claims import describe_claim, error_claim, failure_claim, spec_mismatch
 from bootstrap.agent.device import LocalDevice, probe_device
-from bootstrap.agent.faults import Faults, parse_faults
+from bootstrap.agent.faults import FAKE_ARTIFACT, LAZY_SUBSAMPLE, Faults, forged, half_of, parse_faults
 from bootstrap.agent.planner import (
     NODE_KEY,
     OPENINGS_FILE,
@@ -435,6 +435,8 @@ class WorkerAgent:
             finally:
                 memory.fetching_jobs.discard(action.job_id)
             memory.unavailable.pop(action.job_id, None)
+            if self.faults.run_applies(action.roles, LAZY_SUBSAMPLE):
+                dataset = half_of(dataset)
             outcome = await pool.run(JobRequest(spec, dataset, max_time_ms=self.planner.max_job_time_ms,
                                                 max_memory_mb=self.planner.memory_cap_mb))
             if not outcome.ok:
@@ -446,6 +448,8 @@ class WorkerAgent:
                 return
             result = outcome.result
             assert result is not None
+            if self.faults.run_applies(action.roles, FAKE_ARTIFACT):
+                result = forged(result)
             # Fetching the dataset is part of what the next run of this model may cost too.
             memory.note_run(spec.model, trio.current_time() - started)
             result_digest = self._keep_result(result)

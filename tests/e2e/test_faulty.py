@@ -82,3 +82,46 @@ def test_two_colluding_nodes_that_agree_on_a_false_result_are_caught_by_the_audi
         result = clients[0].get(f"/job/{job['job_id']}/result")
         assert result["summary"] == final["result_summary"]
         assert result["artifact_digest"] == final["result_artifact"]
+
+
+def _only_the_cheat_works(clients: list) -> None:
+    """Honest nodes stop offering and bidding (they still serve the duties the ledger draws them for)."""
+    for c in clients[:3]:
+        assert c.post("/network/coordination/stop")["coordination"] is False
+
+
+def test_a_worker_that_runs_on_half_the_data_is_outvoted_and_slashed(tmp_path: Path) -> None:
+    """``--faulty lazy-subsample``: half the work gives another summary; the fingerprints differ, so a referee is
+    drawn and commits blind, then the panel; the honest verifier's result is accepted and the worker slashed."""
+    with running_devnet(tmp_path / "devnet", 4, faulty={3: "lazy-subsample"}) as nodes:
+        clients = [n.client(timeout=120.0) for n in nodes]
+        cheat = nodes[3].peer_id
+        before = clients[0].worker(cheat)
+        _only_the_cheat_works(clients)
+        clients[0].register_client("frank", 500)
+        job = clients[0].submit_job("frank", "linear_regression", 50)
+        final = clients[0].wait_job(job["job_id"], timeout=180)
+        assert final["worker_id"] == cheat and final["status"] == "verified", final
+        assert final["verdict"] == "worker_faulty", final
+        after = clients[0].worker(cheat)
+        assert after["stake"] < before["stake"] and after["reputation"] < before["reputation"]
+        result = clients[1].get(f"/job/{job['job_id']}/result")  # the verified one, checked against its artifact
+        assert result["summary"] == final["result_summary"]
+
+
+def test_a_forged_artifact_beside_an_honest_summary_is_never_served_to_the_client(tmp_path: Path) -> None:
+    """``--faulty fake-artifact``: the worker reveals the honest summary but publishes an artifact with a weight
+    changed. The ledger cannot see that; the node serving ``/job/{id}/result`` recomputes the summary from the
+    artifact and refuses it with 409 ``artifact_mismatch``."""
+    from bootstrap.cli import ApiRequestError
+
+    with running_devnet(tmp_path / "devnet", 4, faulty={3: "fake-artifact"}) as nodes:
+        clients = [n.client(timeout=120.0) for n in nodes]
+        _only_the_cheat_works(clients)
+        clients[0].register_client("grace", 500)
+        job = clients[0].submit_job("grace", "linear_regression", 50)
+        final = clients[0].wait_job(job["job_id"], timeout=180)
+        assert final["worker_id"] == nodes[3].peer_id and final["status"] == "verified", final
+        with pytest.raises(ApiRequestError) as refused:
+            clients[0].get(f"/job/{job['job_id']}/result")
+        assert refused.value.status == 409 and refused.value.detail["kind"] == "artifact_mismatch", refused.value
