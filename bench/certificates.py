@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,7 @@ import sklearn.linear_model  # noqa: F401  (loaded before the thread limit, so i
 import torch
 from threadpoolctl import threadpool_limits
 
-from bench.machine import machine_line
+from bench.machine import interleaved_medians, machine_line
 from compute.binding import summary_values
 from compute.canonical import JobResult, blake2b256, decode_artifact, encode_artifact, quantise
 from compute.certificates import check_certificate
@@ -222,17 +219,6 @@ def review_cases(model: str) -> list[tuple[str, JobSpec, Dataset, JobResult, Job
 # --- timing ------------------------------------------------------------------------------------------------
 
 
-def _interleaved_medians(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
-    """Median time of each function, run in turn each round so that load falls on all alike."""
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            t = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - t)
-    return [statistics.median(ts) for ts in times]
-
-
 def cost_jobs(model: str) -> list[tuple[str, JobSpec, Dataset]]:
     """Two sizes per model (PCA and k-means also on the data where the certificate does not apply)."""
     out = []
@@ -318,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 verdict = report.verdict
                 if any(c.name == "bound_tier" and c.value == 2.0 for c in report.checks):
                     verdict += " (Cholesky tier)"
-                rerun, cert = _interleaved_medians(
+                rerun, cert = interleaved_medians(
                     [lambda s=spec, d_=ds, b=backend: execute(s, d_, b),
                      lambda s=spec, d_=ds, r=result: check_certificate(s, d_, r)], args.repeats)
                 cost_rows.append((model, size, backend, rerun, cert, verdict))

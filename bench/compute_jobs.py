@@ -16,7 +16,6 @@ Everything is pinned to one thread on both sides so the noisy shared machine dis
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,24 +26,13 @@ import sklearn.linear_model  # noqa: F401
 import torch
 from threadpoolctl import threadpool_limits
 
+from bench.machine import interleaved_medians
 from compute.certificates import check_certificate
 from compute.dataset import Dataset, synthetic
 from compute.executor import execute
 from compute.models.kmeans import initial_centres
 from compute.pool import JobRequest, PoolConfig, WorkerPool
 from compute.spec import JobSpec, make_spec
-
-
-def _interleaved_medians(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
-    """Median time of each function, running them in turn each round so that load on the shared machine
-    falls on all of them alike."""
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            t = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - t)
-    return [statistics.median(ts) for ts in times]
 
 
 def _direct(model: str, params: dict[str, Any], ds: Dataset, backend: str) -> Callable[[], Any]:
@@ -132,7 +120,7 @@ def main() -> None:
                     report = check_certificate(spec, ds, result)
                     # Since issue 13 k-means, the MLP and full-rank PCA answer "re-run it" (bench.certificates).
                     assert not report.refuted, report.reason
-                    direct_s, pool_s, rerun_s, cert_s = _interleaved_medians(
+                    direct_s, pool_s, rerun_s, cert_s = interleaved_medians(
                         [
                             direct,
                             lambda r=request: pool.run(r),
