@@ -40,8 +40,8 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import machine_line
 from ledger.crypto import blake2b256
-from ledger.jobs import audit_permille_for
-from ledger.state import TERMINAL_STATUSES, State
+from ledger.jobs import audit_permille_for, committers
+from ledger.state import ASSIGNED, CHECKING_STATUSES, TERMINAL_STATUSES, State
 from ledger.tx import CommitResult
 from tests.ledger.factories import Chain, Wallet, make_state
 
@@ -166,9 +166,8 @@ def _actions(state: State, job, strategy: str, mine: set[bytes], by_account: dic
              claims: dict[tuple[bytes, bytes], list[int]], point: Point) -> list:
     """The commits and reveals due on ``job`` this block, each party playing its side."""
     out = []
-    committing = job.status in ("assigned", "disputed", "auditing")
-    due = [job.worker, job.verifier] if job.status == "assigned" else (list(job.panel) or [job.referee])
-    for acct in (due if committing else [a for a in job.participants() if a in job.commits]):
+    committing = job.status in (ASSIGNED, *CHECKING_STATUSES)
+    for acct in committers(job):  # who commits or reveals in this phase, by the ledger's own rule
         w = by_account[acct]
         if committing and acct not in job.commits:
             claim = _choose(state, job, acct, strategy, mine, point)

@@ -126,7 +126,7 @@ from ledger.tx import (
 from ledger.types import AccountId, Tokens
 from ledger.verdict import ERROR, NOT_ATTRIBUTABLE, OUTCOMES, PPM, RESULT, UNAVAILABLE, claims_agree, outcome_problem
 
-__all__ = ["audit_permille_for", "compute_commitment", "compute_fingerprint", "max_job_lifetime",
+__all__ = ["audit_permille_for", "committers", "compute_commitment", "compute_fingerprint", "max_job_lifetime",
            "process_deadlines"]
 
 JOB_DEVICES = ("any", "gpu")
@@ -321,7 +321,7 @@ def process_bid(state: State, stx: SignedTx, p: Bid, ctx: BlockContext) -> list[
     return [Event("bid", {"job_id": job.job_id, "worker": sender, "price": p.price})]
 
 
-def _committers(job: Job) -> tuple[AccountId, ...]:
+def committers(job: Job) -> tuple[AccountId, ...]:
     """Who commits now (worker and verifier while assigned; the referee or auditor, then the appeal panel, while a
     check runs) or reveals (everyone who committed, while revealing)."""
     if job.status == ASSIGNED:
@@ -346,7 +346,7 @@ def process_commit_result(state: State, stx: SignedTx, p: CommitResult, ctx: Blo
     job = _get_job(state, p.job_id)
     if job.status not in (ASSIGNED, *CHECKING_STATUSES):
         raise WrongJobState(job.job_id, job.status, (ASSIGNED, *CHECKING_STATUSES))
-    if sender not in _committers(job):
+    if sender not in committers(job):
         raise NotParticipant(job.job_id, sender, _role_words(job))
     if sender in job.commits:
         raise DuplicateAction(job.job_id, sender, "commit")
@@ -356,7 +356,7 @@ def process_commit_result(state: State, stx: SignedTx, p: CommitResult, ctx: Blo
     job.commits[sender] = p.commitment
     job.fingerprints[sender] = p.fingerprint
     events = [Event("committed", {"job_id": job.job_id, "worker": sender})]
-    if all(a in job.commits for a in _committers(job)):
+    if all(a in job.commits for a in committers(job)):
         if job.status == ASSIGNED or (not job.panel and state.params.appeal_panel and (
                 job.check == DISPUTE or p.fingerprint != job.fingerprints[job.worker])):
             # What comes next is drawn (an auditor or referee; the appeal panel of a dispute, or of an auditor that
@@ -402,7 +402,7 @@ def process_reveal_result(state: State, stx: SignedTx, p: RevealResult, ctx: Blo
     job = state.w_job(job.job_id)
     job.reveals[sender] = (list(p.summary), p.artifact_digest, p.outcome)
     events = [Event("revealed", {"job_id": job.job_id, "worker": sender, "outcome": OUTCOMES[p.outcome]})]
-    if all(a in job.reveals for a in _committers(job)):
+    if all(a in job.reveals for a in committers(job)):
         events += _verdict(state, job, ctx)
     return events
 
@@ -455,14 +455,16 @@ def _verdict(state: State, job: Job, ctx: BlockContext) -> list[Event]:
         return _compare(state, job, ctx)
     w, v, r = job.worker, job.verifier, job.referee
     cw, cv = _claim(job, w), _claim(job, v)
-    if not job.panel:
-        return _arbitrate(state, job, ctx)
-    if job.check == AUDIT:
+    if job.panel and job.check == AUDIT:
         return _panel_verdict(state, job, ctx, ([w, v], cw), ([r], _claim(job, r)), list(job.panel))
     if not _attributable(cw) and not _attributable(cv):
+        # Neither could run it (their different claims drew the referee before anyone knew): nobody can check a
+        # result the checkers alone have, and nobody is at fault.
         fee = job.verification_fee
         verdict = "unavailable" if cw[2] == cv[2] == UNAVAILABLE else "unrunnable"
         return _nobodys_fault(state, job, ctx, verdict, {w: job.price, v: fee - fee // 2, r: fee // 2})
+    if not job.panel:
+        return _arbitrate(state, job, ctx)
     return _panel_verdict(state, job, ctx, ([w], cw), ([v], cv), [r, *job.panel])
 
 
@@ -480,16 +482,11 @@ def _compare(state: State, job: Job, ctx: BlockContext) -> list[Event]:
 
 
 def _arbitrate(state: State, job: Job, ctx: BlockContext) -> list[Event]:
-    """Three claims (the referee's or auditor's committed blind): the two that agree win, the odd one out is
-    slashed if its claim was attributable."""
+    """Three claims (the referee's or auditor's committed blind), at least one of worker and verifier attributable
+    (``_verdict``): the two that agree win, the odd one out is slashed if its claim was attributable."""
     w, v, r = job.worker, job.verifier, job.referee
     cw, cv, cr = _claim(job, w), _claim(job, v), _claim(job, r)
     fee = job.verification_fee
-    if not _attributable(cw) and not _attributable(cv):
-        # Neither could run it (their different claims drew the referee before anyone knew): nobody can check a
-        # result the referee alone has, and nobody is at fault.
-        verdict = "unavailable" if cw[2] == cv[2] == UNAVAILABLE else "unrunnable"
-        return _nobodys_fault(state, job, ctx, verdict, {w: job.price, v: fee - fee // 2, r: fee // 2})
     if not _attributable(cr):
         if _attributable(cw) and _attributable(cv):
             if _agree(job, cw, cv):  # an auditor that could not run it: the pair's claim stands, unaudited
@@ -547,7 +544,8 @@ def _panel_verdict(state: State, job: Job, ctx: BlockContext, side_a: tuple[list
     if _attributable(ca) and _attributable(cb) and _agree(job, ca, cb):
         # Within tolerance of either backs it: tolerance is not transitive, and honest runs may sit on both sides.
         winners, losers, claim = [*holders_a, *holders_b], [], ca
-        backing = [m for m in attributable if m in backers(ca) or m in backers(cb)]
+        either = {*backers(ca), *backers(cb)}
+        backing = [m for m in attributable if m in either]
         verdict = "audited" if audit else "agreed_by_referee"
     elif 2 * len(ba := backers(ca)) > len(revealed) and _attributable(ca):
         winners, losers, claim, backing = holders_a, holders_b, ca, ba
@@ -880,17 +878,29 @@ def _check_draw(state: State, job: Job, ctx: BlockContext) -> list[Event]:
         check = AUDIT
     else:
         return _open_reveals(job, ctx)
-    checker = _draw(state, job, ctx, "referee" if check == DISPUTE else "auditor", exclude={w, v})
-    if checker is None:
+    job.check = check
+    seated = _seat_checker(state, job, ctx)
+    if seated is None:
         # Nobody free to check: two different claims are compared as they are (failed unless within tolerance),
         # and an audit is skipped.
+        job.check = ""
         return [Event("check_unavailable", {"job_id": job.job_id, "check": check}), *_open_reveals(job, ctx)]
-    job.referee, job.check = checker, check
+    return seated
+
+
+def _seat_checker(state: State, job: Job, ctx: BlockContext) -> list[Event] | None:
+    """Draw the referee (``job.check`` a dispute) or the auditor, give it a commit window, and say so; ``None``
+    when no worker is free for it."""
+    dispute = job.check == DISPUTE
+    checker = _draw(state, job, ctx, "referee" if dispute else "auditor", exclude={job.worker, job.verifier})
+    if checker is None:
+        return None
+    job.referee = checker
     state.w_worker(checker).active_jobs += 1
-    _transition(job, DISPUTED if check == DISPUTE else AUDITING, ctx.height)
+    _transition(job, DISPUTED if dispute else AUDITING, ctx.height)
     job.deadline = ctx.height + job.commit_window
-    kind = "job_disputed" if check == DISPUTE else "job_audited"
-    return [Event(kind, {"job_id": job.job_id, "referee": checker, "deadline": job.deadline})]
+    return [Event("job_disputed" if dispute else "job_audited",
+                  {"job_id": job.job_id, "referee": checker, "deadline": job.deadline})]
 
 
 def _draw_panel(state: State, job: Job, ctx: BlockContext) -> list[Event]:
@@ -955,17 +965,10 @@ def _check_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
     if job.reassignments >= state.params.max_reassignments:
         return events + _close(state, job, ctx, FAILED, "referee_timeout", {})
     job.reassignments += 1
-    referee = _draw(state, job, ctx, "referee" if job.check == DISPUTE else "auditor",
-                    exclude={job.worker, job.verifier})
-    if referee is None:
+    seated = _seat_checker(state, job, ctx)
+    if seated is None:
         return events + _close(state, job, ctx, FAILED, "referee_timeout", {})
-    job.referee = referee
-    state.w_worker(referee).active_jobs += 1
-    _transition(job, job.status, ctx.height)
-    job.deadline = ctx.height + job.commit_window
-    kind = "job_disputed" if job.check == DISPUTE else "job_audited"
-    events.append(Event(kind, {"job_id": job.job_id, "referee": referee, "deadline": job.deadline}))
-    return events
+    return events + seated
 
 
 _ON_DEADLINE = {OPEN: _assign, ASSIGNED: _commit_timeout, REVEALING: _reveal_timeout, DISPUTED: _check_timeout,

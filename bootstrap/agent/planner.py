@@ -46,8 +46,8 @@ from ledger.errors import (
     UnknownWorker,
     WrongJobState,
 )
-from ledger.jobs import eligibility_problem, worker_problem
-from ledger.state import ASSIGNED, AUDITING, CHECKING_STATUSES, OPEN, REVEALING, Job, State
+from ledger.jobs import AUDIT, committers, eligibility_problem, worker_problem
+from ledger.state import ASSIGNED, CHECKING_STATUSES, OPEN, REVEALING, Job, State
 from ledger.tx import Bid, CommitResult, Offer, Payload, RevealResult, compute_commitment, compute_fingerprint
 from ledger.verdict import ERROR, RESULT, UNAVAILABLE
 
@@ -596,17 +596,11 @@ class Planner:
     # -- duties --
     def _roles(self, job: Job, workers: list[LocalKey]) -> list[tuple[LocalKey, str]]:
         """Local keys holding a role that still has to commit or reveal in the job's current phase."""
-        checker = AUDITOR if job.status == AUDITING else REFEREE
-        everyone = [(job.worker, WORKER), (job.verifier, VERIFIER), (job.referee, checker),
-                    *((m, PANEL) for m in job.panel)]
-        if job.status == ASSIGNED:
-            holders = everyone[:2]
-        elif job.status in CHECKING_STATUSES:
-            holders = everyone[3:] if job.panel else [everyone[2]]
-        else:
-            holders = everyone
+        # Who acts in this phase is the ledger's rule (``ledger.jobs.committers``); the names are for logs.
+        label = {job.worker: WORKER, job.verifier: VERIFIER, job.referee: AUDITOR if job.check == AUDIT else REFEREE,
+                 **dict.fromkeys(job.panel, PANEL)}
         by_account = {k.account: k for k in workers}
-        return [(by_account[a], role) for a, role in holders if a in by_account]
+        return [(by_account[a], label[a]) for a in committers(job) if a in by_account]
 
     def _duties(self, state: State, job: Job, workers: list[LocalKey], memory: AgentMemory
                 ) -> tuple[list[Action], RunJob | None]:
