@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -80,38 +81,40 @@ def _failure(job_id: Any, kind: str, message: str, field: str | None = None,
             "code": code}
 
 
-_WARM: set[str] = set()
+_LOADED: set[str] = set()
 
 
-def warm_up(message: dict[str, Any]) -> None:
-    """Load what the run's backend needs the first time this process sees it: PyTorch (with its deterministic
-    mode, whose first use imports torch's compiler stack, ~2 s) or scikit-learn. Never raises: a run that cannot
-    load its backend reports that itself."""
-    try:
-        spec = JobSpec.decode(message["spec"])
-        backend = message.get("backend") or default_backend(spec)
-    except Exception:
+def load(library: str) -> None:
+    """Import ``library`` (``sklearn`` or ``torch``) once per process, with what its first run would otherwise
+    load inside the run's time limit: PyTorch's deterministic mode, whose first use imports torch's compiler stack
+    (~2 s). Never raises: a run that cannot load its backend reports that itself."""
+    if library in _LOADED:
         return
-    kind = "torch" if backend.startswith("torch") else "sklearn" if backend == "sklearn" else ""
-    if not kind or kind in _WARM:
-        return
-    _WARM.add(kind)
+    _LOADED.add(library)
     with contextlib.suppress(Exception):
-        if kind == "torch":
+        if library == "torch":
             import torch
 
             torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
-        else:
+        elif library == "sklearn":
             import sklearn.cluster
             import sklearn.decomposition
             import sklearn.linear_model  # noqa: F401
 
 
-def handle_run(message: dict[str, Any], cache: DatasetCache) -> dict[str, Any]:
-    """Run one job request and build the reply; never raises for job-level problems."""
+def handle_run(message: dict[str, Any], cache: DatasetCache, begin: Callable[[], None] | None = None
+               ) -> dict[str, Any]:
+    """Run one job request and build the reply; never raises for job-level problems. Once the spec is read and
+    its backend's libraries are loaded, ``begin`` says so (the run's time limit starts there)."""
     job_id = message.get("id")
     try:
         spec = JobSpec.decode(message["spec"])
+        named = message.get("backend")
+        backend = default_backend(spec) if named is None else named  # as ``execute`` resolves it
+        if isinstance(backend, str):
+            load("torch" if backend.startswith("torch") else backend)
+        if begin is not None:
+            begin()
         with memory_cap(int(message["memory_mb"])):
             ds = cache.get(message["digest"])
             if ds is None:
@@ -119,7 +122,7 @@ def handle_run(message: dict[str, Any], cache: DatasetCache) -> dict[str, Any]:
                     return _failure(job_id, DATASET_MISSING, "dataset not cached; resend with data")
                 ds = decode_dataset(message["data"], expected_digest=message["digest"])
                 cache.put(ds)
-            result: JobResult = execute(spec, ds, message.get("backend"), int(message.get("threads", 1)))
+            result: JobResult = execute(spec, ds, named, int(message.get("threads", 1)))
             encoded = result.encode()
         return {"op": "result", "id": job_id, "ok": True, "result": encoded}
     except MemoryError as exc:
@@ -156,6 +159,13 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _begin(out: BinaryIO, job_id: Any) -> None:
+    """Tell the parent the run starts now: loading a library the first time is this process's cost, not the
+    job's (the pool gives the warm-up its own allowance)."""
+    out.write(encode_frame({"op": "begin", "id": job_id}))
+    out.flush()
+
+
 def serve(inp: BinaryIO, out: BinaryIO, cache: DatasetCache) -> None:
     """Answer frames until the parent closes our stdin; a write to a parent that is gone raises
     ``BrokenPipeError`` (``main`` turns it into a quiet exit)."""
@@ -169,12 +179,7 @@ def serve(inp: BinaryIO, out: BinaryIO, cache: DatasetCache) -> None:
             return
         message = msgpack.unpackb(body, raw=False)
         if message.get("op") == "run":
-            warm_up(message)
-            # The run's own time limit starts now: loading a library the first time is this process's cost, not
-            # the job's (the pool gives the warm-up its own allowance).
-            out.write(encode_frame({"op": "begin", "id": message.get("id")}))
-            out.flush()
-            reply = handle_run(message, cache)
+            reply = handle_run(message, cache, functools.partial(_begin, out, message.get("id")))
         else:
             reply = _failure(message.get("id"), "protocol", f"unknown op {message.get('op')!r}")
         out.write(encode_frame(reply))
@@ -191,13 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
         for name in filter(None, args.preload.split(",")):
-            if name == "sklearn":
-                import sklearn.cluster
-                import sklearn.decomposition
-                import sklearn.linear_model  # noqa: F401
-            elif name == "torch":
-                with contextlib.suppress(ImportError):
-                    import torch  # noqa: F401
+            load(name)
         serve(sys.stdin.buffer, protocol_out, DatasetCache(args.cache_mb * _MIB))
     except (BrokenPipeError, KeyboardInterrupt):
         pass  # the parent is gone (or shutting down with us): nobody to answer, nothing worth a traceback
