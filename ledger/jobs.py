@@ -22,11 +22,14 @@ which ``end_block`` calls; each transition appends ``(status, height)`` to ``job
     auditing ──(the auditor committed the pair's claim)──────────────────▶ revealing
     disputed / auditing ──(the panel committed; or nobody free for one)──▶ revealing
     disputed / auditing ──(a referee or auditor missed its commit)───────▶ the same   (slashed, replaced) or failed
-    revealing ──(all revealed: agreement, or a majority of the voters)───▶ verified   (losers slashed)
+    revealing ──(all revealed: agreement, or a majority of the voters)───▶ confirming (losers slashed)
+    confirming ──(a confirmer fetched the artifact: confirm_artifact)────▶ verified   (paid)
+    confirming ──(confirm deadline, no confirmation)─────────────────────▶ failed     (escrow refunded)
     revealing ──(all revealed: no majority; or nobody free to referee)───▶ failed     (escrow refunded)
     revealing ──(nobody could run it, or the same error)─────────────────▶ failed     (trouble share paid)
-    revealing ──(reveal deadline; stallers slashed)──────────────────────▶ refunded, or verified when only an
-                                                                          auditor withheld next to an agreeing pair
+    revealing ──(reveal deadline; stallers slashed)──────────────────────▶ refunded, or confirming when only
+                                                                          an auditor withheld next to an agreeing
+                                                                          pair
 
 Checks (issue 13, docs/VERIFICATION.md): a commitment carries the claim's fingerprint, so the ledger knows before
 any reveal whether worker and verifier agree. The check after the commitments is drawn from the hash of the block
@@ -34,10 +37,15 @@ that holds them (the next block's seed), which nobody knew when committing; each
 seen fingerprints only; the panel's strict majority decides (``_panel_verdict``).
 
 Every non-terminal status has a deadline and every deadline moves the job on, and the number of reassignments
-is capped, so no job lives longer than ``bid + 2·(r+1)·(commit + 1) + commit + reveal`` blocks where
+is capped, so no job lives longer than ``bid + 2·(r+1)·(commit + 1) + commit + reveal + confirm`` blocks where
 ``r = max_reassignments`` and ``bid`` is the bid window (0 for a job assigned at submission: its
 ``bid_deadline`` is its submission height). Every token leaving the escrow goes to a balance (payee or client),
 so none vanish.
+
+Confirmation (``confirm_window``): nobody is paid for a result until a party that backed it, other than its
+author, has fetched the artifact it names and recomputed its summary from it (``confirm_artifact``); with
+``confirm_window = 0`` an accepted result settles at once. A deterministic error or a job nobody could run has no
+artifact and ends at the verdict.
 
 Payments on ``verified``: the accepted worker gets its bid ``price``, the accepted verifier the
 ``verification_fee``, the client gets the rest back; the client pays the same whatever checks run. When the
@@ -102,6 +110,7 @@ from ledger.state import (
     ASSIGNED,
     AUDITING,
     CHECKING_STATUSES,
+    CONFIRMING,
     DISPUTED,
     FAILED,
     OPEN,
@@ -116,6 +125,7 @@ from ledger.tx import (
     Bid,
     CancelJob,
     CommitResult,
+    ConfirmArtifact,
     Offer,
     RevealResult,
     SignedTx,
@@ -127,7 +137,7 @@ from ledger.types import AccountId, Tokens
 from ledger.verdict import ERROR, NOT_ATTRIBUTABLE, OUTCOMES, PPM, RESULT, UNAVAILABLE, claims_agree, outcome_problem
 
 __all__ = ["audit_permille_for", "committers", "compute_commitment", "compute_fingerprint", "max_job_lifetime",
-           "process_deadlines"]
+           "process_confirm_artifact", "process_deadlines"]
 
 JOB_DEVICES = ("any", "gpu")
 ASSIGN_BY_BIDS, ASSIGN_BY_OFFERS = "bids", "offers"
@@ -143,8 +153,9 @@ def max_job_lifetime(state: State, job: Job) -> int:
     r = state.params.max_reassignments
     bid_phase = job.bid_deadline - job.submitted_at  # the bid window, or 0 when assigned at submission
     # commits (each try one window, plus the block that draws the check), the referee's or auditor's commit (the
-    # same), the appeal panel's commit, the reveals
-    return bid_phase + 2 * (r + 1) * (job.commit_window + 1) + job.commit_window + job.reveal_window
+    # same), the appeal panel's commit, the reveals, the confirmation
+    return (bid_phase + 2 * (r + 1) * (job.commit_window + 1) + job.commit_window + job.reveal_window
+            + state.params.confirm_window)
 
 
 def _get_job(state: State, job_id: bytes) -> Job:
@@ -578,10 +589,78 @@ def _conclude(state: State, job: Job, ctx: BlockContext, verdict: str, payees: d
     """The winners agreed on ``claim``: a result is verified and paid in full; an agreed deterministic error
     ends the job as ``failed`` with the trouble share paid, the error code kept as the job's result."""
     if claim[2] == RESULT:
+        if state.params.confirm_window:
+            return _await_confirmation(state, job, ctx, verdict, payees, claim, winners)
         return _settle(state, job, ctx, verdict, payees, (claim[0], claim[1]), winners)
     assert claim[2] == ERROR  # non-attributable claims never win a comparison
     job.result_summary, job.result_artifact = list(claim[0]), claim[1]
     return _nobodys_fault(state, job, ctx, "spec_error", {a: payees[a] for a in winners if a in payees})
+
+
+# ---- confirmation: the accepted artifact exists and is the accepted result -------------------------------------
+# The ledger cannot fetch a blob, so a party that backed the accepted claim without being its author does it: it
+# fetches the artifact the claim names, recomputes the summary from it (``compute.binding.artifact_problem``) and
+# posts ``confirm_artifact``. The first confirmation settles the job; none by the deadline fails it, refunded.
+#
+# Who confirms: the checkers drawn after the commitments that backed the claim (an auditor, a referee, the panel's
+# majority) when there are any, else the other of worker and verifier. A pair of one owner cannot confirm its own
+# withheld or altered artifact on a job that drew a checker, and a checker is drawn from a hash that did not
+# exist when the pair committed.
+#
+# Incentive: a confirmer earns its share of the fee only by confirming, so an honest artifact is confirmed; one
+# that withholds a confirmation to deny the author its price P loses its own share f and gains nothing on the
+# ledger (griefing costs the griefer f per job, and it must be drawn to a backing role first). An author whose
+# artifact is unfetchable or altered is not paid (it loses P) but not slashed: unavailability cannot be told from
+# a network fault. Withholding saves the author only the upload, since the summary it revealed is computed from
+# the artifact itself (the sketch binds every array), so nobody profits by it; the rule is there so that the
+# client never pays for a result it cannot get.
+
+
+def _author(job: Job, claim: Claim, winners: tuple[AccountId, ...]) -> AccountId:
+    """The winner whose reveal the accepted claim is (its artifact is the one the job records)."""
+    return next(a for a in winners if job.reveals.get(a) == claim)
+
+
+def _await_confirmation(state: State, job: Job, ctx: BlockContext, verdict: str, payees: dict[AccountId, Tokens],
+                        claim: Claim, winners: tuple[AccountId, ...]) -> list[Event]:
+    """A result is accepted: keep what settling it pays, and give its confirmers ``confirm_window`` blocks."""
+    author = _author(job, claim, winners)
+    others = [a for a in winners if a != author]
+    checkers = [a for a in others if a not in (job.worker, job.verifier)]
+    job.confirmers = checkers or others
+    job.payout, job.winners = dict(payees), list(winners)
+    job.result_summary, job.result_artifact = list(claim[0]), claim[1]
+    job.verdict = verdict
+    _transition(job, CONFIRMING, ctx.height)
+    job.deadline = ctx.height + state.params.confirm_window
+    return [Event("job_confirming", {"job_id": job.job_id, "artifact": claim[1], "author": author,
+                                     "confirmers": list(job.confirmers), "deadline": job.deadline})]
+
+
+def process_confirm_artifact(state: State, stx: SignedTx, p: ConfirmArtifact, ctx: BlockContext) -> list[Event]:
+    sender = stx.tx.sender
+    job = _get_job(state, p.job_id)
+    if job.status != CONFIRMING:
+        raise WrongJobState(job.job_id, job.status, CONFIRMING)
+    if sender not in job.confirmers:
+        raise NotParticipant(job.job_id, sender, "confirmer")
+    if ctx.height > job.deadline:
+        raise DeadlinePassed(job.job_id, job.deadline, ctx.height)
+    if p.artifact_digest != job.result_artifact:
+        raise InvalidField("confirm_artifact.artifact_digest",
+                           f"the accepted artifact of job {job.job_id.hex()[:16]} is {job.result_artifact.hex()}")
+    job = state.w_job(job.job_id)
+    events = [Event("artifact_confirmed", {"job_id": job.job_id, "by": sender})]
+    payout, winners = job.payout, tuple(job.winners)
+    job.confirmers, job.payout, job.winners = [], {}, []
+    return events + _settle(state, job, ctx, job.verdict, payout,
+                            (list(job.result_summary or []), job.result_artifact), winners)
+
+
+def _confirm_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
+    """Nobody confirmed the accepted artifact: the client gets its escrow back, nobody is paid or slashed."""
+    job.confirmers, job.payout, job.winners = [], {}, []
+    return _close(state, job, ctx, FAILED, "artifact_unconfirmed", {})
 
 
 def _nobodys_fault(state: State, job: Job, ctx: BlockContext, verdict: str,
@@ -972,7 +1051,7 @@ def _check_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
 
 
 _ON_DEADLINE = {OPEN: _assign, ASSIGNED: _commit_timeout, REVEALING: _reveal_timeout, DISPUTED: _check_timeout,
-                AUDITING: _check_timeout}
+                AUDITING: _check_timeout, CONFIRMING: _confirm_timeout}
 
 
 def process_deadlines(state: State, ctx: BlockContext) -> list[Event]:

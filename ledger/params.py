@@ -84,6 +84,12 @@ class Params:
     decides which side wins and who is slashed. Fewer are drawn when fewer workers are free. With none (or 0
     here) a dispute is decided two to one with the referee, and an audit that differs fails the job, refunded,
     nobody slashed."""
+    confirm_window: int = 8
+    """Blocks after a result is accepted in which one of its confirmers (the checkers drawn after the commitments
+    that backed it, else the other of worker and verifier) must post ``confirm_artifact``: it fetched the accepted
+    artifact and recomputed the accepted summary from it. Only then is anyone paid; with no confirmation by the
+    deadline the job fails, the client is refunded and nobody is paid or slashed (an artifact nobody could
+    fetch cannot be blamed on one party). 0 settles at the verdict, the artifact unchecked (before issue 13)."""
     job_retention_blocks: int = 0
     """Blocks a finished job stays in the live state after the block it ended in; then it leaves the state (a
     ``job_pruned`` event), so the state holds the jobs of the last window rather than every job ever posted.
@@ -116,7 +122,7 @@ class Params:
                      "default_job_time_ms"):
             if getattr(self, name) < 1:
                 raise InvalidGenesis(f"params.{name}", "must be at least 1")
-        for name in ("default_bid_window", "default_commit_window", "default_reveal_window"):
+        for name in ("default_bid_window", "default_commit_window", "default_reveal_window", "confirm_window"):
             if getattr(self, name) > self.max_window:
                 raise InvalidGenesis(f"params.{name}", f"exceeds max_window={self.max_window}")
         # Stake unbonded at or after an offence must not be released before the offence's evidence expires, or a

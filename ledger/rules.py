@@ -39,6 +39,7 @@ from ledger.jobs import (
     process_bid,
     process_cancel_job,
     process_commit_result,
+    process_confirm_artifact,
     process_deadlines,
     process_offer,
     process_reveal_result,
@@ -59,6 +60,7 @@ from ledger.tx import (
     Bid,
     CancelJob,
     CommitResult,
+    ConfirmArtifact,
     Offer,
     Payload,
     RegisterWorker,
@@ -131,6 +133,7 @@ HANDLERS: dict[type[Payload], Handler] = {
     RevealResult: process_reveal_result,
     CancelJob: process_cancel_job,
     Offer: process_offer,
+    ConfirmArtifact: process_confirm_artifact,
 }
 
 

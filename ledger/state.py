@@ -30,7 +30,7 @@ from ledger.smt import Proof, StateTree, root_of
 from ledger.types import AccountId, Height, JobId, Tokens
 from ledger.verdict import OUTCOMES
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 MISSING: Any = object()
 
 # Job statuses (see ledger.jobs for the transitions).
@@ -39,11 +39,12 @@ ASSIGNED = "assigned"
 REVEALING = "revealing"
 DISPUTED = "disputed"
 AUDITING = "auditing"
+CONFIRMING = "confirming"
 VERIFIED = "verified"
 FAILED = "failed"
 REFUNDED = "refunded"
 TERMINAL_STATUSES = frozenset({VERIFIED, FAILED, REFUNDED})
-JOB_STATUSES = (OPEN, ASSIGNED, REVEALING, DISPUTED, AUDITING, VERIFIED, FAILED, REFUNDED)
+JOB_STATUSES = (OPEN, ASSIGNED, REVEALING, DISPUTED, AUDITING, CONFIRMING, VERIFIED, FAILED, REFUNDED)
 CHECKING_STATUSES = (DISPUTED, AUDITING)
 """A checker beyond the verifier is committing: a referee (the two claims differ) or an auditor and its panel."""
 
@@ -176,6 +177,7 @@ class Job:
         "client",
         "commit_window",
         "commits",
+        "confirmers",
         "dataset_digest",
         "deadline",
         "device",
@@ -188,6 +190,7 @@ class Job:
         "model",
         "panel",
         "params_digest",
+        "payout",
         "price",
         "reassignments",
         "referee",
@@ -204,6 +207,7 @@ class Job:
         "verdict",
         "verification_fee",
         "verifier",
+        "winners",
         "worker",
     )
 
@@ -224,6 +228,10 @@ class Job:
         self.fingerprints: dict[AccountId, bytes] = kw.get("fingerprints") or {}
         # the appeal panel: checkers drawn when an auditor's claim differs from the worker's and verifier's
         self.panel: list[AccountId] = kw.get("panel") or []
+        # While ``confirming``: who may confirm the accepted artifact, and what settling it pays and rewards
+        self.confirmers: list[AccountId] = kw.get("confirmers") or []
+        self.payout: dict[AccountId, Tokens] = kw.get("payout") or {}
+        self.winners: list[AccountId] = kw.get("winners") or []
         # account -> (summary, artifact digest, outcome: ledger.verdict.RESULT, UNAVAILABLE, ERROR, OVER_LIMIT)
         self.reveals: dict[AccountId, tuple[list[int], bytes, int]] = kw.get("reveals") or {}
         self.excluded: list[AccountId] = kw.get("excluded") or []
@@ -255,6 +263,9 @@ class Job:
         j.commits = dict(self.commits)
         j.fingerprints = dict(self.fingerprints)
         j.panel = list(self.panel)
+        j.confirmers = list(self.confirmers)
+        j.payout = dict(self.payout)
+        j.winners = list(self.winners)
         j.reveals = dict(self.reveals)  # values are never mutated in place, only replaced
         j.excluded = list(self.excluded)
         j.history = list(self.history)
@@ -271,13 +282,16 @@ class Job:
             [list(h) for h in self.history],
             sorted([k, v] for k, v in self.fingerprints.items()),
             list(self.panel),
+            list(self.confirmers),
+            sorted([k, v] for k, v in self.payout.items()),
+            list(self.winners),
         ]
 
     @classmethod
     def from_list(cls, v: list[Any]) -> Job:
         n = len(cls._SIMPLE)
         kw = dict(zip(cls._SIMPLE, v[:n], strict=True))
-        bids, commits, reveals, excluded, history, fingerprints, panel = v[n:]
+        bids, commits, reveals, excluded, history, fingerprints, panel, confirmers, payout, winners = v[n:]
         return cls(
             **kw,
             bids={k: p for k, p in bids},
@@ -287,6 +301,9 @@ class Job:
             history=[(s, h) for s, h in history],
             fingerprints={k: f for k, f in fingerprints},
             panel=list(panel),
+            confirmers=list(confirmers),
+            payout={k: a for k, a in payout},
+            winners=list(winners),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -308,6 +325,9 @@ class Job:
         d["excluded"] = [h(a) for a in sorted(self.excluded)]
         d["fingerprints"] = {h(k): h(f) for k, f in sorted(self.fingerprints.items())}
         d["panel"] = [h(a) for a in self.panel]
+        d["confirmers"] = [h(a) for a in self.confirmers]
+        d["payout"] = {h(k): a for k, a in sorted(self.payout.items())}
+        d["winners"] = [h(a) for a in self.winners]
         d["history"] = [{"status": s, "height": hh} for s, hh in self.history]
         return d
 

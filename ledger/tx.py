@@ -308,6 +308,18 @@ class Offer(Payload):
     max_time_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ConfirmArtifact(Payload):
+    """A confirmer of a ``confirming`` job says it fetched the accepted artifact, whose digest it names, and that
+    the summary recomputed from it agrees with the accepted one (``ledger.jobs``): the job settles and pays."""
+
+    KIND = "confirm_artifact"
+    CODE = 13
+    FIELDS = (("job_id", _DIGEST), ("artifact_digest", _DIGEST))
+    job_id: JobId
+    artifact_digest: bytes
+
+
 PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     Transfer,
     Approve,
@@ -321,6 +333,7 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     RevealResult,
     CancelJob,
     Offer,
+    ConfirmArtifact,
 )
 BY_CODE: dict[int, type[Payload]] = {p.CODE: p for p in PAYLOAD_TYPES}
 BY_KIND: dict[str, type[Payload]] = {p.KIND: p for p in PAYLOAD_TYPES}

@@ -16,9 +16,9 @@ A fault spec is ``MODE`` (every local worker key misbehaves) or ``MODE@name1,nam
 * ``lazy-subsample`` — runs the job on the first half of the dataset's rows only (half the work), so its summary
   differs from an honest run's: the blind referee and the panel side with the honest party and it is slashed;
 * ``fake-artifact`` — runs the job honestly and reveals the honest summary, but publishes an artifact with one
-  weight changed: the ledger cannot see it, and ``GET /job/{id}/result`` refuses it (409 artifact_mismatch)
-  rather than serve the client weights nobody verified. (The job is still paid: a confirmation that the accepted
-  artifact is fetchable and matches is not built yet.)
+  weight changed: the ledger cannot see it, but the confirmer that must vouch for the artifact before anyone is
+  paid recomputes the summary from it and does not confirm, so the job fails unpaid and the client is refunded
+  (and ``GET /job/{id}/result`` would refuse it, 409 artifact_mismatch, were it ever accepted).
 """
 
 from __future__ import annotations

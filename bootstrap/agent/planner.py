@@ -6,7 +6,8 @@ re-derive the backlog.
 
 Given the committed ledger ``State``, the local worker keys and the agent's :class:`AgentMemory` (what it
 fetched, ran, posted and committed to), :meth:`Planner.plan` returns the next actions: :class:`FetchSpec`,
-:class:`PostBid`, :class:`PostOffer`, :class:`RunJob`, :class:`PostCommit`, :class:`PostReveal`. It never waits,
+:class:`PostBid`, :class:`PostOffer`, :class:`RunJob`, :class:`PostCommit`, :class:`PostReveal`,
+:class:`PostConfirm`. It never waits,
 never signs, never draws randomness (salts derive from the memory's secret). The trio shell that carries the
 actions out is :mod:`bootstrap.agent.shell`.
 
@@ -47,8 +48,17 @@ from ledger.errors import (
     WrongJobState,
 )
 from ledger.jobs import AUDIT, committers, eligibility_problem, worker_problem
-from ledger.state import ASSIGNED, CHECKING_STATUSES, OPEN, REVEALING, Job, State
-from ledger.tx import Bid, CommitResult, Offer, Payload, RevealResult, compute_commitment, compute_fingerprint
+from ledger.state import ASSIGNED, CHECKING_STATUSES, CONFIRMING, OPEN, REVEALING, Job, State
+from ledger.tx import (
+    Bid,
+    CommitResult,
+    ConfirmArtifact,
+    Offer,
+    Payload,
+    RevealResult,
+    compute_commitment,
+    compute_fingerprint,
+)
 from ledger.verdict import ERROR, RESULT, UNAVAILABLE
 
 WORKER, VERIFIER, REFEREE, AUDITOR, PANEL = "worker", "verifier", "referee", "auditor", "panel"
@@ -160,7 +170,17 @@ class PostReveal:
     opening: Opening
 
 
-Action = FetchSpec | PostBid | PostOffer | RunJob | PostCommit | PostReveal
+@dataclass(frozen=True)
+class PostConfirm:
+    """Fetch the accepted artifact of a ``confirming`` job this key backed, check it against the accepted summary
+    (``bootstrap.jobs.artifacts``) and, only if it is that result, post ``confirm_artifact``."""
+
+    job_id: bytes
+    key: LocalKey
+    artifact_digest: bytes
+
+
+Action = FetchSpec | PostBid | PostOffer | RunJob | PostCommit | PostReveal | PostConfirm
 
 
 def describe(action: Action) -> dict[str, Any]:
@@ -171,6 +191,8 @@ def describe(action: Action) -> dict[str, Any]:
     d: dict[str, Any] = {"action": type(action).__name__, "job_id": action.job_id.hex()}
     if isinstance(action, PostBid):
         d.update(key=action.key.name, price=action.price)
+    elif isinstance(action, PostConfirm):
+        d.update(key=action.key.name, artifact=action.artifact_digest.hex())
     elif isinstance(action, PostCommit | PostReveal):
         d.update(key=action.key.name, role=action.role)
         if action.opening is not None and action.opening.outcome != RESULT:
@@ -180,8 +202,10 @@ def describe(action: Action) -> dict[str, Any]:
     return d
 
 
-def payload_for(action: PostBid | PostOffer | PostCommit | PostReveal) -> Payload:
+def payload_for(action: PostBid | PostOffer | PostCommit | PostReveal | PostConfirm) -> Payload:
     """The ledger transaction an action posts."""
+    if isinstance(action, PostConfirm):
+        return ConfirmArtifact(action.job_id, action.artifact_digest)
     if isinstance(action, PostOffer):
         return Offer(action.price, action.until, action.max_time_ms)
     if isinstance(action, PostBid):
@@ -241,6 +265,8 @@ class AgentMemory:
     openings: dict[tuple[bytes, bytes], Opening] = field(default_factory=dict)
     run_seconds: dict[str, deque[float]] = field(default_factory=dict)  # model -> recent measured run times
     offers_posted: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # account -> (height, until)
+    checking: set[bytes] = field(default_factory=set)  # confirming jobs whose artifact is being fetched and checked
+    confirm_failures: dict[bytes, tuple[int, str]] = field(default_factory=dict)  # job -> (height, why) of a fetch
 
     def salt(self, job_id: bytes, account: bytes) -> bytes:
         """A salt nobody else can guess, stable for this job and key (so a re-plan commits the same bytes)."""
@@ -257,7 +283,7 @@ class AgentMemory:
                 del table[k]
         for k in [k for k in self.openings if k[0] == job_id]:
             del self.openings[k]
-        for table in (self.run_failures, self.unavailable, self.declined):
+        for table in (self.run_failures, self.unavailable, self.declined, self.confirm_failures):
             table.pop(job_id, None)
 
 
@@ -398,10 +424,10 @@ class Planner:
 
     def decide(self, state: State, keys: Sequence[LocalKey], memory: AgentMemory, *, bidding: bool = True,
                offering: bool | None = None) -> Plan:
-        """The actions to take now — duties in job-id order, then runs in deadline order (as many as there are
-        free run slots, the duty lane kept), then spec fetches and bids, then offers (``offering`` True: keep
-        each key's offer standing; False: withdraw it; None: leave offers alone) — and why each open job is not
-        bid on. Posting the actions all is safe (none depends on another)."""
+        """The actions to take now — duties (commits, reveals, confirmations) in job-id order, then runs in
+        deadline order (as many as there are free run slots, the duty lane kept), then spec fetches and bids, then
+        offers (``offering`` True: keep each key's offer standing; False: withdraw it; None: leave offers alone)
+        — and why each open job is not bid on. Posting the actions all is safe (none depends on another)."""
         workers = [k for k in keys if k.account in state.workers]
         if not workers:
             return Plan([], {})
@@ -413,6 +439,8 @@ class Planner:
             job = state.jobs[job_id]
             if job.status == OPEN:
                 open_jobs.append(job)
+            elif job.status == CONFIRMING:
+                actions += self._confirms(state, job, workers, memory)
             elif job.status in (*COMMITTING, REVEALING):
                 duties, run = self._duties(state, job, workers, memory)
                 actions += duties
@@ -642,6 +670,23 @@ class Planner:
                     missing is None or state.height - missing[0] >= 1):  # fetches are retried every block
                 run = RunJob(job.job_id, job.params_digest, job.dataset_digest, tuple(need_run))
         return out, run
+
+    def _confirms(self, state: State, job: Job, workers: list[LocalKey], memory: AgentMemory) -> list[Action]:
+        """A confirmation by one local confirmer (one is all the ledger needs) of a ``confirming`` job's artifact:
+        not while a check is in flight, never again once this node found the artifact is not the accepted result,
+        and after a failed fetch only from the next block on."""
+        if state.height + 1 > job.deadline or job.job_id in memory.checking:
+            return []
+        mine = [k for k in workers if k.account in job.confirmers]
+        if any((job.job_id, k.account, "confirm") in memory.refused for k in mine):
+            return []
+        failed = memory.confirm_failures.get(job.job_id)
+        if failed is not None and state.height - failed[0] < 1:
+            return []
+        for k in mine:
+            if not self._recently_posted(memory, (job.job_id, k.account, "confirm"), state.height):
+                return [PostConfirm(job.job_id, k, job.result_artifact)]
+        return []
 
     def _claim(self, state: State, job: Job, memory: AgentMemory) -> RunRecord | None:
         """A claim this node can commit for ``job`` without running (more), or ``None``: its spec does not decode

@@ -53,6 +53,7 @@ from bootstrap.agent.planner import (
     Planner,
     PostBid,
     PostCommit,
+    PostConfirm,
     PostOffer,
     PostReveal,
     RunJob,
@@ -62,6 +63,7 @@ from bootstrap.agent.planner import (
     payload_for,
 )
 from bootstrap.errors import NodeError
+from bootstrap.jobs.artifacts import ArtifactRefused, accepted_artifact
 from compute.canonical import JobResult, blake2b256
 from compute.dataset import Dataset, decode_dataset
 from compute.errors import ComputeError, DatasetError, SpecError
@@ -70,7 +72,7 @@ from compute.spec import MAX_SPEC_BYTES, JobSpec
 from ledger.errors import (
     LedgerError,
 )
-from ledger.state import State
+from ledger.state import CONFIRMING, State
 from ledger.tx import Offer
 from ledger.verdict import ERROR, RESULT
 from p2pnet import P2PError
@@ -122,8 +124,9 @@ class WorkerAgent:
         self.max_dataset_bytes = max_dataset_bytes or getattr(getattr(node, "config", None), "max_blob_bytes",
                                                               256 * 1024 * 1024)
         self.fetch_timeout_s = fetch_timeout_s
+        self.max_artifact_bytes = getattr(getattr(node, "config", None), "max_blob_bytes", 256 * 1024 * 1024)
         self.counters: dict[str, int] = {k: 0 for k in (
-            "scans", "bids", "offers", "commits", "claims", "reveals", "runs_ok", "runs_failed", "refused",
+            "scans", "bids", "offers", "commits", "claims", "reveals", "confirms", "runs_ok", "runs_failed", "refused",
             "errors")}
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)
         self.last_scan_height = -1
@@ -293,7 +296,7 @@ class WorkerAgent:
     def _prune(self, state: State) -> None:
         m = self.memory
         done = ({k[0] for k in m.openings} | {k[0] for k in m.posted} | set(m.run_failures) | set(m.unavailable)
-                | self._declines_logged)
+                | set(m.confirm_failures) | self._declines_logged)
         stale = [j for j in done if j not in state.active_jobs]
         for job_id in stale:
             m.forget_job(job_id)
@@ -312,6 +315,9 @@ class WorkerAgent:
         elif isinstance(action, RunJob):
             self.memory.running.add(action.job_id)
             self._spawn(self._run_task, action, height)
+        elif isinstance(action, PostConfirm):
+            self.memory.checking.add(action.job_id)
+            self._spawn(self._confirm_task, action, height)
         elif isinstance(action, PostOffer):
             await self._post_offer(action, height)
         else:
@@ -338,8 +344,8 @@ class WorkerAgent:
         log.info("agent %s key %s price %d until %d tx %s", "offer" if action.until else "offer withdrawal",
                  action.key.name, action.price, action.until, tx_id[:16])
 
-    async def _post(self, action: PostBid | PostCommit | PostReveal, height: int) -> None:
-        kind = {PostBid: "bid", PostCommit: "commit", PostReveal: "reveal"}[type(action)]
+    async def _post(self, action: PostBid | PostCommit | PostReveal | PostConfirm, height: int) -> None:
+        kind = {PostBid: "bid", PostCommit: "commit", PostReveal: "reveal", PostConfirm: "confirm"}[type(action)]
         memo = (action.job_id, action.key.account, kind)
         self.memory.posted[memo] = height
         try:
@@ -362,6 +368,34 @@ class WorkerAgent:
                         action.key.name, describe_claim(claim.outcome, claim.summary), tx_id[:16])
             return
         log.info("agent %s job %s key %s tx %s", kind, action.job_id.hex()[:16], action.key.name, tx_id[:16])
+
+    async def _confirm_task(self, action: PostConfirm, height: int) -> None:
+        """Fetch the accepted artifact, check it is the accepted result, and confirm it; an artifact that is not
+        is refused for good (logged with what differs), one that could not be fetched is tried again."""
+        job_hex = action.job_id.hex()[:16]
+        try:
+            job = self.node.state.jobs.get(action.job_id)
+            if job is None or job.status != CONFIRMING or job.result_artifact != action.artifact_digest:
+                return
+            spec = await self._spec(job.params_digest)
+            data = await self._fetch(action.artifact_digest, self.max_artifact_bytes, "artifact")
+            await trio.to_thread.run_sync(accepted_artifact, job, spec, data)
+        except ArtifactRefused as exc:
+            self.memory.refused[(action.job_id, action.key.account, "confirm")] = str(exc)
+            self.counters["refused"] += 1
+            log.warning("agent does not confirm the artifact of job %s (key %s): %s", job_hex, action.key.name, exc)
+            return
+        except SpecError as exc:  # a job whose spec does not decode accepted no result: nothing to confirm
+            self.memory.refused[(action.job_id, action.key.account, "confirm")] = str(exc)
+            return
+        except Unavailable as exc:
+            self.memory.confirm_failures[action.job_id] = (self.node.state.height, exc.reason)
+            log.warning("agent could not fetch the artifact of job %s to confirm it: %s", job_hex, exc.reason)
+            return
+        finally:
+            self.memory.checking.discard(action.job_id)
+        await self._post(action, height)
+        self.wake()
 
     async def _fetch_spec_task(self, digest: bytes, height: int) -> None:
         try:

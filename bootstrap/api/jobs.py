@@ -23,14 +23,12 @@ from bootstrap.api.env import Env
 from bootstrap.api.errors import ApiError
 from bootstrap.api.limits import UPLOAD_BYTES
 from bootstrap.jobs import UPLOAD_FORMATS, upload_format
+from bootstrap.jobs.artifacts import ArtifactRefused, accepted_artifact
 from bootstrap.views import CursorError, verdict_words
-from compute.binding import artifact_problem
-from compute.canonical import decode_artifact, dequantise
+from compute.canonical import dequantise
 from compute.errors import ComputeError
 from compute.spec import JobSpec
 from ledger.state import JOB_STATUSES, VERIFIED, Job
-from ledger.verdict import summaries_agree
-from p2pnet import blob_digest
 
 
 def add_routes(app: FastAPI, env: Env) -> None:
@@ -118,24 +116,13 @@ def add_routes(app: FastAPI, env: Env) -> None:
     def check_artifact(job: Job, spec: JobSpec, data: bytes) -> dict[str, Any]:
         """The artifact's fields as JSON, once it is known to be the verified one; else a 409."""
         try:
-            artifact = decode_artifact(data)
-        except ComputeError as exc:
-            # The artifact matched its digest but is not one: the worker's data is bad, not this request.
-            raise ApiError(409, f"the result artifact does not decode: {exc}", {"kind": "bad_artifact"}) from None
-
-        def agree(recomputed: Any, verified: Any) -> bool:
-            # The ledger's own rule with the job's tolerance: what made the summary the verified one.
-            return summaries_agree(recomputed, verified, job.tolerance_abs, job.tolerance_ppm)
-
-        problem = artifact_problem(spec, job.dataset_digest, artifact, list(job.result_summary or []), agree)
-        if problem is not None:
-            raise ApiError(409, f"the stored artifact is not the verified result: {problem.reason}",
-                           {"kind": "artifact_mismatch", "differs": problem.kind, **jsonable(problem.detail)})
-        # After the meaning, the bytes: a blob altered in the store yet still consistent is not what was named.
-        if blob_digest(data) != job.result_artifact:
-            raise ApiError(409, "the stored artifact is not the verified result: its bytes do not hash to the "
-                                f"digest the job recorded ({job.result_artifact.hex()[:16]}…)",
-                           {"kind": "artifact_mismatch", "differs": "artifact_digest"})
+            artifact = accepted_artifact(job, spec, data)
+        except ArtifactRefused as exc:
+            # The artifact matched its digest but is not the verified one: the worker's data is bad, not this
+            # request.
+            extra = {"differs": exc.differs, **jsonable(exc.detail)} if exc.kind == "artifact_mismatch" else {}
+            raise ApiError(409, f"the stored artifact is not the verified result: {exc.reason}"
+                           if exc.kind == "artifact_mismatch" else exc.reason, {"kind": exc.kind, **extra}) from None
         return {name: artifact_value(v) for name, v in sorted(artifact.fields.items())}
 
     @app.get("/job/{job_id}/result")
@@ -190,7 +177,8 @@ def add_routes(app: FastAPI, env: Env) -> None:
     @app.get("/jobs/pending")
     async def jobs_pending(limit: PageLimit = DEFAULT_PAGE, cursor: CursorQuery = None,
                            order: OrderQuery = "newest") -> dict[str, Any]:
-        """A page of the jobs not yet finished (open, assigned, revealing, disputed), paged like ``GET /jobs``."""
+        """A page of the jobs not yet finished (open, assigned, disputed, auditing, revealing, confirming), paged
+        like ``GET /jobs``."""
         return page(None, True, cursor, limit, order)
 
 

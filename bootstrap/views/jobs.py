@@ -47,6 +47,8 @@ VERDICT_WORDS = {
     "no_eligible_bid": "no worker bid on it: the client was refunded",
     "no_verifier": "no verifier was free: the client was refunded",
     "cancelled": "the client cancelled it",
+    "artifact_unconfirmed": "the result was accepted, but nobody who backed it could fetch its artifact and find it "
+                            "to be that result: the client was refunded, nobody was paid or slashed",
 }
 """What each of the ledger's verdicts (``ledger.jobs``) means for the client and the workers."""
 
@@ -104,6 +106,11 @@ def status_waiting_for(job: Job) -> str | None:
                    and a in job.commits and a not in job.reveals]
         missing += ["a panel member"] * sum(1 for m in job.panel if m in job.commits and m not in job.reveals)
         return f"reveals from {', '.join(missing) or 'nobody'} by height {job.deadline}"
+    if s == "confirming":
+        return (f"a confirmation by height {job.deadline} that the accepted artifact "
+                f"{(job.result_artifact or b'').hex()[:16]}… can be fetched and is the accepted result (from "
+                f"{'one of ' if len(job.confirmers) > 1 else ''}{len(job.confirmers)} backer"
+                f"{'s' if len(job.confirmers) != 1 else ''} of it)")
     if s == "disputed":
         return f"the referee's blind commitment by height {job.deadline} (worker and verifier claimed different " \
                "things)"
@@ -169,6 +176,8 @@ def timeline(job: Job) -> list[dict[str, Any]]:
         if status in at:
             steps.append({"step": status, "done": True, "height": at[status]})
     steps.append(revealed)
+    if "confirming" in at:
+        steps.append({"step": "confirmed", "done": final == "verified", "height": at["confirming"]})
     end: dict[str, Any] = {"step": final or "verified", "done": final is not None,
                            "height": at.get(final or "verified")}
     verdict = getattr(job, "verdict", "")

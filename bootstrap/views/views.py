@@ -303,6 +303,7 @@ class Views:
             acct = getattr(job, role)
             d[f"{role}_id"] = self.display_id(acct) if acct is not None else None
         d["panel_ids"] = [self.display_id(a) for a in job.panel]
+        d["confirmer_ids"] = [self.display_id(a) for a in job.confirmers]
         d["outcomes"] = reveal_outcomes(job)
         d["verdict_words"] = verdict_words(job.verdict, job.result_summary) if job.verdict else None
         return d

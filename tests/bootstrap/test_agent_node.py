@@ -80,7 +80,8 @@ async def test_a_job_goes_to_verified_with_the_node_key_and_a_keystore_key(tmp_p
         seen = await wait_terminal(node, job_id, events)
         # post
         job = node.state.jobs[job_id]
-        assert seen == ["open", "assigned", "revealing", "verified"], seen
+        # the accepted artifact is confirmed by the verifier before anyone is paid
+        assert seen == ["open", "assigned", "revealing", "confirming", "verified"], seen
         assert {job.worker, job.verifier} == {acct["node"], acct["w2"]}
         assert job.price == 80  # bid_permille 800 of the reward
         assert node.state.balance(acct["alice"]) == before["alice"] - 1 - job.price - 20  # fee, price, verifier fee
@@ -95,6 +96,7 @@ async def test_a_job_goes_to_verified_with_the_node_key_and_a_keystore_key(tmp_p
         status = node.agent.status()
         assert status["running"] is True and status["counters"]["runs_ok"] == 1
         assert status["counters"]["commits"] == 2 and status["counters"]["reveals"] == 2
+        assert status["counters"]["confirms"] == 1
 
 
 async def test_a_job_submitted_with_offers_is_assigned_at_once_and_verified_without_a_bid_phase(
@@ -114,8 +116,8 @@ async def test_a_job_submitted_with_offers_is_assigned_at_once_and_verified_with
         seen = await wait_terminal(node, job_id, events)
         # post: no bid phase anywhere
         job = node.state.jobs[job_id]
-        assert seen == ["assigned", "revealing", "verified"], seen
-        assert [s for s, _ in job.history] == ["assigned", "revealing", "verified"]
+        assert seen == ["assigned", "revealing", "confirming", "verified"], seen
+        assert [s for s, _ in job.history] == ["assigned", "revealing", "confirming", "verified"]
         assert job.history[0][1] == job.submitted_at == job.bid_deadline and job.bids == {}
         assert {job.worker, job.verifier} == {acct["node"], acct["w2"]}
         assert job.price == node.config.agent.offer_price
@@ -175,7 +177,7 @@ async def test_a_random_results_key_is_caught_by_the_referee_slashed_and_cut(tmp
         seen = await wait_terminal(node, job_id, events)
         job = node.state.jobs[job_id]
         assert job.worker == workers[cheat]
-        assert seen == ["open", "assigned", "disputed", "revealing", "verified"], seen
+        assert seen == ["open", "assigned", "disputed", "revealing", "confirming", "verified"], seen
         assert job.verdict == "worker_faulty"
         punished = node.state.workers[workers[cheat]]
         assert punished.stake < stake and punished.reputation < 500 and punished.jobs_failed == 1

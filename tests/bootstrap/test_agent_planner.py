@@ -16,6 +16,7 @@ from bootstrap.agent.planner import (
     FetchSpec,
     PostBid,
     PostCommit,
+    PostConfirm,
     PostOffer,
     PostReveal,
     RunJob,
@@ -24,7 +25,7 @@ from bootstrap.agent.planner import (
 )
 from compute.spec import MODELS, make_spec
 from ledger.crypto import blake2b256
-from ledger.state import ASSIGNED, DISPUTED, OPEN, REFUNDED, REVEALING, VERIFIED
+from ledger.state import ASSIGNED, CONFIRMING, DISPUTED, OPEN, REFUNDED, REVEALING, VERIFIED
 from ledger.tx import SubmitJob, compute_commitment
 from ledger.verdict import summaries_agree
 from tests.ledger.factories import Chain, Wallet, account, make_state
@@ -50,8 +51,8 @@ def submit(alice: Wallet, *, spec=SPEC, reward: int = 1_000, fee: int = 200, dev
                                 time_limit_ms=spec.limits.time_limit_ms))
 
 
-def open_job(workers=("w1", "w2", "w3"), **kw):
-    state = make_state(workers=workers if isinstance(workers, dict) else list(workers))
+def open_job(workers=("w1", "w2", "w3"), params=None, **kw):
+    state = make_state(workers=workers if isinstance(workers, dict) else list(workers), params=params)
     chain = Chain(state)
     alice = Wallet("alice")
     stx = submit(alice, **kw)
@@ -355,10 +356,12 @@ def simulate(chain: Chain, nodes: list[SimNode], job_id: bytes, max_blocks: int 
 
 
 def simulate_jobs(chain: Chain, nodes: list[SimNode], job_ids: list[bytes], max_blocks: int = 60,
-                  offering: bool | None = None, extra_txs: list | None = None, rescan: bool = False) -> None:
-    """Like ``simulate``, until every one of ``job_ids`` has ended (``extra_txs`` go into the first block).
-    ``rescan``: a node plans again in the same block after a run finished at once, as the shell's wake-up
-    after a run does (so a commit need not wait for the next block)."""
+                  offering: bool | None = None, extra_txs: list | None = None, rescan: bool = False,
+                  until=None, confirming: bool = True) -> None:
+    """Like ``simulate``, until every one of ``job_ids`` has ended, or ``until()`` holds (``extra_txs`` go into
+    the first block). ``rescan``: a node plans again in the same block after a run finished at once, as the
+    shell's wake-up after a run does (so a commit need not wait for the next block). ``confirming`` False: the
+    nodes post no confirmation (every artifact is taken to check out otherwise)."""
     wallets = {k.name: Wallet(k.name) for n in nodes for k in n.keys}
 
     def execute(node: SimNode, actions: list, txs: list) -> bool:
@@ -373,6 +376,8 @@ def simulate_jobs(chain: Chain, nodes: list[SimNode], job_ids: list[bytes], max_
             elif isinstance(action, RunJob):
                 node.start_run(action.job_id, chain.state.height)
                 ran = True
+            elif isinstance(action, PostConfirm) and not confirming:
+                continue
             else:
                 kind = type(action).__name__
                 if isinstance(action, PostOffer):
@@ -396,6 +401,8 @@ def simulate_jobs(chain: Chain, nodes: list[SimNode], job_ids: list[bytes], max_
             if ran and rescan and node.run_blocks == 0:
                 execute(node, node.planner.plan(chain.state, node.keys, node.memory), txs)
         chain.block(*txs)
+        if until is not None and until():
+            return
         if all(chain.state.jobs[j].is_terminal for j in job_ids):
             return
     pending = [chain.state.jobs[j].status for j in job_ids if not chain.state.jobs[j].is_terminal]
@@ -421,6 +428,42 @@ def test_honest_nodes_take_a_job_to_verified_and_are_paid():
         before[_name(job.verifier)] + 200 - fees[_name(job.verifier)])
     assert chain.state.balance(account("alice")) == before["alice"] + 1_000 - 500  # reward minus price back
     assert chain.state.workers[account("w1")].reputation > 500
+
+
+def test_with_confirmation_the_verifier_confirms_the_workers_artifact_and_only_then_is_anyone_paid():
+    chain, job_id = open_job(params={"confirm_window": 4})
+    nodes = three_nodes()
+    simulate(chain, nodes, job_id)
+    job = chain.state.jobs[job_id]
+    assert [s for s, _ in job.history][-2:] == [CONFIRMING, VERIFIED] and job.result_artifact == ARTIFACT
+    confirms = [p for n in nodes for p in n.posted if p.startswith("PostConfirm")]
+    assert confirms == [f"PostConfirm:{_name(job.verifier)}"]  # one confirmation, by the one who may give it
+
+
+def test_a_confirmer_checks_once_at_a_time_never_again_after_a_mismatch_and_the_author_never():
+    chain, job_id = open_job(params={"confirm_window": 4})
+    nodes = three_nodes()
+    chain_job = chain.state.jobs[job_id]
+    simulate_jobs(chain, nodes, [job_id], until=lambda: chain_job.status == CONFIRMING, confirming=False)
+    assert chain_job.status == CONFIRMING
+    by_account = {n.keys[0].account: n for n in nodes}
+    author, confirmer = by_account[chain_job.worker], by_account[chain_job.verifier]
+    assert not [a for a in author.planner.plan(chain.state, author.keys, author.memory) if isinstance(a, PostConfirm)]
+    plan = confirmer.planner.plan(chain.state, confirmer.keys, confirmer.memory)
+    assert [a for a in plan if isinstance(a, PostConfirm)] == [PostConfirm(job_id, confirmer.keys[0], ARTIFACT)]
+    confirmer.memory.checking.add(job_id)  # a check in flight: not started twice
+    assert not [a for a in confirmer.planner.plan(chain.state, confirmer.keys, confirmer.memory)
+                if isinstance(a, PostConfirm)]
+    confirmer.memory.checking.discard(job_id)
+    confirmer.memory.confirm_failures[job_id] = (chain.state.height, "no peer serves it")
+    assert not [a for a in confirmer.planner.plan(chain.state, confirmer.keys, confirmer.memory)
+                if isinstance(a, PostConfirm)]  # a failed fetch is tried again from the next block on
+    chain.block()
+    assert [a for a in confirmer.planner.plan(chain.state, confirmer.keys, confirmer.memory)
+            if isinstance(a, PostConfirm)]
+    confirmer.memory.refused[(job_id, confirmer.keys[0].account, "confirm")] = "the artifact's summary differs"
+    assert not [a for a in confirmer.planner.plan(chain.state, confirmer.keys, confirmer.memory)
+                if isinstance(a, PostConfirm)]
 
 
 def _name(acct: bytes) -> str:

@@ -16,13 +16,15 @@ import trio.testing
 
 from bootstrap.agent import LocalDevice, WorkerAgent
 from bootstrap.agent.claims import NO_ARTIFACT
+from bootstrap.agent.faults import forged
 from bootstrap.agent.planner import CLAIM_BLOCKS, Opening
 from bootstrap.home import AgentConfig
+from compute.canonical import JobResult
 from compute.dataset import encode_dataset, synthetic
 from compute.executor import execute
 from compute.pool import JobFailure, JobOutcome, JobRequest
 from compute.spec import MODELS, make_spec
-from ledger.tx import CommitResult, compute_commitment
+from ledger.tx import CommitResult, ConfirmArtifact, RevealResult, compute_commitment, compute_fingerprint
 from ledger.verdict import ERROR, OVER_LIMIT, RESULT, UNAVAILABLE
 
 CPU = LocalDevice("cpu", "test-cpu", 16_384, 100, frozenset(MODELS))
@@ -163,13 +165,13 @@ class FakePool:
 
 
 def claims_node(chain: Any, name: str, pool: FakePool, *, serves: bool = True, pool_size: int = 2,
-                **config: Any) -> tuple[WorkerAgent, SimpleNamespace]:
+                more_blobs: dict[bytes, bytes] | None = None, **config: Any) -> tuple[WorkerAgent, SimpleNamespace]:
     """An agent whose node key is the test worker ``name`` on ``chain``; it records every payload it signs, and
-    its peers serve the spec and data (or nothing)."""
+    its peers serve the spec and data (and ``more_blobs``), or nothing."""
     from bootstrap.errors import BlobNotFound
     from tests.ledger.factories import account
 
-    blobs = {SPEC.digest: SPEC.encode(), DS.digest: encode_dataset(DS)}
+    blobs = {SPEC.digest: SPEC.encode(), DS.digest: encode_dataset(DS), **(more_blobs or {})}
     posted: list[object] = []
 
     async def sign_and_submit(key_name: str, payload: object, **_: object) -> str:
@@ -269,6 +271,60 @@ async def test_a_crashed_run_is_retried_and_never_claimed() -> None:
             await scan_settled(agent)
             chain.block()
     assert commitments(node) == [] and agent.memory.run_failures[job_id][0] == 3  # max_run_attempts
+
+
+def confirming(published: JobResult) -> tuple[Any, bytes]:
+    """A job w1 worked on and w2 verified, both revealing the honest summary, w1 naming ``published``'s artifact:
+    accepted, now waiting for w2's confirmation."""
+    from tests.bootstrap.test_agent_planner import submit
+    from tests.ledger.factories import Chain, Wallet, account, make_state
+
+    honest = execute(SPEC, DS)
+    chain = Chain(make_state(workers=["w1", "w2"], params={"confirm_window": 4}))
+    stx = submit(Wallet("alice"), spec=SPEC)
+    chain.block(stx)
+    job_id = stx.tx_id
+    chain.block(Wallet("w1").bid(job_id, 500))
+    chain.blocks(2)
+    wallets = {n: Wallet(n, nonce=chain.state.nonce(account(n))) for n in ("w1", "w2")}
+    digest = {"w1": published.artifact_digest, "w2": honest.artifact_digest}
+    summary = list(honest.summary)
+    chain.block(*(w.sign(CommitResult(job_id, compute_commitment(job_id, w.account, summary, digest[n], b"s" * 16),
+                                      compute_fingerprint(job_id, summary))) for n, w in wallets.items()))
+    chain.block()
+    chain.block(*(w.sign(RevealResult(job_id, summary, digest[n], b"s" * 16)) for n, w in wallets.items()))
+    job = chain.state.jobs[job_id]
+    assert (job.status, job.confirmers, job.result_artifact) == ("confirming", [account("w2")],
+                                                                 published.artifact_digest)
+    return chain, job_id
+
+
+@pytest.mark.parametrize("case", ["honest", "forged", "unserved"])
+async def test_a_confirmer_fetches_and_checks_the_artifact_and_confirms_only_the_accepted_result(
+        case: str, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.ledger.factories import Wallet, account
+
+    honest = execute(SPEC, DS)
+    published = forged(honest) if case == "forged" else honest
+    chain, job_id = confirming(published)
+    served = {} if case == "unserved" else {published.artifact_digest: published.artifact}
+    agent, node = claims_node(chain, "w2", FakePool(), more_blobs=served)
+    async with trio.open_nursery() as nursery:
+        agent._nursery = nursery
+        await scan_settled(agent)
+        await scan_settled(agent)  # a second scan in the same block: no second check or post
+    confirms = [p for p in node.posted if isinstance(p, ConfirmArtifact)]
+    memo = (job_id, account("w2"), "confirm")
+    if case == "honest":
+        assert confirms == [ConfirmArtifact(job_id, honest.artifact_digest)] and agent.counters["confirms"] == 1
+        chain.block(Wallet("w2", nonce=chain.state.nonce(account("w2"))).sign(confirms[0]))
+        assert chain.state.jobs[job_id].status == "verified"
+    elif case == "forged":
+        # The artifact is fetched and hashes to its digest, but it is not what the summary says: never confirmed.
+        assert confirms == [] and "summary" in agent.memory.refused[memo]
+        assert "does not confirm the artifact" in caplog.text
+    else:
+        assert confirms == [] and job_id in agent.memory.confirm_failures and memo not in agent.memory.refused
 
 
 async def test_a_verifier_duty_runs_and_commits_while_the_nodes_own_long_job_holds_its_work_slot() -> None:

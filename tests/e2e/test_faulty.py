@@ -109,10 +109,12 @@ def test_a_worker_that_runs_on_half_the_data_is_outvoted_and_slashed(tmp_path: P
         assert result["summary"] == final["result_summary"]
 
 
-def test_a_forged_artifact_beside_an_honest_summary_is_never_served_to_the_client(tmp_path: Path) -> None:
+def test_a_forged_artifact_beside_an_honest_summary_is_never_confirmed_and_never_paid(tmp_path: Path) -> None:
     """``--faulty fake-artifact``: the worker reveals the honest summary but publishes an artifact with a weight
-    changed. The ledger cannot see that; the node serving ``/job/{id}/result`` recomputes the summary from the
-    artifact and refuses it with 409 ``artifact_mismatch``."""
+    changed. Worker and verifier agree, so the ledger accepts the summary; but the verifier, which must confirm the
+    artifact before anyone is paid, fetches it, recomputes the summary from it and refuses to. With no
+    confirmation by the deadline the job fails: the client gets its escrow back, the forger is not paid (nor
+    slashed: an unconfirmed artifact cannot be told from a lost one), and no node serves the forged weights."""
     from bootstrap.cli import ApiRequestError
 
     with running_devnet(tmp_path / "devnet", 4, faulty={3: "fake-artifact"}) as nodes:
@@ -121,7 +123,13 @@ def test_a_forged_artifact_beside_an_honest_summary_is_never_served_to_the_clien
         clients[0].register_client("grace", 500)
         job = clients[0].submit_job("grace", "linear_regression", 50)
         final = clients[0].wait_job(job["job_id"], timeout=180)
-        assert final["worker_id"] == nodes[3].peer_id and final["status"] == "verified", final
+        statuses = [h["status"] for h in final["history"]]
+        assert final["worker_id"] == nodes[3].peer_id, final
+        assert (final["status"], final["verdict"]) == ("failed", "artifact_unconfirmed"), final
+        assert statuses[-2:] == ["confirming", "failed"]
+        paid = settlement_payments(clients[0], nodes[0].home, final)
+        assert paid.get(nodes[3].peer_id, 0) == 0 and paid.get(final["verifier_id"], 0) == 0, paid
+        assert paid[final["client_id"]] == final["reward"] + final["verification_fee"], paid  # the whole escrow
         with pytest.raises(ApiRequestError) as refused:
             clients[0].get(f"/job/{job['job_id']}/result")
-        assert refused.value.status == 409 and refused.value.detail["kind"] == "artifact_mismatch", refused.value
+        assert refused.value.status == 404 and refused.value.detail["kind"] == "no_result", refused.value

@@ -22,6 +22,7 @@ from ledger.tx import (
     Bid,
     CancelJob,
     CommitResult,
+    ConfirmArtifact,
     Offer,
     Payload,
     RegisterWorker,
@@ -60,10 +61,11 @@ def ctx(height: int, *, proposer: AccountId = PROPOSER, seed: bytes | None = Non
 
 
 TEST_PARAMS: dict[str, Any] = {"commit_margin_blocks": 0, "window_fee_per_block": 0, "default_job_time_ms": 1_000,
-                               "audit_permille": 0, "appeal_panel": 0}
+                               "audit_permille": 0, "appeal_panel": 0, "confirm_window": 0}
 """Most ledger tests walk jobs through one- and two-block windows: let any window fit a default run, for free
 (tests of the window rules pass the chain's real values). Audits and appeal panels are off unless a test turns
-them on, so a job's path does not hang on its seed's audit coin (tests/ledger/test_audits.py covers them)."""
+them on, so a job's path does not hang on its seed's audit coin (tests/ledger/test_audits.py covers them), and
+an accepted result settles at its verdict without a confirmation (tests/ledger/test_confirmation.py)."""
 
 
 def make_genesis(
@@ -182,6 +184,13 @@ class Wallet:
 
     def cancel(self, job_id: bytes, **kw: Any) -> SignedTx:
         return self.sign(CancelJob(job_id), **kw)
+
+    def confirm(self, job_id: bytes, artifact_digest: bytes, **kw: Any) -> SignedTx:
+        return self.sign(ConfirmArtifact(job_id, artifact_digest), **kw)
+
+    def artifact_of(self, job_id: bytes) -> bytes:
+        """The artifact digest this wallet's reveals name for ``job_id``."""
+        return self._opening(job_id)[0]
 
     def _opening(self, job_id: bytes) -> tuple[bytes, bytes]:
         return blake2b256(b"artifact" + job_id + self.account), blake2b256(b"salt" + job_id + self.account)

@@ -55,13 +55,15 @@ def _claim(name: str, behaviour: str, job: dict, index: int) -> tuple[list[int],
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(behaviours=st.lists(st.sampled_from(BEHAVIOURS), min_size=6, max_size=6), jobs=st.lists(job_st, min_size=1,
                                                                                                  max_size=6),
-       audit=st.sampled_from([0, 500]))
-def test_an_honest_worker_never_loses_stake_or_reputation(behaviours: list[str], jobs: list[dict], audit: int
-                                                          ) -> None:
-    """Also with audits (an auditor drawn on half the jobs, and an appeal panel when its claim differs)."""
+       audit=st.sampled_from([0, 500]), confirm=st.sampled_from([0, 3]))
+def test_an_honest_worker_never_loses_stake_or_reputation(behaviours: list[str], jobs: list[dict], audit: int,
+                                                          confirm: int) -> None:
+    """Also with audits (an auditor drawn on half the jobs, and an appeal panel when its claim differs), and with
+    the artifact's confirmation, which a stalling confirmer withholds (the honest author is then not paid, but it
+    loses neither stake nor reputation)."""
     behaviour = dict(zip(WORKERS, behaviours, strict=True))
     state = make_state(balances={"client": 10**9}, workers={n: {} for n in WORKERS},
-                       params={"audit_permille": audit, "appeal_panel": 3 if audit else 0})
+                       params={"audit_permille": audit, "appeal_panel": 3 if audit else 0, "confirm_window": confirm})
     chain = Chain(state)
     client = Wallet("client")
     wallets = {n: Wallet(n) for n in WORKERS}
@@ -80,6 +82,9 @@ def test_an_honest_worker_never_loses_stake_or_reputation(behaviours: list[str],
             if j.status in TERMINAL_STATUSES:
                 break
             txs = []
+            if j.status == "confirming":
+                txs = [by_account[a].confirm(job_id, j.result_artifact) for a in j.confirmers[:1]
+                       if behaviour[by_account[a].name] != "stall"]
             for account in j.participants():
                 w = by_account[account]
                 if account not in claims:

@@ -44,6 +44,7 @@ SAMPLES = [
     Wallet("a").cancel(D),
     Wallet("a").offer(7, 40),
     Wallet("a").submit_job(assign="offers"),
+    Wallet("a").confirm(D, D),
 ]
 
 

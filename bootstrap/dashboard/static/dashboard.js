@@ -5,10 +5,10 @@
 const COLORS = ["#5b9dff", "#3ecf8e", "#f5b942", "#ff6b6b", "#b48cff", "#4dd0e1", "#ff9f68", "#a3e635",
                 "#f472b6", "#94a3b8", "#facc15", "#22d3ee"];
 const STATE_COLORS = {open: "#f5b942", assigned: "#5b9dff", revealing: "#4dd0e1", disputed: "#b48cff",
-                      auditing: "#f472b6", verified: "#3ecf8e", failed: "#ff6b6b", refunded: "#ff9f68", pending: "#8d99b3"};
+                      auditing: "#f472b6", confirming: "#a3e635", verified: "#3ecf8e", failed: "#ff6b6b", refunded: "#ff9f68", pending: "#8d99b3"};
 const JOBS_PAGE = 100;  // jobs a page of the table loads; older ones come with "show older jobs"
-const JOB_STATES = ["pending", "open", "assigned", "revealing", "disputed", "auditing", "verified", "failed",
-                    "refunded"];
+const JOB_STATES = ["pending", "open", "assigned", "revealing", "disputed", "auditing", "confirming", "verified",
+                    "failed", "refunded"];
 const DEFAULT_PARAMS = {
   linear_regression: {}, kmeans: {k: 3}, pca: {n_components: 2},
   logistic_regression: {}, mlp_train: {epochs: 5},
