@@ -28,6 +28,7 @@ from ledger.tx import (
     Bid,
     CancelJob,
     CommitResult,
+    ConfirmArtifact,
     Offer,
     Payload,
     RegisterWorker,
@@ -49,8 +50,9 @@ EVERYONE = CLIENTS + WORKERS + NEWCOMERS
 SUMMARIES = [[1, 2], [1, 3], [5, 5]]
 PARAMS = {"unbonding_period": 3, "evidence_max_age": 2, "max_reassignments": 1, "default_bid_window": 1,
           "default_commit_window": 2, "default_reveal_window": 2, "max_window": 4, "min_stake": 1_000,
-          "audit_permille": 400, "appeal_panel": 2}
-"""Audits on 40% of the agreeing jobs (or more, for small stakes), so auditors and appeal panels run here too."""
+          "audit_permille": 400, "appeal_panel": 2, "confirm_window": 2}
+"""Audits on 40% of the agreeing jobs (or more, for small stakes), so auditors and appeal panels run here too, and
+an accepted result waits two blocks for its artifact's confirmation."""
 
 names = st.sampled_from(EVERYONE)
 amounts = st.integers(0, 3_000)
@@ -181,6 +183,14 @@ class LedgerMachine(RuleBasedStateMachine):
         self._apply(name, RevealResult(job_id, summary, blake2b256(b"a"), blake2b256(job_id + acct)[:16]))
 
     @precondition(lambda self: self.state.jobs)
+    @rule(data=st.data(), name=names, right=st.booleans())
+    def confirm(self, data: st.DataObject, name: str, right: bool) -> None:
+        """Anyone confirms any job, naming its accepted artifact or another digest (most are refused)."""
+        job = self.state.jobs[data.draw(st.sampled_from(self._job_ids()))]
+        digest = job.result_artifact if right and job.result_artifact else blake2b256(b"other")
+        self._apply(name, ConfirmArtifact(job.job_id, digest))
+
+    @precondition(lambda self: self.state.jobs)
     @rule(data=st.data(), name=names)
     def cancel(self, data: st.DataObject, name: str) -> None:
         self._apply(name, CancelJob(data.draw(st.sampled_from(self._job_ids()))))
@@ -205,6 +215,10 @@ class LedgerMachine(RuleBasedStateMachine):
             if job.status == "open":
                 for name in WORKERS:
                     self._apply(name, Bid(job_id, data.draw(st.integers(0, job.reward), label="price")))
+                continue
+            if job.status == "confirming":
+                if data.draw(st.booleans(), label="confirmed"):  # or the confirmers all withhold
+                    self._apply(self._name(job.confirmers[0]), ConfirmArtifact(job_id, job.result_artifact))
                 continue
             for acct in job.participants():
                 if acct not in job.commits:
