@@ -175,8 +175,12 @@ class WorkerAgent:
         return tx_ids
 
     def can_offer(self) -> bool:
-        """Whether this node should keep offers standing: coordinating, with a compute pool that did not fail."""
-        return self.auto and self.has_pool and not getattr(self.node, "pool_failed", False)
+        """Whether this node should keep offers standing: coordinating, with a compute pool that has started and
+        did not fail. An offer brings an assignment at once, and a pool still importing its libraries (seconds,
+        tens of them on a loaded machine) could miss the commit deadline of what it brought."""
+        ready = getattr(self.node, "pool_ready", None)
+        started = ready is None or ready.is_set()
+        return self.auto and self.has_pool and started and not getattr(self.node, "pool_failed", False)
 
     def wake(self) -> None:
         """Ask for a scan soon (coalesced)."""

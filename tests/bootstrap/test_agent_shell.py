@@ -90,6 +90,7 @@ def offering_node(pool_size: int, offer_until: int = 0) -> tuple[WorkerAgent, Si
     node = SimpleNamespace(pool=None, pool_ready=trio.Event(), config=SimpleNamespace(pool_size=pool_size),
                            faulty=None, state=state, account_of=lambda name: account("w1"),
                            sign_and_submit=sign_and_submit, posted=posted)
+    node.pool_ready.set()
     return WorkerAgent(node, AgentConfig(offer_price=20, offer_blocks=20), device=CPU), node
 
 
@@ -115,6 +116,19 @@ async def test_no_offer_without_a_compute_pool_or_after_the_pool_failed() -> Non
     node.pool_failed = True
     await agent.scan(bidding=True)
     assert node.posted == []
+
+
+async def test_no_offer_while_the_compute_pool_is_still_starting() -> None:
+    """An offer is assigned a job at once; a pool still importing could miss that job's commit deadline."""
+    from ledger.tx import Offer
+
+    agent, node = offering_node(pool_size=1)
+    node.pool_ready = trio.Event()
+    await agent.scan(bidding=True)
+    assert node.posted == [] and agent.can_offer() is False
+    node.pool_ready.set()
+    await agent.scan(bidding=True)
+    assert node.posted == [Offer(20, node.state.height + 20)]
 
 
 async def test_shutdown_withdraws_a_live_offer_best_effort() -> None:
