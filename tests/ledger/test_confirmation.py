@@ -37,6 +37,20 @@ def _agreed(net: Net, claim: list[int] = TRUE) -> bytes:
     return job_id
 
 
+def _checked(net: Net, worker: list[int], verifier: list[int], checker: list[int], status: str) -> tuple[Job, bytes]:
+    """A job whose worker and verifier commit these claims, drawing a checker (``status`` says which) that
+    commits ``checker``; then all three reveal. The job and its checker."""
+    job_id = net.assigned(bids={"w1": 400}, reward=1_000, verification_fee=200)
+    net.commit_both(job_id, worker, verifier)
+    job = net.job(job_id)
+    referee = job.referee
+    assert job.status == status
+    net.chain.block(net.by_account[referee].commit(job_id, checker))
+    claims = {job.worker: worker, job.verifier: verifier, referee: checker}
+    net.chain.block(*(net.by_account[a].reveal(job_id, claims[a]) for a in job.participants()))
+    return job, referee
+
+
 def _paid(events: list) -> dict[bytes, int]:
     return {e.fields["to"]: e.fields["amount"] for e in events if e.kind == "paid"}
 
@@ -111,13 +125,8 @@ def test_a_confirmation_after_the_deadline_is_refused() -> None:
 
 def test_on_an_audited_job_only_the_auditor_confirms_so_a_pair_cannot_vouch_for_itself() -> None:
     net = _net(window=3, audit_permille=1000, appeal_panel=3)
-    job_id = net.assigned(bids={"w1": 400}, reward=1_000, verification_fee=200)
-    net.commit_both(job_id, TRUE, TRUE)
-    job = net.job(job_id)
-    auditor = job.referee
-    assert job.status == "auditing"
-    net.chain.block(net.by_account[auditor].commit(job_id, TRUE))
-    net.chain.block(*(net.by_account[a].reveal(job_id, TRUE) for a in job.participants()))
+    job, auditor = _checked(net, TRUE, TRUE, TRUE, "auditing")
+    job_id = job.job_id
     assert job.status == "confirming" and job.confirmers == [auditor]
     assert_rejected(net.state, net.role(job_id, "verifier").confirm(job_id, job.result_artifact), net.chain.ctx(),
                     NotParticipant)
@@ -131,14 +140,8 @@ def test_when_the_worker_loses_the_artifact_confirmed_is_the_winning_checkers_ow
     """A dispute decided two to one (no panel): the referee's claim wins, so its artifact is the result and the
     verifier that agreed with it confirms; the worker is slashed at the verdict, before any confirmation."""
     net = _net(window=3)
-    job_id = net.assigned(bids={"w1": 400}, reward=1_000, verification_fee=200)
-    net.commit_both(job_id, FALSE, TRUE)
-    job = net.job(job_id)
-    referee = job.referee
-    assert job.status == "disputed"
-    net.chain.block(net.by_account[referee].commit(job_id, TRUE))
-    claims = {job.worker: FALSE, job.verifier: TRUE, referee: TRUE}
-    net.chain.block(*(net.by_account[a].reveal(job_id, claims[a]) for a in job.participants()))
+    job, referee = _checked(net, FALSE, TRUE, TRUE, "disputed")
+    job_id = job.job_id
     assert job.status == "confirming" and job.verdict == "worker_faulty"
     assert net.state.workers[job.worker].stake < STAKE  # the false claim is punished whatever happens next
     assert job.result_artifact == net.by_account[referee].artifact_of(job_id)
