@@ -383,7 +383,8 @@ class WorkerAgent:
                 return
             spec = await self._spec(job.params_digest)
             data = await self._fetch(action.artifact_digest, self.max_artifact_bytes, "artifact")
-            await trio.to_thread.run_sync(accepted_artifact, job, spec, data)
+            # A copy: the loop may move the job on while the check runs on its worker thread.
+            await trio.to_thread.run_sync(accepted_artifact, job.clone(), spec, data)
         except ArtifactRefused as exc:
             self.memory.refused[(action.job_id, action.key.account, "confirm")] = str(exc)
             self.counters["refused"] += 1
@@ -395,6 +396,11 @@ class WorkerAgent:
         except Unavailable as exc:
             self.memory.confirm_failures[action.job_id] = (self.node.state.height, exc.reason)
             log.warning("agent could not fetch the artifact of job %s to confirm it: %s", job_hex, exc.reason)
+            return
+        except Exception as exc:  # a bug: logged with its job, tried again next block, never the node's end
+            self.memory.confirm_failures[action.job_id] = (self.node.state.height, repr(exc))
+            self.counters["errors"] += 1
+            log.exception("agent check of job %s's artifact for key %s failed: %s", job_hex, action.key.name, exc)
             return
         finally:
             self.memory.checking.discard(action.job_id)
