@@ -378,7 +378,8 @@ class StateTree:
     def _build(self, pairs: Sequence[bytes]) -> _Node:
         """The nodes for sorted ``key || value_hash`` pairs (at least one): the records with every slot filled,
         cut into buckets and branches as :meth:`_bucket` cuts them."""
-        buf = bytearray(ZERO.join(pairs) + ZERO)  # 96-byte records, every slot zero
+        buf = bytearray(ZERO.join(pairs))  # 96-byte records, every slot zero (the last one's appended)
+        buf += ZERO
         _fill_slots(pairs, buf)
         return self._cut(buf, 0, len(pairs), 0)
 
