@@ -32,6 +32,10 @@ Costs (bench/results/state_tree.md: Python 3.11, random keys, CPU time on a shar
     shared machine) for a batch of 5,000 at 1M, where re-hashing today's sorted section costs ~4 s;
   * a proof is about ``log2 n`` siblings, 34 bytes each on the wire (2 for an empty one): ~690 bytes at 1M.
 
+Why this file is long: the bucket layout (records, slots, where a bucket splits) is read by ``prove`` and written by
+two builders, the update path and the bulk build, which must leave byte-identical storage (the tests compare them);
+apart, one of them could drift from the others.
+
 Pure: no I/O, no floats. Keys should be uniformly spread (hash them first): the depth, hence the cost, of a key is
 the length of its longest prefix shared with another key, at most 256.
 """
