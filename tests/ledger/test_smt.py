@@ -80,6 +80,67 @@ def test_root_is_the_reference_root_of_the_live_items_in_any_order(
     assert len(tree) == 0 and list(tree.items()) == []
 
 
+def _nodes(tree: StateTree) -> list[tuple[object, ...]]:
+    """The tree's storage, depth first: each branch's count and hash, each bucket's count, hash and records
+    (without the first record's slot, which no hash reads: its binary node lies outside the bucket)."""
+    out: list[tuple[object, ...]] = []
+    stack = [tree._root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, smt._Branch):
+            out.append(("branch", node.count, node.hash))
+            stack += [node.c1, node.c0]
+        else:
+            out.append(("bucket", node.count, node.hash, bytes(node.buf[:64] + node.buf[96:])))
+    return out
+
+
+@given(histories(), bucket_sizes, st.randoms(use_true_random=False))
+def test_a_bulk_build_is_the_tree_that_updates_make(
+    history: tuple[list[bytes], list[dict[bytes, bytes | None]]], bucket_max: int, rng: random.Random
+) -> None:
+    """``from_sorted`` (and ``update`` of an empty tree, which takes it) gives the reference root, the storage
+    that the record-by-record path cuts from the same records, the same proofs as a tree grown one key at a time,
+    and a tree that later updates keep right."""
+    pool, batches = history
+    live = {k: v for k, v in batches[0].items() if v is not None}
+    bulk = StateTree.from_sorted(sorted(k + v for k, v in live.items()), bucket_max=bucket_max)
+    assert bulk.root == root_of(live) and len(bulk) == len(live) and dict(bulk.items()) == live
+    assert _nodes(StateTree(live, bucket_max=bucket_max)) == _nodes(bulk)
+    if live:  # what the update path makes of the same records, all of them new
+        old = StateTree(bucket_max=bucket_max)
+        kints = sorted(int.from_bytes(k, "big") for k in live)
+        old._root = old._bucket(bytearray(b"".join(k + v + ZERO for k, v in sorted(live.items()))), 0, kints, 0,
+                                len(kints))
+        assert _nodes(old) == _nodes(bulk)
+    grown = StateTree(bucket_max=bucket_max)
+    items = list(live.items())
+    rng.shuffle(items)
+    for k, v in items:
+        grown.update({k: v})
+    assert grown.root == bulk.root
+    for k in pool:
+        assert bulk.prove(k) == grown.prove(k)
+    for batch in batches[1:]:
+        bulk.update(batch)
+        grown.update(batch)
+        for k, v in batch.items():
+            if v is None:
+                live.pop(k, None)
+            else:
+                live[k] = v
+        assert bulk.root == grown.root == root_of(live)
+
+
+def test_a_bulk_build_takes_only_strictly_sorted_pairs() -> None:
+    a, b = _key(1) + _h(b"a"), _key(2) + _h(b"b")
+    assert StateTree.from_sorted([a, b]).root == root_of({_key(1): _h(b"a"), _key(2): _h(b"b")})
+    assert StateTree.from_sorted([]).root == ZERO and StateTree.from_sorted([a]).root == _h(b"\x00" + a)
+    for bad in ([b, a], [a, a], [a, b[:63]], [a, bytearray(b)], [a, b + b"x"]):
+        with pytest.raises(ValueError):
+            StateTree.from_sorted(bad)  # type: ignore[arg-type]
+
+
 def _flips(data: bytes) -> list[bytes]:
     return [data[:i] + bytes([data[i] ^ (1 << (i % 8))]) + data[i + 1 :] for i in range(len(data))]
 
@@ -234,6 +295,18 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(smt, "blake2b256", counted)
     return calls
+
+
+def test_a_bulk_build_hashes_each_node_about_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The definition hashes every node of the tree once; the bulk build does the same, plus one hash per branch
+    over the buckets and a few one-child levels above each bucket's top node, read again for its hash."""
+    rng = random.Random(5)
+    items = {rng.randbytes(32): rng.randbytes(32) for _ in range(1 << 13)}
+    calls = _counting(monkeypatch)
+    root = root_of(items)
+    nodes, calls[0] = calls[0], 0
+    assert StateTree(items).root == root
+    assert nodes <= calls[0] <= nodes * 1.1
 
 
 def test_an_update_hashes_its_paths_only_and_shares_them(monkeypatch: pytest.MonkeyPatch) -> None:
