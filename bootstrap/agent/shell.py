@@ -63,7 +63,7 @@ from bootstrap.agent.planner import (
     payload_for,
 )
 from bootstrap.errors import NodeError
-from bootstrap.jobs.artifacts import ArtifactRefused, accepted_artifact
+from bootstrap.jobs import ArtifactRefused, accepted_artifact
 from compute.canonical import JobResult, blake2b256
 from compute.dataset import Dataset, decode_dataset
 from compute.errors import ComputeError, DatasetError, SpecError

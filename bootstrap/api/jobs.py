@@ -22,8 +22,7 @@ from bootstrap.api.bodies import (
 from bootstrap.api.env import Env
 from bootstrap.api.errors import ApiError
 from bootstrap.api.limits import UPLOAD_BYTES
-from bootstrap.jobs import UPLOAD_FORMATS, upload_format
-from bootstrap.jobs.artifacts import ArtifactRefused, accepted_artifact
+from bootstrap.jobs import UPLOAD_FORMATS, ArtifactRefused, accepted_artifact, upload_format
 from bootstrap.views import CursorError, verdict_words
 from compute.canonical import dequantise
 from compute.errors import ComputeError

@@ -1,7 +1,9 @@
 """Job submission and job data: dataset sources and their building, the content-addressed blob store, and the
 desk that submits a client's job, announces its data and fetches any job's blobs from peers (:class:`JobDesk`), and
-the collector that removes job data no live job needs (:class:`BlobCollector`)."""
+the collector that removes job data no live job needs (:class:`BlobCollector`), and the check that a blob is a
+job's accepted artifact (:func:`accepted_artifact`)."""
 
+from bootstrap.jobs.artifacts import ArtifactRefused, accepted_artifact
 from bootstrap.jobs.blobs import BlobStore, SweepReport
 from bootstrap.jobs.collect import BlobCollector, live_digests
 from bootstrap.jobs.desk import JobDesk
@@ -20,6 +22,7 @@ from bootstrap.jobs.sources import (
 
 __all__ = [
     "UPLOAD_FORMATS",
+    "ArtifactRefused",
     "BlobCollector",
     "BlobStore",
     "CsvSource",
@@ -29,6 +32,7 @@ __all__ = [
     "JobDesk",
     "SweepReport",
     "SyntheticSource",
+    "accepted_artifact",
     "build_dataset",
     "dataset_from_upload",
     "default_dataset",

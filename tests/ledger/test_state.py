@@ -9,6 +9,7 @@ from ledger.errors import DecodeError, EncodeError
 from ledger.params import Params
 from ledger.state import (
     MAX_STATE_BYTES,
+    STATE_VERSION,
     Account,
     Job,
     State,
@@ -238,7 +239,7 @@ def _old_decode(data: bytes) -> State:
     the record-by-record check must agree with)."""
     (version, chain_id, genesis_time, height, slashed, params_list, validators, accounts, allowances, workers,
      jobs) = unpack(data, max_size=MAX_STATE_BYTES, field="state")
-    assert version == 2
+    assert version == STATE_VERSION
     s = State(chain_id, Params.from_list(params_list), validators, genesis_time)
     s.height, s.slashed_pool = height, slashed
     s.accounts = {k: Account(b, n) for k, b, n in accounts}
