@@ -1,5 +1,9 @@
 """An authenticated key-value commitment for the ledger state: a compact binary sparse Merkle tree.
 
+Why this file is long: the bucket layout (records, slots, where a bucket splits) is read by ``prove`` and written by
+two builders, the update path and the bulk build, which must leave byte-identical storage (the tests compare them);
+apart, one of them could drift from the others.
+
 Keys are 32 bytes and place a leaf by their bits, most significant bit of byte 0 first; values are 32-byte value
 hashes. A subtree holding no key hashes to 32 zero bytes, a subtree holding exactly one key is that key's leaf
 ``H(0x00 || key || value_hash)`` (sitting as shallow as it can), and any other subtree is
@@ -31,10 +35,6 @@ Costs (bench/results/state_tree.md: Python 3.11, random keys, CPU time on a shar
   * time: 0.05-0.13 ms for a batch of one record from 1k to 1M records; 46-88 µs per record (runs differ on the
     shared machine) for a batch of 5,000 at 1M, where re-hashing today's sorted section costs ~4 s;
   * a proof is about ``log2 n`` siblings, 34 bytes each on the wire (2 for an empty one): ~690 bytes at 1M.
-
-Why this file is long: the bucket layout (records, slots, where a bucket splits) is read by ``prove`` and written by
-two builders, the update path and the bulk build, which must leave byte-identical storage (the tests compare them);
-apart, one of them could drift from the others.
 
 Pure: no I/O, no floats. Keys should be uniformly spread (hash them first): the depth, hence the cost, of a key is
 the length of its longest prefix shared with another key, at most 256.
