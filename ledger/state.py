@@ -1,5 +1,9 @@
 """The ledger state: accounts, allowances, workers, jobs, the slashed pool and the chain parameters.
 
+Why this file is long: the records, the journal that undoes their writes, the derived indexes those writes keep
+and the encoding and root over them are one invariant (every write journaled, marked dirty and rebuilt the same on
+decode); split apart, a new kind of write could miss one of them.
+
 Mutation model (why it is fast and still atomic): records are small mutable objects kept in plain dicts. Every
 write goes through ``State.w_account`` / ``w_worker`` / ``w_job`` / ``set_allowance`` / ``set_slashed`` /
 ``set_active``, which (inside a savepoint) first push the record's previous value onto an undo journal and mark
@@ -18,10 +22,6 @@ flat type check. ``decode_state`` checks a snapshot record by record in the same
 CPU time on the shared 2-core machine: a snapshot's decode and first root 15 s instead of 30 s, a genesis state's
 first root 13 s instead of 28 s, ``encode_state`` of a genesis state (``ledger.store.genesis_hash``) 3.4 s
 instead of 28 s, as it builds no tree (bench/results/state_sync_join.md has what that does to a joining node).
-
-Why this file is long: the records, the journal that undoes their writes, the derived indexes those writes keep
-and the encoding and root over them are one invariant (every write journaled, marked dirty and rebuilt the same on
-decode); split apart, a new kind of write could miss one of them.
 """
 
 from __future__ import annotations
@@ -810,18 +810,15 @@ def decode_state(data: bytes) -> State:
             o, sp, a = row
             parts.append(pack(row))
             s.allowances[(o, sp)] = a
-        section = "worker"
-        parts.append(_array_header(len(workers)))
-        for row in workers:
-            k, v = row
-            parts.append(pack(row))
-            s.workers[k] = Worker.from_list(v)
-        section = "job"
-        parts.append(_array_header(len(jobs)))
-        for row in jobs:
-            k, v = row
-            parts.append(pack(row))
-            s.jobs[k] = Job.from_list(v)
+        table: dict[Any, Any]
+        # ``section`` is read by the handlers below: it names the section a bad record is in.
+        for section, rows, table, record in (  # noqa: B007
+                ("worker", workers, s.workers, Worker), ("job", jobs, s.jobs, Job)):
+            parts.append(_array_header(len(rows)))
+            for row in rows:
+                k, v = row
+                parts.append(pack(row))
+                table[k] = record.from_list(v)
     except EncodeError as exc:
         raise DecodeError(f"state.{section}", f"{exc.path[1:]}: {exc.reason}") from None
     except (TypeError, ValueError, IndexError) as exc:  # IndexError: a worker record too short for from_list
