@@ -651,15 +651,12 @@ def process_confirm_artifact(state: State, stx: SignedTx, p: ConfirmArtifact, ct
                            f"the accepted artifact of job {job.job_id.hex()[:16]} is {job.result_artifact.hex()}")
     job = state.w_job(job.job_id)
     events = [Event("artifact_confirmed", {"job_id": job.job_id, "by": sender})]
-    payout, winners = job.payout, tuple(job.winners)
-    job.confirmers, job.payout, job.winners = [], {}, []
-    return events + _settle(state, job, ctx, job.verdict, payout,
-                            (list(job.result_summary or []), job.result_artifact), winners)
+    return events + _settle(state, job, ctx, job.verdict, dict(job.payout),
+                            (list(job.result_summary or []), job.result_artifact), tuple(job.winners))
 
 
 def _confirm_timeout(state: State, job: Job, ctx: BlockContext) -> list[Event]:
     """Nobody confirmed the accepted artifact: the client gets its escrow back, nobody is paid or slashed."""
-    job.confirmers, job.payout, job.winners = [], {}, []
     return _close(state, job, ctx, FAILED, "artifact_unconfirmed", {})
 
 
@@ -724,6 +721,7 @@ def _close(
     for account in job.participants():
         state.w_worker(account).active_jobs -= 1
     job.verdict = verdict
+    job.confirmers, job.payout, job.winners = [], {}, []  # a finished job keeps no settlement pending
     _transition(job, status, ctx.height)
     job.deadline = ctx.height
     state.set_active(job.job_id, False)
