@@ -121,10 +121,10 @@ class WorkerAgent:
         self.auto = bool(cfg.auto_coordinate)
         self.keystore_workers = bool(getattr(cfg, "keystore_workers", True))
         self.poll_interval_s = poll_interval_s
-        self.max_dataset_bytes = max_dataset_bytes or getattr(getattr(node, "config", None), "max_blob_bytes",
-                                                              256 * 1024 * 1024)
+        blob_cap = getattr(getattr(node, "config", None), "max_blob_bytes", 256 * 1024 * 1024)
+        self.max_dataset_bytes = max_dataset_bytes or blob_cap
+        self.max_artifact_bytes = blob_cap
         self.fetch_timeout_s = fetch_timeout_s
-        self.max_artifact_bytes = getattr(getattr(node, "config", None), "max_blob_bytes", 256 * 1024 * 1024)
         self.counters: dict[str, int] = {k: 0 for k in (
             "scans", "bids", "offers", "commits", "claims", "reveals", "confirms", "runs_ok", "runs_failed", "refused",
             "errors")}
