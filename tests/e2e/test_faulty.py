@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.netkit import running_devnet, settlement_payments
+from tests.e2e.netkit import running_devnet, settlement_payments, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +63,14 @@ def test_two_colluding_nodes_that_agree_on_a_false_result_are_caught_by_the_audi
         # the duties the ledger draws them for (auditor, panel).
         for c in clients[:3]:
             assert c.post("/network/coordination/stop")["coordination"] is False
+        # A colluder offers only once its compute pool has started; a job submitted before that opens for bids,
+        # and its verifier is then drawn among every worker, not only among the offers.
+        c0 = clients[0]
+        def colluders_offer() -> bool:
+            height = c0.head()["height"]
+            live = {w["worker_id"] for w in c0.workers() if w["offer_until"] > height + 1}
+            return cheats <= live
+        wait_for("the colluders' live offers", colluders_offer, timeout=90)
         clients[0].register_client("erin", 500)
         job = clients[0].submit_job("erin", "linear_regression", 50)
         final = clients[0].wait_job(job["job_id"], timeout=240)
