@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from ledger.errors import BadNonce, FeeTooLow, InsufficientFunds, InvalidTx, LedgerError
+from ledger.errors import BadNonce, InsufficientFunds, InvalidTx, LedgerError
 from ledger.rules import check_tx
 from ledger.state import State
 from ledger.tx import MAX_TX_BYTES, SignedTx, decode_signed_tx, verify_tx_signature
@@ -184,20 +184,23 @@ class Mempool:
             raise TxTooLarge(len(raw), MAX_TX_BYTES)
         return self.admit_tx(decode_signed_tx(raw))
 
-    def admit_tx(self, stx: SignedTx) -> Admission:
+    def admit_tx(self, stx: SignedTx, *, expected: int | None = None) -> Admission:
         """:meth:`admit` for a tx already decoded (``decode_signed_tx`` or ``sign_tx``): the API decodes what it
-        is posted to answer decode errors itself, so decoding the bytes again here was pure waste."""
+        is posted to answer decode errors itself, so decoding the bytes again here was pure waste. ``expected``
+        is what :meth:`precheck` of this very tx just returned, with nothing admitted or executed since (a
+        relayer that triaged it first): the precheck is then not run a second time."""
         raw = stx.encode()
         if len(raw) > MAX_TX_BYTES:
             raise TxTooLarge(len(raw), MAX_TX_BYTES)
-        expected = self.precheck(stx, len(raw))
+        if expected is None:
+            expected = self.precheck(stx, len(raw))
         self.check_signature(stx)
         if stx.nonce > expected:
             self._queue(stx, expected, len(raw))
             return Admission(stx, queued=True)
         if stx.nonce != expected:
             raise BadNonce(stx.sender, expected, stx.nonce)
-        self._check_pending(stx, len(raw))
+        self._check_pending(stx, len(raw), prechecked=True)
         self._insert(stx)
         return Admission(stx, queued=False, promoted=tuple(self._promote(stx.sender)))
 
@@ -243,11 +246,12 @@ class Mempool:
         """Whether ``tx_id`` waits in the future-nonce queue (``tx_id in mempool`` covers only pending txs)."""
         return tx_id in self.queued
 
-    def _check_pending(self, stx: SignedTx, size: int) -> None:
-        """The checks for the sender's next tx, and room for it (evicting cheaper tails if need be)."""
-        if stx.fee < self.state.params.min_fee:
-            raise FeeTooLow(self.state.params.min_fee, stx.fee)
-        check_tx(self.state, stx)
+    def _check_pending(self, stx: SignedTx, size: int, *, prechecked: bool = False) -> None:
+        """The checks for the sender's next tx, and room for it (evicting cheaper tails if need be).
+        ``prechecked``: :meth:`precheck` just ran ``check_tx`` on this tx against the same state (admission), so
+        only what it does not cover is checked (a queued tx promoted later is checked in full)."""
+        if not prechecked:
+            check_tx(self.state, stx)  # the fee floor, a nonce not in the past, and the balance on its own
         # Fees of the sender's pending txs come out of the same balance before this one runs.
         needed = self.pending_fees.get(stx.sender, 0) + stx.fee
         if needed > self.state.balance(stx.sender):
@@ -460,9 +464,8 @@ class Mempool:
         waiting = self.future.get(stx.sender, {}).get(stx.nonce)
         if waiting is not None:
             raise NonceQueued(stx.sender, stx.nonce, waiting.tx_id)
-        if stx.fee < self.state.params.min_fee:
-            raise FeeTooLow(self.state.params.min_fee, stx.fee)
-        check_tx(self.state, stx)  # nonce not in the past, and the balance covers it on its own today
+        # The fee floor, a nonce not in the past and a balance that covers the tx on its own today were checked
+        # by the precheck that admission runs just before (check_tx).
         self._make_future_room(stx, gap, size)
         self.future.setdefault(stx.sender, {})[stx.nonce] = stx
         self.queued[stx.tx_id] = stx

@@ -81,12 +81,12 @@ class TxTopics:
         except DecodeError:
             self.counters["txs_gossip_rejected"] += 1
             return ValidationResult.REJECT
-        triage = self._triage(stx, len(data))
+        triage, expected = self._triage(stx, len(data))
         if triage is not _Triage.CHECK:
             self._blame_unfunded(peer, 1 if triage is _Triage.UNFUNDED else 0)
             return ValidationResult.IGNORE
         try:
-            admission = self.mempool.admit_tx(stx)
+            admission = self.mempool.admit_tx(stx, expected=expected)  # prechecked just now, by the triage
         except AlreadyInMempool:
             return ValidationResult.IGNORE
         except BadSignature:
@@ -116,7 +116,7 @@ class TxTopics:
         fresh: list[SignedTx] = []
         unfunded = 0
         for stx in stxs:
-            triage = self._triage(stx)
+            triage, _ = self._triage(stx)
             if triage is _Triage.CHECK:
                 fresh.append(stx)
             elif triage is _Triage.UNFUNDED:
@@ -132,6 +132,7 @@ class TxTopics:
         new = 0
         for stx in fresh:
             try:
+                # prechecked again: an earlier tx of the batch may have moved its sender's nonce or filled the pool
                 admission = mempool.admit_tx(stx)
             except LedgerError:  # a state reason, a full pool, or the same tx twice in the batch
                 continue
@@ -141,16 +142,17 @@ class TxTopics:
 
     # ------------------------------------------------------------------------------------------- helpers
 
-    def _triage(self, stx: SignedTx, size: int | None = None) -> _Triage:
+    def _triage(self, stx: SignedTx, size: int | None = None) -> tuple[_Triage, int | None]:
         """Whether ``stx`` is worth its signature check: the mempool's precheck passes and its nonce is not one
-        of the sender's pending ones (admission would refuse that as BadNonce after the check)."""
+        of the sender's pending ones (admission would refuse that as BadNonce after the check); with the
+        sender's next nonce the precheck returned (None when it refused)."""
         try:
             expected = self.mempool.precheck(stx, size)
         except InsufficientFunds:
-            return _Triage.UNFUNDED
+            return _Triage.UNFUNDED, None
         except LedgerError:  # already here, stale nonce, low fee, the high-water marks
-            return _Triage.SKIP
-        return _Triage.CHECK if stx.nonce >= expected else _Triage.SKIP
+            return _Triage.SKIP, None
+        return (_Triage.CHECK if stx.nonce >= expected else _Triage.SKIP), expected
 
     def _blame_unfunded(self, peer: PeerId, n: int) -> None:
         """Tell the router that ``peer`` relayed ``n`` txs whose senders cannot pay them (one message's worth)."""

@@ -49,11 +49,14 @@ class BlobStore:
         h = digest.hex()
         return self.root / h[:2] / h
 
-    def put(self, data: bytes) -> bytes:
-        """Store ``data`` (idempotent) and return its digest."""
+    def put(self, data: bytes, digest: bytes | None = None) -> bytes:
+        """Store ``data`` (idempotent) and return its digest. ``digest``: this node's own hash of these very
+        bytes, computed already (a dataset's digest is the hash of its encoding; a fetched blob was checked), so
+        a blob of hundreds of megabytes is not hashed a second time."""
         if len(data) > self.max_bytes:
             raise BlobTooLarge(len(data), self.max_bytes)
-        digest = blob_digest(data)
+        if digest is None:
+            digest = blob_digest(data)
         path = self._path(digest)
         if path.exists():
             return digest
@@ -72,7 +75,7 @@ class BlobStore:
         actual = blob_digest(data)
         if actual != digest:
             raise NodeError(f"blob digest mismatch: asked {digest.hex()[:16]}, got {actual.hex()[:16]}")
-        self.put(data)
+        self.put(data, actual)
 
     def get(self, digest: bytes) -> bytes | None:
         """The blob, or None if this store does not have it (also None for a malformed digest: peers ask this)."""

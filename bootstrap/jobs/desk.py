@@ -25,7 +25,7 @@ from typing import Any
 
 import trio
 
-from bootstrap.errors import BlobNotFound, BlobTooLarge, NodeError, NodeNotRunning
+from bootstrap.errors import BlobNotFound, BlobTooLarge, NodeNotRunning
 from bootstrap.gossip import TOPIC_JOBDATA, JobDataAnnouncement, encode_announcement
 from bootstrap.jobs.sources import DatasetSource, build_dataset, dataset_from_upload, default_dataset
 from compute import JobSpec, make_spec
@@ -102,11 +102,11 @@ class JobDesk:
             shaped = await trio.to_thread.run_sync(decode_dataset, data, digest)  # its shape is checked below
         else:
             shaped = built
-            data, digest = await trio.to_thread.run_sync(_encoded, built)
+            # The digest compute made while building is the hash of this encoding (its tests hold it to that):
+            # the bytes are hashed once, not again here nor by the store.
+            data, digest = await trio.to_thread.run_sync(encode_dataset, built), built.digest
             if len(data) > blobs.max_bytes:
                 raise BlobTooLarge(len(data), blobs.max_bytes)
-            if digest != built.digest:
-                raise NodeError("dataset digest differs from the blob digest (compute and p2pnet disagree)")
         chain = node.state.params
         if time_limit_ms is not None and (type(time_limit_ms) is not int or time_limit_ms < 1):
             raise InvalidField("submit_job.time_limit_ms", f"must be a positive number of ms, got {time_limit_ms!r}")
@@ -134,7 +134,7 @@ class JobDesk:
         stx = await node.txs.sign_and_admit(client, payload, fee=fee)
         blobs.put(spec_bytes)
         if not isinstance(built, bytes):
-            await trio.to_thread.run_sync(blobs.put, data)
+            await trio.to_thread.run_sync(blobs.put, data, digest)
         ann = JobDataAnnouncement(spec_bytes, digest, node.peer_id.to_bytes(), len(data))
         self.note_announcement(ann)
         await host.gossip.publish(TOPIC_JOBDATA, encode_announcement(ann))
@@ -155,7 +155,7 @@ class JobDesk:
             data = encode_dataset(ds)
             if len(data) > blobs.max_bytes:
                 raise BlobTooLarge(len(data), blobs.max_bytes)
-            digest = blobs.put(data)
+            digest = blobs.put(data, ds.digest)  # the hash of this encoding, made while building it
             return {"digest": digest.hex(), "n_samples": int(ds.X.shape[0]), "n_features": int(ds.X.shape[1]),
                     "has_target": ds.y is not None, "bytes": len(data), "format": fmt}
 
@@ -280,10 +280,3 @@ class JobDesk:
             return JobSpec.decode(data)
         except ComputeError:
             return None
-
-
-def _encoded(dataset: Dataset) -> tuple[bytes, bytes]:
-    """A dataset's blob and its digest (run on a worker thread)."""
-    data = encode_dataset(dataset)
-    return data, blob_digest(data)
-
