@@ -236,6 +236,25 @@ def claim_record(outcome: int, summary: Sequence[int] = (), reason: str = "") ->
     return RunRecord(list(summary), NO_ARTIFACT, b"", outcome=outcome, reason=reason)
 
 
+CONFIRM_STAGGER = 2
+"""Blocks between the turns of a job's confirmers (see :func:`confirm_turn`)."""
+
+
+def confirm_turn(job: Job, mine: Sequence[LocalKey]) -> int:
+    """The first height at which this node posts its confirmation of a ``confirming`` job: the ``i``-th
+    confirmer (in the ledger's order; this node's first key among them) waits ``i · CONFIRM_STAGGER`` blocks
+    after the stage opened, at most half the window. One confirmation settles the job, and a later one fails
+    in its block and pays its fee: staggered, the first confirmer's tx usually ends the job before the others
+    post, and a confirmer that withholds still leaves the others half the window. Waiting costs a confirmer
+    nothing: what settling pays was fixed at the verdict, whoever confirms."""
+    if not mine:
+        return 0
+    local = {k.account for k in mine}
+    position = next(i for i, a in enumerate(job.confirmers) if a in local)
+    opened = next((h for status, h in reversed(job.history) if status == CONFIRMING), job.deadline)
+    return opened + min(position * CONFIRM_STAGGER, (job.deadline - opened) // 2)
+
+
 @dataclass(frozen=True)
 class Plan:
     """What :meth:`Planner.decide` returns: the actions to take now, and why each open job this node could see
@@ -682,6 +701,8 @@ class Planner:
             return []
         failed = memory.confirm_failures.get(job.job_id)
         if failed is not None and state.height - failed[0] < 1:
+            return []
+        if state.height < confirm_turn(job, mine):
             return []
         for k in mine:
             if not self._recently_posted(memory, (job.job_id, k.account, "confirm"), state.height):

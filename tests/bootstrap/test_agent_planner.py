@@ -21,6 +21,7 @@ from bootstrap.agent.planner import (
     PostReveal,
     RunJob,
     claim_record,
+    confirm_turn,
     payload_for,
 )
 from compute.spec import MODELS, make_spec
@@ -464,6 +465,32 @@ def test_a_confirmer_checks_once_at_a_time_never_again_after_a_mismatch_and_the_
     confirmer.memory.refused[(job_id, confirmer.keys[0].account, "confirm")] = "the artifact's summary differs"
     assert not [a for a in confirmer.planner.plan(chain.state, confirmer.keys, confirmer.memory)
                 if isinstance(a, PostConfirm)]
+
+
+def test_confirmers_take_turns_so_one_confirmation_usually_settles_and_a_withholder_leaves_half_the_window():
+    """Several confirmers (a panel) would each post, and every confirmation after the first fails in its block
+    and pays its fee: the i-th waits 2·i blocks after the stage opened, at most half the window."""
+    chain, job_id = open_job(params={"confirm_window": 8})
+    nodes = three_nodes()
+    job = chain.state.jobs[job_id]
+    simulate_jobs(chain, nodes, [job_id], until=lambda: job.status == CONFIRMING, confirming=False)
+    assert job.status == CONFIRMING
+    opened = job.history[-1][1]
+    confirmer = next(n for n in nodes if n.keys[0].account == job.verifier)
+
+    def posts() -> bool:
+        return any(isinstance(a, PostConfirm) for a in confirmer.planner.plan(chain.state, confirmer.keys,
+                                                                              confirmer.memory))
+
+    assert confirm_turn(job, confirmer.keys) == opened and posts()  # the first confirmer: at once
+    job.confirmers = [account("someone"), job.verifier]  # second in line
+    assert confirm_turn(job, confirmer.keys) == opened + 2
+    assert chain.state.height < opened + 2 and not posts()
+    while chain.state.height < opened + 2:
+        chain.block()
+    assert posts()
+    job.confirmers = [account("a"), account("b"), account("c"), job.verifier]  # fourth: capped at half the window
+    assert confirm_turn(job, confirmer.keys) == opened + 4 == job.deadline - 4
 
 
 def _name(acct: bytes) -> str:
