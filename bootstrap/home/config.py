@@ -91,6 +91,10 @@ class NodeConfig:
     # A proposal holds at most the txs this node executes in this many ms (0: a third of timeout_propose_ms);
     # see bootstrap.consensus.budget
     block_exec_budget_ms: int = 0
+    # Submitted txs are refused (a retryable 429) while the txs already waiting would take longer than this to
+    # commit at the chain's recent rate, so an admitted tx commits within about this plus a block (0: no such
+    # limit); see bootstrap.txs.governor.BacklogGate
+    max_backlog_s: float = 2.5
     mempool_max_txs: int = 50_000
     default_fee: int = 1
     # compute workers (child processes); with the default agent.duty_slots one of two is kept for duties
@@ -204,6 +208,8 @@ class NodeConfig:
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise ConfigError(name, value, "must be a non-negative integer")
+        if type(self.max_backlog_s) not in (int, float) or not 0 <= self.max_backlog_s <= 3600:
+            raise ConfigError("max_backlog_s", self.max_backlog_s, "must be a number of seconds in 0..3600")
         if any(m not in ("sklearn", "torch") for m in self.pool_preload):
             raise ConfigError("pool_preload", self.pool_preload, "may name only 'sklearn' and 'torch'")
         try:

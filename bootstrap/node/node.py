@@ -111,6 +111,8 @@ class Node:
             "tx_batch_txs_out": 0,
             # submitted txs refused while admission had used its share of the loop (bootstrap.txs.governor)
             "txs_refused_busy": 0,
+            # submitted txs refused while the txs waiting here exceeded max_backlog_s of commits (the same module)
+            "txs_refused_backlog": 0,
             # job data collected (bootstrap.jobs.collect)
             "blob_sweeps": 0, "blobs_collected": 0, "blob_bytes_collected": 0, "blob_sweep_failures": 0,
         }

@@ -18,7 +18,7 @@ import trio
 from bootstrap.errors import NodeBusy, NodeError, NodeNotRunning
 from bootstrap.gossip import TOPIC_TX, TOPIC_TXS, split_tx_batches
 from bootstrap.home import NODE_KEY
-from bootstrap.txs.governor import CHUNK_TXS, AdmissionGovernor
+from bootstrap.txs.governor import CHUNK_TXS, AdmissionGovernor, BacklogGate
 from ledger.chain import CommittedBlock
 from ledger.errors import BadNonce, LedgerError
 from ledger.mempool import Admission
@@ -46,6 +46,8 @@ class TxDesk:
         # Waited-on txs that were in our mempool at some point: only those can be declared dropped.
         self._was_pending: set[bytes] = set()
         self.governor = AdmissionGovernor()
+        config = getattr(node, "config", None)
+        self.backlog = BacklogGate(max_wait_s=getattr(config, "max_backlog_s", 2.5))
 
     def rejected_reason(self, tx_id: bytes) -> str | None:
         """Why a tx was dropped (one this node waited on) or failed in its block, if it was or did."""
@@ -77,6 +79,7 @@ class TxDesk:
         assert mempool is not None
         block = cb.block
         height = block.height
+        self.backlog.note_block(len(block.tx_ids))
         for tx_id in block.tx_ids:
             self.heights[tx_id] = height
             self._was_pending.discard(tx_id)
@@ -116,6 +119,7 @@ class TxDesk:
     async def submit_tx(self, stx: SignedTx) -> str:
         """Admit a signed tx to the mempool (typed ledger errors if it is bad; ``NodeBusy`` while admission has
         used its share of the loop) and gossip it; its id in hex."""
+        self._check_backlog(1)
         self.governor.check()
         t0 = time.perf_counter()
         try:
@@ -140,6 +144,7 @@ class TxDesk:
             if start:
                 await trio.sleep(0)  # consensus and gossip run between chunks
             try:
+                self._check_backlog(len(stxs) - start)
                 self.governor.check(len(stxs) - start)
             except NodeBusy as busy:
                 out.extend(busy for _ in stxs[start:])
@@ -165,6 +170,18 @@ class TxDesk:
             self.node.counters["tx_batches_out"] += len(batches)
             self.node.counters["tx_batch_txs_out"] += len(admitted)
         return out
+
+    def _check_backlog(self, n_txs: int) -> None:
+        """Refuse ``n_txs`` submitted txs (``NodeBusy``, counted) while the txs waiting here already reach what
+        the chain commits in ``max_backlog_s`` (``governor.BacklogGate``)."""
+        mempool = self.node.mempool
+        if mempool is None:
+            return
+        try:
+            self.backlog.check(len(mempool) + len(mempool.queued), n_txs)
+        except NodeBusy:
+            self.node.counters["txs_refused_backlog"] += n_txs
+            raise
 
     async def submit_raw_tx(self, raw: bytes) -> str:
         """``POST /tx``: an externally signed tx's bytes (decoded and checked like gossip)."""

@@ -234,3 +234,64 @@ async def test_a_node_out_of_admission_time_answers_busy_per_item_and_admits_not
             assert status == 200 and doc["accepted"] == 3, doc
         finally:
             h.close()
+
+
+def test_the_backlog_gate_admits_what_the_chain_commits_in_its_wait_and_refuses_the_rest_retryably() -> None:
+    """Little's law at the edge: the limit is the recent commit rate times ``max_wait_s`` (a floor before any
+    rate is known), and a refusal says how long until the excess has committed."""
+    from bootstrap.errors import NodeBusy
+    from bootstrap.txs.governor import BacklogGate
+
+    clock = [0.0]
+    gate = BacklogGate(max_wait_s=2.0, floor=100, clock=lambda: clock[0])
+    assert gate.rate() is None and gate.limit() == 100
+    gate.check(99)  # under the floor
+    with pytest.raises(NodeBusy) as busy:
+        gate.check(100, n_txs=7)
+    assert gate.refused == 7 and 0 < busy.value.retry_after_s <= 5
+    for _ in range(5):  # 1,000 txs a second
+        gate.note_block(500)
+        clock[0] += 0.5
+    gate.note_block(500)
+    assert gate.rate() == pytest.approx(1000) and gate.limit() == 2000
+    gate.check(1999)
+    with pytest.raises(NodeBusy) as busy:
+        gate.check(3000)
+    assert busy.value.retry_after_s == pytest.approx(1.25)  # 1,000 txs over the limit at 1,000 a second, + 0.25
+    assert BacklogGate(max_wait_s=0).limit() is None  # off
+    BacklogGate(max_wait_s=0, floor=1).check(10**9)
+
+
+async def test_a_node_whose_backlog_is_full_refuses_submissions_with_retry_after_then_admits_them(
+        home: Path) -> None:
+    """``POST /tx`` and ``POST /txs`` meet the backlog gate before any work: a 429 ``node_busy`` with a wait,
+    the txs untouched and counted; once the backlog is under the limit again the same bytes are admitted."""
+    from bootstrap.cli.loadgen import _call, _Http, load_faucet_key
+    from bootstrap.txs.governor import BacklogGate
+
+    async with running_node(home) as (node, url):
+        faucet = load_faucet_key(home)
+        cid = node.chain.chain_id  # type: ignore[union-attr]
+        n0 = node.next_nonce(bytes(faucet.verify_key))
+        stxs = [make_tx(Transfer(to=SINK, amount=1), faucet, cid, nonce=n0 + i, fee=1) for i in range(3)]
+        gate = BacklogGate(max_wait_s=2.0, floor=1)
+        limit = [0]  # full: even an empty mempool is at the limit
+        gate.limit = lambda: limit[0]  # type: ignore[method-assign]
+        node.txs.backlog = gate
+        h = _Http(url, 10.0)
+        try:
+            status, doc = await _call(h, "POST", "/tx", {"tx": stxs[0].encode().hex()})
+            assert status == 429 and doc["detail"]["kind"] == "node_busy", doc
+            assert 0 < doc["detail"]["retry_after_s"] <= 5
+            status, doc = await _call(h, "POST", "/txs", {"txs": [s.encode().hex() for s in stxs]})
+            assert status == 200 and doc["accepted"] == 0, doc
+            assert {r["detail"]["kind"] for r in doc["results"]} == {"node_busy"}
+            assert all(s.tx_id not in node.mempool for s in stxs)  # type: ignore[operator]
+            assert node.counters["txs_refused_backlog"] == 4 and gate.refused == 4
+            limit[0] = 10  # the waiting txs committed
+            status, doc = await _call(h, "POST", "/txs", {"txs": [s.encode().hex() for s in stxs]})
+            assert status == 200 and doc["accepted"] == 3, doc
+            for s in stxs:
+                await node.wait_for_tx(s.tx_id.hex(), 30.0)
+        finally:
+            h.close()
