@@ -172,13 +172,15 @@ class TxDesk:
         return out
 
     def _check_backlog(self, n_txs: int) -> None:
-        """Refuse ``n_txs`` submitted txs (``NodeBusy``, counted) while the txs waiting here already reach what
-        the chain commits in ``max_backlog_s`` (``governor.BacklogGate``)."""
+        """Refuse ``n_txs`` submitted txs (``NodeBusy``, counted) while the runnable txs waiting here already
+        reach what the chain commits in ``max_backlog_s`` (``governor.BacklogGate``). Txs queued behind a nonce
+        gap do not count: they cannot run before the tx that fills the gap, and refusing that tx because of them
+        would keep them waiting for ever (the future queue has bounds of its own)."""
         mempool = self.node.mempool
         if mempool is None:
             return
         try:
-            self.backlog.check(len(mempool) + len(mempool.queued), n_txs)
+            self.backlog.check(len(mempool), n_txs)
         except NodeBusy:
             self.node.counters["txs_refused_backlog"] += n_txs
             raise
