@@ -177,6 +177,14 @@ class Chain:
         return self.height + 1
 
     @property
+    def first_height(self) -> Height:
+        """The lowest committed block this node can serve: 1, or above it when the store was started by state sync
+        or pruned (``ledger.store.BlockStore.first_height``). Every block from it to :attr:`height` is kept."""
+        if self.store is not None:
+            return self.store.first_height  # type: ignore[attr-defined, no-any-return]
+        return INITIAL_HEIGHT
+
+    @property
     def root(self) -> bytes:
         """The state root after the last committed block."""
         return self._root
@@ -391,7 +399,8 @@ class Chain:
     # -------------------------------------------------------------------------------------- block sync
 
     def get_blocks(self, from_height: Height, to_height: Height, limit: int = 64) -> list[tuple[Block, Commit]]:
-        """Committed blocks in [from, to] with the commit that finalised each, at most ``limit``."""
+        """Committed blocks in [from, to] with the commit that finalised each, at most ``limit``; none when ``from``
+        is below :attr:`first_height` (not kept here)."""
         to_height = min(to_height, self.height, from_height + limit - 1)
         if from_height < INITIAL_HEIGHT or to_height < from_height:
             return []

@@ -1,10 +1,11 @@
 """The block and state store: sqlite in WAL mode, the one module of the ledger that touches disk.
 
 Each committed block is written in one sqlite transaction together with its commit, the state root after it, the
-new height, and (every ``snapshot_every`` blocks) a full state snapshot. So a process killed at any moment leaves
-either the whole block or none of it, and :func:`open_chain` restarts at the last committed height by loading the
-newest snapshot and replaying the blocks after it (checking each replayed root against the stored one).
-:func:`replay` recomputes every root from genesis and reports the first mismatch.
+new height, and (every ``snapshot_every`` blocks) a full state snapshot, with the snapshots and blocks that fall
+out of retention deleted. So a process killed at any moment leaves either the whole block or none of it, and
+:func:`open_chain` restarts at the last committed height by loading the newest snapshot and replaying the blocks
+after it (checking each replayed root against the stored one). :func:`replay` recomputes every root from genesis
+and reports the first mismatch; on a store that does not start at genesis it raises :class:`BlocksPruned`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ class StoreCorrupt(StoreError):
         self.height, self.reason = height, reason
 
 
+class BlocksPruned(StoreError):
+    """Blocks below ``first_height`` are not in this store: pruned (``keep_blocks``), or never fetched by a node
+    that joined by state sync. Not corruption: what needs them must ask a node that keeps them."""
+
+    def __init__(self, height: int, first_height: int) -> None:
+        super().__init__(f"block {height} is not kept here: this store holds blocks from height {first_height} on "
+                         f"(pruned below {first_height}; an archive node, keep_blocks = 0, keeps every block)")
+        self.height, self.first_height = height, first_height
+
+
 class NotSequential(StoreError):
     def __init__(self, expected: int, got: int) -> None:
         super().__init__(f"store expects height {expected}, got {got}")
@@ -67,21 +78,31 @@ def genesis_hash(genesis: Genesis) -> bytes:
 
 
 class BlockStore:
-    """Blocks, commits, roots and periodic snapshots in one sqlite file. Only the newest ``keep_snapshots``
-    snapshots are kept (their pages are reused, so the file does not grow with them); 0 keeps every one, as an
-    archive node does. Blocks are all kept: they are what a late joiner replays."""
+    """Blocks, commits, roots and periodic snapshots in one sqlite file.
+
+    Only the newest ``keep_snapshots`` snapshots are kept; 0 keeps every one. With ``keep_blocks`` > 0, each
+    snapshot write also deletes the blocks below ``min(oldest kept snapshot, height - keep_blocks)``: a restart
+    always finds the block at every kept snapshot and every block after it, and the newest ``keep_blocks`` blocks
+    stay for peers to block-sync from. With ``E = snapshot_every``, ``S = keep_snapshots`` >= 1 and
+    ``K = keep_blocks`` >= 1 the store holds at most ``max(K, (S - 1) * E) + E`` blocks and ``S`` snapshots
+    (``docs/STATE_TREE.md``), and sqlite reuses the freed pages, so the file stops growing. ``keep_blocks = 0``
+    keeps every block, as an archive node does (with ``keep_snapshots = 0``); it is the default here because
+    deleting history is the node's decision (``bootstrap.home.NodeConfig.keep_blocks``), not the library's."""
 
     def __init__(self, path: str | Path, *, snapshot_every: int = 100, keep_snapshots: int = 3,
-                 synchronous: str = "FULL") -> None:
+                 keep_blocks: int = 0, synchronous: str = "FULL") -> None:
         if snapshot_every < 1:
             raise StoreError("snapshot_every must be at least 1")
         if keep_snapshots < 0:
             raise StoreError("keep_snapshots must be 0 (keep every one) or more")
+        if keep_blocks < 0:
+            raise StoreError("keep_blocks must be 0 (keep every block) or more")
         if synchronous not in ("FULL", "NORMAL", "OFF"):
             raise StoreError(f"unknown synchronous mode {synchronous!r}")
         self.path = Path(path)
         self.snapshot_every = snapshot_every
         self.keep_snapshots = keep_snapshots
+        self.keep_blocks = keep_blocks
         self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
@@ -133,7 +154,9 @@ class BlockStore:
         self._write(block, commit, root, snapshot)
 
     def _write(self, block: Block, commit: Commit, root: bytes, snapshot: bytes | None) -> None:
-        """A block, its commit and root, and the snapshot after it if any, in one transaction."""
+        """A block, its commit and root, and the snapshot after it if any, in one transaction; with a snapshot,
+        the snapshots and blocks past retention go in the same transaction (a crash never leaves fewer than kept,
+        nor a kept snapshot without its block and every block after it)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.execute(
@@ -142,14 +165,25 @@ class BlockStore:
             )
             if snapshot is not None:
                 self.db.execute("INSERT INTO snapshots VALUES (?, ?)", (block.height, snapshot))
-                if self.keep_snapshots:  # in the same transaction: a crash never leaves fewer than kept
+                if self.keep_snapshots:
                     self.db.execute("DELETE FROM snapshots WHERE height NOT IN "
                                     "(SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
                                     (self.keep_snapshots,))
+                if self.keep_blocks:
+                    self._prune_blocks(block.height)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    def _prune_blocks(self, height: Height) -> None:
+        """Delete the blocks below both the oldest kept snapshot (open_chain and proofs replay from any kept
+        snapshot, checking it against its block's root) and ``height - keep_blocks`` (what peers may still ask
+        for). Only at snapshot writes, so one delete covers ``snapshot_every`` blocks. The freed pages are reused
+        by the next writes; a VACUUM would rewrite the whole file on the commit path, so none is run."""
+        oldest = self.db.execute("SELECT MIN(height) FROM snapshots").fetchone()[0]
+        cutoff = min(int(oldest), height - self.keep_blocks)  # the snapshot just written is there
+        self.db.execute("DELETE FROM blocks WHERE height < ?", (cutoff,))
 
     def install_snapshot(self, block: Block, commit: Commit, root: bytes, snapshot: bytes) -> None:
         """Start an empty store at a state-synced snapshot: block ``h`` with its commit and the root after it,
@@ -163,7 +197,8 @@ class BlockStore:
 
     @property
     def first_height(self) -> Height:
-        """The lowest stored block: 1, or the height a state-synced store started at."""
+        """The lowest stored block: 1, the height a state-synced store started at, or the lowest kept after
+        pruning (``INITIAL_HEIGHT`` for an empty store). Every block from it to :attr:`height` is stored."""
         row = self.db.execute("SELECT MIN(height) FROM blocks").fetchone()
         return INITIAL_HEIGHT if row[0] is None else int(row[0])
 
@@ -186,6 +221,11 @@ class BlockStore:
         return Block.decode(bytes(row[0])), Commit.decode(bytes(row[1])), bytes(row[2])
 
     def get_blocks(self, from_height: Height, to_height: Height) -> list[tuple[Block, Commit]]:
+        """The stored blocks ``from_height..to_height`` with their commits, consecutive from ``from_height``; none
+        when ``from_height`` is below :attr:`first_height` (a tail starting elsewhere than asked would read as
+        the blocks asked for)."""
+        if from_height < self.first_height:
+            return []
         rows = self.db.execute(
             "SELECT block, commit_ FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height",
             (from_height, to_height),
@@ -212,13 +252,13 @@ def replay_stored(state: State, blocks: Iterable[tuple[Block, bytes]]) -> State:
 
 
 def open_chain(
-    path: str | Path, genesis: Genesis, *, snapshot_every: int = 100, keep_snapshots: int = 3,
+    path: str | Path, genesis: Genesis, *, snapshot_every: int = 100, keep_snapshots: int = 3, keep_blocks: int = 0,
     mempool: Mempool | None = None, restored: State | None = None,
 ) -> Chain:
     """Open (or create) a store and rebuild the chain at its last committed height: snapshot, then replay.
     ``restored`` is the state of the store's newest snapshot already in memory (state sync just checked and
     installed it): it is used instead of decoding the snapshot again, after the same root check."""
-    store = BlockStore(path, snapshot_every=snapshot_every, keep_snapshots=keep_snapshots)
+    store = BlockStore(path, snapshot_every=snapshot_every, keep_snapshots=keep_snapshots, keep_blocks=keep_blocks)
     store.init_genesis(genesis)
     top = store.height
     if restored is not None and store.latest_snapshot_height(top) == restored.height:
@@ -226,6 +266,9 @@ def open_chain(
     else:
         snap = store.latest_snapshot(top)
     if snap is None:
+        if store.first_height > INITIAL_HEIGHT:  # pruning and state sync both leave a snapshot at or above it
+            raise StoreCorrupt(store.first_height, "no stored snapshot to start from, and the blocks before this "
+                                                   "one are not kept")
         base, state = INITIAL_HEIGHT - 1, genesis_state(genesis)
     else:
         base, state = snap
@@ -239,7 +282,7 @@ def open_chain(
             raise StoreCorrupt(h, "block missing")
         replay_stored(state, [(got[0], got[2])])
         last = got
-    recent = [b for b, _c in store.get_blocks(max(INITIAL_HEIGHT, top - 100), top)]
+    recent = [b for b, _c in store.get_blocks(max(store.first_height, top - 100), top)]
     return Chain(
         genesis,
         state=state,
@@ -268,10 +311,14 @@ class ReplayReport:
 
 
 def replay(path: str | Path, genesis: Genesis) -> ReplayReport:
-    """Recompute every state root from genesis and compare with the stored roots and the next headers."""
+    """Recompute every state root from genesis and compare with the stored roots and the next headers. A store
+    that does not start at genesis (pruned, or state-synced) raises :class:`BlocksPruned`: it cannot be checked
+    from genesis, and that is not a fault of the store (a gap above its first block is, and is reported)."""
     store = BlockStore(path)
     try:
         store.init_genesis(genesis)
+        if store.first_height > INITIAL_HEIGHT:
+            raise BlocksPruned(INITIAL_HEIGHT, store.first_height)
         state = genesis_state(genesis)
         root = state_root(state)
         top = store.height

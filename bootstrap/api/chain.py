@@ -25,7 +25,10 @@ def add_routes(app: FastAPI, env: Env) -> None:
     async def chain_head() -> dict[str, Any]:
         return jsonable(node.head())
 
-    @app.get("/blocks/{height}")
+    @app.get("/blocks/{height}", responses={410: {
+        "description": "a committed block this node no longer keeps (pruned, or before its state sync); "
+                       "`detail.first_height` is the lowest it keeps, and an archive node keeps every block",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}})
     async def block(
         height: Annotated[int, PathParam(ge=0, le=2**62)],
         txs: Annotated[Literal["full", "ids"], Query(
@@ -33,11 +36,18 @@ def add_routes(app: FastAPI, env: Env) -> None:
                         "`tx_ids` lists only the tx ids (hex, in block order) instead, computed from the stored "
                         "bytes without decoding a tx; cheap enough for a watcher that polls every block.")] = "full",
     ) -> dict[str, Any]:
-        """A committed block: header fields, its txs (see ``txs``), evidence count and the commit's signers."""
+        """A committed block: header fields, its txs (see ``txs``), evidence count and the commit's signers. A block
+        below the lowest this node keeps is a 410 naming that height (``detail.first_height``)."""
         if height < 0:
             raise ApiError(400, "height: must be non-negative", {"field": "height"})
         got = node.get_block(height, ids_only=txs == "ids")
         if got is None:
+            first = node.first_height
+            if 1 <= height < first:  # committed, but not kept here: gone for good on this node, so a 410
+                raise ApiError(410, f"block {height} is not kept here: this node keeps blocks from height {first} "
+                                    "on (older ones are pruned, or were never fetched after state sync); an archive "
+                                    "node (keep_blocks = 0) keeps every block",
+                               {"kind": "block_pruned", "first_height": first, "head": node.height})
             raise ApiError(404, f"no block at height {height} (head is {node.height})",
                            {"kind": "unknown_block", "head": node.height})
         return jsonable(got)

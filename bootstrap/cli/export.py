@@ -16,7 +16,8 @@ def export_state(home: Path, height: int | None = None) -> dict[str, Any]:
     """The ledger state of a home's chain at ``height`` (default: the last committed) as a JSON document.
 
     Reads the store through a read-only sqlite connection, so it is safe while the node runs: the nearest
-    snapshot at or below ``height``, then the stored blocks replayed on it, each root checked.
+    snapshot at or below ``height``, then the stored blocks replayed on it, each root checked. The reads share one
+    read transaction, so a snapshot write that prunes blocks meanwhile cannot take away the blocks being replayed.
     """
     from bootstrap.home import home_paths, load_home_genesis
     from ledger.block import Block
@@ -30,8 +31,9 @@ def export_state(home: Path, height: int | None = None) -> dict[str, Any]:
     path = home_paths(home)["chain"]
     if not path.exists():
         raise CliError(f"{path}: no chain store yet (the node has not run)")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     try:
+        db.execute("BEGIN")  # one read transaction: every read below sees the same committed store
         top_row = db.execute("SELECT MAX(height) FROM blocks").fetchone()
         top = int(top_row[0]) if top_row[0] is not None else 0
         target = top if height is None else height
@@ -40,16 +42,22 @@ def export_state(home: Path, height: int | None = None) -> dict[str, Any]:
         snap = db.execute("SELECT height, state FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1",
                           (target,)).fetchone()
         first = db.execute("SELECT MIN(height) FROM blocks").fetchone()[0] or 1
-        if first > 1 and (snap is None or int(snap[0]) < first):
-            raise CliError(f"--height {target}: this store starts at height {first} (it joined by state sync, "
-                           f"with its newest snapshots only); export a height from {first} on")
+        if first > 1 and (snap is None or int(snap[0]) < first):  # genesis and the blocks from it are gone
+            lowest = db.execute("SELECT MIN(height) FROM snapshots").fetchone()[0]
+            raise CliError(f"--height {target}: the state there cannot be rebuilt from this store, which keeps "
+                           f"blocks from height {first} and snapshots from height {lowest} on (older ones are "
+                           f"pruned, or it joined by state sync); export a height from {lowest} on, or ask an "
+                           "archive node (keep_blocks = 0, keep_snapshots = 0)")
         if snap is None:
             base, state = 0, genesis_state(genesis)
         else:
             base, state = int(snap[0]), decode_state(bytes(snap[1]))
         block_hash = None
-        rows = db.execute("SELECT block, state_root FROM blocks WHERE height > ? AND height <= ? ORDER BY height",
-                          (base, target))
+        span = (base, target)
+        held = db.execute("SELECT COUNT(*) FROM blocks WHERE height > ? AND height <= ?", span).fetchone()[0]
+        if held != target - base:  # never a state short of the height asked for
+            raise CliError(f"{path}: store corrupt: {target - base - held} of blocks {base + 1}..{target} missing")
+        rows = db.execute("SELECT block, state_root FROM blocks WHERE height > ? AND height <= ? ORDER BY height", span)
         try:
             replay_stored(state, ((Block.decode(bytes(raw)), bytes(root)) for raw, root in rows))
         except StoreCorrupt as exc:

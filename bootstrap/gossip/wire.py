@@ -191,23 +191,28 @@ def decode_tx_batch(data: bytes) -> list[bytes]:
 
 @dataclass(frozen=True)
 class Status:
-    """A peer's answer on ``/dacn/status/1``."""
+    """A peer's answer on ``/dacn/status/1``: its head, and the lowest block it still serves (``first_height``:
+    above 1 when it pruned old blocks or joined by state sync), so a node that is behind asks a peer that has
+    the blocks it lacks."""
 
     height: int
     head_hash: bytes
     state_root: bytes
+    first_height: int = 1
 
     def to_wire(self) -> list:
-        return [self.height, self.head_hash, self.state_root]
+        return [self.height, self.head_hash, self.state_root, self.first_height]
 
     @classmethod
     def from_wire(cls, obj: object) -> Status:
         if (
             not isinstance(obj, list)
-            or len(obj) != 3
+            or len(obj) not in (3, 4)  # three: a node from before first_height (an empty answer then says it)
             or type(obj[0]) is not int
             or obj[0] < 0
-            or not all(type(x) is bytes and len(x) == 32 for x in obj[1:])
+            or not all(type(x) is bytes and len(x) == 32 for x in obj[1:3])
+            or (len(obj) == 4 and (type(obj[3]) is not int or obj[3] < 1))
         ):
-            raise WireError("status", "expected [height, head hash (32 bytes), state root (32 bytes)]")
-        return cls(obj[0], obj[1], obj[2])
+            raise WireError("status", "expected [height, head hash (32 bytes), state root (32 bytes), "
+                                      "first height (at least 1)]")
+        return cls(obj[0], obj[1], obj[2], obj[3] if len(obj) == 4 else 1)

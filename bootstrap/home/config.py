@@ -84,6 +84,13 @@ class NodeConfig:
     snapshot_every: int = 100
     # state snapshots kept in the store, newest first (0: every one, an archive node)
     keep_snapshots: int = 3
+    # blocks kept below the head (0: every one, an archive node, with keep_snapshots = 0). Older blocks are
+    # deleted at each snapshot, never one a kept snapshot replays from, so the store holds at most
+    # max(keep_blocks, (keep_snapshots - 1) * snapshot_every) + snapshot_every blocks. 10,000 is hours of
+    # blocks at 0.5-1 s each: a peer that was offline that long still catches up by block sync (a later one
+    # state-syncs), and it is far above the chain's evidence_max_age, the blocks a restart re-reads for the
+    # offences already punished (a smaller keep_blocks is refused).
+    keep_blocks: int = 10_000
     # a node whose store is empty starts at a peer's verified snapshot instead of replaying from genesis,
     # waiting this long for its first peer (bootstrap.sync.snapshots)
     state_sync: bool = True
@@ -204,7 +211,7 @@ class NodeConfig:
             if type(value) is not int or value < 1:
                 raise ConfigError(name, value, "must be a positive integer")
         for name in ("default_fee", "pool_size", "block_exec_budget_ms", "blob_retention_s", "blob_store_max_bytes",
-                     "keep_snapshots", "state_sync_wait_s"):
+                     "keep_snapshots", "keep_blocks", "state_sync_wait_s"):
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise ConfigError(name, value, "must be a non-negative integer")

@@ -145,6 +145,10 @@ class Node:
         except KeystoreError as exc:
             raise HomeError(str(self.home), str(exc)) from exc
         self.genesis = load_home_genesis(self.home)
+        keep, age = self.config.keep_blocks, self.genesis.params.evidence_max_age
+        if 0 < keep < age:  # a restart re-reads its last blocks for the offences already punished
+            raise HomeError(str(self.paths["config"]), f"keep_blocks = {keep} is below the chain's evidence_max_age "
+                            f"({age}): keep at least that many blocks, or 0 to keep every one")
         self.paths["data"].mkdir(parents=True, exist_ok=True)
 
     def _open_chain(self) -> None:
@@ -156,7 +160,7 @@ class Node:
         try:
             self.chain = open_chain(
                 self.paths["chain"], self.genesis, snapshot_every=self.config.snapshot_every,
-                keep_snapshots=self.config.keep_snapshots, mempool=mempool,
+                keep_snapshots=self.config.keep_snapshots, keep_blocks=self.config.keep_blocks, mempool=mempool,
                 restored=self.state_sync.state if self.state_sync is not None else None,
             )
         except StoreError as exc:
@@ -410,6 +414,11 @@ class Node:
     def get_block(self, height: int, *, ids_only: bool = False) -> dict[str, Any] | None:
         """A committed block as JSON-friendly data, or None (see :meth:`bootstrap.views.Views.block`)."""
         return self.views.block(height, ids_only=ids_only)
+
+    @property
+    def first_height(self) -> int:
+        """The lowest block this node keeps (see :meth:`bootstrap.views.Views.first_height`)."""
+        return 1 if self.chain is None else self.views.first_height()
 
     def peers(self) -> list[dict[str, Any]]:
         return self.views.peers()

@@ -12,7 +12,8 @@ the rebuilt root against the stored one, and keeps that one state for the next p
 rebuild is a decode and a full tree build (seconds at a million accounts), so one runs at a time, and after one
 the next waits twice as long as it took (at least ``REBUILD_COOLDOWN_S``): whoever asks, rebuilds take at most a
 third of a core. Meanwhile a request for another height is a 429 with ``Retry-After``. A height below every kept
-snapshot is refused, naming what an archive node keeps.
+snapshot is refused, naming what an archive node keeps (blocks are pruned only below the oldest kept snapshot,
+so every height from it on can be rebuilt).
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class ProofDesk:
             while node.height < height + 1:
                 await self._next_block.wait()
         got = node.chain.get_blocks(height + 1, height + 1)
+        if not got and height + 1 < node.chain.first_height:  # a snapshot pruned it while the state was rebuilt
+            raise HeightNotKept(f"block {height + 1}, which fixes the state root of height {height}, is no longer "
+                                f"kept here (blocks from height {node.chain.first_height} on)")
         if not got:
             raise NodeBusy(f"block {height + 1}, which fixes the state root of height {height}, has not "
                            f"committed within {timeout:g} s", retry_after_s=2.0)
@@ -80,7 +84,7 @@ class ProofDesk:
         if base is None or base < store.first_height:
             kept = store.db.execute("SELECT MIN(height) FROM snapshots").fetchone()[0] if store else None
             raise HeightNotKept(f"the state at height {height} is not kept here (snapshots from height {kept}; an "
-                                "archive node, keep_snapshots = 0, keeps every one)")
+                                "archive node, keep_snapshots = 0 and keep_blocks = 0, keeps every one)")
         wait = self._next_rebuild - time.monotonic()
         if self._rebuilding or wait > 0:
             raise NodeBusy(f"the state at another past height ({self._past[0] if self._past else '…'}) was rebuilt "

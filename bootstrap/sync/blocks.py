@@ -4,6 +4,12 @@
 (``GetBlocks`` → blocks with their commits) and runs the catch-up loop: when consensus says the node is behind,
 and every ``interval_s`` anyway, it asks peers for their heights and fetches what it lacks from the highest,
 handing each batch to the consensus driver, which checks the commits before applying anything.
+
+A peer serves blocks from its ``first_height`` on (above 1 when it pruned older blocks, or joined by state sync)
+and says so in its status; a range that starts below that is answered with no blocks, never with a tail that
+starts elsewhere. The fetcher asks only peers that have the next block it lacks; when every peer ahead of it
+has pruned that block it logs what to do (start from an empty store, which state-syncs, or add a peer that
+keeps every block) and keeps trying, since such a peer may connect later.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from bootstrap.errors import WireError
 from bootstrap.gossip import PROTO_STATUS, PROTO_SYNC, Status
 from ledger.chain import Chain
 from ledger.errors import DecodeError
-from ledger.sync import MAX_BLOCKS_PER_RESPONSE, GetBlocks, decode_sync_message, serve
+from ledger.sync import MAX_BLOCKS_PER_RESPONSE, Blocks, GetBlocks, decode_sync_message, serve
 from p2pnet import Host, P2PError, PeerId
 from p2pnet.errors import BadRequest
 
@@ -46,6 +52,7 @@ class BlockSync:
         self.seen_height = 0  # the highest consensus height a validly signed message showed us
         self._answers: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._answer_bytes = 0
+        self._stuck_at = 0  # the height whose block no peer keeps, once warned about (one warning per height)
 
     def attach(self, host: Host, driver: Any) -> None:
         self.host, self.driver = host, driver
@@ -64,7 +71,8 @@ class BlockSync:
 
     def status(self) -> Status:
         head = self.chain.last_header
-        return Status(self.chain.height, head.hash() if head is not None else ZERO_HASH, self.chain.root)
+        return Status(self.chain.height, head.hash() if head is not None else ZERO_HASH, self.chain.root,
+                      self.chain.first_height)
 
     async def serve_status(self, peer: PeerId, payload: Any) -> list:
         return self.status().to_wire()
@@ -83,6 +91,11 @@ class BlockSync:
         last = min(req.to_height, req.from_height + MAX_BLOCKS_PER_RESPONSE - 1, self.chain.height)
         if req.from_height < 1 or last < req.from_height:
             return serve(self.chain, req).encode()  # nothing committed there: a small answer, not kept
+        if req.from_height < self.chain.first_height:
+            # Pruned here (or never stored, after state sync): no blocks, as our status announced, even where an
+            # answer cached before the pruning still holds them, so every such range reads the same.
+            self.counters["sync_pruned_asks"] = self.counters.get("sync_pruned_asks", 0) + 1
+            return Blocks(()).encode()
         key = (req.from_height, last)
         answer = self._answers.get(key)
         if answer is not None:
@@ -115,17 +128,21 @@ class BlockSync:
         """Ask peers for their height and fetch missing blocks from the highest; returns blocks applied."""
         host, driver, chain = self.host, self.driver, self.chain
         assert host is not None and driver is not None
-        heights: dict[PeerId, int] = {}
+        statuses: dict[PeerId, Status] = {}
 
         async def ask(peer: PeerId) -> None:
             try:
-                heights[peer] = Status.from_wire(await host.request(peer, PROTO_STATUS, None, timeout=2.0)).height
+                statuses[peer] = Status.from_wire(await host.request(peer, PROTO_STATUS, None, timeout=2.0))
             except (P2PError, WireError) as exc:
                 log.debug("status from %s failed: %s", peer.short(), exc)
 
         async with trio.open_nursery() as n:
             for peer in host.peers()[:STATUS_PEERS]:
                 n.start_soon(ask, peer)
+        ahead = {p: s for p, s in statuses.items() if s.height > chain.height}
+        heights = {p: s.height for p, s in ahead.items() if s.first_height <= chain.next_height}
+        if ahead and not heights:
+            self._no_peer_keeps(min(s.first_height for s in ahead.values()))
         applied = 0
         for peer, height in sorted(heights.items(), key=lambda kv: -kv[1]):
             while height > chain.height:
@@ -148,3 +165,14 @@ class BlockSync:
             if chain.height >= height:
                 break
         return applied
+
+    def _no_peer_keeps(self, lowest: int) -> None:
+        """Every peer ahead of us starts above the block we need next: say so once per height, with the way out."""
+        self.counters["sync_pruned_peers"] = self.counters.get("sync_pruned_peers", 0) + 1
+        if self._stuck_at == self.chain.next_height:
+            return
+        self._stuck_at = self.chain.next_height
+        log.warning("block sync: this node needs block %d, but every peer ahead of it keeps blocks from height %d "
+                    "on (pruned, keep_blocks); to catch up, start this node with an empty store (it state-syncs "
+                    "from a peer's snapshot) or add a peer that keeps every block (an archive node, "
+                    "keep_blocks = 0)", self.chain.next_height, lowest)

@@ -97,8 +97,16 @@ class Views:
             "proposer": self.display_id(h.proposer) if h is not None else None,
         }
 
+    def first_height(self) -> int:
+        """The lowest block this node keeps: 1, or above it when it pruned older blocks (``keep_blocks``) or joined
+        by state sync. Every block from it to the head is kept."""
+        chain = self.node.chain
+        assert chain is not None
+        return chain.first_height
+
     def block(self, height: int, *, ids_only: bool = False) -> dict[str, Any] | None:
-        """A committed block as JSON-friendly data, or None if this node does not have it.
+        """A committed block as JSON-friendly data, or None if this node does not have it (above the head, or below
+        :meth:`first_height`).
 
         Each tx is listed as its id, kind, sender, nonce and fee under ``txs``; with ``ids_only`` the block has
         ``tx_ids`` (hex, in block order) instead, hashed from the stored bytes without decoding any tx: a commit
@@ -137,13 +145,16 @@ class Views:
         }
 
     def recent_blocks(self, limit: int, before: int | None) -> dict[str, Any]:
-        """Block summaries, newest first: height, hash, time, tx count, proposer, and the gap to the previous."""
+        """Block summaries, newest first: height, hash, time, tx count, proposer, and the gap to the previous; with
+        ``first_height``, the lowest block kept here, so a page that ends there is known to end for that reason
+        (older blocks are pruned here; an archive node keeps them)."""
         node = self.node
+        first = self.first_height()
         top = node.height if before is None else min(node.height, before - 1)
         out: list[dict[str, Any]] = []
         prev_time: int | None = None
-        heights = list(range(top, max(0, top - limit), -1))
-        for h in heights + ([heights[-1] - 1] if heights and heights[-1] > 1 else []):
+        heights = list(range(top, max(first - 1, top - limit), -1))
+        for h in heights + ([heights[-1] - 1] if heights and heights[-1] > first else []):
             b = self.block(h)
             if b is None:
                 continue
@@ -154,7 +165,7 @@ class Views:
                 out.append({"height": h, "hash": b["hash"], "time_ms": b["time_ms"], "txs": len(b["txs"]),
                             "round": b["round"], "proposer": b["proposer"], "block_time_ms": None,
                             "kinds": sorted({t.get("kind", "?") for t in b["txs"]})})
-        return {"count": len(out), "head": node.height, "blocks": out}
+        return {"count": len(out), "head": node.height, "first_height": first, "blocks": out}
 
     # ------------------------------------------------------------------------------------------- network
 
