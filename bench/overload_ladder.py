@@ -3,7 +3,7 @@ saturation rate, the same accounts throughout, in one session; then the 1× run 
 left nothing behind.
 
     .venv/bin/python -m bench.overload_ladder [--probe 1500,3000,6000] [--duration 8] [--accounts 64]
-        [--routing account,spread] [--out bench/results/overload_ladder.md]
+        [--routing account,spread] [--backlog 0,2.5] [--out bench/results/overload_ladder.md]
 
 Steps: start a devnet on free ports; find the saturation rate with short probe runs (the best committed tx/s of
 the probes: the peak); offer 1×, 2×, 4× and 8× the peak with ``bootstrap.cli.loadgen`` (which honours the nodes'
@@ -21,12 +21,14 @@ import argparse
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import trio
 
-from bootstrap.cli.devnet import devnet_down, devnet_up, find_port_base
+from bootstrap.cli.devnet import create_devnet, devnet_down, devnet_up, find_port_base
 from bootstrap.cli.loadgen import LoadConfig, LoadReport, run_load
+from bootstrap.home import NodeConfig
 from compute.device import cpu_model
 
 
@@ -46,13 +48,17 @@ ROUTING = {
 }
 
 
-def ladder(args: argparse.Namespace, routing: str) -> list[str]:
-    """One whole ladder (probes, rungs, the 1× after) on a fresh devnet; the markdown section for it."""
+def ladder(args: argparse.Namespace, routing: str, backlog_s: float) -> list[str]:
+    """One whole ladder (probes, rungs, the 1× after) on a fresh devnet whose nodes refuse submissions past
+    ``backlog_s`` of commits (``max_backlog_s``; 0: off); the markdown section for it."""
     with tempfile.TemporaryDirectory(prefix="dacn-ladder-") as tmp:
         d = Path(tmp) / "devnet"
         api = find_port_base(4)
         p2p = find_port_base(4, avoid=range(api, api + 4))
         try:
+            for node in create_devnet(d, 4, validators=4, api_port=api, p2p_port=p2p):
+                home = Path(node.home)
+                replace(NodeConfig.load(home), max_backlog_s=backlog_s).save(home)
             nodes = devnet_up(d, 4, validators=4, api_port=api, p2p_port=p2p, timeout=180)
             urls = [n.api_url for n in nodes]
 
@@ -73,7 +79,8 @@ def ladder(args: argparse.Namespace, routing: str) -> list[str]:
             rungs.append(("1× after", load(peak)))
         finally:
             devnet_down(d, timeout=10)
-    lines = [f"## Routing: {routing}\n", f"{ROUTING[routing][0].upper()}{ROUTING[routing][1:]}.\n"]
+    gate = f"max_backlog_s = {backlog_s:g}" + (" (the backlog gate off)" if not backlog_s else "")
+    lines = [f"## Routing: {routing}, {gate}\n", f"{ROUTING[routing][0].upper()}{ROUTING[routing][1:]}.\n"]
     lines.append("Probes (to find the peak): " + ", ".join(
         f"{r.rate:,.0f} offered → {r.committed_tps:,.0f} committed" for r in probes) + f"; peak {peak:,.0f} tx/s.\n")
     lines.append("| rung | rate asked, tx/s | offered tx/s | committed tx/s | ÷ peak | p50 s | p99 s | admitted p50 s "
@@ -108,15 +115,19 @@ def main() -> None:
     ap.add_argument("--routing", default="account,spread",
                     help="how the load generator routes txs to the nodes, one whole ladder each, in this order: "
                          + "; ".join(f"{k}: {v}" for k, v in ROUTING.items()))
+    ap.add_argument("--backlog", default="2.5",
+                    help="the nodes' max_backlog_s, one whole ladder per value and routing (0: the gate off)")
     ap.add_argument("--out", default="bench/results/overload_ladder.md")
     args = ap.parse_args()
+    backlogs = [float(b) for b in args.backlog.split(",") if b]
     routings = [r for r in args.routing.split(",") if r]
     for r in routings:
         if r not in ROUTING:
             ap.error(f"--routing: {r!r} is not one of {', '.join(ROUTING)}")
     lines = ["# overload_ladder\n",
              f"Command: `python -m bench.overload_ladder --probe {args.probe} --ladder {args.ladder} "
-             f"--duration {args.duration:g} --accounts {args.accounts} --routing {args.routing}`. Machine: "
+             f"--duration {args.duration:g} --accounts {args.accounts} --routing {args.routing} "
+             f"--backlog {args.backlog}`. Machine: "
              f"nproc={os.cpu_count()}, {cpu_model()}, {time.strftime('%Y-%m-%d')}; the load generator runs on the "
              "same cores as the four node processes; the ladders ran one after the other in this one command, "
              "each on a fresh devnet.\n",
@@ -125,7 +136,8 @@ def main() -> None:
              "'Offered' is what the load generator got through: it sends a node its next batch only once the last "
              "is answered, so a slow node lowers it.\n"]
     for r in routings:
-        lines += ladder(args, r)
+        for b in backlogs:
+            lines += ladder(args, r, b)
     text = "\n".join(lines)
     print("\n" + text)
     Path(args.out).write_text(text)
