@@ -117,11 +117,11 @@ def add_routes(app: FastAPI, env: Env) -> None:
         try:
             artifact = accepted_artifact(job, spec, data)
         except ArtifactRefused as exc:
-            # The artifact matched its digest but is not the verified one: the worker's data is bad, not this
-            # request.
-            extra = {"differs": exc.differs, **jsonable(exc.detail)} if exc.kind == "artifact_mismatch" else {}
-            raise ApiError(409, f"the stored artifact is not the verified result: {exc.reason}"
-                           if exc.kind == "artifact_mismatch" else exc.reason, {"kind": exc.kind, **extra}) from None
+            # The stored blob is not the verified result: the worker's data is bad, not this request.
+            if exc.kind != "artifact_mismatch":  # it does not decode
+                raise ApiError(409, exc.reason, {"kind": exc.kind}) from None
+            raise ApiError(409, f"the stored artifact is not the verified result: {exc.reason}",
+                           {"kind": exc.kind, "differs": exc.differs, **jsonable(exc.detail)}) from None
         return {name: artifact_value(v) for name, v in sorted(artifact.fields.items())}
 
     @app.get("/job/{job_id}/result")
