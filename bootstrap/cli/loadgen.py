@@ -83,6 +83,10 @@ class LoadConfig:
     poll_ms: int = 100
     http_timeout: float = 30.0
     resend_s: float = 5.0
+    recipients: tuple[bytes, ...] = ()
+    """Accounts the transfers pay, in turn (one transfer each, round robin); empty: every transfer pays
+    :data:`SINK`. A benchmark of a large state names existing accounts here, so each transfer writes a leaf of the
+    full tree, as a payment to a stranger does."""
     spread: bool = False
     """Hand whole batches to the nodes in turn, so one sender's consecutive nonces land on different nodes and
     meet again only by gossip; by default each account sends to one node (account k to node k mod n), as a
@@ -101,6 +105,8 @@ class LoadConfig:
             raise LoadgenError("duration", f"must be in (0, 86400] seconds, got {self.duration!r}")
         if type(self.accounts) is not int or not 1 <= self.accounts <= 100_000:
             raise LoadgenError("accounts", f"must be an integer in 1..100000, got {self.accounts!r}")
+        if any(type(r) is not bytes or len(r) != 32 for r in self.recipients):
+            raise LoadgenError("recipients", "each recipient must be a 32-byte account id")
         if not 1 <= self.batch_ms <= 10_000:
             raise LoadgenError("batch_ms", f"must be in 1..10000, got {self.batch_ms!r}")
         if type(self.amount) is not int or self.amount < 1:
@@ -294,19 +300,21 @@ class Account:
 class Prepared:
     """Signed transfers ready to post, in the order they will be offered; signs more on demand once empty."""
 
-    def __init__(self, accounts: list[Account], chain_id: str, amount: int, fee: int) -> None:
+    def __init__(self, accounts: list[Account], chain_id: str, amount: int, fee: int,
+                 recipients: tuple[bytes, ...] = ()) -> None:
         self.accounts, self.chain_id, self.amount, self.fee = accounts, chain_id, amount, fee
+        self.transfers = [Transfer(to=r, amount=amount) for r in recipients] or [Transfer(to=SINK, amount=amount)]
         self.ready: collections.deque[tuple[int, int, str, str]] = collections.deque()  # account, nonce, id, hex
         self.signed = 0
         self.signed_late = 0  # signed during the run because the prepared ones ran out
 
     def sign(self, n: int) -> None:
         """Sign the next ``n`` transfers (round robin over the accounts) and append them to :attr:`ready`."""
-        accounts, ready = self.accounts, self.ready
-        transfer = Transfer(to=SINK, amount=self.amount)
+        accounts, ready, transfers = self.accounts, self.ready, self.transfers
         for _ in range(n):
             k = self.signed % len(accounts)
             acct = accounts[k]
+            transfer = transfers[self.signed % len(transfers)]
             stx = make_tx(transfer, acct.key, self.chain_id, nonce=acct.nonce, fee=self.fee)
             ready.append((k, acct.nonce, stx.tx_id.hex(), stx.encode().hex()))
             acct.nonce += 1
@@ -393,7 +401,7 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
         accounts = await fund_accounts(cfg, watch, chain_id, fee)
         report = LoadReport(rate=cfg.rate, duration=cfg.duration)
         total = round(cfg.rate * cfg.duration)
-        prepared = Prepared(accounts, chain_id, cfg.amount, fee)
+        prepared = Prepared(accounts, chain_id, cfg.amount, fee, cfg.recipients)
         # Signing during the run took CPU from the nodes and the posting on the same cores: sign before the clock.
         await trio.to_thread.run_sync(prepared.sign, min(total, PRESIGN_MAX))
         sent_at: dict[str, float] = {}

@@ -137,6 +137,24 @@ def test_prepared_transfers_keep_each_accounts_nonces_and_sign_late_when_they_ru
     assert [a.nonce for a in accounts] == [3, 7, 12]
 
 
+def test_prepared_transfers_pay_the_named_recipients_in_turn_and_bad_ones_are_refused() -> None:
+    from bootstrap.cli.loadgen import SINK, Account, Prepared
+    from ledger.tx import decode_signed_tx
+
+    recipients = (b"\x01" * 32, b"\x02" * 32, b"\x03" * 32)
+    accounts = [Account(k, nonce=0) for k in account_keys(b"r", 2)]
+    prepared = Prepared(accounts, "c", amount=1, fee=1, recipients=recipients)
+    prepared.sign(7)
+    paid = [decode_signed_tx(bytes.fromhex(h)).tx.payload.to for _, _, _, h in prepared.take(7)]
+    assert paid == [*recipients, *recipients, recipients[0]]
+    plain = Prepared([Account(account_keys(b"s", 1)[0], nonce=0)], "c", amount=1, fee=1)
+    plain.sign(2)
+    assert {decode_signed_tx(bytes.fromhex(h)).tx.payload.to for _, _, _, h in plain.take(2)} == {SINK}
+    with pytest.raises(LoadgenError) as err:
+        LoadConfig(["http://127.0.0.1:1"], rate=1, duration=1, recipients=(b"short",)).validate()
+    assert err.value.field == "recipients"
+
+
 async def test_unfunded_accounts_without_a_faucet_home_are_refused(home: Path) -> None:
     async with running_node(home) as (_node, url):
         with pytest.raises(LoadgenError) as err:
