@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import http.client
+import itertools
 import json
 import math
 import statistics
@@ -56,6 +57,8 @@ MAX_BATCH = 2048
 # At most this many transfers are signed before a run's clock starts (about 100 MB of prepared txs); a run that
 # offers more signs the rest while it runs, as every transfer was before.
 PRESIGN_MAX = 500_000
+# A stalled account sends again at most this many of its oldest outstanding txs at once.
+RESEND_RUN = 64
 
 
 class LoadgenError(NodeError):
@@ -195,7 +198,7 @@ class LoadReport:
                 ("committed tx/s", f"{d['committed_tps']:.1f} ({self.committed} txs in {self.commit_seconds:.1f} s)"),
                 ("sent, not committed", str(self.uncommitted)),
                 ("of those accepted by a node", str(self.admitted_uncommitted)),
-                ("resent (oldest of an account, unseen after resend_s)", str(self.resent)),
+                ("resent (a stalled account's oldest, unseen after resend_s; back-pressured ones)", str(self.resent)),
                 ("latency p50 / p99 ms", f"{d['latency_p50_ms']} / {d['latency_p99_ms']}"),
                 ("admitted → committed p50 / p99 ms",
                  f"{d['admitted_latency_p50_ms']} / {d['admitted_latency_p99_ms']}"),
@@ -460,8 +463,9 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
 
         # Per account, the txs sent and not yet seen committed (nonce -> tx id, hex, last send). A tx that a
         # node lost (it died before gossiping it, or the POST failed) leaves a nonce gap that stalls every later
-        # tx of its account, so the oldest one of each account is sent again once it is ``resend_s`` old;
-        # resending the same signed bytes is harmless (a node that has it answers AlreadyInMempool).
+        # tx of its account, so once an account's oldest one is ``resend_s`` old, its oldest ``RESEND_RUN`` that
+        # are old are sent again; resending the same signed bytes is harmless (a node that has it answers
+        # AlreadyInMempool or NonceQueued, from a lookup).
         outstanding: list[dict[int, list[Any]]] = [{} for _ in accounts]
         # Which node each account sends to (unless ``spread``); a node that cannot be reached hands its accounts
         # to the next one, and the batch it failed is sent there soon, as a wallet fails over.
@@ -478,7 +482,7 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
 
         def fail_over(index: int, batch: list[str], ids: list[str]) -> None:
             if cfg.spread:
-                return  # still outstanding: the oldest of each account is resent after resend_s
+                return  # still outstanding: a stalled account resends its oldest after resend_s
             soon = time.perf_counter() + 0.5
             for raw, tid in zip(batch, ids, strict=True):
                 loc = where.get(tid)
@@ -537,8 +541,16 @@ async def run_load(cfg: LoadConfig, *, on_progress: Any = None) -> LoadReport:
             for pend in outstanding:
                 if len(batch) >= MAX_BATCH // 2:
                     break
-                if pend:
-                    entry = pend[min(pend)]
+                # Nonces enter ``pend`` in increasing order, so its first entry is the oldest outstanding one.
+                oldest = next(iter(pend.values()), None)
+                if oldest is None or now - oldest[2] < cfg.resend_s:
+                    continue
+                # The account is stalled at its oldest nonce. Whatever a node lost is usually a run of nonces (a
+                # whole batch, or txs evicted from a full future queue), not one: resending only the oldest
+                # filled one nonce per account per block, while everything behind the gap waited.
+                for entry in itertools.islice(pend.values(), RESEND_RUN):
+                    if len(batch) >= MAX_BATCH // 2:
+                        break
                     if now - entry[2] >= cfg.resend_s:
                         entry[2] = now
                         batch.append(entry[1])

@@ -192,9 +192,7 @@ class Views:
         """The node's counters, chain head, consensus state, mempool, gossip, jobs and event bus in one dict."""
         node = self.node
         state = node.state
-        by_status: dict[str, int] = {}
-        for job in state.jobs.values():
-            by_status[job.status] = by_status.get(job.status, 0) + 1
+        by_status = node.job_index.counts()  # kept per status as blocks commit: no walk over every job
         mempool = node.mempool
         assert mempool is not None
         metrics = node.host.metrics() if node.host is not None else {}
