@@ -115,8 +115,11 @@ class WorkerAgent:
                                max_job_time_ms=int(getattr(cfg, "max_job_time_ms", 0)),
                                max_job_memory_mb=int(getattr(cfg, "max_job_memory_mb", 0)),
                                duty_slots=int(getattr(cfg, "duty_slots", 1)))
-        # Offers invite assignments at any moment: only a node that has a compute pool makes them.
+        # Offers invite assignments at any moment: only a node that has a compute pool makes them. Nor does a
+        # node without one bid or fetch open jobs' specs: it could not run what it won (and stalled, losing
+        # reputation), and a flood of open jobs cost it a spec fetch each from its peers.
         self.has_pool = not (isinstance(pool_size, int) and pool_size <= 0)
+        self.planner.can_compute = self.has_pool
         self.memory = AgentMemory()
         self.auto = bool(cfg.auto_coordinate)
         self.keystore_workers = bool(getattr(cfg, "keystore_workers", True))

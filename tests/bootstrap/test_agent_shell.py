@@ -118,6 +118,21 @@ async def test_no_offer_without_a_compute_pool_or_after_the_pool_failed() -> Non
     assert node.posted == []
 
 
+def test_a_node_without_a_pool_neither_bids_nor_fetches_open_jobs_specs() -> None:
+    """It could not run a job it won; and every open job would cost it a spec fetch from its peers."""
+    from bootstrap.agent.planner import FetchSpec, LocalKey
+    from tests.bootstrap.test_agent_planner import open_job
+    from tests.ledger.factories import account
+
+    chain, job_id = open_job(workers=("w1",))
+    with_pool, _ = agent_on(pool_size=1)
+    without, _ = agent_on(pool_size=0)
+    keys = [LocalKey("w1", account("w1"))]
+    assert with_pool.planner.plan(chain.state, keys, with_pool.memory, bidding=True) == [
+        FetchSpec(job_id, chain.state.jobs[job_id].params_digest)]
+    assert without.planner.plan(chain.state, keys, without.memory, bidding=True) == []
+
+
 async def test_no_offer_while_the_compute_pool_is_still_starting() -> None:
     """An offer is assigned a job at once; a pool still importing could miss that job's commit deadline."""
     from ledger.tx import Offer
