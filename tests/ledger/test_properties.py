@@ -15,7 +15,7 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ledger.context import BlockContext
+from ledger.context import BlockContext, Event
 from ledger.crypto import blake2b256
 from ledger.errors import InvalidTx
 from ledger.genesis import genesis_state
@@ -68,6 +68,28 @@ def _genesis():
     )
 
 
+_PATHS = {"job_disputed": "path: referee drawn (dispute)", "job_audited": "path: auditor drawn",
+          "job_appealed": "path: appeal panel drawn", "job_confirming": "path: confirming",
+          "artifact_confirmed": "path: artifact confirmed", "job_reassigned": "path: reassigned",
+          "job_pruned": "path: job pruned"}
+
+
+def _coverage_label(e: Event) -> str | None:
+    """The coverage label of a ledger event on the late job lifecycle (None for the others)."""
+    if e.kind in _PATHS:
+        return _PATHS[e.kind]
+    if e.kind in ("job_verified", "job_failed", "job_refunded"):
+        return f"end: {e.kind[4:]} / {e.fields['verdict']}"
+    if e.kind == "stalled":
+        return f"path: stalled at {e.fields['phase']}"
+    if e.kind == "check_unavailable":
+        return f"path: nobody free for {e.fields['check']}"
+    if e.kind == "slashed":
+        return "slash: " + ("wrong result" if e.fields["reason"].startswith("wrong") else
+                            "stall" if e.fields["reason"].startswith("missed") else e.fields["reason"])
+    return None
+
+
 class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -87,13 +109,22 @@ class LedgerMachine(RuleBasedStateMachine):
         stx = make_tx(payload, key(name), self.state.chain_id, nonce=self.state.nonce(acct) + nonce_shift, fee=fee)
         root = state_root(self.state)
         try:
-            apply_tx(self.state, stx, ctx(self.height))
+            _, receipt = apply_tx(self.state, stx, ctx(self.height))
         except InvalidTx:
             assert state_root(self.state) == root
             return False
         assert nonce_shift == 0 and fee >= 1
         self.blocks[-1].append(stx)
+        self._saw(receipt.events)
         return True
+
+    def _saw(self, events: tuple[Event, ...] | list[Event]) -> None:
+        """Label the late parts of the job lifecycle the ledger just went through, so the statistics
+        (``--hypothesis-show-statistics``) show how often a run reaches each."""
+        for e in events:
+            label = _coverage_label(e)
+            if label:
+                event(label)
 
     def _job_ids(self) -> list[bytes]:
         """Active jobs when there are any (so the random rules mostly hit live jobs), else all jobs."""
@@ -237,12 +268,12 @@ class LedgerMachine(RuleBasedStateMachine):
             self._next_block()
 
     def _next_block(self) -> None:
-        end_block(self.state, ctx(self.height))
+        self._saw(end_block(self.state, ctx(self.height))[1])
         for job in self.state.jobs.values():
             if not job.is_terminal:
                 assert job.deadline > self.height, "an active job is past its deadline after end_block"
         self.height += 1
-        begin_block(self.state, ctx(self.height))
+        self._saw(begin_block(self.state, ctx(self.height))[1])
         self.blocks.append([])
 
     # ---- invariants -------------------------------------------------------------------------------------------
@@ -311,8 +342,6 @@ class LedgerMachine(RuleBasedStateMachine):
         while self.height <= bound:
             self._next_block()
         assert all(j.is_terminal for j in self.state.jobs.values())
-        for j in self.state.jobs.values():
-            event(f"job verdict: {j.verdict}")
         assert total_supply(self.state) == self.supply
         # ...and replaying the same blocks from genesis reaches the same root.
         replay = genesis_state(self.genesis)
