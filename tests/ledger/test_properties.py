@@ -577,6 +577,6 @@ class LedgerMachine(RuleBasedStateMachine):
 
 # 30 steps, not 40: a drive_* step plays a whole job (about ten blocks), so a run now does more in fewer steps, and
 # the test takes about the time it took with 40 steps of the random rules alone (~14 s for 150 examples).
-LedgerMachine.TestCase.settings = settings(LedgerMachine.TestCase.settings, stateful_step_count=35,
+LedgerMachine.TestCase.settings = settings(LedgerMachine.TestCase.settings, stateful_step_count=30,
     max_examples=max(150, settings.default.max_examples))
 TestLedgerMachine = LedgerMachine.TestCase
