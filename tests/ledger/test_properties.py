@@ -1,12 +1,21 @@
 """Stateful property tests: random sequences of every tx kind and block boundaries keep the ledger's invariants.
 
 Offers and the ``assign="offers"`` submit mode are exercised too (a job assigned at submission starts in
-``assigned`` with no bid phase). Checked after every step: total supply conserved; no negative balance, stake,
-unbonding or escrow; reputation in 0..1000; nonces only grow, by one per accepted tx; a rejected tx leaves the
-state root unchanged; the cached root equals a full recomputation; worker ``active_jobs`` counts match the jobs;
-no active job outlives ``max_job_lifetime``; offers stand at most ``max_window`` ahead. After every
-``end_block`` no active job is past its deadline. At teardown: running empty blocks past every job's lifetime
-bound makes all jobs terminal, and replaying the recorded blocks from genesis gives the same state root.
+``assigned`` with no bid phase). ``drive_new_job`` and ``drive_live_job`` play one job block by block to its end,
+each due party drawn honest, lying, "unavailable", late or withholding, so the late lifecycle (the check drawn
+after the commitments, audits, disputes with a referee and an appeal panel, confirmation or its timeout, stalls
+and reassignments, slashes, refunds, pruning after ``job_retention_blocks``, drawn at genesis) is reached in most
+runs; ``--hypothesis-show-statistics`` lists the paths reached. Checked after every step: total supply conserved;
+no negative balance, stake, unbonding or escrow; reputation in 0..1000; nonces only grow, by one per accepted tx;
+a rejected tx leaves the state root unchanged; the cached root equals a full recomputation; worker
+``active_jobs`` counts match the jobs; no active job outlives ``max_job_lifetime``; offers stand at most
+``max_window`` ahead; the slashed pool holds exactly what the slash events took; a finished job holds no escrow,
+role or pending settlement and is pruned exactly ``job_retention_blocks`` after it ended. At every job's end: its
+escrow went to payees and the client (a refunded job pays nobody, a verified one the price and the fee), a
+verified job settled on the reveal its verdict names, and nobody who revealed the accepted result was slashed on
+it (nobody is slashed for a wrong result on a job that accepted none). After every ``end_block`` no active job
+is past its deadline. At teardown: running empty blocks past every job's lifetime bound makes all jobs terminal,
+and replaying the recorded blocks from genesis gives the same state root.
 """
 
 from __future__ import annotations
