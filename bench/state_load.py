@@ -140,7 +140,8 @@ def wait_refunded(url: str, jobs: int, timeout: float = 900.0) -> float:
     raise RuntimeError(f"only {doc['jobs_by_status']} after {timeout:.0f} s")
 
 
-def run_variant(name: str, extra_accounts: int, jobs: int, rates: list[float], duration: float) -> dict[str, Any]:
+def run_variant(name: str, extra_accounts: int, jobs: int, rates: list[float], duration: float,
+                snapshot_every: int | None = None) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(prefix=f"bench-state-load-{name}-", dir="/tmp"))
     api = find_port_base(4)
     p2p = find_port_base(4, avoid=range(api, api + 4))
@@ -150,7 +151,7 @@ def run_variant(name: str, extra_accounts: int, jobs: int, rates: list[float], d
     try:
         out["allocations"], out["genesis_bytes"] = write_genesis(homes, extra_accounts, jobs)
         for h in homes:
-            set_config(h, pool_size=0)
+            set_config(h, pool_size=0, **({"snapshot_every": snapshot_every} if snapshot_every else {}))
         t0 = time.monotonic()
         procs = {nd.index: start_node(directory, nd, env=_child_env()) for nd in nodes}
         wait_ready(nodes, directory=directory, timeout=900, min_height=2, procs=procs)
@@ -187,14 +188,15 @@ def best_tps(v: dict[str, Any]) -> float:
     return max(r.committed_tps for r in v["rows"])
 
 
-def report(runs: list[dict[str, Any]], command: str, duration: float) -> str:
+def report(runs: list[dict[str, Any]], command: str, duration: float, snapshot_every: int | None = None) -> str:
     lines = [
         "# state_load: committed tx/s with 1M accounts and 100,000 finished jobs in the state, against an empty "
         "state",
         "",
         f"Command: `{command}`",
         "",
-        machine_line() + "; each variant a fresh 4-validator devnet (`pool_size = 0`) on these 2 cores, the load "
+        machine_line() + "; each variant a fresh 4-validator devnet (`pool_size = 0`, `snapshot_every = "
+        f"{snapshot_every or 20}`) on these 2 cores, the load "
         f"generator beside it; {duration:.0f} s per rate, 64 senders, each to one node; every transfer pays the "
         f"next of {RECIPIENTS:,} recipients that both genesis files hold. Order: " + ", ".join(r["name"] for r in runs)
         + ".",
@@ -233,18 +235,21 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--rates", default="1500,4000")
     ap.add_argument("--duration", type=float, default=15.0)
+    ap.add_argument("--snapshot-every", type=int, default=None,
+                    help="the nodes' snapshot_every (default: the devnet's, 20)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     order = []
     for i in range(args.pairs):
         order += [("empty", 0, 0), ("large", args.accounts, args.jobs)][:: 1 if i % 2 == 0 else -1]
-    runs = [run_variant(name, acc, jobs, rates, args.duration) for name, acc, jobs in order]
+    runs = [run_variant(name, acc, jobs, rates, args.duration, args.snapshot_every) for name, acc, jobs in order]
     command = "python -m bench.state_load" + "".join(
         f" --{k} {v}" for k, v, d in (("accounts", args.accounts, 1_000_000), ("jobs", args.jobs, 100_000),
                                       ("pairs", args.pairs, 2), ("rates", args.rates, "1500,4000"),
-                                      ("duration", args.duration, 15.0)) if v != d)
-    text = report(runs, command, args.duration)
+                                      ("duration", args.duration, 15.0),
+                                      ("snapshot-every", args.snapshot_every, None)) if v != d)
+    text = report(runs, command, args.duration, args.snapshot_every)
     print(text)
     args.out.write_text(text)
     print(f"wrote {args.out}")
