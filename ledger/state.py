@@ -26,6 +26,7 @@ instead of 28 s, as it builds no tree (bench/results/state_sync_join.md has what
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 from ledger.crypto import blake2b256
@@ -369,13 +370,12 @@ class State:
         self._dirty: set[tuple[str, Any]] = set()
         self._tree: StateTree | None = None
         # Each record's bytes in a snapshot, kept with the tree: a snapshot joins them instead of packing every
-        # record again (seconds on the event loop at a million accounts).
+        # record again (seconds on the event loop at a million accounts). Each section's dict is in key order as
+        # of the last snapshot, except the keys added since (``_fresh``, at its end): a rewritten record keeps
+        # its place, so the next snapshot merges only the fresh keys in, and then reads the values in order
+        # (looking each of a million keys up in key order took 1.3 s).
         self._packed: dict[str, dict[Any, bytes]] = {section: {} for section in _SECTIONS}
-        # Each section's keys in order as of the last snapshot, and the keys added and removed since: the next
-        # snapshot merges them in rather than sorting every key again.
-        self._order: dict[str, list[Any]] = {section: [] for section in _SECTIONS}
         self._fresh: dict[str, set[Any]] = {section: set() for section in _SECTIONS}
-        self._gone: dict[str, set[Any]] = {section: set() for section in _SECTIONS}
 
     # ---- savepoints -------------------------------------------------------------------------------------------
     def savepoint(self) -> int:
@@ -537,9 +537,7 @@ class State:
             s._tree = StateTree(dict(self._tree.items()))
             s._dirty = set(self._dirty)
             s._packed = {section: dict(d) for section, d in self._packed.items()}
-            s._order = {section: list(keys) for section, keys in self._order.items()}
             s._fresh = {section: set(keys) for section, keys in self._fresh.items()}
-            s._gone = {section: set(keys) for section, keys in self._gone.items()}
         return s
 
 
@@ -647,9 +645,7 @@ def _sync_tree(state: State) -> StateTree:
         pairs, state._packed = _bulk_records(state)
         state._tree = StateTree.from_sorted(pairs)
         del pairs
-        state._order = {section: [] for section in _SECTIONS}
         state._fresh = {section: set(d) for section, d in state._packed.items()}
-        state._gone = {section: set() for section in _SECTIONS}
     elif state._dirty:
         batch: dict[bytes, bytes | None] = {}
         packed = state._packed
@@ -658,20 +654,12 @@ def _sync_tree(state: State) -> StateTree:
             kept = packed[section]
             if record is MISSING:
                 batch[tree_key(section, key)] = None
-                if kept.pop(key, None) is not None:  # removed: a new key goes unseen, an ordered one is skipped
-                    fresh = state._fresh[section]
-                    if key in fresh:
-                        fresh.discard(key)
-                    else:
-                        state._gone[section].add(key)
+                if kept.pop(key, None) is not None:  # removed: the rest stay in order
+                    state._fresh[section].discard(key)
             else:
                 batch[tree_key(section, key)] = record_hash(section, key, record)
-                if key not in kept:  # added: back in its old place, or new
-                    gone = state._gone[section]
-                    if key in gone:
-                        gone.discard(key)
-                    else:
-                        state._fresh[section].add(key)
+                if key not in kept:  # added: at the dict's end, merged into place by the next snapshot
+                    state._fresh[section].add(key)
                 kept[key] = _snapshot_item(section, key, record)
         state._tree.update(batch)
     state._dirty.clear()
@@ -737,18 +725,36 @@ def encode_state(state: State) -> bytes:
     _sync_tree(state)
     packed = state._packed
     for section in _SECTIONS:  # encode_state_uncached's order
-        kept, gone, fresh = packed[section], state._gone[section], state._fresh[section]
-        keys = state._order[section]
-        if gone or fresh:
-            keys = [k for k in keys if k not in gone] if gone else list(keys)
-            keys += sorted(fresh)
-            keys.sort()  # two sorted runs: Timsort merges them in linear time
-            state._order[section] = keys
-            gone.clear()
-            fresh.clear()
-        parts.append(_array_header(len(keys)))
-        parts.append(b"".join(map(kept.__getitem__, keys)))
+        kept, fresh = packed[section], state._fresh[section]
+        parts.append(_array_header(len(kept)))
+        parts.append(_joined_in_key_order(packed, section, fresh))
     return b"".join(parts)
+
+
+def _joined_in_key_order(packed: dict[str, dict[Any, bytes]], section: str, fresh: set[Any]) -> bytes:
+    """A section's kept record bytes joined in key order. The dict is in key order but for the ``fresh`` keys,
+    inserted since it was last rebuilt and so last (see ``State.__init__``): with none, its values are read in
+    order; with a few, each is spliced in where it belongs (a bisection among the ordered keys); once they are
+    many (an eighth), or not where they should be, the dict is rebuilt in key order."""
+    kept = packed[section]
+    if not fresh:
+        return b"".join(kept.values())
+    keys = list(kept)
+    m = len(keys) - len(fresh)
+    if len(fresh) * 8 > len(kept) or m < 0 or any(k not in fresh for k in keys[m:]):
+        packed[section] = kept = dict(sorted(kept.items()))
+        fresh.clear()
+        return b"".join(kept.values())
+    values = list(kept.values())
+    pieces: list[bytes] = []
+    lo = 0
+    for j in sorted(range(m, len(keys)), key=keys.__getitem__):
+        at = bisect_left(keys, keys[j], lo, m)
+        pieces.append(b"".join(values[lo:at]))
+        pieces.append(values[j])
+        lo = at
+    pieces.append(b"".join(values[lo:m]))
+    return b"".join(pieces)
 
 
 def encode_state_uncached(state: State) -> bytes:

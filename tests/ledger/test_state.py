@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger.crypto import blake2b256
 from ledger.encoding import INT_MAX, INT_MIN, pack, unpack
 from ledger.errors import DecodeError, EncodeError
 from ledger.params import Params
@@ -301,3 +302,33 @@ def test_an_account_field_of_another_type_or_spelling_does_not_decode(nonce: byt
         decode_state(data)
     with pytest.raises(DecodeError):
         _old_decode(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.binary(min_size=32, max_size=32), max_size=12),
+                          st.lists(st.integers(0, 79), max_size=12),
+                          st.lists(st.tuples(st.integers(0, 79), st.integers(0, 79), st.integers(0, 3)),
+                                   max_size=6)),
+                min_size=1, max_size=6))
+def test_snapshots_between_blocks_that_add_change_and_remove_records_are_the_definitions(rounds) -> None:
+    """pre: a state of 80 accounts whose snapshot was taken (its kept bytes in key order); operation: rounds of
+    new accounts, changed ones and allowances set or removed (a removal deletes the record), each round followed
+    by a root and a snapshot, so fresh keys are spliced in while few and the dict rebuilt once many; post: every
+    snapshot is the definition's bytes."""
+    base = [blake2b256(b"acct%d" % i) for i in range(80)]
+    state = make_state()
+    for k in base:
+        state.accounts[k] = Account(1, 0)
+    assert encode_state(state) == encode_state_uncached(state)
+    state_root(state)
+    assert encode_state(state) == encode_state_uncached(state)
+    for new, changed, allowances in rounds:
+        for k in new:
+            state.w_account(k).balance += 3
+        for i in changed:
+            state.w_account(base[i]).nonce += 1
+        for o, sp, amount in allowances:
+            state.set_allowance(base[o], base[sp], amount)
+        state_root(state)
+        assert encode_state(state) == encode_state_uncached(state)
+        assert decode_state(encode_state(state)).accounts.keys() == state.accounts.keys()
