@@ -1,5 +1,10 @@
 """A load generator: signs transfers locally from funded accounts and pushes them to a node at a set rate.
 
+Why this file is long: one run is one coroutine whose tasks (the sender, a poster per node, the chain watcher)
+share the run's bookkeeping of every outstanding tx (sent, admitted, deferred, where it was routed); split into
+modules they would pass that state around as a bag of dicts, and the report and settings sit beside the run they
+describe.
+
     report = trio.run(run_load, LoadConfig(["http://127.0.0.1:5000"], rate=500, duration=10, accounts=32,
                                            faucet_home=Path("devnet/node0")))
     print(report.table())
@@ -21,11 +26,6 @@ rejections by reason.
 HTTP is blocking ``http.client`` (keep-alive, one connection per poster and per watcher) run in trio worker
 threads, so the event loop only paces and counts. Bodies are the API's compact JSON (hex txs), serialised with
 no spaces.
-
-Why this file is long: one run is one coroutine whose tasks (the sender, a poster per node, the chain watcher)
-share the run's bookkeeping of every outstanding tx (sent, admitted, deferred, where it was routed); split into
-modules they would pass that state around as a bag of dicts, and the report and settings sit beside the run they
-describe.
 """
 
 from __future__ import annotations
