@@ -21,7 +21,6 @@ latency, the median block time, and the nodes' peak RSS. Writes bench/results/st
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import tempfile
@@ -32,7 +31,7 @@ from typing import Any
 import trio
 
 from bench.machine import machine_line
-from bench.state_sync_join import _child_env, _vm_hwm_mib, set_config
+from bench.state_sync_join import _child_env, _vm_hwm_mib, add_accounts, set_config
 from bootstrap.cli.client import ClientError
 from bootstrap.cli.devnet import create_devnet, devnet_down, find_port_base, start_node, wait_ready
 from bootstrap.cli.loadgen import RETRYABLE, LoadConfig, LoadReport, _Http, _reason, account_keys, run_load
@@ -52,25 +51,16 @@ def recipients() -> list[bytes]:
     return [blake2b256(b"bench-state-load-recipient" + i.to_bytes(4, "big")) for i in range(RECIPIENTS)]
 
 
-def write_genesis(homes: list[Path], extra_accounts: int, jobs: int) -> tuple[int, int]:
-    """Add the recipients, the job clients and ``extra_accounts`` random accounts to node 0's genesis; copy it to
-    every home. Returns (allocations, bytes)."""
-    import os
-
-    doc = json.loads((homes[0] / "genesis.json").read_text())
+def write_genesis(homes: list[Path], extra_accounts: int, jobs: int) -> tuple[str, int, int, int]:
+    """Add the recipients, the job clients and ``extra_accounts`` random accounts to node 0's genesis and copy it
+    to every home. Returns (chain id, min fee, allocations, bytes), read before the file grows."""
+    small = load_genesis(homes[0] / "genesis.json")
     per_client = -(-jobs // CLIENTS) if jobs else 0
-    fee = load_genesis(homes[0] / "genesis.json").params.min_fee
-    client_balance = 2 * per_client * (REWARD + VERIFICATION_FEE + fee) + 1000
-    doc["allocations"] += [{"account": r.hex(), "balance": 1} for r in recipients()]
-    doc["allocations"] += [{"account": bytes(k.verify_key).hex(), "balance": client_balance}
-                           for k in account_keys(b"bench-state-load-client", CLIENTS)]
-    raw = os.urandom(32 * extra_accounts)
-    doc["allocations"] += [{"account": raw[i:i + 32].hex(), "balance": 1000} for i in range(0, len(raw), 32)]
-    text = json.dumps(doc, sort_keys=True) + "\n"
-    (homes[0] / "genesis.json").write_text(text)
-    for h in homes[1:]:
-        shutil.copyfile(homes[0] / "genesis.json", h / "genesis.json")
-    return len(doc["allocations"]), len(text.encode())
+    client_balance = 2 * per_client * (REWARD + VERIFICATION_FEE + small.params.min_fee) + 1000
+    named = [(r, 1) for r in recipients()]
+    named += [(bytes(k.verify_key), client_balance) for k in account_keys(b"bench-state-load-client", CLIENTS)]
+    size, _seconds = add_accounts(homes, extra_accounts, 1000, named)
+    return small.chain_id, small.params.min_fee, len(small.allocations) + len(named) + extra_accounts, size
 
 
 def sign_jobs(chain_id: str, fee: int, jobs: int) -> list[list[str]]:
@@ -149,7 +139,7 @@ def run_variant(name: str, extra_accounts: int, jobs: int, rates: list[float], d
     homes = [Path(nd.home) for nd in nodes]
     out: dict[str, Any] = {"name": name, "accounts": extra_accounts, "jobs": jobs, "rows": []}
     try:
-        out["allocations"], out["genesis_bytes"] = write_genesis(homes, extra_accounts, jobs)
+        chain_id, min_fee, out["allocations"], out["genesis_bytes"] = write_genesis(homes, extra_accounts, jobs)
         for h in homes:
             set_config(h, pool_size=0, **({"snapshot_every": snapshot_every} if snapshot_every else {}))
         t0 = time.monotonic()
@@ -157,12 +147,10 @@ def run_variant(name: str, extra_accounts: int, jobs: int, rates: list[float], d
         wait_ready(nodes, directory=directory, timeout=900, min_height=2, procs=procs)
         out["start_s"] = time.monotonic() - t0
         urls = [nd.api_url for nd in nodes]
-        genesis = load_genesis(homes[0] / "genesis.json")
         if jobs:
-            signed = sign_jobs(genesis.chain_id, genesis.params.min_fee, jobs)
+            signed = sign_jobs(chain_id, min_fee, jobs)
             out["jobs_post_s"] = post_jobs(urls, signed)
             out["jobs_refunded_s"] = wait_refunded(urls[0], jobs)
-        del genesis
         print(f"{name}: {out['allocations']:,} allocations, up in {out['start_s']:.0f} s"
               + (f", {jobs:,} jobs posted in {out['jobs_post_s']:.0f} s, refunded after "
                  f"{out['jobs_refunded_s']:.0f} s more" if jobs else ""), flush=True)

@@ -75,11 +75,13 @@ def _child_env() -> dict[str, str]:
     return {"PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
 
 
-def add_accounts(homes: list[Path], n: int, balance: int) -> tuple[int, float]:
-    """Append ``n`` random accounts to node 0's genesis and copy it to every home (one identical file).
-    Returns the file's size and the seconds it took."""
+def add_accounts(homes: list[Path], n: int, balance: int,
+                 named: list[tuple[bytes, int]] | None = None) -> tuple[int, float]:
+    """Append ``named`` (account, balance) pairs and ``n`` random accounts to node 0's genesis and copy it to every
+    home (one identical file). Returns the file's size and the seconds it took."""
     t = time.perf_counter()
     doc = json.loads((homes[0] / "genesis.json").read_text())
+    doc["allocations"] += [{"account": a.hex(), "balance": b} for a, b in named or ()]
     raw = os.urandom(32 * n)  # random ids: a collision with a node's key or each other is 2^-256-unlikely
     doc["allocations"] += [{"account": raw[i:i + 32].hex(), "balance": balance} for i in range(0, 32 * n, 32)]
     text = json.dumps(doc, sort_keys=True) + "\n"
