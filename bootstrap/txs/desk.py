@@ -120,7 +120,11 @@ class TxDesk:
         """Admit a signed tx to the mempool (typed ledger errors if it is bad; ``NodeBusy`` while admission has
         used its share of the loop) and gossip it; its id in hex."""
         self._check_backlog(1)
-        self.governor.check()
+        try:
+            self.governor.check()
+        except NodeBusy:
+            self.node.counters["txs_refused_busy"] += 1
+            raise
         t0 = time.perf_counter()
         try:
             self._admit_local(stx)
@@ -144,11 +148,14 @@ class TxDesk:
             if start:
                 await trio.sleep(0)  # consensus and gossip run between chunks
             try:
-                self._check_backlog(len(stxs) - start)
-                self.governor.check(len(stxs) - start)
+                self._check_backlog(len(stxs) - start)  # counted under txs_refused_backlog
+                try:
+                    self.governor.check(len(stxs) - start)
+                except NodeBusy:
+                    self.node.counters["txs_refused_busy"] += len(stxs) - start
+                    raise
             except NodeBusy as busy:
                 out.extend(busy for _ in stxs[start:])
-                self.node.counters["txs_refused_busy"] += len(stxs) - start
                 break
             t0 = time.perf_counter()
             for stx in chunk:

@@ -48,7 +48,8 @@ VERDICT_WORDS = {
     "no_verifier": "no verifier was free: the client was refunded",
     "cancelled": "the client cancelled it",
     "artifact_unconfirmed": "the result was accepted, but nobody who backed it could fetch its artifact and find it "
-                            "to be that result: the client was refunded, nobody was paid or slashed",
+                            "to be that result: the client was refunded and nobody was paid (a party the checkers "
+                            "had outvoted stays slashed)",
 }
 """What each of the ledger's verdicts (``ledger.jobs``) means for the client and the workers."""
 

@@ -306,6 +306,7 @@ async def test_a_node_whose_backlog_is_full_refuses_submissions_with_retry_after
             assert {r["detail"]["kind"] for r in doc["results"]} == {"node_busy"}
             assert all(s.tx_id not in node.mempool for s in stxs)  # type: ignore[operator]
             assert node.counters["txs_refused_backlog"] == 4 and gate.refused == 4
+            assert node.counters["txs_refused_busy"] == 0  # each refusal is counted under its one reason
             limit[0] = 10  # the waiting txs committed
             status, doc = await _call(h, "POST", "/txs", {"txs": [s.encode().hex() for s in stxs]})
             assert status == 200 and doc["accepted"] == 3, doc

@@ -197,3 +197,22 @@ def test_the_window_is_a_genesis_parameter_bounded_like_the_others() -> None:
     Params(confirm_window=0).validate()
     with pytest.raises(InvalidGenesis, match="confirm_window"):
         Params(confirm_window=Params().max_window + 1).validate()
+
+
+def test_an_unconfirmed_dispute_refunds_the_client_and_the_outvoted_party_stays_slashed() -> None:
+    # The slash follows the vote on the summaries, which the artifact's availability does not change; only the pay
+    # waits for the confirmation. So a withheld artifact refunds the client without undoing the slash.
+    net = _net(window=3)
+    job, referee = _checked(net, TRUE, FALSE, TRUE, "disputed")
+    assert (job.status, job.verdict, job.confirmers) == ("confirming", "verifier_faulty", [referee])
+    loser = net.state.workers[job.verifier]
+    slashed = (loser.stake, loser.reputation)
+    assert loser.stake < STAKE
+    balance = net.state.balance(account("alice"))
+    while net.state.height < job.deadline:
+        net.chain.block()
+    assert (job.status, job.verdict) == ("failed", "artifact_unconfirmed")
+    assert net.state.balance(account("alice")) == balance + 1_200 and job.escrow == 0
+    assert (net.state.workers[job.verifier].stake, net.state.workers[job.verifier].reputation) == slashed
+    assert all(w.active_jobs == 0 for w in net.state.workers.values())
+    net.check_invariants()
