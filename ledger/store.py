@@ -282,7 +282,9 @@ def open_chain(
             raise StoreCorrupt(h, "block missing")
         replay_stored(state, [(got[0], got[2])])
         last = got
-    recent = [b for b, _c in store.get_blocks(max(store.first_height, top - 100), top)]
+    # Every offence punished in the blocks that can still meet its evidence (``Chain.evidence_max_age``): a node
+    # that remembered fewer after a restart would accept a block that slashes the same offence twice.
+    recent = [b for b, _c in store.get_blocks(max(store.first_height, top - state.params.evidence_max_age), top)]
     return Chain(
         genesis,
         state=state,

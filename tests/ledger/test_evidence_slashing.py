@@ -17,6 +17,7 @@ from ledger.genesis import Genesis
 from ledger.params import Params
 from ledger.rules import apply_tx
 from ledger.state import total_supply
+from ledger.store import open_chain
 from tests.ledger.chainkit import genesis4, next_block, validator_keys
 from tests.ledger.factories import Wallet, account, assert_rejected, ctx, make_genesis, make_state
 
@@ -203,3 +204,29 @@ def test_case7_equivocator_loses_its_share_of_what_was_bonded_at_the_offence(
     assert w.unbonding == [] and w.stake >= 0
     assert chain.state.balance(account(V)) - balance + w.stake == stake - stake * permille // 1000
     assert total_supply(chain.state) == supply
+
+
+def test_case7_a_restarted_node_remembers_every_offence_its_evidence_age_covers(tmp_path) -> None:
+    # With evidence valid for 150 blocks, an offence punished 120 blocks ago must still be refused after a restart,
+    # as every node that did not restart refuses it; otherwise the restarted one would accept a double slash.
+    genesis = genesis4(workers=[V], params={"unbonding_period": 200, "evidence_max_age": 150})
+    db = tmp_path / "chain.db"
+    chain = open_chain(db, genesis)
+    _commit_next(chain)
+    evidence = _equivocation(chain, 1)
+    _commit_next(chain, evidence=[evidence])
+    punished_at = chain.height
+    while chain.height < punished_at + 120:
+        _commit_next(chain)
+    assert chain.pending_evidence([evidence]) == []
+    chain.store.close()
+    again = open_chain(db, genesis)
+    assert again.height == chain.height and again.root == chain.root
+    assert again.pending_evidence([evidence]) == []
+    blk, _ = next_block(again)
+    forged = dataclasses.replace(
+        blk, evidence=(evidence,), header=dataclasses.replace(blk.header, evidence_hash=b.evidence_hash([evidence]))
+    )
+    with pytest.raises(b.BadEvidence, match=f"already punished at height {punished_at}"):
+        again.validate_block(forged)
+    again.store.close()
