@@ -257,7 +257,8 @@ class Views:
         }
 
     def _total_supply(self) -> int:
-        """The ledger's total supply, summed once per height (it adds up every account's balance)."""
+        """The ledger's total supply at this height (a running sum kept with the state tree, read once per
+        height)."""
         st = self.node.state
         if self._supply is None or self._supply[0] != st.height:
             self._supply = (st.height, total_supply(st))

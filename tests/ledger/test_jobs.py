@@ -19,7 +19,7 @@ from ledger.errors import (
 )
 from ledger.jobs import max_job_lifetime
 from ledger.rules import apply_tx
-from ledger.state import state_root, state_root_uncached, total_supply
+from ledger.state import state_root, state_root_uncached, total_supply, total_supply_uncached
 from tests.ledger.factories import Chain, Wallet, account, assert_rejected, make_state
 
 NAMES = ["w1", "w2", "w3", "w4"]
@@ -70,7 +70,7 @@ class Net:
         return self.chain.block(*self.reveal_txs(job_id, worker_summary, verifier_summary))
 
     def check_invariants(self) -> None:
-        assert total_supply(self.state) == self.supply
+        assert total_supply(self.state) == self.supply == total_supply_uncached(self.state)
         assert state_root(self.state) == state_root_uncached(self.state)
         for w in self.state.workers.values():
             assert 0 <= w.reputation <= 1000 and w.stake >= 0

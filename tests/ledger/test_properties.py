@@ -44,6 +44,7 @@ from ledger.state import (
     state_root,
     state_root_uncached,
     total_supply,
+    total_supply_uncached,
 )
 from ledger.tx import (
     AddStake,
@@ -485,7 +486,7 @@ class LedgerMachine(RuleBasedStateMachine):
     # ---- invariants -------------------------------------------------------------------------------------------
     @invariant()
     def supply_is_conserved(self) -> None:
-        assert total_supply(self.state) == self.supply
+        assert total_supply(self.state) == self.supply == total_supply_uncached(self.state)
 
     @invariant()
     def nothing_negative_and_reputation_bounded(self) -> None:

@@ -21,6 +21,7 @@ from ledger.state import (
     state_root,
     state_root_uncached,
     total_supply,
+    total_supply_uncached,
 )
 from tests.ledger.factories import Chain, Wallet, account, make_state
 
@@ -332,3 +333,50 @@ def test_snapshots_between_blocks_that_add_change_and_remove_records_are_the_def
         state_root(state)
         assert encode_state(state) == encode_state_uncached(state)
         assert decode_state(encode_state(state)).accounts.keys() == state.accounts.keys()
+
+
+SUPPLY_OPS = st.lists(st.tuples(st.sampled_from(["balance", "new", "stake", "unbond", "escrow", "drop_job",
+                                                 "new_worker", "allowance", "root", "rollback", "copy", "decode"]),
+                                st.integers(0, 5), st.integers(-1_000, 1_000)), max_size=30)
+
+
+@settings(max_examples=80, deadline=None)
+@given(SUPPLY_OPS)
+def test_the_running_total_supply_is_the_sum_of_every_record(ops) -> None:
+    """pre: a state with accounts, workers (one unbonding), a job's escrow and an allowance; operation: any mix of
+    writes to each token bucket, new and removed records, roots in between, writes rolled back, copies and
+    snapshot round trips; post: ``total_supply`` (kept with the tree) equals the sum over every record."""
+    state, job_id = _busy_state()
+    names = [account(n) for n in ("alice", "bob", "w1", "w2", "w3", "carol")]
+    assert total_supply(state) == total_supply_uncached(state)
+    for op, i, amount in ops:
+        a = names[i]
+        if op == "balance":
+            state.w_account(a).balance += amount
+        elif op == "new":
+            state.w_account(blake2b256(b"new%d" % amount)).balance += abs(amount)
+        elif op == "stake" and a in state.workers:
+            state.w_worker(a).stake += amount
+        elif op == "unbond" and a in state.workers:
+            state.w_worker(a).unbonding.append((state.height + 5, abs(amount)))
+        elif op == "escrow" and job_id in state.jobs:
+            state.w_job(job_id).escrow += amount
+        elif op == "drop_job" and job_id in state.jobs:
+            state._record(state.jobs, job_id, state.jobs[job_id], "job")
+            del state.jobs[job_id]
+        elif op == "new_worker":
+            state.put_worker(blake2b256(b"worker%d" % i), Worker(abs(amount), 0, "cpu", "", 0, 0))
+        elif op == "allowance":
+            state.set_allowance(a, names[(i + 1) % len(names)], abs(amount))
+        elif op == "root":
+            state_root(state)
+        elif op == "rollback":
+            sp = state.savepoint()
+            state.w_account(a).balance += 7
+            total_supply(state)  # the tree sees the write, then the rollback takes it back
+            state.rollback_to(sp)
+        elif op == "copy":
+            state = state.copy()
+        elif op == "decode":
+            state = decode_state(encode_state(state))
+        assert total_supply(state) == total_supply_uncached(state), op
