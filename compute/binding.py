@@ -24,6 +24,7 @@ from compute.models import get_model
 from compute.spec import JobSpec
 
 SKETCH_TAG = b"dacn-sketch/1"
+CONFIRM_TAG = b"dacn-confirm-sketch/1"
 
 # (recomputed, verified) -> whether they agree: the ledger's comparison with the job's tolerance bound in.
 Agreement = Callable[[Sequence[int], Sequence[int]], bool]
@@ -33,6 +34,12 @@ def sketch_seed(spec_digest: bytes, dataset_digest: bytes) -> int:
     """The seed of a job's summary sketch: a function of its spec and dataset, so every run of the job (and every
     check of its artifact) draws the same projections, and another job draws others."""
     return int.from_bytes(blake2b256(SKETCH_TAG + spec_digest + dataset_digest)[:8], "little")
+
+
+def confirm_seed(job_id: bytes, block_hash: bytes) -> int:
+    """The seed of the second sketch a confirmer draws (``fresh_sketch_problem``): a function of the job and of the
+    hash of the block that accepted its result, which did not exist when the author committed to its artifact."""
+    return int.from_bytes(blake2b256(CONFIRM_TAG + job_id + block_hash)[:8], "little")
 
 
 def summary_values(
@@ -92,4 +99,39 @@ def artifact_problem(
     )
 
 
-__all__ = ["Agreement", "ArtifactProblem", "artifact_problem", "sketch_seed", "summary_values"]
+def fresh_sketch_problem(spec: JobSpec, dataset_digest: bytes, artifact: Artifact, own: Artifact, seed: int,
+                         agree: Agreement) -> ArtifactProblem | None:
+    """``None`` when the accepted ``artifact`` and ``own`` (the confirmer's own run of the same job) agree, by
+    ``agree``, on their summaries under the sketch seed ``seed`` (``confirm_seed``) instead of the job's; else the
+    first value that differs, as ``fresh_sketch``.
+
+    Why: the job's sketch seed is public while the author computes, so an author could move its weights along a
+    direction none of the job's projections sees (keeping every tensor's sum and norm) and still pass
+    ``artifact_problem``. Projections drawn after its artifact was committed see such a move like any other; two
+    honest runs agree on any projections as they do on the job's."""
+    if (own.model, own.spec_digest, own.dataset_digest) != (spec.model, spec.digest, dataset_digest):
+        return ArtifactProblem("own", "the confirmer's own artifact belongs to another job")
+    try:
+        mine = quantise(get_model(spec.model).summarise(dict(own.fields), seed)[0], spec.precision)
+    except (KeyError, ValueError, TypeError, IndexError, ResultError, np.linalg.LinAlgError) as exc:
+        return ArtifactProblem("own", f"the confirmer's own artifact gives no summary: {type(exc).__name__}: "
+                                      f"{exc!s:.200}")
+    try:
+        theirs = quantise(get_model(spec.model).summarise(dict(artifact.fields), seed)[0], spec.precision)
+    except (KeyError, ValueError, TypeError, IndexError, ResultError, np.linalg.LinAlgError) as exc:
+        return ArtifactProblem("fields", f"no summary can be computed from the artifact: {type(exc).__name__}: "
+                                         f"{exc!s:.200}")
+    if len(theirs) == len(mine) and agree(theirs, mine):
+        return None
+    off = [i for i, (a, b) in enumerate(zip(theirs, mine, strict=False)) if not agree([a], [b])]
+    first = off[0] if off else 0
+    return ArtifactProblem(
+        "fresh_sketch",
+        f"under a sketch drawn after the artifact was committed, it differs from the confirmer's own run at "
+        f"{len(off)} of {len(theirs)} positions (first at index {first})",
+        {"positions": off[:16], "differing": len(off), "index": first},
+    )
+
+
+__all__ = ["Agreement", "ArtifactProblem", "artifact_problem", "confirm_seed", "fresh_sketch_problem", "sketch_seed",
+           "summary_values"]

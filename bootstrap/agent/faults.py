@@ -18,7 +18,13 @@ A fault spec is ``MODE`` (every local worker key misbehaves) or ``MODE@name1,nam
 * ``fake-artifact`` — runs the job honestly and reveals the honest summary, but publishes an artifact with one
   weight changed: the ledger cannot see it, but the confirmer that must vouch for the artifact before anyone is
   paid recomputes the summary from it and does not confirm, so the job fails unpaid and the client is refunded
-  (and ``GET /job/{id}/result`` would refuse it, 409 artifact_mismatch, were it ever accepted).
+  (and ``GET /job/{id}/result`` would refuse it, 409 artifact_mismatch, were it ever accepted);
+* ``hidden-move`` — on an ``mlp_train`` job, runs honestly and reveals the honest summary, but publishes weights
+  moved by 2% of their norm along a direction none of the job's sketch projections sees (each tensor's sum and
+  norm kept): the job's own check passes it, since the sketch seed is public while the author computes. The
+  confirmer checks it again under a second sketch whose seed comes from the block that accepted the result
+  (``compute.binding.fresh_sketch_problem``), finds it differs from its own run, and does not confirm: the job
+  fails unpaid. Other models run honestly.
 """
 
 from __future__ import annotations
@@ -39,8 +45,9 @@ COPY_COMMIT = "copy-commit"
 COLLUDE = "collude"
 LAZY_SUBSAMPLE = "lazy-subsample"
 FAKE_ARTIFACT = "fake-artifact"
-FAULT_MODES = (NONE, RANDOM_RESULTS, NO_REVEAL, COPY_COMMIT, COLLUDE, LAZY_SUBSAMPLE, FAKE_ARTIFACT)
-RUN_FAULTS = (LAZY_SUBSAMPLE, FAKE_ARTIFACT)
+HIDDEN_MOVE = "hidden-move"
+FAULT_MODES = (NONE, RANDOM_RESULTS, NO_REVEAL, COPY_COMMIT, COLLUDE, LAZY_SUBSAMPLE, FAKE_ARTIFACT, HIDDEN_MOVE)
+RUN_FAULTS = (LAZY_SUBSAMPLE, FAKE_ARTIFACT, HIDDEN_MOVE)
 """Modes that change the run itself, so they apply when any of the run's roles is held by a key in the mode."""
 
 
@@ -128,5 +135,33 @@ def forged(result: JobResult) -> JobResult:
             changed.flat[0] += 1
             fields[name] = changed
             break
+    data = encode_artifact(art.model, art.spec_digest, art.dataset_digest, fields)
+    return replace(result, artifact=data, artifact_digest=blake2b256(data))
+
+
+def hidden_move(result: JobResult, seed: int, eps: float = 0.02) -> JobResult:
+    """``hidden-move``: an ``mlp_train`` result whose first layer's weights are moved by ``eps`` of their norm
+    along a direction that none of the sketch's projections under ``seed`` (the job's public sketch seed) sees,
+    orthogonal to the tensor's ones (its sum stays to first order) and to the weights (rescaled, so its norm stays
+    exactly); the summary is left as it was. Another model's result is returned as it is."""
+    from compute.models.base import _SKETCH_BLOCK, SKETCH_PROJECTIONS
+
+    art = decode_artifact(result.artifact)
+    if art.model != "mlp_train":
+        return result
+    w0 = np.array(art.fields["w0"], dtype=np.float64)
+    n0 = w0.size
+    width = n0 + np.asarray(art.fields["w1"]).size  # the first layer's sketched vector: w0 then its bias w1
+    # The projections the sketch applies to that vector (array 0), drawn as ``compute.models.base.sketch`` draws
+    # them; the w0 part is what the move may use.
+    rng = np.random.Generator(np.random.PCG64([seed, 0]))
+    projections = np.hstack([rng.standard_normal((SKETCH_PROJECTIONS, min(_SKETCH_BLOCK, width - start)))
+                             for start in range(0, width, _SKETCH_BLOCK)])[:, :n0]
+    q, _ = np.linalg.qr(np.vstack([projections, np.ones(n0), w0.ravel()]).T)
+    d = np.random.default_rng(seed % 2**32).standard_normal(n0)
+    d -= q @ (q.T @ d)
+    d *= eps * np.linalg.norm(w0) / np.linalg.norm(d)
+    keep = np.sqrt(1.0 - eps**2)  # d is orthogonal to w0: its norm stays
+    fields = {**art.fields, "w0": (keep * w0.ravel() + d).reshape(w0.shape).astype(np.asarray(art.fields["w0"]).dtype)}
     data = encode_artifact(art.model, art.spec_digest, art.dataset_digest, fields)
     return replace(result, artifact=data, artifact_digest=blake2b256(data))

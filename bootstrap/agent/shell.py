@@ -39,7 +39,16 @@ import trio
 
 from bootstrap.agent.claims import describe_claim, error_claim, failure_claim, spec_mismatch
 from bootstrap.agent.device import LocalDevice, probe_device
-from bootstrap.agent.faults import FAKE_ARTIFACT, LAZY_SUBSAMPLE, Faults, forged, half_of, parse_faults
+from bootstrap.agent.faults import (
+    FAKE_ARTIFACT,
+    HIDDEN_MOVE,
+    LAZY_SUBSAMPLE,
+    Faults,
+    forged,
+    half_of,
+    hidden_move,
+    parse_faults,
+)
 from bootstrap.agent.planner import (
     NODE_KEY,
     OPENINGS_FILE,
@@ -64,6 +73,7 @@ from bootstrap.agent.planner import (
 )
 from bootstrap.errors import NodeError
 from bootstrap.jobs import ArtifactRefused, accepted_artifact
+from compute.binding import confirm_seed, sketch_seed
 from compute.canonical import JobResult, blake2b256
 from compute.dataset import Dataset, decode_dataset
 from compute.errors import ComputeError, DatasetError, SpecError
@@ -72,7 +82,7 @@ from compute.spec import MAX_SPEC_BYTES, JobSpec
 from ledger.errors import (
     LedgerError,
 )
-from ledger.state import CONFIRMING, State
+from ledger.state import CONFIRMING, Job, State
 from ledger.tx import Offer
 from ledger.verdict import ERROR, RESULT
 from p2pnet import P2PError
@@ -130,7 +140,9 @@ class WorkerAgent:
         self.fetch_timeout_s = fetch_timeout_s
         self.counters: dict[str, int] = {k: 0 for k in (
             "scans", "bids", "offers", "commits", "claims", "reveals", "confirms", "runs_ok", "runs_failed", "refused",
-            "errors")}
+            "errors",
+            # confirmations checked against the accepted summary only: this key's own artifact could not be had
+            "confirms_unsketched")}
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)
         self.last_scan_height = -1
         self._last_block: tuple[int, float] | None = None  # (height, trio time) when a new height was first seen
@@ -386,8 +398,9 @@ class WorkerAgent:
                 return
             spec = await self._spec(job.params_digest)
             data = await self._fetch(action.artifact_digest, self.max_artifact_bytes, "artifact")
+            own = await self._own_artifact(job, action)
             # A copy: the loop may move the job on while the check runs on its worker thread.
-            await trio.to_thread.run_sync(accepted_artifact, job.clone(), spec, data)
+            await trio.to_thread.run_sync(accepted_artifact, job.clone(), spec, data, own)
         except ArtifactRefused as exc:
             self.memory.refused[(action.job_id, action.key.account, "confirm")] = str(exc)
             self.counters["refused"] += 1
@@ -409,6 +422,28 @@ class WorkerAgent:
             self.memory.checking.discard(action.job_id)
         await self._post(action, height)
         self.wake()
+
+    async def _own_artifact(self, job: Job, action: PostConfirm) -> tuple[bytes, int] | None:
+        """This key's own artifact of ``job`` and the seed of the second sketch it checks the accepted one with
+        (``compute.binding.confirm_seed``, from the hash of the block that accepted the result, which did not
+        exist when the author committed). ``None`` (the accepted summary alone is checked, and that is logged)
+        when the key revealed no result of its own, its artifact is the accepted one, or it cannot be had."""
+        claim = job.reveals.get(action.key.account)
+        if claim is None or claim[2] != RESULT or claim[1] == job.result_artifact:
+            return None
+        chain = getattr(self.node, "chain", None)  # a node stand-in in tests may hold none
+        accepted_at = next((h for status, h in reversed(job.history) if status == CONFIRMING), None)
+        blocks = chain.get_blocks(accepted_at, accepted_at, 1) if chain is not None and accepted_at else []
+        try:
+            if not blocks:
+                raise Unavailable(None, f"the block at height {accepted_at} that accepted it is not kept here")
+            mine = await self._fetch(claim[1], self.max_artifact_bytes, "own artifact")
+        except Unavailable as exc:
+            self.counters["confirms_unsketched"] += 1
+            log.warning("agent checks job %s's artifact against the accepted summary only (key %s): %s",
+                        job.job_id.hex()[:16], action.key.name, exc.reason)
+            return None
+        return mine, confirm_seed(job.job_id, blocks[0][0].hash())
 
     async def _fetch_spec_task(self, digest: bytes, height: int) -> None:
         try:
@@ -497,6 +532,8 @@ class WorkerAgent:
             assert result is not None
             if self.faults.run_applies(action.roles, FAKE_ARTIFACT):
                 result = forged(result)
+            if self.faults.run_applies(action.roles, HIDDEN_MOVE):
+                result = hidden_move(result, sketch_seed(spec.digest, action.dataset_digest))
             # Fetching the dataset is part of what the next run of this model may cost too.
             memory.note_run(spec.model, trio.current_time() - started)
             result_digest = self._keep_result(result)

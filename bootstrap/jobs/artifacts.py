@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bootstrap.errors import NodeError
-from compute.binding import artifact_problem
+from compute.binding import artifact_problem, fresh_sketch_problem
 from compute.canonical import Artifact, decode_artifact
 from compute.errors import ComputeError
 from compute.spec import JobSpec
@@ -19,18 +19,20 @@ from p2pnet import blob_digest
 class ArtifactRefused(NodeError):
     """The blob is not the job's accepted result. ``kind`` is ``bad_artifact`` (it does not decode) or
     ``artifact_mismatch``; ``differs`` names what differs (``model``, ``spec_digest``, ``dataset_digest``,
-    ``fields``, ``summary``, ``artifact_digest``) and ``detail`` the values."""
+    ``fields``, ``summary``, ``artifact_digest``, ``fresh_sketch``, ``own``) and ``detail`` the values."""
 
     def __init__(self, kind: str, differs: str, reason: str, detail: dict[str, Any] | None = None) -> None:
         super().__init__(reason if kind == "bad_artifact" else f"the artifact is not the accepted result: {reason}")
         self.kind, self.differs, self.reason, self.detail = kind, differs, reason, dict(detail or {})
 
 
-def accepted_artifact(job: Job, spec: JobSpec, data: bytes) -> Artifact:
+def accepted_artifact(job: Job, spec: JobSpec, data: bytes, own: tuple[bytes, int] | None = None) -> Artifact:
     """``data`` decoded, once it is shown to be the result ``job`` accepted: this job's model, spec and dataset,
     a summary recomputed from it that agrees with ``job.result_summary`` under the job's own tolerance (the
-    ledger's rule), and bytes that hash to ``job.result_artifact``; otherwise :class:`ArtifactRefused`. CPU-bound
-    (every array is sketched): call it off the event loop."""
+    ledger's rule), and bytes that hash to ``job.result_artifact``; otherwise :class:`ArtifactRefused`. A
+    confirmer also passes ``own``: its own run's artifact bytes and the seed of a second sketch drawn after the
+    result was accepted (``compute.binding.confirm_seed``), and the two artifacts must agree under that sketch
+    too (``fresh_sketch_problem``). CPU-bound (every array is sketched): call it off the event loop."""
     try:
         artifact = decode_artifact(data)
     except ComputeError as exc:
@@ -48,6 +50,15 @@ def accepted_artifact(job: Job, spec: JobSpec, data: bytes) -> Artifact:
         raise ArtifactRefused("artifact_mismatch", "artifact_digest",
                               "its bytes do not hash to the digest the job recorded "
                               f"({(job.result_artifact or b'').hex()[:16]}…)")
+    if own is not None:
+        mine, seed = own
+        try:
+            own_artifact = decode_artifact(mine)
+        except ComputeError as exc:
+            raise ArtifactRefused("bad_artifact", "own", f"this node's own artifact does not decode: {exc}") from None
+        problem = fresh_sketch_problem(spec, job.dataset_digest, artifact, own_artifact, seed, agree)
+        if problem is not None:
+            raise ArtifactRefused("artifact_mismatch", problem.kind, problem.reason, problem.detail)
     return artifact
 
 

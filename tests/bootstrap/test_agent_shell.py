@@ -194,13 +194,15 @@ class FakePool:
 
 
 def claims_node(chain: Any, name: str, pool: FakePool, *, serves: bool = True, pool_size: int = 2,
-                more_blobs: dict[bytes, bytes] | None = None, **config: Any) -> tuple[WorkerAgent, SimpleNamespace]:
+                more_blobs: dict[bytes, bytes] | None = None, spec: Any = None, ds: Any = None,
+                **config: Any) -> tuple[WorkerAgent, SimpleNamespace]:
     """An agent whose node key is the test worker ``name`` on ``chain``; it records every payload it signs, and
-    its peers serve the spec and data (and ``more_blobs``), or nothing."""
+    its peers serve the spec and data (``SPEC`` and ``DS`` unless given; and ``more_blobs``), or nothing."""
     from bootstrap.errors import BlobNotFound
     from tests.ledger.factories import account
 
-    blobs = {SPEC.digest: SPEC.encode(), DS.digest: encode_dataset(DS), **(more_blobs or {})}
+    spec, ds = spec or SPEC, ds or DS
+    blobs = {spec.digest: spec.encode(), ds.digest: encode_dataset(ds), **(more_blobs or {})}
     posted: list[object] = []
 
     async def sign_and_submit(key_name: str, payload: object, **_: object) -> str:
@@ -217,7 +219,7 @@ def claims_node(chain: Any, name: str, pool: FakePool, *, serves: bool = True, p
                            sign_and_submit=sign_and_submit, fetch_blob=fetch_blob, posted=posted, blobs=None)
     agent = WorkerAgent(node, AgentConfig(auto_coordinate=False, **config), device=CPU)
     if serves:  # decoded already: no worker thread, so a run ends within the scan that started it
-        agent._datasets[DS.digest] = DS
+        agent._datasets[ds.digest] = ds
     return agent, node
 
 
@@ -302,15 +304,16 @@ async def test_a_crashed_run_is_retried_and_never_claimed() -> None:
     assert commitments(node) == [] and agent.memory.run_failures[job_id][0] == 3  # max_run_attempts
 
 
-def confirming(published: JobResult) -> tuple[Any, bytes]:
-    """A job w1 worked on and w2 verified, both revealing the honest summary, w1 naming ``published``'s artifact:
-    accepted, now waiting for w2's confirmation."""
+def confirming(published: JobResult, spec: Any = None, ds: Any = None) -> tuple[Any, bytes]:
+    """A job (``SPEC`` on ``DS`` unless given) w1 worked on and w2 verified, both revealing the honest summary, w1
+    naming ``published``'s artifact and w2 its own honest run's: accepted, now waiting for w2's confirmation."""
     from tests.bootstrap.test_agent_planner import submit
     from tests.ledger.factories import Chain, Wallet, account, make_state
 
-    honest = execute(SPEC, DS)
+    spec, ds = spec or SPEC, ds or DS
+    honest = execute(spec, ds)
     chain = Chain(make_state(workers=["w1", "w2"], params={"confirm_window": 4}))
-    stx = submit(Wallet("alice"), spec=SPEC)
+    stx = submit(Wallet("alice"), spec=spec)
     chain.block(stx)
     job_id = stx.tx_id
     chain.block(Wallet("w1").bid(job_id, 500))
@@ -354,6 +357,51 @@ async def test_a_confirmer_fetches_and_checks_the_artifact_and_confirms_only_the
         assert "does not confirm the artifact" in caplog.text
     else:
         assert confirms == [] and job_id in agent.memory.confirm_failures and memo not in agent.memory.refused
+
+
+MLP_DS = synthetic("classification", 120, 4, seed=3)
+MLP_SPEC = make_spec("mlp_train", {"epochs": 3, "hidden": [6], "batch_size": 64}, MLP_DS.digest, min_memory_mb=0,
+                     time_limit_ms=5_000, memory_limit_mb=1024)
+
+
+@pytest.mark.parametrize("case", ["hidden", "honest", "own lost"])
+async def test_a_confirmer_checks_the_artifact_against_its_own_run_under_a_sketch_drawn_after_the_commitment(
+        case: str) -> None:
+    # hidden: mlp weights moved where the job's public sketch does not look pass the accepted summary, but not the
+    # confirmer's second sketch, seeded by the accepting block's hash. honest: the other backend's run of a
+    # regression (other bytes, the same fit) passes both. own lost: the confirmer's own artifact cannot be had, so
+    # the accepted summary alone is checked, and the node counts it.
+    from bootstrap.agent.faults import hidden_move
+    from compute.binding import sketch_seed
+    from compute.executor import default_backend
+    from tests.ledger.factories import account
+
+    spec, ds = (MLP_SPEC, MLP_DS) if case == "hidden" else (SPEC, DS)
+    mine = execute(spec, ds)  # the confirmer's own run, as ``confirming`` reveals it
+    if case == "hidden":
+        published = hidden_move(mine, sketch_seed(spec.digest, ds.digest))
+    else:
+        other = next(b for b in ("numpy", "sklearn") if b != default_backend(spec))
+        published = execute(spec, ds, other)
+    assert published.artifact_digest != mine.artifact_digest
+    chain, job_id = confirming(published, spec, ds)
+    served = {published.artifact_digest: published.artifact}
+    if case != "own lost":
+        served[mine.artifact_digest] = mine.artifact
+    agent, node = claims_node(chain, "w2", FakePool(), more_blobs=served, spec=spec, ds=ds)
+    accepted_at = chain.state.height
+    block = SimpleNamespace(hash=lambda: b"h" * 32)
+    node.chain = SimpleNamespace(get_blocks=lambda a, b, n: [(block, None)] if a == b == accepted_at else [])
+    async with trio.open_nursery() as nursery:
+        agent._nursery = nursery
+        await scan_settled(agent)
+    confirms = [p for p in node.posted if isinstance(p, ConfirmArtifact)]
+    memo = (job_id, account("w2"), "confirm")
+    if case == "hidden":
+        assert confirms == [] and "after the artifact was committed" in agent.memory.refused[memo]
+    else:
+        assert confirms == [ConfirmArtifact(job_id, published.artifact_digest)]
+        assert agent.counters["confirms_unsketched"] == (case == "own lost")
 
 
 async def test_a_verifier_duty_runs_and_commits_while_the_nodes_own_long_job_holds_its_work_slot() -> None:

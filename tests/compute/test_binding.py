@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from compute.binding import Agreement, artifact_problem, sketch_seed
+from bootstrap.agent.faults import hidden_move
+from compute.binding import Agreement, artifact_problem, confirm_seed, fresh_sketch_problem, sketch_seed
 from compute.canonical import Artifact, JobResult, decode_artifact
 from compute.executor import default_backend, execute
 from compute.models.base import SKETCH_WIDTH, sketch
@@ -125,3 +126,26 @@ def test_the_sketch_is_seeded_per_job_and_fixed_in_length() -> None:
     # Size and direction: a rescaled array moves the size entry, a zero array reads zero.
     assert sketch([2 * small], a)[0] != sketch([small], a)[0]
     assert np.array_equal(sketch([np.zeros(7)], a), np.zeros(SKETCH_WIDTH))
+
+
+def test_a_move_hidden_from_the_jobs_sketch_is_seen_by_a_sketch_drawn_after_the_commitment() -> None:
+    # The move is the ``hidden-move`` fault's (bootstrap.agent.faults), made with the job's public sketch seed.
+    case = next(c for c in CASES if c.spec.model == "mlp_train")
+    result, artifact = honest(case)
+    public = sketch_seed(case.spec.digest, case.dataset.digest)
+    forged = decode_artifact(hidden_move(result, public, 0.02).artifact)
+    moved = np.asarray(forged.fields["w0"]) - np.asarray(artifact.fields["w0"])
+    assert np.linalg.norm(moved) > 0.019 * np.linalg.norm(np.asarray(artifact.fields["w0"]))
+    # The job's own check passes it: a 2% move of the weights, invisible to the verified summary.
+    assert artifact_problem(case.spec, case.dataset.digest, forged, result.summary, rule(case)) is None
+    # A confirmer's second sketch, from a seed fixed only after the artifact was committed, sees it...
+    seed = confirm_seed(b"j" * 32, b"h" * 32)
+    problem = fresh_sketch_problem(case.spec, case.dataset.digest, forged, artifact, seed, rule(case))
+    assert problem is not None and problem.kind == "fresh_sketch" and problem.detail["differing"] >= 1, problem
+    # ...while an honest artifact agrees with another honest run under it (here a second run of the same job).
+    again = decode_artifact(execute(case.spec, case.dataset, default_backend(case.spec)).artifact)
+    assert fresh_sketch_problem(case.spec, case.dataset.digest, artifact, again, seed, rule(case)) is None
+    other = next(c for c in CASES if c.spec.model != case.spec.model)
+    _, theirs = honest(other)
+    problem = fresh_sketch_problem(case.spec, case.dataset.digest, artifact, theirs, seed, rule(case))
+    assert problem is not None and problem.kind == "own"
