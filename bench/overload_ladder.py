@@ -3,7 +3,7 @@ saturation rate, the same accounts throughout, in one session; then the 1× run 
 left nothing behind.
 
     .venv/bin/python -m bench.overload_ladder [--probe 1500,3000,6000] [--duration 8] [--accounts 64]
-        [--routing account,spread] [--backlog 0,2.5] [--out bench/results/overload_ladder.md]
+        [--routing account,spread] [--backlog 0,1.5] [--out bench/results/overload_ladder.md]
 
 Steps: start a devnet on free ports; find the saturation rate with short probe runs (the best committed tx/s of
 the probes: the peak); offer 1×, 2×, 4× and 8× the peak with ``bootstrap.cli.loadgen`` (which honours the nodes'
@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--routing", default="account,spread",
                     help="how the load generator routes txs to the nodes, one whole ladder each, in this order: "
                          + "; ".join(f"{k}: {v}" for k, v in ROUTING.items()))
-    ap.add_argument("--backlog", default="2.5",
+    ap.add_argument("--backlog", default="1.5",
                     help="the nodes' max_backlog_s, one whole ladder per value and routing (0: the gate off)")
     ap.add_argument("--out", default="bench/results/overload_ladder.md")
     args = ap.parse_args()

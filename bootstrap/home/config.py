@@ -100,8 +100,8 @@ class NodeConfig:
     block_exec_budget_ms: int = 0
     # Submitted txs are refused (a retryable 429) while the txs already waiting would take longer than this to
     # commit at the chain's recent rate, so an admitted tx commits within about this plus a block (0: no such
-    # limit); see bootstrap.txs.governor.BacklogGate
-    max_backlog_s: float = 2.5
+    # limit); see bootstrap.txs.governor.BacklogGate (whose DEFAULT_MAX_WAIT_S this is)
+    max_backlog_s: float = 1.5
     mempool_max_txs: int = 50_000
     default_fee: int = 1
     # compute workers (child processes); with the default agent.duty_slots one of two is kept for duties

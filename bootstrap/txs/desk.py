@@ -18,7 +18,7 @@ import trio
 from bootstrap.errors import NodeBusy, NodeError, NodeNotRunning
 from bootstrap.gossip import TOPIC_TX, TOPIC_TXS, split_tx_batches
 from bootstrap.home import NODE_KEY
-from bootstrap.txs.governor import CHUNK_TXS, AdmissionGovernor, BacklogGate
+from bootstrap.txs.governor import CHUNK_TXS, DEFAULT_MAX_WAIT_S, AdmissionGovernor, BacklogGate
 from ledger.chain import CommittedBlock
 from ledger.errors import BadNonce, LedgerError
 from ledger.mempool import Admission
@@ -47,7 +47,7 @@ class TxDesk:
         self._was_pending: set[bytes] = set()
         self.governor = AdmissionGovernor()
         config = getattr(node, "config", None)
-        self.backlog = BacklogGate(max_wait_s=getattr(config, "max_backlog_s", 2.5))
+        self.backlog = BacklogGate(max_wait_s=getattr(config, "max_backlog_s", DEFAULT_MAX_WAIT_S))
 
     def rejected_reason(self, tx_id: bytes) -> str | None:
         """Why a tx was dropped (one this node waited on) or failed in its block, if it was or did."""

@@ -52,6 +52,11 @@ class AdmissionGovernor:
         self.level -= max(0.0, seconds)
 
 
+DEFAULT_MAX_WAIT_S = 1.5
+"""``max_backlog_s``'s default: at 4× the peak it held admitted txs' p99 to 3.7–4.4 s where 2.5 s gave 3.1–6.7 s,
+and committed as much (bench/results/overload_ladder.md, both routings, 2026-12-08)."""
+
+
 class BacklogGate:
     """Admission control by expected wait (Little's law): refuse new submissions while the txs already waiting
     here would take more than ``max_wait_s`` to commit at the rate the chain has been committing.
@@ -68,7 +73,7 @@ class BacklogGate:
 
     WINDOW = 8
 
-    def __init__(self, max_wait_s: float = 2.5, floor: int = 4096,
+    def __init__(self, max_wait_s: float = DEFAULT_MAX_WAIT_S, floor: int = 4096,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if max_wait_s < 0 or floor < 1:
             raise ValueError(f"backlog wait must be >= 0 s and the floor positive, got {max_wait_s}, {floor}")

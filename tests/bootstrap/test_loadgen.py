@@ -278,6 +278,11 @@ def test_the_backlog_gate_admits_what_the_chain_commits_in_its_wait_and_refuses_
     assert busy.value.retry_after_s == pytest.approx(1.25)  # 1,000 txs over the limit at 1,000 a second, + 0.25
     assert BacklogGate(max_wait_s=0).limit() is None  # off
     BacklogGate(max_wait_s=0, floor=1).check(10**9)
+    from bootstrap.home import NodeConfig
+    from bootstrap.txs.governor import DEFAULT_MAX_WAIT_S
+
+    # One default, whichever way a node gets its gate (from its config, or with none).
+    assert NodeConfig().max_backlog_s == DEFAULT_MAX_WAIT_S == BacklogGate().max_wait_s == 1.5
 
 
 async def test_a_node_whose_backlog_is_full_refuses_submissions_with_retry_after_then_admits_them(
