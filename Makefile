@@ -20,8 +20,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/dacn demo
 
+# The slowest tests are listed after the run, so a suite that grows past its time shows where.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
