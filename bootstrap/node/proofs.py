@@ -24,7 +24,9 @@ from typing import Any
 import trio
 
 from bootstrap.errors import HeightNotKept, NodeBusy
+from ledger.chain import INITIAL_HEIGHT
 from ledger.encoding import pack
+from ledger.genesis import genesis_state
 from ledger.lightclient import KEY_BYTES, StateProof
 from ledger.state import State, decode_state, prove_record, record_value, state_header
 from ledger.store import StoreCorrupt, replay_stored
@@ -81,7 +83,11 @@ class ProofDesk:
             return self._past[1]
         store = self.node.chain.store
         base = store.latest_snapshot_height(height) if store is not None else None
-        if base is None or base < store.first_height:
+        # An archive node keeps every snapshot and every block: below its first snapshot (fewer than
+        # snapshot_every blocks in) it rebuilds from genesis, a replay no longer than from any other snapshot.
+        from_genesis = (base is None and store is not None and store.keep_snapshots == 0
+                        and store.first_height == INITIAL_HEIGHT and self.node.genesis is not None)
+        if not from_genesis and (base is None or base < store.first_height):
             kept = store.db.execute("SELECT MIN(height) FROM snapshots").fetchone()[0] if store else None
             raise HeightNotKept(f"the state at height {height} is not kept here (snapshots from height {kept}; an "
                                 "archive node, keep_snapshots = 0 and keep_blocks = 0, keeps every one)")
@@ -92,11 +98,17 @@ class ProofDesk:
         self._rebuilding = True
         started = time.monotonic()
         try:
-            _, data = store.latest_snapshot_bytes(base)
-            rows = [store.get_block(h) for h in range(base + 1, height + 1)]  # (block, commit, root after it)
+            genesis = self.node.genesis
+            data = None if from_genesis else store.latest_snapshot_bytes(base)[1]
+            start = 0 if from_genesis else base
+            rows = [store.get_block(h) for h in range(start + 1, height + 1)]  # (block, commit, root after it)
             stored = [(row[0], row[2]) for row in rows]
+
+            def rebuild() -> State:
+                return replay_stored(genesis_state(genesis) if data is None else decode_state(data), stored)
+
             try:
-                state = await trio.to_thread.run_sync(lambda: replay_stored(decode_state(data), stored))
+                state = await trio.to_thread.run_sync(rebuild)
             except StoreCorrupt as exc:  # this node's own store is at fault, not the request: a 500, logged
                 raise RuntimeError(f"rebuilding the state at height {height}: {exc}") from exc
         finally:

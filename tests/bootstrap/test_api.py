@@ -232,6 +232,26 @@ async def test_a_proof_at_a_past_height_shows_that_state_and_verifies(home: Path
         assert_error(*await call(client, "GET", "/proof/account/test_client", height=node.height + 50), 400, "above")
 
 
+async def test_an_archive_node_proves_heights_below_its_first_snapshot_from_genesis(home: Path) -> None:
+    # keep_snapshots = 0 and every block kept: the state at any height can be rebuilt, the first snapshot_every
+    # heights from genesis (a replay no longer than from any snapshot).
+    from bootstrap.home import load_home_genesis
+    from ledger.lightclient import StateProof, verify_state_proof
+
+    genesis = load_home_genesis(home)
+    async with running_node(home, snapshot_every=50, keep_snapshots=0) as (node, client):
+        await trio.to_thread.run_sync(lambda: client.wait_healthy(timeout=30, min_height=3))
+        assert (await call(client, "POST", "/client/register", SEED_CLIENT))[0] == 200
+        then = node.height
+        assert then < 50  # below the first snapshot
+        await trio.to_thread.run_sync(lambda: client.wait_healthy(timeout=30, min_height=then + 2))
+        status, past = await call(client, "GET", "/proof/account/test_client", height=then)
+        assert status == 200, past
+        got = verify_state_proof(StateProof.decode(bytes.fromhex(past["proof"])), chain_id=genesis.chain_id,
+                                 validators=genesis.validators)
+        assert (got.height, got.record.balance) == (then, 1000)  # type: ignore[union-attr]
+
+
 async def test_submit_takes_an_assignment_mode_offers_by_default(home: Path) -> None:
     async with running_node(home) as (node, client):
         status, _ = await call(client, "POST", "/client/register", {**SEED_CLIENT, "client_address": "modes"})
