@@ -43,11 +43,14 @@ def confirm_seed(job_id: bytes, block_hash: bytes) -> int:
 
 
 def summary_values(
-    model: str, spec_digest: bytes, dataset_digest: bytes, fields: Mapping[str, ArtifactValue]
+    model: str, spec_digest: bytes, dataset_digest: bytes, fields: Mapping[str, ArtifactValue],
+    seed: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The summary floats and display dict of ``fields`` for this job: what the executor quantises and what an
-    artifact check recomputes."""
-    return get_model(model).summarise(dict(fields), sketch_seed(spec_digest, dataset_digest))
+    artifact check recomputes. ``seed`` replaces the job's sketch seed (a confirmer's second sketch)."""
+    if seed is None:
+        seed = sketch_seed(spec_digest, dataset_digest)
+    return get_model(model).summarise(dict(fields), seed)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,27 @@ class ArtifactProblem:
     kind: str
     reason: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+# What summarising a forged artifact may raise (a missing field, one of the wrong shape): it is not the result.
+_UNSUMMARISABLE = (KeyError, ValueError, TypeError, IndexError, ResultError, np.linalg.LinAlgError)
+
+
+def _quantised_summary(spec: JobSpec, dataset_digest: bytes, artifact: Artifact, seed: int | None, whose: str,
+                       kind: str) -> list[int] | ArtifactProblem:
+    """``artifact``'s summary (under the sketch seed ``seed``, the job's when None), quantised at the spec's
+    precision; or, when none can be computed from it, the problem ``kind`` naming ``whose`` artifact it is."""
+    try:
+        values, _ = summary_values(spec.model, spec.digest, dataset_digest, artifact.fields, seed)
+        return quantise(values, spec.precision)
+    except _UNSUMMARISABLE as exc:
+        return ArtifactProblem(kind, f"no summary can be computed from {whose}: {type(exc).__name__}: {exc!s:.200}")
+
+
+def _differing(got: Sequence[int], want: Sequence[int], agree: Agreement) -> tuple[list[int], int]:
+    """The positions where ``got`` and ``want`` disagree value by value, and the first of them (0 if none)."""
+    off = [i for i, (a, b) in enumerate(zip(got, want, strict=False)) if not agree([a], [b])]
+    return off, off[0] if off else 0
 
 
 def artifact_problem(
@@ -75,21 +99,16 @@ def artifact_problem(
             shown = (got.hex(), want.hex()) if isinstance(got, bytes) and isinstance(want, bytes) else (got, want)
             return ArtifactProblem(kind, f"the artifact's {kind.replace('_', ' ')} is {shown[0]!s:.64}, the job's is "
                                          f"{shown[1]!s:.64}", {"artifact": shown[0], "job": shown[1]})
-    try:
-        values, _ = summary_values(spec.model, spec.digest, dataset_digest, artifact.fields)
-        summary = quantise(values, spec.precision)
-    except (KeyError, ValueError, TypeError, IndexError, ResultError, np.linalg.LinAlgError) as exc:
-        # A forged artifact may lack a field or hold one of the wrong shape: whatever it is, it is not the result.
-        return ArtifactProblem("fields", f"no summary can be computed from the artifact: {type(exc).__name__}: "
-                                         f"{exc!s:.200}")
+    summary = _quantised_summary(spec, dataset_digest, artifact, None, "the artifact", "fields")
+    if isinstance(summary, ArtifactProblem):
+        return summary
     if len(summary) != len(verified):
         return ArtifactProblem("summary", f"the artifact's summary has {len(summary)} values, the verified one "
                                           f"{len(verified)}", {"length": len(summary), "verified_length":
                                                                len(verified)})
     if agree(summary, verified):
         return None
-    off = [i for i, (a, b) in enumerate(zip(summary, verified, strict=True)) if not agree([a], [b])]
-    first = off[0] if off else 0
+    off, first = _differing(summary, verified, agree)
     return ArtifactProblem(
         "summary",
         f"the artifact's summary differs from the verified one at {len(off)} of {len(summary)} positions (first "
@@ -111,20 +130,15 @@ def fresh_sketch_problem(spec: JobSpec, dataset_digest: bytes, artifact: Artifac
     honest runs agree on any projections as they do on the job's."""
     if (own.model, own.spec_digest, own.dataset_digest) != (spec.model, spec.digest, dataset_digest):
         return ArtifactProblem("own", "the confirmer's own artifact belongs to another job")
-    try:
-        mine = quantise(get_model(spec.model).summarise(dict(own.fields), seed)[0], spec.precision)
-    except (KeyError, ValueError, TypeError, IndexError, ResultError, np.linalg.LinAlgError) as exc:
-        return ArtifactProblem("own", f"the confirmer's own artifact gives no summary: {type(exc).__name__}: "
-                                      f"{exc!s:.200}")
-    try:
-        theirs = quantise(get_model(spec.model).summarise(dict(artifact.fields), seed)[0], spec.precision)
-    except (KeyError, ValueError, TypeError, IndexError, ResultError, np.linalg.LinAlgError) as exc:
-        return ArtifactProblem("fields", f"no summary can be computed from the artifact: {type(exc).__name__}: "
-                                         f"{exc!s:.200}")
+    mine = _quantised_summary(spec, dataset_digest, own, seed, "the confirmer's own artifact", "own")
+    if isinstance(mine, ArtifactProblem):
+        return mine
+    theirs = _quantised_summary(spec, dataset_digest, artifact, seed, "the artifact", "fields")
+    if isinstance(theirs, ArtifactProblem):
+        return theirs
     if len(theirs) == len(mine) and agree(theirs, mine):
         return None
-    off = [i for i, (a, b) in enumerate(zip(theirs, mine, strict=False)) if not agree([a], [b])]
-    first = off[0] if off else 0
+    off, first = _differing(theirs, mine, agree)
     return ArtifactProblem(
         "fresh_sketch",
         f"under a sketch drawn after the artifact was committed, it differs from the confirmer's own run at "

@@ -205,11 +205,18 @@ async def test_a_finished_job_past_its_retention_leaves_pages_counts_and_status(
         assert_error(*await call(client, "GET", f"/job/{jid.hex()}/status"), 404, "leaves the state 3 blocks")
 
 
-async def test_a_proof_at_a_past_height_shows_that_state_and_verifies(home: Path) -> None:
+def verified_balance(home: Path, answer: dict) -> tuple[int, int]:
+    """The height and balance a ``/proof/account`` answer proves, checked against the home's validator set."""
     from bootstrap.home import load_home_genesis
     from ledger.lightclient import StateProof, verify_state_proof
 
     genesis = load_home_genesis(home)
+    got = verify_state_proof(StateProof.decode(bytes.fromhex(answer["proof"])), chain_id=genesis.chain_id,
+                             validators=genesis.validators)
+    return got.height, got.record.balance  # type: ignore[union-attr]
+
+
+async def test_a_proof_at_a_past_height_shows_that_state_and_verifies(home: Path) -> None:
     async with running_node(home, snapshot_every=5, keep_snapshots=2) as (node, client):
         await trio.to_thread.run_sync(lambda: client.wait_healthy(timeout=30, min_height=6))
         assert (await call(client, "POST", "/client/register", SEED_CLIENT))[0] == 200
@@ -218,9 +225,7 @@ async def test_a_proof_at_a_past_height_shows_that_state_and_verifies(home: Path
         assert node.height > then
 
         def verified(answer: dict) -> tuple[int, int]:
-            got = verify_state_proof(StateProof.decode(bytes.fromhex(answer["proof"])), chain_id=genesis.chain_id,
-                                     validators=genesis.validators)
-            return got.height, got.record.balance  # type: ignore[union-attr]
+            return verified_balance(home, answer)
 
         status, past = await call(client, "GET", "/proof/account/test_client", height=then)
         assert status == 200, past
@@ -235,10 +240,6 @@ async def test_a_proof_at_a_past_height_shows_that_state_and_verifies(home: Path
 async def test_an_archive_node_proves_heights_below_its_first_snapshot_from_genesis(home: Path) -> None:
     # keep_snapshots = 0 and every block kept: the state at any height can be rebuilt, the first snapshot_every
     # heights from genesis (a replay no longer than from any snapshot).
-    from bootstrap.home import load_home_genesis
-    from ledger.lightclient import StateProof, verify_state_proof
-
-    genesis = load_home_genesis(home)
     async with running_node(home, snapshot_every=50, keep_snapshots=0) as (node, client):
         await trio.to_thread.run_sync(lambda: client.wait_healthy(timeout=30, min_height=3))
         assert (await call(client, "POST", "/client/register", SEED_CLIENT))[0] == 200
@@ -247,9 +248,7 @@ async def test_an_archive_node_proves_heights_below_its_first_snapshot_from_gene
         await trio.to_thread.run_sync(lambda: client.wait_healthy(timeout=30, min_height=then + 2))
         status, past = await call(client, "GET", "/proof/account/test_client", height=then)
         assert status == 200, past
-        got = verify_state_proof(StateProof.decode(bytes.fromhex(past["proof"])), chain_id=genesis.chain_id,
-                                 validators=genesis.validators)
-        assert (got.height, got.record.balance) == (then, 1000)  # type: ignore[union-attr]
+        assert verified_balance(home, past) == (then, 1000)
 
 
 async def test_submit_takes_an_assignment_mode_offers_by_default(home: Path) -> None:
