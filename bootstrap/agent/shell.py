@@ -90,6 +90,9 @@ from p2pnet import P2PError
 log = logging.getLogger("bootstrap.agent")
 
 
+OWN_ARTIFACT_WAIT_S = 2.0  # how long a confirmer asks peers for its own run's artifact missing from its store
+
+
 class Unavailable(AgentError):
     """A job's spec or dataset could not be fetched (no peer served it in time): retried, then claimed."""
 
@@ -437,7 +440,12 @@ class WorkerAgent:
         try:
             if not blocks:
                 raise Unavailable(None, f"the block at height {accepted_at} that accepted it is not kept here")
-            mine = await self._fetch(claim[1], self.max_artifact_bytes, "own artifact")
+            # Its own run's artifact is in this node's store; a peer is asked only briefly, since the
+            # confirmation must fit the window and the accepted summary is still checked without it.
+            blobs = getattr(self.node, "blobs", None)
+            mine = blobs.get(claim[1]) if blobs is not None else None
+            if mine is None:
+                mine = await self._fetch(claim[1], self.max_artifact_bytes, "own artifact", OWN_ARTIFACT_WAIT_S)
         except Unavailable as exc:
             self.counters["confirms_unsketched"] += 1
             log.warning("agent checks job %s's artifact against the accepted summary only (key %s): %s",
@@ -458,10 +466,11 @@ class WorkerAgent:
         finally:
             self.memory.fetching.discard(digest)
 
-    async def _fetch(self, digest: bytes, max_size: int, what: str) -> bytes:
-        """A blob from this node or its peers; not getting it in time raises :class:`Unavailable`."""
+    async def _fetch(self, digest: bytes, max_size: int, what: str, timeout_s: float | None = None) -> bytes:
+        """A blob from this node or its peers; not getting it in time (``timeout_s``, else the agent's fetch
+        timeout) raises :class:`Unavailable`."""
         try:
-            with trio.fail_after(self.fetch_timeout_s):
+            with trio.fail_after(self.fetch_timeout_s if timeout_s is None else timeout_s):
                 return await self.node.fetch_blob(digest, max_size=max_size)
         except (NodeError, P2PError, OSError, trio.TooSlowError) as exc:
             raise Unavailable(None, f"{what} {digest.hex()[:16]} could not be fetched: {exc or 'timed out'}") from exc
