@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bootstrap.cli.devnet import log_tail
 from tests.e2e.netkit import running_devnet, settlement_payments, wait_for
 
 pytestmark = pytest.mark.slow
@@ -117,19 +118,23 @@ def test_a_worker_that_runs_on_half_the_data_is_outvoted_and_slashed(tmp_path: P
         assert result["summary"] == final["result_summary"]
 
 
-def test_a_forged_artifact_beside_an_honest_summary_is_never_confirmed_and_never_paid(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("mode", "model"), [("fake-artifact", "linear_regression"), ("hidden-move", "mlp_train")])
+def test_a_forged_artifact_beside_an_honest_summary_is_never_confirmed_and_never_paid(
+        tmp_path: Path, mode: str, model: str) -> None:
     """``--faulty fake-artifact``: the worker reveals the honest summary but publishes an artifact with a weight
     changed. Worker and verifier agree, so the ledger accepts the summary; but the verifier, which must confirm the
     artifact before anyone is paid, fetches it, recomputes the summary from it and refuses to. With no
     confirmation by the deadline the job fails: the client gets its escrow back, the forger is not paid (nor
-    slashed: an unconfirmed artifact cannot be told from a lost one), and no node serves the forged weights."""
+    slashed: an unconfirmed artifact cannot be told from a lost one), and no node serves the forged weights.
+    ``--faulty hidden-move``: the weights are moved where the job's public sketch does not look, so the accepted
+    summary still agrees; the verifier's second sketch, seeded by the block that accepted it, sees the move."""
     from bootstrap.cli import ApiRequestError
 
-    with running_devnet(tmp_path / "devnet", 4, faulty={3: "fake-artifact"}) as nodes:
+    with running_devnet(tmp_path / "devnet", 4, faulty={3: mode}) as nodes:
         clients = [n.client(timeout=120.0) for n in nodes]
         _only_the_cheat_works(clients)
         clients[0].register_client("grace", 500)
-        job = clients[0].submit_job("grace", "linear_regression", 50)
+        job = clients[0].submit_job("grace", model, 50)
         final = clients[0].wait_job(job["job_id"], timeout=180)
         statuses = [h["status"] for h in final["history"]]
         assert final["worker_id"] == nodes[3].peer_id, final
@@ -141,3 +146,9 @@ def test_a_forged_artifact_beside_an_honest_summary_is_never_confirmed_and_never
         with pytest.raises(ApiRequestError) as refused:
             clients[0].get(f"/job/{job['job_id']}/result")
         assert refused.value.status == 404 and refused.value.detail["kind"] == "no_result", refused.value
+        # Refused by the check each mode is caught by: the summary recomputed from the artifact, or the second
+        # sketch (the hidden move agrees with the accepted summary).
+        confirmers = {final["verifier_id"], final.get("referee_id")}
+        logs = "".join(log_tail(tmp_path / "devnet", i, 400) for i, n in enumerate(nodes) if n.peer_id in confirmers)
+        why = "after the artifact was committed" if mode == "hidden-move" else "differs from the verified one"
+        assert "does not confirm the artifact" in logs and why in logs, logs[-3000:]
