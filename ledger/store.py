@@ -11,7 +11,7 @@ and reports the first mismatch; on a store that does not start at genesis it rai
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +103,6 @@ class BlockStore:
         self.snapshot_every = snapshot_every
         self.keep_snapshots = keep_snapshots
         self.keep_blocks = keep_blocks
-        self._checkpointer: sqlite3.Connection | None = None  # see background_checkpoints
         self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
@@ -118,32 +117,7 @@ class BlockStore:
         )
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
         self.db.close()
-
-    def background_checkpoints(self) -> Callable[[], int]:
-        """Stop checkpointing on commit, and return the function that checkpoints instead, meant for a worker
-        thread (one call at a time): it copies what the write-ahead log holds into the database file without
-        waiting for this connection or blocking its writes (``PRAGMA wal_checkpoint(PASSIVE)``, on a connection
-        of its own) and returns the frames copied.
-
-        Why: sqlite's automatic checkpoint runs inside the commit that fills the log past 1,000 pages, on the
-        thread that commits, so a block carrying a 133 MB snapshot also copied it again and synced the file
-        there (0.47–0.83 s against 0.25–0.41 s without, bench/results/state_load.md). A checkpoint only moves
-        committed pages; a crash during one loses nothing, and the log is replayed on the next open. Whoever
-        calls this must then call the function regularly, or the log grows."""
-        if self._checkpointer is None:
-            self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA wal_autocheckpoint=0")
-        conn = self._checkpointer
-
-        def checkpoint() -> int:
-            busy, _log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            return max(int(copied), 0) if not busy else 0
-
-        return checkpoint
 
     # ------------------------------------------------------------------------------------------- meta
 

@@ -17,7 +17,6 @@ from the node's keystore, admits the tx to the local mempool (typed ledger error
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,7 +65,6 @@ log = logging.getLogger("bootstrap.node")
 # Gossip lanes of the tx topics, in messages (``p2pnet.Gossip.subscribe``): a batch of 256 signed txs takes ~13 ms
 # to check here, so 64 queued batches are under a second of work; beyond it new copies are shed, not queued.
 TX_LANE = 4096
-CHECKPOINT_INTERVAL_S = 1.0  # how often the store's write-ahead log is copied into its file, off the event loop
 TX_BATCH_LANE = 64
 
 
@@ -258,7 +256,6 @@ class Node:
                     interval_s=self.config.blob_sweep_interval_s, retention_s=self.config.blob_retention_s,
                     max_total_bytes=self.config.blob_store_max_bytes)
                 nursery.start_soon(self.blob_collector.run)
-                nursery.start_soon(self._checkpoint_store)
                 if self.config.pool_size > 0:
                     nursery.start_soon(self._run_pool)
                 await self._start_agent(nursery)
@@ -275,21 +272,6 @@ class Node:
         finally:
             self._nursery = None
             self._close()
-
-    async def _checkpoint_store(self) -> None:
-        """Copy the store's write-ahead log into its file on a worker thread, every ``CHECKPOINT_INTERVAL_S``, so
-        no commit on the event loop does it (``ledger.store.BlockStore.background_checkpoints``). A failure is
-        logged and tried again; the log keeps every committed block meanwhile."""
-        store = self.chain.store if self.chain is not None else None
-        if store is None:
-            return
-        checkpoint = store.background_checkpoints()  # type: ignore[attr-defined]
-        while True:
-            await trio.sleep(CHECKPOINT_INTERVAL_S)
-            try:
-                await trio.to_thread.run_sync(checkpoint)
-            except sqlite3.Error as exc:
-                log.warning("store checkpoint failed (tried again in %g s): %s", CHECKPOINT_INTERVAL_S, exc)
 
     def stop(self) -> None:
         """Ask ``run`` to finish gracefully (goodbye to peers, close the store). Safe to call more than once."""

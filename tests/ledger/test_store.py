@@ -28,44 +28,6 @@ def grow(chain, n: int) -> None:
         chain.commit_block(block, commit)
 
 
-def test_background_checkpoints_take_the_log_off_the_commit_and_lose_nothing(tmp_path):
-    # The commit no longer checkpoints; a thread does, while blocks keep committing; a reopen (and a process
-    # killed between checkpoints: the log is replayed) finds every block.
-    import threading
-
-    db = tmp_path / "chain.db"
-    chain = open_chain(db, genesis4(), snapshot_every=2)
-    checkpoint = chain.store.background_checkpoints()
-    assert chain.store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-    wal = Path(f"{db}-wal")
-    stop, copied, errors = threading.Event(), [], []
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                copied.append(checkpoint())
-            except sqlite3.Error as exc:  # pragma: no cover - what the test would report
-                errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    try:
-        grow(chain, 30)
-    finally:
-        stop.set()
-        thread.join()
-    assert errors == [] and sum(copied) > 0
-    grow(chain, 4)  # a tail the checkpointer never saw: it is in the log only
-    assert wal.stat().st_size > 0
-    root, height = chain.root, chain.height
-    again = open_chain(db, genesis4(), snapshot_every=2)  # a second process's view, before any close
-    assert (again.height, again.root) == (height, root)
-    again.store.close()
-    chain.store.close()
-    reopened = open_chain(db, genesis4(), snapshot_every=2)
-    assert (reopened.height, reopened.root) == (height, root) and reopened.root == state_root_uncached(reopened.state)
-
-
 def test_reopen_resumes_at_last_height_with_the_same_root(tmp_path):
     db = tmp_path / "chain.db"
     chain = open_chain(db, genesis4(), snapshot_every=4)
