@@ -124,7 +124,7 @@ async def _dial_all(hosts: list[Host], addr: Multiaddr) -> list[PeerId]:
     return got
 
 
-async def attack_slots(addr: Multiaddr, hold_s: float) -> int:
+async def attack_slots(addr: Multiaddr, hold_s: float, strangers: int = STRANGERS) -> int:
     async def body(hosts: list[Host]) -> int:
         for h in hosts:  # in every topic, so they can join the victim's mesh (pruning spares mesh members)
             for topic in (TOPIC_CONSENSUS, TOPIC_TX, TOPIC_TXS, TOPIC_JOBDATA):
@@ -132,10 +132,10 @@ async def attack_slots(addr: Multiaddr, hold_s: float) -> int:
         got = await _dial_all(hosts, addr)
         await trio.sleep(hold_s)  # the strangers hold their slots while the chain is watched
         return len(got)
-    return await _with_hosts(STRANGERS, body)
+    return await _with_hosts(strangers, body)
 
 
-async def attack_px(addr: Multiaddr) -> None:
+async def attack_px(addr: Multiaddr, rounds: int = 3) -> None:
     async def body(hosts: list[Host]) -> None:
         (h,) = hosts
         victim = await h.dial(addr)
@@ -143,14 +143,14 @@ async def attack_px(addr: Multiaddr) -> None:
         assert conn is not None
         fake = [(Identity.generate().peer_id.to_bytes(), [f"/ip4/10.66.{i // 250}.{i % 250 + 1}/tcp/4001"])
                 for i in range(64)]
-        for round_ in range(3):
+        for round_ in range(rounds):
             await conn.send_encoded(encode_message(GossipRPC(prune=[(f"topic-{round_}-{i}", fake)
                                                                    for i in range(50)])))
         await trio.sleep(2)
     await _with_hosts(1, body)
 
 
-async def attack_duplicates(addr: Multiaddr, chain_id: str) -> tuple[PeerId, bool]:
+async def attack_duplicates(addr: Multiaddr, chain_id: str, copies: int = 3000) -> tuple[PeerId, bool]:
     async def body(hosts: list[Host]) -> tuple[PeerId, bool]:
         (h,) = hosts
         victim = await h.dial(addr)
@@ -158,7 +158,7 @@ async def attack_duplicates(addr: Multiaddr, chain_id: str) -> tuple[PeerId, boo
         assert conn is not None
         raw = make_tx(Transfer(b"\1" * 32, 1), SigningKey.generate(), chain_id, nonce=0, fee=1).encode()
         frame = encode_message(GossipRPC(messages=[GossipMessage(TOPIC_TX, raw)]))
-        for _ in range(3000):
+        for _ in range(copies):
             if conn.close_reason is not None:
                 break
             if not conn.try_send_encoded(frame):
@@ -215,47 +215,65 @@ async def attack_sync(addr: Multiaddr, top: int, n: int) -> tuple[int, int, bool
     return await _with_hosts(1, body)
 
 
+def run_attacks(d: Path, nodes: list[DevnetNode], *, scale: int = 1, rounds: int = 1) -> dict[str, Any]:
+    """Every attack above against validator 0 of the devnet ``nodes`` (in ``d``), the counted ones ``scale``
+    times as many, the whole sequence ``rounds`` times, while the victim is watched; what was measured (the test
+    below checks it, ``bench.hostile_peers`` writes it down)."""
+    victim = nodes[0]
+    addr = Multiaddr.parse(victim.p2p_addr)
+    client = victim.client(timeout=10)
+    chain_id = str(client.head()["chain_id"])
+    wait_for("every validator linked to the three others", lambda: not _validators_linked(nodes), timeout=60)
+    disk_before = sum(f.stat().st_size for f in Path(victim.home).rglob("*") if f.is_file())
+    h0 = int(client.head()["height"])
+    t0 = time.time()
+    per_round: list[dict[str, Any]] = []
+    unlinked: list[list[str]] = []
+    with Watch(d, nodes, 0) as watch:
+        for _ in range(rounds):
+            got: dict[str, Any] = {"slots": trio.run(attack_slots, addr, 6.0)}
+            unlinked.append(_validators_linked(nodes))
+            trio.run(attack_px, addr, 3 * scale)
+            got["duplicates"] = trio.run(attack_duplicates, addr, chain_id, 3000 * scale)
+            trio.run(attack_unfunded, addr, chain_id, 5000 * scale)
+            got["sync"] = trio.run(attack_sync, addr, int(client.head()["height"]), 2000 * scale)
+            unlinked.append(_validators_linked(nodes))
+            per_round.append(got)
+        wait_for("blocks after the attacks", lambda: int(client.head()["height"]) >= h0 + 5, timeout=30)
+    t1 = time.time()
+    top = int(client.head()["height"])
+    times = [client.get(f"/blocks/{h}")["time_ms"] / 1000 for h in range(max(1, h0), top + 1)]
+    gaps = [(b - a, h0 + k + 1) for k, (a, b) in enumerate(itertools.pairwise(times)) if t0 <= b <= t1 + 1]
+    return {
+        "exited": [n.index for n in nodes if node_pid(d, n.index) is None],
+        "worst_gap": max(gaps, default=(0.0, h0)),
+        "blocks": top - h0,
+        "seconds": t1 - t0,
+        "unlinked": unlinked,
+        "rss_kib": watch.peak("rss_kib"),
+        "fds": watch.peak("fds"),
+        "disk_growth": watch.peak("disk") - disk_before,
+        "rounds": per_round,
+    }
+
+
 def test_hostile_peers_do_not_stall_the_chain_or_split_the_validators(tmp_path: Path) -> None:
     d = tmp_path / "devnet"
     with running_devnet(d, 4, validators=4) as nodes:
-        victim = nodes[0]
-        addr = Multiaddr.parse(victim.p2p_addr)
-        client = victim.client(timeout=10)
-        chain_id = str(client.head()["chain_id"])
-        wait_for("every validator linked to the three others", lambda: not _validators_linked(nodes), timeout=60)
-        disk_before = sum(f.stat().st_size for f in Path(victim.home).rglob("*") if f.is_file())
-        h0 = int(client.head()["height"])
-        t0 = time.time()
-        results: dict[str, Any] = {}
-        unlinked: list[list[str]] = []
-        with Watch(d, nodes, 0) as watch:
-            results["slots"] = trio.run(attack_slots, addr, 6.0)
-            unlinked.append(_validators_linked(nodes))
-            trio.run(attack_px, addr)
-            results["duplicates"] = trio.run(attack_duplicates, addr, chain_id)
-            trio.run(attack_unfunded, addr, chain_id, 5000)
-            results["sync"] = trio.run(attack_sync, addr, int(client.head()["height"]), 2000)
-            unlinked.append(_validators_linked(nodes))
-            wait_for("blocks after the attacks", lambda: int(client.head()["height"]) >= h0 + 5, timeout=30)
-        t1 = time.time()
-        # no node exited
-        for n in nodes:
-            assert node_pid(d, n.index) is not None, f"node{n.index} exited"
-        # blocks kept committing: the largest gap between consecutive blocks during the attacks
-        top = int(client.head()["height"])
-        times = [client.get(f"/blocks/{h}")["time_ms"] / 1000 for h in range(max(1, h0), top + 1)]
-        gaps = [(b - a, h0 + k + 1) for k, (a, b) in enumerate(itertools.pairwise(times)) if t0 <= b <= t1 + 1]
-        worst = max(gaps, default=(0.0, h0))
-        assert worst[0] <= MAX_GAP_S, f"no block for {worst[0]:.1f} s before height {worst[1]} during the attacks"
-        # the validators stayed linked to each other
-        assert unlinked == [[], []], f"validator links lost while attacked: {unlinked}"
-        # memory, open files and disk bounded
-        assert watch.peak("rss_kib") < 1_500_000, f"victim RSS peaked at {watch.peak('rss_kib')} KiB"
-        assert watch.peak("fds") < 512, f"victim held {watch.peak('fds')} open files"
-        disk_growth = watch.peak("disk") - disk_before
-        assert disk_growth < 64 * 1024 * 1024, f"victim's home grew by {disk_growth} bytes"
-        # the misbehaving attackers were cut off
-        _dup_id, dup_cut = results["duplicates"]
-        assert dup_cut, "the peer replaying one message 3,000 times is still connected"
-        served, refused, sync_cut = results["sync"]
-        assert refused > 0 or sync_cut, f"all {served} whole-chain sync requests were served"
+        got = run_attacks(d, nodes)
+    assert got["exited"] == [], f"nodes exited: {got['exited']}"  # no node exited
+    # blocks kept committing: the largest gap between consecutive blocks during the attacks
+    worst = got["worst_gap"]
+    assert worst[0] <= MAX_GAP_S, f"no block for {worst[0]:.1f} s before height {worst[1]} during the attacks"
+    # the validators stayed linked to each other
+    assert got["unlinked"] == [[], []], f"validator links lost while attacked: {got['unlinked']}"
+    # memory, open files and disk bounded
+    assert got["rss_kib"] < 1_500_000, f"victim RSS peaked at {got['rss_kib']} KiB"
+    assert got["fds"] < 512, f"victim held {got['fds']} open files"
+    assert got["disk_growth"] < 64 * 1024 * 1024, f"victim's home grew by {got['disk_growth']} bytes"
+    # the misbehaving attackers were cut off
+    (results,) = got["rounds"]
+    _dup_id, dup_cut = results["duplicates"]
+    assert dup_cut, "the peer replaying one message 3,000 times is still connected"
+    served, refused, sync_cut = results["sync"]
+    assert refused > 0 or sync_cut, f"all {served} whole-chain sync requests were served"
