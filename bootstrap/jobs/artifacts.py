@@ -19,7 +19,7 @@ from p2pnet import blob_digest
 class ArtifactRefused(NodeError):
     """The blob is not the job's accepted result. ``kind`` is ``bad_artifact`` (it does not decode) or
     ``artifact_mismatch``; ``differs`` names what differs (``model``, ``spec_digest``, ``dataset_digest``,
-    ``fields``, ``summary``, ``artifact_digest``, ``fresh_sketch``, ``own``) and ``detail`` the values."""
+    ``fields``, ``summary``, ``artifact_digest``, ``fresh_sketch``) and ``detail`` the values."""
 
     def __init__(self, kind: str, differs: str, reason: str, detail: dict[str, Any] | None = None) -> None:
         super().__init__(reason if kind == "bad_artifact" else f"the artifact is not the accepted result: {reason}")
@@ -32,7 +32,9 @@ def accepted_artifact(job: Job, spec: JobSpec, data: bytes, own: tuple[bytes, in
     ledger's rule), and bytes that hash to ``job.result_artifact``; otherwise :class:`ArtifactRefused`. A
     confirmer also passes ``own``: its own run's artifact bytes and the seed of a second sketch drawn after the
     result was accepted (``compute.binding.confirm_seed``), and the two artifacts must agree under that sketch
-    too (``fresh_sketch_problem``). CPU-bound (every array is sketched): call it off the event loop."""
+    too (``fresh_sketch_problem``); an own artifact that cannot be compared (it does not decode, or belongs to
+    another job) refuses nothing, since the fault is the confirmer's. CPU-bound (every array is sketched): call it
+    off the event loop."""
     try:
         artifact = decode_artifact(data)
     except ComputeError as exc:
@@ -54,10 +56,10 @@ def accepted_artifact(job: Job, spec: JobSpec, data: bytes, own: tuple[bytes, in
         mine, seed = own
         try:
             own_artifact = decode_artifact(mine)
-        except ComputeError as exc:
-            raise ArtifactRefused("bad_artifact", "own", f"this node's own artifact does not decode: {exc}") from None
+        except ComputeError:
+            return artifact  # the confirmer's own copy is at fault, not the author: nothing to compare with
         problem = fresh_sketch_problem(spec, job.dataset_digest, artifact, own_artifact, seed, agree)
-        if problem is not None:
+        if problem is not None and problem.kind != "own":  # the same: an own artifact of no use is not a refusal
             raise ArtifactRefused("artifact_mismatch", problem.kind, problem.reason, problem.detail)
     return artifact
 

@@ -458,3 +458,18 @@ def test_openings_files_from_before_claims_load_as_results_and_claims_round_trip
     agent.memory.openings.clear()
     agent._load_openings()
     assert agent.memory.openings[(job, acct)].outcome == UNAVAILABLE
+
+
+def test_a_confirmers_own_artifact_it_cannot_compare_refuses_nothing() -> None:
+    # The second sketch compares two runs; a confirmer whose own copy does not decode, or is another job's, has
+    # nothing to compare with, and the author is not refused for the confirmer's fault.
+    from bootstrap.jobs import accepted_artifact
+    from ledger.state import Job
+
+    honest = execute(SPEC, DS)
+    other = execute(MLP_SPEC, MLP_DS)
+    job = Job(job_id=b"j" * 32, dataset_digest=DS.digest, result_summary=list(honest.summary),
+              result_artifact=honest.artifact_digest, tolerance_abs=SPEC.tolerance.abs,
+              tolerance_ppm=SPEC.tolerance.ppm)
+    for own in (b"not an artifact", other.artifact):
+        assert accepted_artifact(job, SPEC, honest.artifact, (own, 7)).model == SPEC.model
