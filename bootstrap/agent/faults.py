@@ -144,7 +144,7 @@ def hidden_move(result: JobResult, seed: int, eps: float = 0.02) -> JobResult:
     along a direction that none of the sketch's projections under ``seed`` (the job's public sketch seed) sees,
     orthogonal to the tensor's ones (its sum stays to first order) and to the weights (rescaled, so its norm stays
     exactly); the summary is left as it was. Another model's result is returned as it is."""
-    from compute.models.base import _SKETCH_BLOCK, SKETCH_PROJECTIONS
+    from compute.models.base import sketch_projections
 
     art = decode_artifact(result.artifact)
     if art.model != "mlp_train":
@@ -152,11 +152,8 @@ def hidden_move(result: JobResult, seed: int, eps: float = 0.02) -> JobResult:
     w0 = np.array(art.fields["w0"], dtype=np.float64)
     n0 = w0.size
     width = n0 + np.asarray(art.fields["w1"]).size  # the first layer's sketched vector: w0 then its bias w1
-    # The projections the sketch applies to that vector (array 0), drawn as ``compute.models.base.sketch`` draws
-    # them; the w0 part is what the move may use.
-    rng = np.random.Generator(np.random.PCG64([seed, 0]))
-    projections = np.hstack([rng.standard_normal((SKETCH_PROJECTIONS, min(_SKETCH_BLOCK, width - start)))
-                             for start in range(0, width, _SKETCH_BLOCK)])[:, :n0]
+    # The projections the sketch applies to that vector (array 0); the w0 part is what the move may use.
+    projections = np.hstack([p for _, p in sketch_projections(seed, 0, width)])[:, :n0]
     q, _ = np.linalg.qr(np.vstack([projections, np.ones(n0), w0.ravel()]).T)
     d = np.random.default_rng(seed % 2**32).standard_normal(n0)
     d -= q @ (q.T @ d)

@@ -4,7 +4,7 @@ table that imports it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,8 +121,15 @@ def sketch(arrays: Sequence[np.ndarray], seed: int) -> np.ndarray:
         u /= r
         with np.errstate(over="ignore"):
             out[i, 0] = np.arcsinh(top * r)
-        rng = np.random.Generator(np.random.PCG64([seed, i]))
-        for start in range(0, u.size, _SKETCH_BLOCK):
-            block = u[start : start + _SKETCH_BLOCK]
-            out[i, 1:] += rng.standard_normal((SKETCH_PROJECTIONS, block.size)) @ block
+        for start, projection in sketch_projections(seed, i, u.size):
+            out[i, 1:] += projection @ u[start : start + projection.shape[1]]
     return out.ravel()
+
+
+def sketch_projections(seed: int, index: int, size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """The projections ``sketch`` applies to array ``index`` of ``size`` entries under ``seed``, as (first column,
+    ``SKETCH_PROJECTIONS`` × width block) in column order: drawn a block at a time from ``PCG64([seed, index])``,
+    so a huge array needs no ``SKETCH_PROJECTIONS`` × size temporary."""
+    rng = np.random.Generator(np.random.PCG64([seed, index]))
+    for start in range(0, size, _SKETCH_BLOCK):
+        yield start, rng.standard_normal((SKETCH_PROJECTIONS, min(_SKETCH_BLOCK, size - start)))
