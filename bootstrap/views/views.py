@@ -30,7 +30,6 @@ class Views:
     def __init__(self, node: Any) -> None:
         self.node = node
         self._display_ids: dict[bytes, str] = {}
-        self._supply: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------------------------------- identities
 
@@ -251,18 +250,11 @@ class Views:
             # A finished job holds no escrow, so the unfinished ones are all there is to add up.
             "escrow_balance": sum(st.jobs[j].escrow or 0 for j in st.active_jobs),
             "total_staked": sum(w.stake for w in st.workers.values()),
-            "total_supply": self._total_supply(),
+            "total_supply": total_supply(st),  # a running sum kept with the state tree: no walk of the accounts
             "coordination": self.agent_running(),
             "node": self.stats(),
         }
 
-    def _total_supply(self) -> int:
-        """The ledger's total supply at this height (a running sum kept with the state tree, read once per
-        height)."""
-        st = self.node.state
-        if self._supply is None or self._supply[0] != st.height:
-            self._supply = (st.height, total_supply(st))
-        return self._supply[1]
 
     # ------------------------------------------------------------------------------------------- jobs
 
