@@ -411,6 +411,14 @@ class Chain:
             out.append((self._recent[h - INITIAL_HEIGHT], self._commits[h]))
         return out
 
+    def block_hash(self, height: Height) -> bytes | None:
+        """The hash of the committed block at ``height``; None when it is not kept here (or not committed yet)."""
+        if not self.first_height <= height <= self.height:
+            return None
+        if self.store is not None:
+            return self.store.block_hash(height)  # type: ignore[attr-defined, no-any-return]
+        return self._recent[height - INITIAL_HEIGHT].hash()
+
     def apply_synced(self, block: Block, commit: Commit) -> bool:
         """Apply a block fetched from a peer after checking its commit's signatures; False if it does not hold."""
         try:

@@ -214,6 +214,11 @@ class BlockStore:
         ).fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]))
 
+    def block_hash(self, height: Height) -> bytes | None:
+        """The hash of the stored block at ``height``, read from its column (the block is not decoded)."""
+        row = self.db.execute("SELECT hash FROM blocks WHERE height = ?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
     def get_block(self, height: Height) -> tuple[Block, Commit, bytes] | None:
         row = self.db.execute("SELECT block, commit_, state_root FROM blocks WHERE height = ?", (height,)).fetchone()
         if row is None:

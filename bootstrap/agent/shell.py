@@ -436,9 +436,9 @@ class WorkerAgent:
             return None
         chain = getattr(self.node, "chain", None)  # a node stand-in in tests may hold none
         accepted_at = next((h for status, h in reversed(job.history) if status == CONFIRMING), None)
-        blocks = chain.get_blocks(accepted_at, accepted_at, 1) if chain is not None and accepted_at else []
+        accepting = chain.block_hash(accepted_at) if chain is not None and accepted_at else None
         try:
-            if not blocks:
+            if accepting is None:
                 raise Unavailable(None, f"the block at height {accepted_at} that accepted it is not kept here")
             # Its own run's artifact is in this node's store; a peer is asked only briefly, since the
             # confirmation must fit the window and the accepted summary is still checked without it.
@@ -451,7 +451,7 @@ class WorkerAgent:
             log.warning("agent checks job %s's artifact against the accepted summary only (key %s): %s",
                         job.job_id.hex()[:16], action.key.name, exc.reason)
             return None
-        return mine, confirm_seed(job.job_id, blocks[0][0].hash())
+        return mine, confirm_seed(job.job_id, accepting)
 
     async def _fetch_spec_task(self, digest: bytes, height: int) -> None:
         try:

@@ -390,8 +390,7 @@ async def test_a_confirmer_checks_the_artifact_against_its_own_run_under_a_sketc
         served[mine.artifact_digest] = mine.artifact
     agent, node = claims_node(chain, "w2", FakePool(), more_blobs=served, spec=spec, ds=ds)
     accepted_at = chain.state.height
-    block = SimpleNamespace(hash=lambda: b"h" * 32)
-    node.chain = SimpleNamespace(get_blocks=lambda a, b, n: [(block, None)] if a == b == accepted_at else [])
+    node.chain = SimpleNamespace(block_hash=lambda h: b"h" * 32 if h == accepted_at else None)
     async with trio.open_nursery() as nursery:
         agent._nursery = nursery
         await scan_settled(agent)

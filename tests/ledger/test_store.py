@@ -154,3 +154,14 @@ def test_store_refuses_bad_settings(tmp_path):
 
     with pytest.raises(StoreError):
         BlockStore(tmp_path / "x.db", snapshot_every=0)
+
+
+def test_block_hash_is_the_committed_blocks_hash_with_or_without_a_store(tmp_path):
+    from ledger.chain import Chain
+
+    stored, memory = open_chain(tmp_path / "chain.db", genesis4()), Chain(genesis4())
+    for chain in (stored, memory):
+        grow(chain, 3)
+        assert [chain.block_hash(h) for h in (1, 2, 3)] == [b.hash() for b, _ in chain.get_blocks(1, 3)]
+        assert chain.block_hash(0) is None and chain.block_hash(4) is None
+    stored.store.close()
