@@ -91,6 +91,10 @@ def _after_txs(state: State, evidence: Sequence[AnyEvidence], ctx: BlockContext)
     events: list[Event] = []
     for ev in evidence:
         events.extend(process_evidence(state, ev.offender, ctx)[1])
+        state.note_punished(ev.key, ctx.height)
+    # The next block refuses evidence from below this height (Chain._check_evidence), so no offence there can be
+    # punished again and the state forgets it: the set stays as small as the evidence a block may carry.
+    state.expire_punished(ctx.height + 1 - state.params.evidence_max_age)
     events.extend(end_block(state, ctx)[1])
     return events
 
@@ -142,7 +146,6 @@ class Chain:
         state: State | None = None,
         last_header: BlockHeader | None = None,
         last_commit: Commit | None = None,
-        recent_blocks: Sequence[Block] = (),
         store: object | None = None,
         mempool: Mempool | None = None,
     ) -> None:
@@ -161,9 +164,6 @@ class Chain:
         # Without a store, committed blocks and commits stay in memory (simulations, tests).
         self._recent: list[Block] = []
         self._commits: dict[Height, Commit] = {}
-        self._punished: dict[tuple[bytes, int, int, int], Height] = {}
-        for b in recent_blocks:
-            self._note_evidence(b)
 
     # ------------------------------------------------------------------------------------------ queries
 
@@ -243,8 +243,8 @@ class Chain:
 
     @property
     def evidence_max_age(self) -> int:
-        """Evidence older than this many blocks is refused (``params.evidence_max_age``), so the set of punished
-        offences a node must remember is bounded by the recent blocks it keeps anyway, and stake unbonded after an
+        """Evidence older than this many blocks is refused (``params.evidence_max_age``), so the state's set of
+        punished offences (``State.punished``) holds only the last ones, and stake unbonded after an
         offence is still unbonding whenever its evidence can be included (``params.unbonding_period`` is longer)."""
         return self.state.params.evidence_max_age
 
@@ -253,22 +253,15 @@ class Chain:
         for ev in block.evidence:
             if block.height - ev.height > max_age:
                 raise BadEvidence(f"evidence from height {ev.height} is older than {max_age} blocks")
-            if ev.key in self._punished:
-                raise BadEvidence(f"offence already punished at height {self._punished[ev.key]}")
-
-    def _note_evidence(self, block: Block) -> None:
-        for ev in block.evidence:
-            self._punished[ev.key] = block.height
-        max_age = self.evidence_max_age
-        cutoff = block.height - max_age
-        if len(self._punished) > 4 * max_age:
-            self._punished = {k: h for k, h in self._punished.items() if k[1] >= cutoff}
+            punished_at = self.state.punished.get(ev.key)
+            if punished_at is not None:
+                raise BadEvidence(f"offence already punished at height {punished_at}")
 
     def pending_evidence(self, evidence: Sequence[AnyEvidence]) -> list[AnyEvidence]:
         """The evidence worth putting into the next block: fresh, unpunished, one per offence."""
         out: dict[tuple[bytes, int, int, int], AnyEvidence] = {}
         for ev in evidence:
-            if ev.key in self._punished or self.next_height - ev.height > self.evidence_max_age:
+            if ev.key in self.state.punished or self.next_height - ev.height > self.evidence_max_age:
                 continue
             if ev.height >= self.next_height:
                 continue
@@ -388,7 +381,6 @@ class Chain:
         self._root = root
         self.last_header = block.header
         self.last_commit = commit
-        self._note_evidence(block)
         self.mempool.update(self.state, block.tx_ids, touched)
         return CommittedBlock(block, commit, root, receipts, events)
 

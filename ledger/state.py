@@ -36,10 +36,10 @@ from ledger.encoding import INT_MAX, INT_MIN, pack, unchecked_packer, unpack_unc
 from ledger.errors import DecodeError, EncodeError, InvalidGenesis
 from ledger.params import Params
 from ledger.smt import Proof, StateTree, root_of
-from ledger.types import AccountId, Height, JobId, Tokens
+from ledger.types import AccountId, Height, JobId, Offence, Tokens
 from ledger.verdict import OUTCOMES
 
-STATE_VERSION = 3
+STATE_VERSION = 4  # 4: the offences already punished are part of the state (``State.punished``)
 MISSING: Any = object()
 
 # Job statuses (see ledger.jobs for the transitions).
@@ -362,6 +362,10 @@ class State:
         self.allowances: dict[tuple[AccountId, AccountId], Tokens] = {}
         self.workers: dict[AccountId, Worker] = {}
         self.jobs: dict[JobId, Job] = {}
+        # Offences already punished, each (validator, height, round, step) -> the height of the block that
+        # punished it; kept while a block may still carry its evidence (``evidence_max_age``), so whether a
+        # block slashes an offence twice is a question of the state alone, which state sync carries.
+        self.punished: dict[Offence, Height] = {}
         # Derived index: ids of jobs not yet terminal (so block hooks do not scan every job ever posted).
         self.active_jobs: dict[JobId, None] = {}
         # Derived index (only with job_retention_blocks): finished jobs by the height they ended in.
@@ -454,6 +458,16 @@ class State:
         return self.allowances.get((owner, spender), 0)
 
     # ---- writes (journaled) -----------------------------------------------------------------------------------
+    def note_punished(self, offence: Offence, height: Height) -> None:
+        """Remember that the block at ``height`` punished ``offence``."""
+        self._record(self.punished, offence, self.punished.get(offence, MISSING), None)
+        self.punished[offence] = height
+
+    def expire_punished(self, oldest: Height) -> None:
+        """Forget the offences committed below height ``oldest``: no block may carry their evidence any more."""
+        for offence in [o for o in self.punished if o[1] < oldest]:
+            self._record(self.punished, offence, self.punished.pop(offence), None)
+
     def w_account(self, account: AccountId) -> Account:
         """The account record, ready to modify (created empty if missing)."""
         acc = self.accounts.get(account)
@@ -536,6 +550,7 @@ class State:
         s.allowances = dict(self.allowances)
         s.workers = {k: v.clone() for k, v in self.workers.items()}
         s.jobs = {k: v.clone() for k, v in self.jobs.items()}
+        s.punished = dict(self.punished)
         s.active_jobs = dict(self.active_jobs)
         s.ended_jobs = dict(self.ended_jobs)
         if self._tree is not None:
@@ -591,11 +606,20 @@ def _section_dict(state: State, section: str) -> dict[Any, Any]:
             "job": state.jobs}[section]
 
 
+def _head(state: State) -> list[Any]:
+    """What the root commits to beside the tree, and what a snapshot starts with: version, chain id, genesis
+    time, height, slashed pool, params, validators and the punished offences (sorted rows ``[validator, height,
+    round, step, punished at]``; a few at most, since they expire after ``evidence_max_age`` blocks)."""
+    return [STATE_VERSION, state.chain_id, state.genesis_time, state.height, state.slashed_pool,
+            state.params.to_list(), list(state.validators), sorted([*o, h] for o, h in state.punished.items())]
+
+
+HEAD_LEN = 8
+
+
 def state_header(state: State) -> bytes:
-    """The scalars the root commits to beside the tree: version, chain id, genesis time, height, slashed pool,
-    params and validators, packed."""
-    return pack([STATE_VERSION, state.chain_id, state.genesis_time, state.height, state.slashed_pool,
-                 state.params.to_list(), list(state.validators)])
+    """:func:`_head`, packed: the part of the state root beside the tree root."""
+    return pack(_head(state))
 
 
 def _sort_key(section: str, key: Any) -> bytes:
@@ -749,8 +773,7 @@ def encode_state(state: State) -> bytes:
     """A canonical snapshot of the state (what the store writes and ``decode_state`` reads back): the bytes
     :func:`encode_state_uncached` packs, joined from each record's bytes kept with the tree (sorting the keys is
     all that grows with the state)."""
-    head = [STATE_VERSION, state.chain_id, state.genesis_time, state.height, state.slashed_pool,
-            state.params.to_list(), list(state.validators)]
+    head = _head(state)
     parts = [_array_header(len(head) + len(_SECTIONS)), *(pack(x) for x in head)]
     if state._tree is None:
         # Nothing has asked this state for its root (a genesis state hashed to name its chain): its records are
@@ -804,18 +827,31 @@ def _joined_in_key_order(packed: dict[str, dict[Any, bytes]], section: str, fres
 def encode_state_uncached(state: State) -> bytes:
     """The snapshot packed from the records themselves (the definition; tests compare it with the kept bytes)."""
     return pack([
-        STATE_VERSION,
-        state.chain_id,
-        state.genesis_time,
-        state.height,
-        state.slashed_pool,
-        state.params.to_list(),
-        list(state.validators),
+        *_head(state),
         sorted([k, *v.to_list()] for k, v in state.accounts.items()),
         sorted([o, s, a] for (o, s), a in state.allowances.items()),
         sorted([k, v.to_list()] for k, v in state.workers.items()),
         sorted([k, v.to_list()] for k, v in state.jobs.items()),
     ])
+
+
+def _decode_punished(rows: Any) -> dict[Offence, Height]:
+    """The punished offences of a snapshot's head: rows ``[validator, height, round, step, punished at]``, in
+    increasing order (canonical), the validator bytes and the rest non-negative ints."""
+    if type(rows) is not list:
+        raise DecodeError("state.punished", "expected a list")
+    out: dict[Offence, Height] = {}
+    prev: list[Any] | None = None
+    for row in rows:
+        if (type(row) is not list or len(row) != 5 or type(row[0]) is not bytes
+                or any(type(x) is not int or x < 0 for x in row[1:])):
+            raise DecodeError("state.punished", f"expected [validator, height, round, step, punished at], got "
+                                                f"{row!r:.80}")
+        if prev is not None and not prev < row:
+            raise DecodeError("state.punished", "rows not in increasing order")
+        prev = row
+        out[(row[0], row[1], row[2], row[3])] = row[4]
+    return out
 
 
 def decode_state(data: bytes) -> State:
@@ -826,16 +862,17 @@ def decode_state(data: bytes) -> State:
     parts, joined, must be ``data``. One walk, not a walk of the whole and then a second packing of each record.
     """
     obj = unpack_unchecked(data, max_size=MAX_STATE_BYTES, field="state")
-    if type(obj) is not list or len(obj) != 7 + len(_SECTIONS):
-        raise DecodeError("state", "expected an 11-element list")
-    (version, chain_id, genesis_time, height, slashed, params_list, validators, accounts, allowances,
+    if type(obj) is not list or len(obj) != HEAD_LEN + len(_SECTIONS):
+        raise DecodeError("state", f"expected a {HEAD_LEN + len(_SECTIONS)}-element list")
+    (version, chain_id, genesis_time, height, slashed, params_list, validators, punished, accounts, allowances,
      workers, jobs) = obj
     if type(version) is not int or version != STATE_VERSION:
         raise DecodeError("state.version", f"unsupported version {version!r}")
     parts = [_array_header(len(obj))]
     try:
-        parts += [pack(x) for x in obj[:7]]
+        parts += [pack(x) for x in obj[:HEAD_LEN]]
         params = Params.from_list(params_list)
+        offences = _decode_punished(punished)
     except EncodeError as exc:
         raise DecodeError("state", f"{exc.path[1:]}: {exc.reason}") from None
     except (InvalidGenesis, TypeError) as exc:
@@ -848,6 +885,7 @@ def decode_state(data: bytes) -> State:
         s = State(chain_id, params, validators, genesis_time)
         s.height = height
         s.slashed_pool = slashed
+        s.punished = offences
         parts.append(_array_header(len(accounts)))
         for row in accounts:
             k, b, n = row

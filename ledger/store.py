@@ -287,15 +287,11 @@ def open_chain(
             raise StoreCorrupt(h, "block missing")
         replay_stored(state, [(got[0], got[2])])
         last = got
-    # Every offence punished in the blocks that can still meet its evidence (``Chain.evidence_max_age``): a node
-    # that remembered fewer after a restart would accept a block that slashes the same offence twice.
-    recent = [b for b, _c in store.get_blocks(max(store.first_height, top - state.params.evidence_max_age), top)]
     return Chain(
         genesis,
         state=state,
         last_header=None if last is None else last[0].header,
         last_commit=None if last is None else last[1],
-        recent_blocks=recent,
         store=store,
         mempool=mempool,
     )

@@ -15,6 +15,9 @@ AccountId = bytes
 JobId = bytes
 """A job: the 32-byte id of the ``submit_job`` transaction that created it."""
 
+Offence = tuple[bytes, int, int, int]
+"""An equivocation, punished once: the validator, and the height, round and step it signed twice at."""
+
 REPUTATION_MAX: Reputation = 1000
 ACCOUNT_ID_LEN = 32
 DIGEST_LEN = 32

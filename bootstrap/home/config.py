@@ -88,8 +88,7 @@ class NodeConfig:
     # deleted at each snapshot, never one a kept snapshot replays from, so the store holds at most
     # max(keep_blocks, (keep_snapshots - 1) * snapshot_every) + snapshot_every blocks. 10,000 is hours of
     # blocks at 0.5-1 s each: a peer that was offline that long still catches up by block sync (a later one
-    # state-syncs), and it is far above the chain's evidence_max_age, the blocks a restart re-reads for the
-    # offences already punished (a smaller keep_blocks is refused).
+    # state-syncs). The offences already punished are in the state, so no number of blocks is needed for them.
     keep_blocks: int = 10_000
     # a node whose store is empty starts at a peer's verified snapshot instead of replaying from genesis,
     # waiting this long for its first peer (bootstrap.sync.snapshots)

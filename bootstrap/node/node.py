@@ -145,10 +145,6 @@ class Node:
         except KeystoreError as exc:
             raise HomeError(str(self.home), str(exc)) from exc
         self.genesis = load_home_genesis(self.home)
-        keep, age = self.config.keep_blocks, self.genesis.params.evidence_max_age
-        if 0 < keep < age:  # a restart re-reads its last blocks for the offences already punished
-            raise HomeError(str(self.paths["config"]), f"keep_blocks = {keep} is below the chain's evidence_max_age "
-                            f"({age}): keep at least that many blocks, or 0 to keep every one")
         self.paths["data"].mkdir(parents=True, exist_ok=True)
 
     def _open_chain(self) -> None:

@@ -17,7 +17,6 @@ import trio
 
 from bootstrap.cli import NodeClient, export_state
 from bootstrap.cli.export import CliError
-from bootstrap.errors import HomeError
 from bootstrap.gossip import PROTO_STATUS, PROTO_SYNC, Status
 from bootstrap.home import make_testnet
 from bootstrap.node import Node
@@ -141,11 +140,9 @@ async def test_a_joiner_state_syncs_from_a_pruned_peer(tmp_path: Path) -> None:
 
 
 async def test_a_running_pruned_node_answers_for_its_pruned_blocks(tmp_path: Path) -> None:
-    # A chain whose evidence expires after 4 blocks, so a node may keep as few as 4 blocks.
-    infos = make_testnet(2, tmp_path, validators=1, params={"evidence_max_age": 4},
+    # Fewer blocks kept than the chain's evidence age: the punished offences are in the state, not in old blocks.
+    infos = make_testnet(2, tmp_path, validators=1, params={"evidence_max_age": 8},
                          config=fast(snapshot_every=3, keep_snapshots=1, keep_blocks=4))
-    with pytest.raises(HomeError, match="evidence_max_age"):
-        await Node(infos[0].home, replace(infos[0].config, keep_blocks=3)).run()
     node = Node(infos[0].home, replace(infos[0].config, api_listen="127.0.0.1:0"))
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)

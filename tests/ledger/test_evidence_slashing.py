@@ -230,3 +230,62 @@ def test_case7_a_restarted_node_remembers_every_offence_its_evidence_age_covers(
     with pytest.raises(b.BadEvidence, match=f"already punished at height {punished_at}"):
         again.validate_block(forged)
     again.store.close()
+
+
+def _forged_with(chain: Chain, evidence: b.Evidence) -> b.Block:
+    """The next block with ``evidence`` put in after it was built (its header's evidence hash made to match)."""
+    blk, _ = next_block(chain)
+    return dataclasses.replace(
+        blk, evidence=(evidence,), header=dataclasses.replace(blk.header, evidence_hash=b.evidence_hash([evidence]))
+    )
+
+
+def test_case7_a_node_started_from_a_later_snapshot_refuses_the_offence_again(tmp_path) -> None:
+    # A node that state-syncs never saw the block that punished the offence, yet must refuse it as the others do:
+    # the punished offences are part of the state its snapshot carries (and the root the snapshot is checked by).
+    from ledger.statesync import offer_for, restore
+
+    genesis = genesis4(workers=[V], params={"unbonding_period": 200, "evidence_max_age": 150})
+    chain = open_chain(tmp_path / "src.db", genesis, snapshot_every=10)
+    _commit_next(chain)
+    evidence = _equivocation(chain, 1)
+    _commit_next(chain, evidence=[evidence])
+    punished_at = chain.height
+    assert chain.state.punished == {evidence.key: punished_at}
+    while chain.height < 21:
+        _commit_next(chain)
+    height, data = chain.store.latest_snapshot_bytes(20)
+    assert height == 20
+    offer, chunks = offer_for(height, data)
+    (block, commit), = chain.get_blocks(height, height)
+    state = restore(offer, chunks, chain.store.get_block(height)[2])
+    assert state.punished == {evidence.key: punished_at}
+    joiner = open_chain(tmp_path / "joiner.db", genesis, snapshot_every=10)
+    joiner.store.install_snapshot(block, commit, chain.store.get_block(height)[2], data)
+    joiner.store.close()
+    joiner = open_chain(tmp_path / "joiner.db", genesis, snapshot_every=10)
+    assert joiner.store.first_height == 20
+    joiner.commit_block(*chain.get_blocks(21, 21)[0])
+    assert joiner.root == chain.root
+    assert joiner.pending_evidence([evidence]) == []
+    with pytest.raises(b.BadEvidence, match=f"already punished at height {punished_at}"):
+        joiner.validate_block(_forged_with(joiner, evidence))
+    with pytest.raises(b.BadEvidence, match=f"already punished at height {punished_at}"):
+        chain.validate_block(_forged_with(chain, evidence))
+
+
+def test_case7_the_state_forgets_an_offence_once_its_evidence_is_too_old_to_carry() -> None:
+    genesis = genesis4(workers=[V], params={"unbonding_period": 30, "evidence_max_age": 20})
+    chain = Chain(genesis)
+    _commit_next(chain)
+    evidence = _equivocation(chain, 1)
+    _commit_next(chain, evidence=[evidence])
+    root_with = chain.root
+    while chain.height < 20:  # a block at 21 may still carry evidence from height 1
+        _commit_next(chain)
+        assert evidence.key in chain.state.punished
+    _commit_next(chain)  # at 21: the next block refuses evidence from height 1 as too old
+    assert chain.state.punished == {}
+    with pytest.raises(b.BadEvidence, match="older than 20 blocks"):
+        chain.validate_block(_forged_with(chain, evidence))
+    assert root_with != chain.root

@@ -239,11 +239,15 @@ def test_an_account_that_pack_refuses_is_refused_by_the_bulk_paths_too(balance) 
 def _old_decode(data: bytes) -> State:
     """decode_state as it was: the whole snapshot unpacked and packed again, then the records built (the reference
     the record-by-record check must agree with)."""
-    (version, chain_id, genesis_time, height, slashed, params_list, validators, accounts, allowances, workers,
-     jobs) = unpack(data, max_size=MAX_STATE_BYTES, field="state")
+    (version, chain_id, genesis_time, height, slashed, params_list, validators, punished, accounts, allowances,
+     workers, jobs) = unpack(data, max_size=MAX_STATE_BYTES, field="state")
     assert version == STATE_VERSION
     s = State(chain_id, Params.from_list(params_list), validators, genesis_time)
     s.height, s.slashed_pool = height, slashed
+    assert punished == sorted(punished) and len({tuple(r[:4]) for r in punished}) == len(punished)
+    for v, h, r, step, at in punished:
+        assert type(v) is bytes and all(type(x) is int and x >= 0 for x in (h, r, step, at))
+        s.punished[(v, h, r, step)] = at
     s.accounts = {k: Account(b, n) for k, b, n in accounts}
     s.allowances = {(o, sp): a for o, sp, a in allowances}
     s.workers = {k: Worker.from_list(v) for k, v in workers}
@@ -253,7 +257,9 @@ def _old_decode(data: bytes) -> State:
 
 def _busy_snapshot() -> bytes:
     accounts = {bytes([i]) * 32: (i * 1000, i) for i in range(20)} | {b"\x01" * 32: (2**40, 2**20)}
-    return encode_state(_laid_over((accounts, {(b"\x02" * 32, b"\x03" * 32): 7}), by_writes=False))
+    state = _laid_over((accounts, {(b"\x02" * 32, b"\x03" * 32): 7}), by_writes=False)
+    state.punished = {(b"\x04" * 32, 9, 0, 1): 11, (b"\x04" * 32, 9, 2, 2): 12}
+    return encode_state(state)
 
 
 BUSY_SNAPSHOT = _busy_snapshot()
@@ -380,3 +386,31 @@ def test_the_running_total_supply_is_the_sum_of_every_record(ops) -> None:
         elif op == "decode":
             state = decode_state(encode_state(state))
         assert total_supply(state) == total_supply_uncached(state), op
+
+
+def test_the_punished_offences_are_in_the_root_and_the_snapshot_and_refused_out_of_order() -> None:
+    state = make_state()
+    before = state_root(state)
+    sp = state.savepoint()
+    state.note_punished((b"\x07" * 32, 3, 1, 2), 5)
+    state.note_punished((b"\x06" * 32, 4, 0, 1), 5)
+    with_two = state_root(state)
+    assert with_two not in (before, state_root_uncached(make_state()))
+    assert with_two == state_root_uncached(state)
+    again = decode_state(encode_state(state))
+    assert again.punished == state.punished and state_root(again) == with_two
+    state.expire_punished(4)  # the offence at height 3 can no longer be carried
+    assert list(state.punished) == [(b"\x06" * 32, 4, 0, 1)]
+    state.rollback_to(sp)  # journaled like every other write
+    assert state.punished == {} and state_root(state) == before
+    state.note_punished((b"\x07" * 32, 3, 1, 2), 5)
+    state.note_punished((b"\x06" * 32, 4, 0, 1), 5)
+    rows = pack(sorted([*o, h] for o, h in state.punished.items()))
+    data = encode_state(state)
+    assert rows in data
+    flipped = pack(sorted(([*o, h] for o, h in state.punished.items()), reverse=True))
+    with pytest.raises(DecodeError, match="increasing order"):
+        decode_state(data.replace(rows, flipped))
+    negative = pack([[b"\x06" * 32, -4, 0, 1, 5], [b"\x07" * 32, 3, 1, 2, 5]])
+    with pytest.raises(DecodeError, match=r"state\.punished"):
+        decode_state(data.replace(rows, negative))
