@@ -192,7 +192,8 @@ def main() -> None:
         "log2 k levels, so it costs about log2(n / k) + 3.5 hashes per record. Time per touched record grows with "
         "the hashes plus Python's per-level work.",
         f"Memory: the tree's objects are {min(own):.0f}–{max(own):.0f} bytes per record over these sizes (a 96-byte "
-        "record, the buckets' slack, one bucket and about one branch per ~50 records), so 10M records would hold "
+        f"record, the buckets' slack, one bucket and about one branch per ~{args.bucket_max * 3 // 4} records), so "
+        "10M records would hold "
         f"about {max(own) * 1e7 / 1e9:.1f} GB (not run here). "
         "A build in one batch also holds its sorted batch (~270 bytes per record) until it returns: build 10M in "
         "chunks.",

@@ -16,7 +16,7 @@ fixed 96-byte records ``key | value_hash | slot``; a bucket holds every key unde
 ``bucket_max`` of them). Sorted keys give the tree's shape for free: each binary node (two non-empty children) is
 the lowest common ancestor of two neighbouring keys, so the ``slot`` of record ``i`` holds the hash of the binary
 node between records ``i - 1`` and ``i``. One-child nodes are never stored; they are re-hashed on the way up. Above
-the buckets a small binary trie of ``_Branch`` objects (about one per 48 records) holds each prefix's hash, so a
+the buckets a small binary trie of ``_Branch`` objects (about one per 18 records) holds each prefix's hash, so a
 bucket that no change touches is never read.
 
 A tree built from nothing (``StateTree(items)``, :meth:`StateTree.from_sorted`, an ``update`` of the empty tree:
@@ -26,8 +26,8 @@ path, in about half its time: 9.1 s against 16.7 s CPU for 1M random records on 
 it the ~2.5 hashes per record that any build needs (no per-record dirty bookkeeping, no node hashed twice).
 
 Costs (bench/results/state_tree.md: Python 3.11, random keys, CPU time on a shared 2-core machine):
-  * memory: 104 bytes per record at 1k to 1M records (the 96-byte record, bytearray slack, one bucket and one
-    branch per ~48 records), by tracemalloc at 100k and by a walk of the objects at 1M; so about 1.0 GB at 10M.
+  * memory: 118 bytes per record at 1M records (the 96-byte record, bytearray slack, one bucket and one
+    branch per ~18 records), by a walk of the objects; so about 1.2 GB at 10M (104 with ``bucket_max`` 64).
     An update holds its sorted batch (~270 bytes per record of it) until it returns;
   * hashes: an update of k keys hashes only the nodes on the k paths, each shared node once per batch, and never
     an untouched subtree: 1.1-1.4 x log2 n for one key (24 at 1M), about ``log2(n / k) + 3.5`` per key for a
@@ -64,7 +64,9 @@ MAX_PROOF_BYTES = 8_778
 
 _REC = 96  # one record: key (0..32) | value_hash (32..64) | slot (64..96)
 _SLOT = 64
-DEFAULT_BUCKET_MAX = 64
+# 24, not 64: a batch of 5,000 at 1M records rehashes in ~0.8 of the time (fewer levels walked inside each bucket,
+# where a level costs a bisection, more levels of branches, where it costs one hash) for ~14 more bytes per record.
+DEFAULT_BUCKET_MAX = 24
 _MIN_BUCKET_MAX = 8
 
 
