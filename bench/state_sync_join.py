@@ -219,7 +219,10 @@ def run_bench(n: int, balance: int, pool_size: int, keep: bool) -> dict[str, Any
 
         data = homes[4] / "data"
         for path in [*data.glob("chain.sqlite*"), data / "consensus.wal"]:
-            path.unlink(missing_ok=True)
+            if path.is_dir():  # the snapshot files
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
         set_config(homes[4], state_sync=False)
         head = validators[0].client().head()["height"]
         replay = time_join(directory, joiner, "replay from genesis", lambda _log: head, timeout=900)

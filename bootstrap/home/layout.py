@@ -6,7 +6,8 @@ Layout of a home::
     genesis.json       the chain's genesis (identical in every home of one network)
     keys/node.json     the node's identity = its ledger account (Keystore format, 0600, optional passphrase)
     keys/faucet.json   devnets only: the faucet key, so any node can fund new clients and workers
-    data/chain.sqlite  blocks, commits, roots, snapshots
+    data/chain.sqlite  blocks, commits, roots, the snapshots' rows
+    data/chain.sqlite-snapshots/  the snapshots' bytes, one file each
     data/blobs/        content-addressed specs, datasets, result artifacts
     data/peers.json    the p2p peer table
 

@@ -27,7 +27,7 @@ from ledger.errors import DecodeError
 from ledger.genesis import Genesis
 from ledger.state import State
 from ledger.statesync import SnapshotOffer, SnapshotRejected, check_chunk, offer_for, restore, verify_anchor
-from ledger.store import BlockStore
+from ledger.store import BlockStore, SnapshotGone
 from ledger.sync import Blocks, GetBlocks, decode_sync_message
 from p2pnet import Host, P2PError, PeerId
 from p2pnet.errors import BadRequest, PeerBusy
@@ -66,8 +66,15 @@ class SnapshotServer:
             return None
         async with self._building:
             if self._offer is None or self._offer[0].height != height:
-                got = self.chain.store.latest_snapshot_bytes(height)  # type: ignore[union-attr]
-                self._offer = await trio.to_thread.run_sync(offer_for, *got)
+                store = self.chain.store
+
+                def build() -> tuple[SnapshotOffer, list[bytes]]:  # the file's read and the hashing, off the loop
+                    return offer_for(height, store.read_snapshot(height))  # type: ignore[union-attr]
+
+                try:
+                    self._offer = await trio.to_thread.run_sync(build)
+                except SnapshotGone:  # a newer snapshot replaced it meanwhile: that one is offered next time
+                    return self._offer
         return self._offer
 
     async def serve(self, peer: PeerId, payload: Any) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,8 +218,8 @@ def test_a_validator_with_a_wiped_store_rejoins_by_state_sync_and_signs_again(
     wait_for("a snapshot with a committed block after it",
              lambda: clients[0].head()["height"] >= 22, 120)
     data = Path(nodes[3].home) / "data"
-    for path in data.glob("chain.sqlite*"):
-        path.unlink()
+    for path in data.glob("chain.sqlite*"):  # the database, its log, and its snapshot files' folder
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     assert (data / "consensus.wal").exists()  # what it signed stays: it never signs those heights again
     start_node(directory, nodes[3])
     try:
