@@ -16,6 +16,7 @@ from the node's keystore, admits the tx to the local mempool (typed ledger error
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Sequence
@@ -168,6 +169,10 @@ class Node:
         self.sync = BlockSync(self.chain, self.counters, self.config.sync_interval_ms / 1000)
         self.snapshots = SnapshotServer(self.chain)
         self.job_index.rebuild(self.chain.state)
+        if gc.get_freeze_count():
+            # The process keeps its startup heap out of the collector's walks (tune_gc_for_node); the state just
+            # loaded is most of the heap (1.9M tracked objects at a million accounts, 0.3 s a full collection).
+            gc.freeze()
 
     async def _state_sync(self, host: Host) -> None:
         assert self.genesis is not None

@@ -218,6 +218,26 @@ def test_tune_gc_for_node_raises_the_thresholds_and_freezes_startup_objects() ->
         gc.set_threshold(*before)
 
 
+def test_a_tuned_node_keeps_the_state_it_opened_out_of_the_collectors_walks(tmp_path: Path) -> None:
+    info = init_home(tmp_path / "n0", config=fast())
+    before = gc.get_threshold()
+    node = Node(info.home, info.config)
+    try:
+        gc.unfreeze()
+        tune_gc_for_node()
+        frozen = gc.get_freeze_count()
+        node._open()
+        assert node.chain is not None
+        assert gc.get_freeze_count() > frozen
+        accounts = node.chain.state.accounts
+        assert gc.is_tracked(accounts) and not any(o is accounts for o in gc.get_objects())  # frozen, not walked
+    finally:
+        if node.chain is not None and node.chain.store is not None:
+            node.chain.store.close()
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
 class _Recorder:
     def __init__(self) -> None:
         self.fed: list[object] = []
