@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -131,7 +132,9 @@ def wait_refunded(url: str, jobs: int, timeout: float = 900.0) -> float:
 
 
 def run_variant(name: str, extra_accounts: int, jobs: int, rates: list[float], duration: float,
-                snapshot_every: int | None = None) -> dict[str, Any]:
+                snapshot_every: int | None = None, profile: tuple[str, Path] | None = None) -> dict[str, Any]:
+    """One devnet's run. ``profile`` = (py-spy executable, folder): node 1 is sampled at 100 Hz through the
+    highest rate's load, into ``<folder>/<name>-<n>.txt`` (folded stacks)."""
     directory = Path(tempfile.mkdtemp(prefix=f"bench-state-load-{name}-", dir="/tmp"))
     api = find_port_base(4)
     p2p = find_port_base(4, avoid=range(api, api + 4))
@@ -157,7 +160,16 @@ def run_variant(name: str, extra_accounts: int, jobs: int, rates: list[float], d
         for rate in rates:
             cfg = LoadConfig(urls, rate=rate, duration=duration, accounts=64, faucet_home=homes[0], settle_s=60,
                              recipients=tuple(recipients()))
+            spy = None
+            if profile is not None and rate == max(rates):
+                profile[1].mkdir(parents=True, exist_ok=True)
+                target = profile[1] / f"{name}-{len(list(profile[1].glob(name + '-*.txt')))}.txt"
+                spy = subprocess.Popen([profile[0], "record", "-r", "100", "-d", str(int(duration)), "-p",
+                                        str(procs[1].pid), "-f", "raw", "-o", str(target), "--nonblocking"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             report: LoadReport = trio.run(run_load, cfg)
+            if spy is not None:
+                spy.wait(timeout=duration + 60)
             out["rows"].append(report)
             print(f"{name} @ {rate:.0f}: committed {report.committed_tps:.0f} tx/s, admitted p99 "
                   f"{report.percentile_ms(0.99, admitted=True) / 1000:.2f} s", flush=True)
@@ -226,12 +238,17 @@ def main() -> None:
     ap.add_argument("--snapshot-every", type=int, default=None,
                     help="the nodes' snapshot_every (default: the devnet's, 20)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="sample node 1 with py-spy through each devnet's highest rate, into this folder")
+    ap.add_argument("--py-spy", default="py-spy", help="the py-spy executable (with --profile)")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     order = []
     for i in range(args.pairs):
         order += [("empty", 0, 0), ("large", args.accounts, args.jobs)][:: 1 if i % 2 == 0 else -1]
-    runs = [run_variant(name, acc, jobs, rates, args.duration, args.snapshot_every) for name, acc, jobs in order]
+    profile = (args.py_spy, args.profile) if args.profile else None
+    runs = [run_variant(name, acc, jobs, rates, args.duration, args.snapshot_every, profile)
+            for name, acc, jobs in order]
     command = "python -m bench.state_load" + "".join(
         f" --{k} {v}" for k, v, d in (("accounts", args.accounts, 1_000_000), ("jobs", args.jobs, 100_000),
                                       ("pairs", args.pairs, 2), ("rates", args.rates, "1500,4000"),
