@@ -13,9 +13,16 @@ from ledger.types import ACCOUNT_ID_LEN, AccountId
 SIGNATURE_LEN = 64
 
 
+_BLAKE2B_256 = hashlib.blake2b(digest_size=32)  # an empty hasher, copied per call
+
+
 def blake2b256(data: bytes) -> bytes:
-    """BLAKE2b with a 32-byte digest: tx ids, job ids, commitments and state roots."""
-    return hashlib.blake2b(data, digest_size=32).digest()
+    """BLAKE2b with a 32-byte digest: tx ids, job ids, commitments and state roots. Copying an empty hasher costs
+    ~0.25 µs against ~0.34 µs for a new one with its keyword parsed, and a state root at a million records runs
+    this ~14 times per record it rewrites."""
+    h = _BLAKE2B_256.copy()
+    h.update(data)
+    return h.digest()
 
 
 def verify(pubkey: bytes, message: bytes, sig: bytes) -> bool:
