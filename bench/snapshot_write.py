@@ -63,15 +63,9 @@ class _FileStore(BlockStore):
         self._write_snapshot_file(height, data)
         self.db.execute("BEGIN IMMEDIATE")
         self.db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?)", (height, bytes(32), block, b"", bytes(32)))
-        self.db.execute("INSERT INTO snapshots VALUES (?, ?)", (height, len(data)))
-        gone = [int(h) for (h,) in self.db.execute(
-            "SELECT height FROM snapshots ORDER BY height DESC LIMIT -1 OFFSET ?", (KEEP,))]
-        self.db.execute("DELETE FROM snapshots WHERE height NOT IN "
-                        "(SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)", (KEEP,))
+        gone = self._name_snapshot(height, len(data))
         self.db.execute("COMMIT")
-        for h in gone:
-            self.snapshot_path(h).unlink(missing_ok=True)
-
+        self._remove_snapshot_files(gone)
 
 def measure(n: int, runs: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
@@ -82,7 +76,7 @@ def measure(n: int, runs: int, seed: int) -> dict[str, Any]:
     size = 0
     block = rng.randbytes(60_000)  # about a block of 1,500 transfers
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent.parent) as tmp:
-        stores = {"file": _FileStore(Path(tmp) / "file.db"), "blob": _Blob(Path(tmp) / "blob.db")}
+        stores = {"file": _FileStore(Path(tmp) / "file.db", keep_snapshots=KEEP), "blob": _Blob(Path(tmp) / "blob.db")}
         for i in range(runs):
             touch(state, accounts, 1500, rng)
             state_root(state)

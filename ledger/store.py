@@ -73,9 +73,38 @@ class NotSequential(StoreError):
         self.expected, self.got = expected, got
 
 
+def snapshot_dir(db_path: str | Path) -> Path:
+    """The folder of the snapshot files of the store at ``db_path``."""
+    return Path(f"{db_path}-snapshots")
+
+
 def snapshot_file(db_path: str | Path, height: Height) -> Path:
     """Where the store at ``db_path`` keeps the bytes of its snapshot at ``height`` (its row is in the database)."""
-    return Path(f"{db_path}-snapshots") / f"{height:012d}.snap"
+    return snapshot_dir(db_path) / f"{height:012d}.snap"
+
+
+def read_snapshot(db_path: str | Path, height: Height) -> bytes:
+    """The bytes of the snapshot at ``height`` of the store at ``db_path``, checked against its row as it stands
+    now, read on a connection of its own (so any thread or process may call it, beside the store's writer).
+    ``SnapshotGone`` when no row names it any more (a newer snapshot pruned it since the caller chose it);
+    ``StoreCorrupt`` when its row is there and the file is missing or not the size the row says."""
+    path = snapshot_file(db_path, height)
+    try:
+        data: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        data = None
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT size FROM snapshots WHERE height = ?", (height,)).fetchone()
+    finally:
+        db.close()
+    if row is None:
+        raise SnapshotGone(height)
+    if data is None:
+        raise StoreCorrupt(height, f"snapshot file {path} is missing")
+    if len(data) != int(row[0]):
+        raise StoreCorrupt(height, f"snapshot file {path} holds {len(data)} bytes, its row says {row[0]}")
+    return data
 
 
 _GENESIS_HASHES: dict[int, tuple[Genesis, bytes]] = {}
@@ -124,7 +153,7 @@ class BlockStore:
         self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
-        self.snapshot_dir = snapshot_file(self.path, 0).parent
+        self.snapshot_dir = snapshot_dir(self.path)
         self.db.executescript(
             """
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -213,20 +242,28 @@ class BlockStore:
                 (block.height, block.hash(), block.encode(), commit.encode(), root),
             )
             if snapshot is not None:
-                self.db.execute("INSERT INTO snapshots VALUES (?, ?)", (block.height, len(snapshot)))
-                if self.keep_snapshots:
-                    gone = [int(h) for (h,) in self.db.execute(
-                        "SELECT height FROM snapshots ORDER BY height DESC LIMIT -1 OFFSET ?", (self.keep_snapshots,))]
-                    self.db.execute("DELETE FROM snapshots WHERE height NOT IN "
-                                    "(SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
-                                    (self.keep_snapshots,))
+                gone = self._name_snapshot(block.height, len(snapshot))
                 if self.keep_blocks:
                     self._prune_blocks(block.height)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        for h in gone:
+        self._remove_snapshot_files(gone)
+
+    def _name_snapshot(self, height: Height, size: int) -> list[Height]:
+        """Inside the block's transaction: the row of the snapshot just written, and the rows past the newest
+        ``keep_snapshots`` deleted; returns the heights deleted, whose files go once the transaction commits."""
+        self.db.execute("INSERT INTO snapshots VALUES (?, ?)", (height, size))
+        if not self.keep_snapshots:
+            return []
+        gone = [int(h) for (h,) in self.db.execute(
+            "SELECT height FROM snapshots ORDER BY height DESC LIMIT -1 OFFSET ?", (self.keep_snapshots,))]
+        self.db.executemany("DELETE FROM snapshots WHERE height = ?", [(h,) for h in gone])
+        return gone
+
+    def _remove_snapshot_files(self, heights: Iterable[Height]) -> None:
+        for h in heights:
             self.snapshot_path(h).unlink(missing_ok=True)
 
     def remove_unnamed_snapshots(self) -> list[Path]:
@@ -282,24 +319,13 @@ class BlockStore:
     def latest_snapshot_bytes(self, at_most: Height) -> tuple[Height, bytes] | None:
         """The newest stored snapshot at or below ``at_most``, still encoded (what state sync serves)."""
         row = self.db.execute(
-            "SELECT height, size FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1", (at_most,)
+            "SELECT height FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1", (at_most,)
         ).fetchone()
-        return None if row is None else (int(row[0]), self.read_snapshot(int(row[0]), int(row[1])))
+        return None if row is None else (int(row[0]), self.read_snapshot(int(row[0])))
 
-    def read_snapshot(self, height: Height, size: int | None = None) -> bytes:
-        """The bytes of the snapshot at ``height`` (its file only, so any thread may call it). ``StoreCorrupt``
-        when the file is missing or not the size its row says; ``SnapshotGone`` when no row names it any more (a
-        newer snapshot pruned it since the caller looked)."""
-        path = self.snapshot_path(height)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            if size is None:
-                raise SnapshotGone(height) from None
-            raise StoreCorrupt(height, f"snapshot file {path} is missing") from None
-        if size is not None and len(data) != size:
-            raise StoreCorrupt(height, f"snapshot file {path} holds {len(data)} bytes, its row says {size}")
-        return data
+    def read_snapshot(self, height: Height) -> bytes:
+        """:func:`read_snapshot` of this store (any thread may call it: it does not use this connection)."""
+        return read_snapshot(self.path, height)
 
     def block_hash(self, height: Height) -> bytes | None:
         """The hash of the stored block at ``height``, read from its column (the block is not decoded)."""

@@ -23,7 +23,7 @@ def export_state(home: Path, height: int | None = None) -> dict[str, Any]:
     from ledger.block import Block
     from ledger.genesis import genesis_state
     from ledger.state import decode_state, state_root, total_supply
-    from ledger.store import StoreCorrupt, replay_stored, snapshot_file
+    from ledger.store import SnapshotGone, StoreCorrupt, read_snapshot, replay_stored
     from p2pnet import PeerId
 
     home = Path(home)
@@ -39,7 +39,7 @@ def export_state(home: Path, height: int | None = None) -> dict[str, Any]:
         target = top if height is None else height
         if not 0 <= target <= top:
             raise CliError(f"--height {target}: the store holds heights 0..{top}")
-        snap = db.execute("SELECT height, size FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1",
+        snap = db.execute("SELECT height FROM snapshots WHERE height <= ? ORDER BY height DESC LIMIT 1",
                           (target,)).fetchone()
         first = db.execute("SELECT MIN(height) FROM blocks").fetchone()[0] or 1
         if first > 1 and (snap is None or int(snap[0]) < first):  # genesis and the blocks from it are gone
@@ -53,14 +53,12 @@ def export_state(home: Path, height: int | None = None) -> dict[str, Any]:
         else:
             base = int(snap[0])
             try:
-                data = snapshot_file(path, base).read_bytes()
-            except FileNotFoundError:  # the node pruned it (a newer one replaced it) after this read began
+                state = decode_state(read_snapshot(path, base))
+            except SnapshotGone:  # the node pruned it (a newer one replaced it) after this read began
                 raise CliError(f"--height {target}: the snapshot at height {base} was replaced while this command "
                                "read it; run it again") from None
-            if len(data) != int(snap[1]):
-                raise CliError(f"{path}: store corrupt: the snapshot file at height {base} holds {len(data)} "
-                               f"bytes, its row says {snap[1]}")
-            state = decode_state(data)
+            except StoreCorrupt as exc:
+                raise CliError(f"{path}: {exc}") from None
         block_hash = None
         span = (base, target)
         held = db.execute("SELECT COUNT(*) FROM blocks WHERE height > ? AND height <= ?", span).fetchone()[0]

@@ -17,10 +17,12 @@ from ledger.state import state_root_uncached
 from ledger.store import (
     BlockStore,
     NotSequential,
+    SnapshotGone,
     StoreCorrupt,
     StoreError,
     WrongGenesis,
     open_chain,
+    read_snapshot,
     replay,
     snapshot_file,
 )
@@ -150,6 +152,21 @@ def test_snapshot_files_no_row_names_are_removed_and_a_later_one_is_left(tmp_pat
     grow(again, 2)  # the snapshot at 10 is written again, over the stale file
     assert again.store.latest_snapshot(10)[1].height == 10
     again.store.close()
+
+
+def test_a_snapshot_read_names_a_pruned_one_apart_from_a_lost_file(tmp_path):
+    """A reader (another thread, ``dacn state export``) that chose a snapshot the writer then pruned is told to ask
+    again; a file lost under a row that still names it is corruption, whoever reads it."""
+    db = tmp_path / "chain.db"
+    chain = open_chain(db, genesis4(), snapshot_every=2, keep_snapshots=1)
+    grow(chain, 4)
+    assert read_snapshot(db, 4) == chain.store.latest_snapshot_bytes(4)[1]
+    with pytest.raises(SnapshotGone):
+        read_snapshot(db, 2)  # pruned when the snapshot at 4 was written
+    snapshot_file(db, 4).unlink()
+    with pytest.raises(StoreCorrupt, match="is missing"):
+        chain.store.read_snapshot(4)
+    chain.store.close()
 
 
 def test_a_store_of_another_schema_is_refused_with_what_to_do(tmp_path):
