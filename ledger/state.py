@@ -27,6 +27,7 @@ instead of 28 s, as it builds no tree (bench/results/state_sync_join.md has what
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -627,6 +628,7 @@ def _sort_key(section: str, key: Any) -> bytes:
 
 
 SECTION_TAGS = {s: b"dacn/" + s.encode() + b"/" for s in _SECTIONS}
+_ACCOUNT_TAG = SECTION_TAGS["account"]
 
 
 def raw_tree_key(section: str, raw_key: bytes) -> bytes:
@@ -670,29 +672,27 @@ def _plain_account(key: Any, record: Account) -> bool:
             and INT_MIN <= b <= INT_MAX and INT_MIN <= n <= INT_MAX)
 
 
+def _entry(section: str, key: Any, record: Any, pack_: Callable[[Any], bytes]) -> tuple[bytes, bytes, bytes]:
+    """A record's ``tree_key``, ``record_hash`` and snapshot bytes (``_snapshot_item``). A plain account, most of
+    any state and of any block's writes, is packed with ``pack_`` (an ``unchecked_packer``): the same bytes."""
+    if section == "account" and _plain_account(key, record):
+        b, n = record.balance, record.nonce
+        return blake2b256(_ACCOUNT_TAG + key), blake2b256(pack_([key, [b, n]])), pack_([key, b, n])
+    return tree_key(section, key), record_hash(section, key, record), _snapshot_item(section, key, record)
+
+
 def _bulk_records(state: State) -> tuple[list[bytes], dict[str, dict[Any, bytes]]]:
     """For a tree built from nothing: every record's ``tree_key || record_hash``, in order, and every record's
     snapshot bytes (``_snapshot_item``), each form packed once."""
-    h = blake2b256
     pack_ = unchecked_packer()
     pairs: list[bytes] = []
     packed: dict[str, dict[Any, bytes]] = {}
     for section in _SECTIONS:
         kept: dict[Any, bytes] = {}
         packed[section] = kept
-        if section == "account":
-            tag = SECTION_TAGS[section]
-            for key, acc in state.accounts.items():
-                if _plain_account(key, acc):
-                    pairs.append(h(tag + key) + h(pack_([key, [acc.balance, acc.nonce]])))
-                    kept[key] = pack_([key, acc.balance, acc.nonce])
-                else:
-                    pairs.append(tree_key(section, key) + record_hash(section, key, acc))
-                    kept[key] = _snapshot_item(section, key, acc)
-        else:
-            for key, record in _section_dict(state, section).items():
-                pairs.append(tree_key(section, key) + record_hash(section, key, record))
-                kept[key] = _snapshot_item(section, key, record)
+        for key, record in _section_dict(state, section).items():
+            tk, vh, kept[key] = _entry(section, key, record, pack_)
+            pairs.append(tk + vh)
     pairs.sort()
     return pairs, packed
 
@@ -710,24 +710,10 @@ def _sync_tree(state: State) -> StateTree:
         batch: dict[bytes, bytes | None] = {}
         packed = state._packed
         tokens = state._tokens
-        h = blake2b256
         pack_ = unchecked_packer()
-        account_tag = SECTION_TAGS["account"]
         for section, key in state._dirty:
             record = _section_dict(state, section).get(key, MISSING)
             kept = packed[section]
-            if section == "account" and record is not MISSING and _plain_account(key, record):
-                # Most of a block's writes: the cheap packing ``_bulk_records`` uses, the same bytes.
-                b, n = record.balance, record.nonce
-                old = kept.get(key)
-                if old is None:
-                    state._fresh[section].add(key)
-                else:
-                    tokens -= msgpack.unpackb(old)[1]
-                tokens += b
-                batch[h(account_tag + key)] = h(pack_([key, [b, n]]))
-                kept[key] = pack_([key, b, n])
-                continue
             if section != "allowance":
                 old = kept.get(key)
                 if old is not None:
@@ -739,10 +725,11 @@ def _sync_tree(state: State) -> StateTree:
                 if kept.pop(key, None) is not None:  # removed: the rest stay in order
                     state._fresh[section].discard(key)
             else:
-                batch[tree_key(section, key)] = record_hash(section, key, record)
+                tk, vh, item = _entry(section, key, record, pack_)
+                batch[tk] = vh
                 if key not in kept:  # added: at the dict's end, merged into place by the next snapshot
                     state._fresh[section].add(key)
-                kept[key] = _snapshot_item(section, key, record)
+                kept[key] = item
         state._tree.update(batch)
         state._tokens = tokens
     state._dirty.clear()
